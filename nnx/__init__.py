@@ -1,0 +1,64 @@
+"""nnx: small neural networks written once against the Python array API.
+
+The same layers, losses, optimizers and backprop run on NumPy (CPU), CuPy
+(CUDA GPU) and array-api-strict (conformance checks). See README.md.
+"""
+
+from __future__ import annotations
+
+from importlib.metadata import PackageNotFoundError, version as _version
+
+from nnx import backend, init, losses, optim, random
+from nnx.backend import available, current, to_device, to_host, use
+from nnx.errors import (
+    BackendMismatchError,
+    BackendUnavailableError,
+    DTypeError,
+    NnxError,
+    ShapeError,
+    StateError,
+    UnknownBackendError,
+)
+from nnx.layers import Layer, Linear, Parameter, ReLU, Sequential, Sigmoid, Tanh
+from nnx.losses import MSE, SSE, SumSquaredError
+from nnx.optim import SGD
+from nnx.train import train_step
+
+DISTRIBUTION = "nnx-array"
+
+try:
+    __version__ = _version(DISTRIBUTION)
+except PackageNotFoundError:  # running from a source tree that is not installed
+    __version__ = "0+unknown"
+
+__all__ = [
+    "BackendMismatchError",
+    "BackendUnavailableError",
+    "DTypeError",
+    "Layer",
+    "Linear",
+    "MSE",
+    "NnxError",
+    "Parameter",
+    "ReLU",
+    "SGD",
+    "SSE",
+    "Sequential",
+    "ShapeError",
+    "Sigmoid",
+    "StateError",
+    "SumSquaredError",
+    "Tanh",
+    "UnknownBackendError",
+    "available",
+    "backend",
+    "current",
+    "init",
+    "losses",
+    "optim",
+    "random",
+    "to_device",
+    "to_host",
+    "train_step",
+    "use",
+]

@@ -1,0 +1,204 @@
+"""Choosing where nnx computes, and the only explicit ways to move data there.
+
+``nnx.use(name)`` selects a backend (also as a context manager); without it the
+environment variable ``NNX_BACKEND`` decides, and without that, ``numpy``.
+Arrays never move implicitly: :func:`to_device` and :func:`to_host` are the
+moves, and a computation that meets arrays of two backends raises
+:class:`~nnx.errors.BackendMismatchError`.
+"""
+
+from __future__ import annotations
+
+import os
+from contextvars import ContextVar
+from functools import lru_cache
+from types import ModuleType
+from typing import Any
+
+import numpy as np
+from array_api_compat import array_namespace
+
+from nnx.backend.registry import BACKENDS, Backend
+from nnx.errors import BackendMismatchError, BackendUnavailableError, DTypeError, UnknownBackendError
+
+__all__ = [
+    "BACKENDS",
+    "Backend",
+    "available",
+    "backend_of",
+    "current",
+    "get",
+    "names",
+    "namespace",
+    "namespace_of",
+    "to_device",
+    "to_host",
+    "use",
+]
+
+ENV_VAR = "NNX_BACKEND"
+DEFAULT = "numpy"
+FLOAT_DTYPES = ("float32", "float64")
+
+_selected: ContextVar[str | None] = ContextVar("nnx_backend", default=None)
+
+
+def names() -> list[str]:
+    """Every backend name nnx knows, available here or not."""
+    return list(BACKENDS)
+
+
+def _record(name: str) -> Backend:
+    try:
+        return BACKENDS[name]
+    except KeyError:
+        valid = ", ".join(BACKENDS)
+        raise UnknownBackendError(
+            f"unknown backend {name!r}; valid names are: {valid}"
+        ) from None
+
+
+@lru_cache(maxsize=None)
+def _probe(name: str) -> str | None:
+    return _record(name).probe()
+
+
+def available(refresh: bool = False) -> dict[str, str | None]:
+    """Map each backend name to ``None`` if it can run here, else the reason it cannot.
+
+    Probes are cached; ``refresh=True`` probes again.
+    """
+    if refresh:
+        _probe.cache_clear()
+    return {name: _probe(name) for name in BACKENDS}
+
+
+def get(name: str) -> Backend:
+    """The record of backend ``name``; raises if it is unknown or cannot run here."""
+    record = _record(name)
+    reason = _probe(name)
+    if reason is not None:
+        raise BackendUnavailableError(f"backend {name!r} cannot run here: {reason}")
+    return record
+
+
+def current() -> str:
+    """The name of the selected backend: ``use()``, else ``$NNX_BACKEND``, else ``numpy``."""
+    name = _selected.get()
+    if name is None:
+        name = os.environ.get(ENV_VAR, "").strip() or DEFAULT
+        _record(name)
+    return name
+
+
+class use:
+    """Select the backend ``name``.
+
+    ``nnx.use("cupy")`` selects it from now on; ``with nnx.use("cupy"): ...``
+    selects it inside the block and restores the previous choice after it.
+    """
+
+    def __init__(self, name: str) -> None:
+        get(name)
+        self.name = name
+        self._token = _selected.set(name)
+
+    def __enter__(self) -> str:
+        return self.name
+
+    def __exit__(self, *exc: object) -> None:
+        _selected.reset(self._token)
+
+    def __repr__(self) -> str:
+        return f"nnx.use({self.name!r})"
+
+
+def namespace(name: str | None = None) -> ModuleType:
+    """The array-API namespace of backend ``name`` (default: the selected one)."""
+    return get(name or current()).namespace()
+
+
+# Array types map to their backend and namespace once; lookups are then one dict access.
+_OWNER_BY_TYPE: dict[type, str] = {}
+_NAMESPACE_BY_TYPE: dict[type, ModuleType] = {}
+
+
+def backend_of(x: Any) -> str:
+    """The name of the backend an array belongs to; raises ``TypeError`` for non-arrays."""
+    kind = type(x)
+    name = _OWNER_BY_TYPE.get(kind)
+    if name is not None:
+        return name
+    for record in BACKENDS.values():
+        try:
+            owned = record.owns(x)
+        except Exception:
+            owned = False
+        if owned:
+            _OWNER_BY_TYPE[kind] = record.name
+            return record.name
+    raise BackendMismatchError(
+        f"expected an array of one of the backends {', '.join(BACKENDS)}, got {type(x).__name__}"
+    )
+
+
+def namespace_of(x: Any) -> ModuleType:
+    """The array-API namespace of an array (``array_api_compat.array_namespace``, cached by type)."""
+    kind = type(x)
+    xp = _NAMESPACE_BY_TYPE.get(kind)
+    if xp is None:
+        xp = array_namespace(x)
+        _NAMESPACE_BY_TYPE[kind] = xp
+    return xp
+
+
+def check_backend(x: Any, expected: str, where: str) -> None:
+    """Raise :class:`BackendMismatchError` unless ``x`` lives on backend ``expected``."""
+    got = backend_of(x)
+    if got != expected:
+        raise BackendMismatchError(
+            f"{where} lives on backend {expected!r} but got an array on {got!r}; "
+            f"nnx never moves data implicitly: call nnx.to_device(x, {expected!r}) "
+            f"or move the model with model.to({got!r})"
+        )
+
+
+def _host_dtype(dtype: Any) -> np.dtype:
+    name = getattr(dtype, "name", None) or str(dtype)
+    name = name.rsplit(".", 1)[-1]
+    try:
+        return np.dtype(name)
+    except TypeError:
+        raise DTypeError(f"unknown dtype {dtype!r}; use 'float32' or 'float64'") from None
+
+
+def to_host(x: Any) -> np.ndarray:
+    """Copy an array of any backend (or anything NumPy can read) into a NumPy array."""
+    try:
+        name = backend_of(x)
+    except BackendMismatchError:
+        return np.asarray(x)
+    return BACKENDS[name].to_host(x)
+
+
+def to_device(x: Any, name: str | None = None, dtype: Any = None) -> Any:
+    """Move ``x`` onto backend ``name`` (default: the selected one), optionally casting.
+
+    ``x`` may be a NumPy array, a nested list or an array of another backend;
+    ``dtype`` is a dtype name such as ``"float32"`` or a dtype object.
+    """
+    record = get(name or current())
+    host = to_host(x)
+    if dtype is not None:
+        host = host.astype(_host_dtype(dtype), copy=False)
+    return record.from_host(np.ascontiguousarray(host))
+
+
+def dtype_name_of(dtype: Any) -> str:
+    """A dtype of any backend as a plain name such as ``"float32"``."""
+    return _host_dtype(dtype).name
+
+
+def dtype_name(x: Any) -> str:
+    """The dtype of an array as a plain name such as ``"float32"``."""
+    return dtype_name_of(x.dtype)

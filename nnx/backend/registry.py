@@ -1,0 +1,176 @@
+"""One record per backend: how to probe it, reach its namespace and move data.
+
+This module and :mod:`nnx.backend.host` are the only places in nnx that import
+array libraries by name. Adding a backend that array-api-compat supports means
+adding one :class:`Backend` record to ``BACKENDS``.
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass, field
+from types import ModuleType
+from typing import Any, Callable
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class Backend:
+    """How nnx reaches one array library.
+
+    ``module`` is the import name of the library; ``probe`` returns ``None``
+    when the backend can run here and otherwise a sentence saying why not;
+    ``namespace`` returns the array-API namespace; ``from_host`` turns a NumPy
+    array into a backend array (a copy onto the device); ``to_host`` does the
+    reverse; ``owns`` says whether an array belongs to this backend.
+    """
+
+    name: str
+    module: str
+    description: str
+    probe: Callable[[], str | None]
+    namespace: Callable[[], ModuleType]
+    from_host: Callable[[np.ndarray], Any]
+    to_host: Callable[[Any], np.ndarray]
+    owns: Callable[[Any], bool]
+    install_hint: str = field(default="")
+
+
+def _import_reason(module: str, hint: str) -> str | None:
+    """Import ``module``; return ``None`` on success, else why it failed."""
+    try:
+        importlib.import_module(module)
+    except ImportError as exc:
+        return f"{module} is not installed ({exc.__class__.__name__}: {exc}); {hint}"
+    except Exception as exc:  # a broken install is a reason too, never a crash
+        return f"{module} failed to import ({exc.__class__.__name__}: {exc}); {hint}"
+    return None
+
+
+# numpy -----------------------------------------------------------------------
+
+def _numpy_probe() -> str | None:
+    return None
+
+
+def _numpy_namespace() -> ModuleType:
+    import array_api_compat.numpy as xp
+
+    return xp
+
+
+def _numpy_owns(x: Any) -> bool:
+    return isinstance(x, (np.ndarray, np.generic))
+
+
+# array_api_strict --------------------------------------------------------------
+
+_STRICT_HINT = "install it with: pip install array-api-strict"
+
+
+def _strict_probe() -> str | None:
+    return _import_reason("array_api_strict", _STRICT_HINT)
+
+
+def _strict_namespace() -> ModuleType:
+    import array_api_strict
+
+    return array_api_strict
+
+
+def _strict_from_host(a: np.ndarray) -> Any:
+    return _strict_namespace().asarray(a, copy=True)
+
+
+def _strict_to_host(x: Any) -> np.ndarray:
+    return np.from_dlpack(x).copy()
+
+
+def _strict_owns(x: Any) -> bool:
+    return type(x).__module__.startswith("array_api_strict")
+
+
+# cupy ---------------------------------------------------------------------------
+
+_CUPY_HINT = "install the extra for your CUDA: pip install 'nnx-array[cuda12]' or 'nnx-array[cuda13]'"
+
+
+def _cupy_probe() -> str | None:
+    reason = _import_reason("cupy", _CUPY_HINT)
+    if reason is not None:
+        return reason
+    import cupy
+
+    try:
+        count = cupy.cuda.runtime.getDeviceCount()
+    except Exception as exc:
+        return f"cupy is installed but CUDA is not usable: {exc.__class__.__name__}: {exc}"
+    if count < 1:
+        return "cupy is installed but no CUDA device is visible"
+    try:
+        (cupy.arange(2) + 1).sum().item()
+    except Exception as exc:
+        return f"cupy is installed but could not run a kernel: {exc.__class__.__name__}: {exc}"
+    return None
+
+
+def _cupy_namespace() -> ModuleType:
+    import array_api_compat.cupy as xp
+
+    return xp
+
+
+def _cupy_from_host(a: np.ndarray) -> Any:
+    import cupy
+
+    return cupy.asarray(a)
+
+
+def _cupy_to_host(x: Any) -> np.ndarray:
+    import cupy
+
+    return cupy.asnumpy(x)
+
+
+def _cupy_owns(x: Any) -> bool:
+    return type(x).__module__.startswith("cupy")
+
+
+BACKENDS: dict[str, Backend] = {
+    b.name: b
+    for b in (
+        Backend(
+            name="numpy",
+            module="numpy",
+            description="NumPy on the CPU (the default)",
+            probe=_numpy_probe,
+            namespace=_numpy_namespace,
+            from_host=lambda a: np.array(a, copy=True),
+            to_host=lambda x: np.asarray(x),
+            owns=_numpy_owns,
+        ),
+        Backend(
+            name="array_api_strict",
+            module="array_api_strict",
+            description="the array API conformance library on the CPU (for tests, not speed)",
+            probe=_strict_probe,
+            namespace=_strict_namespace,
+            from_host=_strict_from_host,
+            to_host=_strict_to_host,
+            owns=_strict_owns,
+            install_hint=_STRICT_HINT,
+        ),
+        Backend(
+            name="cupy",
+            module="cupy",
+            description="CuPy on an NVIDIA GPU through CUDA",
+            probe=_cupy_probe,
+            namespace=_cupy_namespace,
+            from_host=_cupy_from_host,
+            to_host=_cupy_to_host,
+            owns=_cupy_owns,
+            install_hint=_CUPY_HINT,
+        ),
+    )
+}

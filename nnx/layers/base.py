@@ -1,0 +1,176 @@
+"""The pieces every layer shares: parameters, the forward/backward contract, checks.
+
+A layer's ``forward(x)`` keeps what its ``backward`` needs; ``backward(grad)``
+returns the gradient with respect to the input and *adds* into its parameters'
+``grad``. Calling ``backward`` without a ``forward`` before it, or twice after
+one, raises :class:`~nnx.errors.StateError`.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Iterator
+
+from nnx import backend as _backend
+from nnx.errors import DTypeError, ShapeError, StateError
+
+
+class Parameter:
+    """A trainable array and its accumulated gradient (``None`` until a backward)."""
+
+    __slots__ = ("data", "grad", "name")
+
+    def __init__(self, data: Any, name: str) -> None:
+        self.data = data
+        self.grad: Any = None
+        self.name = name
+
+    def accumulate(self, grad: Any) -> None:
+        """Add ``grad`` into this parameter's gradient."""
+        if self.grad is None:
+            self.grad = grad
+        else:
+            self.grad += grad
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return tuple(self.data.shape)
+
+    @property
+    def size(self) -> int:
+        n = 1
+        for d in self.data.shape:
+            n *= d
+        return n
+
+    def __repr__(self) -> str:
+        return f"Parameter({self.name}, shape={self.shape}, dtype={_backend.dtype_name(self.data)})"
+
+
+_IS_FLOAT: dict[tuple[type, Any], bool] = {}
+
+
+def check_float(x: Any, where: str) -> Any:
+    """Return the namespace of ``x`` after checking it is a real floating-point array."""
+    try:
+        xp = _backend.namespace_of(x)
+    except TypeError:
+        raise DTypeError(
+            f"{where} expected an array, got {type(x).__name__}; "
+            f"move data with nnx.to_device(x, dtype='float32')"
+        ) from None
+    key = (type(x.dtype), x.dtype)  # dtypes of different libraries must never be compared
+    is_float = _IS_FLOAT.get(key)
+    if is_float is None:
+        is_float = _IS_FLOAT[key] = bool(xp.isdtype(x.dtype, "real floating"))
+    if not is_float:
+        raise DTypeError(
+            f"{where} expected a floating-point array (float32 or float64), got dtype "
+            f"{_backend.dtype_name(x)}; cast with nnx.to_device(x, dtype='float32')"
+        )
+    return xp
+
+
+def check_same_dtype(x: Any, expected: Any, where: str) -> None:
+    """Raise :class:`DTypeError` when ``x``'s dtype differs from ``expected`` (no silent upcast)."""
+    if x.dtype != expected:
+        raise DTypeError(
+            f"{where} expected {_backend.dtype_name_of(expected)} input, got "
+            f"{_backend.dtype_name(x)}; nnx never mixes dtypes silently: cast the input with "
+            f"nnx.to_device(x, dtype={_backend.dtype_name_of(expected)!r}) "
+            f"or build the layer with that dtype"
+        )
+
+
+def check_ndim(x: Any, ndim: int, where: str, meaning: str) -> None:
+    """Raise :class:`ShapeError` unless ``x`` has ``ndim`` dimensions."""
+    if x.ndim != ndim:
+        raise ShapeError(f"{where} expected a {ndim}-D array {meaning}, got shape {tuple(x.shape)}")
+
+
+class Layer:
+    """Base class of layers: parameters, train/eval mode, backend moves, saved state."""
+
+    def __init__(self) -> None:
+        self.training = True
+        self._saved: Any = None
+
+    # the forward/backward contract ------------------------------------------------
+
+    def forward(self, x: Any) -> Any:
+        raise NotImplementedError
+
+    def backward(self, grad: Any) -> Any:
+        raise NotImplementedError
+
+    def __call__(self, x: Any) -> Any:
+        return self.forward(x)
+
+    def _save(self, *values: Any) -> None:
+        self._saved = values
+
+    def _take(self) -> tuple[Any, ...]:
+        saved = self._saved
+        if saved is None:
+            raise StateError(
+                f"{self!r}.backward called without a forward before it "
+                f"(or twice after one forward); call forward first"
+            )
+        self._saved = None
+        return saved
+
+    # parameters and modes ---------------------------------------------------------
+
+    def parameters(self) -> list[Parameter]:
+        """The trainable parameters, in a fixed order."""
+        return [v for v in vars(self).values() if isinstance(v, Parameter)]
+
+    def named_parameters(self, prefix: str = "") -> Iterator[tuple[str, Parameter]]:
+        """``(name, parameter)`` pairs; names are stable and used by save/load."""
+        for p in self.parameters():
+            yield prefix + p.name, p
+
+    def zero_grad(self) -> None:
+        """Forget accumulated gradients."""
+        for p in self.parameters():
+            p.grad = None
+
+    def train(self, mode: bool = True) -> "Layer":
+        """Switch to training mode (or evaluation mode with ``mode=False``)."""
+        self.training = mode
+        return self
+
+    def eval(self) -> "Layer":
+        """Switch to evaluation mode."""
+        return self.train(False)
+
+    def to(self, name: str) -> "Layer":
+        """Move every parameter onto backend ``name`` (an explicit copy); returns self."""
+        for p in self.parameters():
+            p.data = _backend.to_device(p.data, name)
+            p.grad = None
+        self._saved = None
+        return self
+
+    @property
+    def backend(self) -> str | None:
+        """The backend the parameters live on, or ``None`` for a layer without parameters."""
+        params = self.parameters()
+        return _backend.backend_of(params[0].data) if params else None
+
+    def num_parameters(self) -> int:
+        return sum(p.size for p in self.parameters())
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}()"
+
+
+class ParamLayer(Layer):
+    """A layer with parameters: checks that inputs share their backend and dtype."""
+
+    def _check_input(self, x: Any, where: str) -> Any:
+        first = self.parameters()[0].data
+        name = _backend.backend_of(first)
+        _backend.check_backend(x, name, where)
+        xp = check_float(x, where)
+        check_same_dtype(x, first.dtype, where)
+        return xp

@@ -1,0 +1,108 @@
+"""The fully connected layer."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from nnx import backend as _backend
+from nnx import init as _init
+from nnx.backend import host
+from nnx.errors import ShapeError
+from nnx.layers.base import Parameter, ParamLayer, check_ndim
+
+
+def _initial(values: Any, shape: tuple[int, ...], what: str) -> Any:
+    """User-given initial values as a host float64 array of exactly ``shape``."""
+    arr = host.asarray(_backend.to_host(values))
+    if tuple(arr.shape) != shape:
+        raise ShapeError(f"{what} must have shape {shape}, got {tuple(arr.shape)}")
+    return arr
+
+
+class Linear(ParamLayer):
+    """``y = x @ W + b`` for ``x`` of shape ``(batch, in_features)``.
+
+    ``W`` has shape ``(in_features, out_features)``, as in the tutorials'
+    ``np.dot(X, syn0)``; ``b`` has shape ``(out_features,)``. Initial values
+    come from ``init``/``bias_init`` drawn from ``seed`` (an int, a NumPy
+    ``Generator`` or legacy ``RandomState``; ``None`` uses nnx's default
+    generator), weight first, then bias, or are given directly with
+    ``weight=``/``bias_value=``. ``dtype`` is ``"float32"`` (default) or
+    ``"float64"``; ``backend`` defaults to the selected one.
+    """
+
+    def __init__(
+        self,
+        in_features: int,
+        out_features: int,
+        bias: bool = True,
+        *,
+        init: str | _init.Initializer = "xavier_uniform",
+        bias_init: str | _init.Initializer = "zeros",
+        seed: Any = None,
+        weight: Any = None,
+        bias_value: Any = None,
+        dtype: str = "float32",
+        backend: str | None = None,
+    ) -> None:
+        super().__init__()
+        for name, n in (("in_features", in_features), ("out_features", out_features)):
+            if not isinstance(n, int) or isinstance(n, bool) or n < 1:
+                raise ValueError(f"Linear needs a positive int {name}, got {n!r}")
+        if dtype not in _backend.FLOAT_DTYPES:
+            raise ValueError(f"Linear dtype must be one of {_backend.FLOAT_DTYPES}, got {dtype!r}")
+        if bias_value is not None and not bias:
+            raise ValueError("Linear got bias_value but bias=False")
+        self.in_features, self.out_features, self.dtype = in_features, out_features, dtype
+        rng = host.make_rng(seed)
+        shape = (in_features, out_features)
+        w = _initial(weight, shape, "weight") if weight is not None else _init.get(init)(shape, rng)
+        name = backend or _backend.current()
+        self.weight = Parameter(_backend.to_device(w, name, dtype), "weight")
+        self.bias: Parameter | None = None
+        if bias:
+            bshape = (out_features,)
+            if bias_value is not None:
+                b = _initial(bias_value, bshape, "bias_value")
+            else:
+                b = _init.get(bias_init)(bshape, rng)
+            self.bias = Parameter(_backend.to_device(b, name, dtype), "bias")
+
+    def forward(self, x: Any) -> Any:
+        self._check_input(x, repr(self))
+        check_ndim(x, 2, repr(self), f"of shape (batch, {self.in_features})")
+        if x.shape[1] != self.in_features:
+            raise ShapeError(
+                f"{self!r} expected input of shape (batch, {self.in_features}), got {tuple(x.shape)}"
+            )
+        y = x @ self.weight.data
+        if self.bias is not None:
+            y = y + self.bias.data
+        self._save(x)
+        return y
+
+    def backward(self, grad: Any) -> Any:
+        (x,) = self._take()
+        xp = self._check_input(grad, f"{self!r}.backward")
+        if tuple(grad.shape) != (x.shape[0], self.out_features):
+            raise ShapeError(
+                f"{self!r}.backward expected a gradient of shape {(x.shape[0], self.out_features)}, "
+                f"got {tuple(grad.shape)}"
+            )
+        self.weight.accumulate(x.T @ grad)
+        if self.bias is not None:
+            self.bias.accumulate(xp.sum(grad, axis=0))
+        return grad @ self.weight.data.T
+
+    def config(self) -> dict[str, Any]:
+        """The constructor arguments that describe this layer's architecture."""
+        return {
+            "in_features": self.in_features,
+            "out_features": self.out_features,
+            "bias": self.bias is not None,
+            "dtype": self.dtype,
+        }
+
+    def __repr__(self) -> str:
+        extra = "" if self.bias is not None else ", bias=False"
+        return f"Linear({self.in_features}, {self.out_features}{extra})"

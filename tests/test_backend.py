@@ -1,0 +1,102 @@
+"""The backend selector, availability reports and explicit moves."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import nnx
+from nnx import backend as nb
+
+
+def test_default_is_numpy_without_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("NNX_BACKEND", raising=False)
+    assert nnx.current() == "numpy"
+
+
+@pytest.mark.parametrize("name", ["numpy", "array_api_strict"])
+def test_env_var_selects_backend(name: str) -> None:
+    code = "import nnx; print(nnx.current())"
+    out = subprocess.run(
+        [sys.executable, "-c", code], env={**_env(), "NNX_BACKEND": name},
+        capture_output=True, text=True, check=True,
+    )
+    assert out.stdout.strip() == name
+
+
+def test_env_var_unknown_name_is_an_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("NNX_BACKEND", "tensorflow")
+    with pytest.raises(nnx.UnknownBackendError, match="numpy, array_api_strict, cupy"):
+        nnx.current()
+
+
+def test_context_manager_restores_previous() -> None:
+    before = nnx.current()
+    with nnx.use("array_api_strict") as name:
+        assert name == "array_api_strict"
+        assert nnx.current() == "array_api_strict"
+        with nnx.use("numpy"):
+            assert nnx.current() == "numpy"
+        assert nnx.current() == "array_api_strict"
+    assert nnx.current() == before
+
+
+def test_unknown_name_lists_valid_ones() -> None:
+    with pytest.raises(nnx.UnknownBackendError) as info:
+        nnx.use("jax-gpu")
+    message = str(info.value)
+    for name in nb.names():
+        assert name in message
+    assert isinstance(info.value, ValueError)
+
+
+def test_available_reports_a_reason_for_each_unavailable_backend() -> None:
+    report = nnx.available()
+    assert set(report) == {"numpy", "array_api_strict", "cupy"}
+    assert report["numpy"] is None
+    for name, reason in report.items():
+        assert reason is None or (isinstance(reason, str) and reason)
+        if reason is not None:
+            with pytest.raises(nnx.BackendUnavailableError, match=name):
+                nnx.use(name)
+
+
+def test_round_trip_is_exact(backend: str) -> None:
+    host = np.random.default_rng(3).standard_normal((5, 7))
+    dev = nnx.to_device(host, backend)
+    assert nb.backend_of(dev) == backend
+    back = nnx.to_host(dev)
+    assert isinstance(back, np.ndarray)
+    np.testing.assert_array_equal(back, host)
+    assert back.dtype == np.float64
+
+
+def test_to_device_casts_when_asked(backend: str) -> None:
+    dev = nnx.to_device([[1, 2], [3, 4]], backend, dtype="float32")
+    assert nnx.to_host(dev).dtype == np.float32
+
+
+def test_to_device_rejects_unknown_dtype(backend: str) -> None:
+    with pytest.raises(nnx.DTypeError, match="float32"):
+        nnx.to_device([1.0], backend, dtype="float17")
+
+
+def test_model_to_moves_parameters_explicitly() -> None:
+    model = nnx.Sequential(nnx.Linear(3, 2, seed=0), nnx.Tanh(), nnx.Linear(2, 1, seed=1))
+    before = [nnx.to_host(p.data) for p in model.parameters()]
+    model.to("array_api_strict")
+    assert model[0].backend == "array_api_strict"
+    after = [nnx.to_host(p.data) for p in model.parameters()]
+    for a, b in zip(before, after):
+        np.testing.assert_array_equal(a, b)
+    x = nnx.to_device(np.ones((4, 3)), "array_api_strict", dtype="float32")
+    assert nb.backend_of(model.forward(x)) == "array_api_strict"
+
+
+def _env() -> dict[str, str]:
+    import os
+
+    return {k: v for k, v in os.environ.items() if k != "NNX_BACKEND"}
