@@ -12,8 +12,11 @@ def parse_backend(description: str) -> str:
     parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--backend", default=None, help="numpy, array_api_strict or cupy")
     args = parser.parse_args()
-    name = args.backend or nnx.current()
-    nnx.use(name)
+    try:
+        name = args.backend or nnx.current()
+        nnx.use(name)
+    except nnx.NnxError as exc:
+        parser.error(str(exc))
     return name
 
 

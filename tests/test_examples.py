@@ -1,0 +1,70 @@
+"""Each tutorial example prints the digits its tutorial printed, on every backend.
+
+The expected numbers are copied from the tutorials' own printed output
+(/shared/seeds in the team's tree): they are what NumPy printed in 2015-2019,
+not what nnx computes.
+"""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+NUMBER = re.compile(r"-?\d+\.\d+(?:e-?\d+)?")
+
+
+def run_example(script: str, backend: str) -> str:
+    result = subprocess.run(
+        [sys.executable, str(EXAMPLES / script), "--backend", backend],
+        capture_output=True, text=True, timeout=600,
+    )
+    assert result.returncode == 0, result.stderr
+    return result.stdout
+
+
+def numbers(text: str) -> list[str]:
+    return NUMBER.findall(text)
+
+
+def test_seed000_single_neuron(backend: str) -> None:
+    out = run_example("seed000_single_neuron.py", backend)
+    assert numbers(out) == [
+        "-0.16595599", "0.44064899", "-0.99977125",  # random starting weights
+        "9.67299303", "-0.2078435", "-4.62963669",   # weights after 10,000 iterations
+        "0.99993704",                                # prediction for [1, 0, 0]
+    ]
+
+
+def test_seed001_iamtrask(backend: str) -> None:
+    out = run_example("seed001_iamtrask.py", backend)
+    assert numbers(out) == [
+        "0.00966449", "0.00786506", "0.99358898", "0.99211957",  # two-layer output
+        "0.496410031903", "0.00858452565325", "0.00578945986251",  # three-layer error
+        "0.00462917677677", "0.00395876528027", "0.00351012256786",
+    ]
+
+
+def test_seed004_two_layer_sse(backend: str) -> None:
+    out = run_example("seed004_two_layer_sse.py", backend)
+    assert re.findall(r"(\d\.\d{3})/(\d)", out) == [
+        ("0.023", "0"), ("0.979", "1"), ("0.975", "1"), ("0.025", "0"),
+    ]
+
+
+def test_example_rejects_unknown_backend() -> None:
+    result = subprocess.run(
+        [sys.executable, str(EXAMPLES / "seed000_single_neuron.py"), "--backend", "nope"],
+        capture_output=True, text=True,
+    )
+    assert result.returncode != 0
+    assert "valid names are" in result.stderr
+
+
+@pytest.mark.parametrize("script", sorted(p.name for p in EXAMPLES.glob("seed*.py")))
+def test_every_example_has_a_test(script: str) -> None:
+    assert f"def test_{script.split('_')[0]}" in Path(__file__).read_text()
