@@ -19,7 +19,7 @@ def train_step(model: Layer, loss: Loss, optimizer: Optimizer, x: Any, y: Any) -
     optimizer.zero_grad()
     output = model.forward(x)
     value = loss.forward(output, y)
-    model.backward(loss.backward())
+    model.backward_params(loss.backward())  # the input's gradient is not needed here
     optimizer.step()
     return value, output
 

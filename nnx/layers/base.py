@@ -102,6 +102,14 @@ class Layer:
     def backward(self, grad: Any) -> Any:
         raise NotImplementedError
 
+    def backward_params(self, grad: Any) -> None:
+        """Backward that only fills the parameters' gradients.
+
+        For the first layer of a network nobody needs the input's gradient, so a
+        layer that can skip computing it (``Linear``: one matrix product) does.
+        """
+        self.backward(grad)
+
     def __call__(self, x: Any) -> Any:
         return self.forward(x)
 

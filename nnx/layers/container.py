@@ -27,6 +27,13 @@ class Sequential(Layer):
             grad = layer.backward(grad)
         return grad
 
+    def backward_params(self, grad: Any) -> None:
+        layers = self.layers
+        for layer in reversed(layers[1:]):
+            grad = layer.backward(grad)
+        if layers:
+            layers[0].backward_params(grad)
+
     def parameters(self) -> list[Parameter]:
         return [p for layer in self.layers for p in layer.parameters()]
 

@@ -77,11 +77,17 @@ class Linear(ParamLayer):
             )
         y = x @ self.weight.data
         if self.bias is not None:
-            y = y + self.bias.data
+            y += self.bias.data  # y is fresh: add in place, no second array
         self._save(x)
         return y
 
     def backward(self, grad: Any) -> Any:
+        return self._backward(grad, True)
+
+    def backward_params(self, grad: Any) -> None:
+        self._backward(grad, False)
+
+    def _backward(self, grad: Any, input_grad: bool) -> Any:
         (x,) = self._take()
         xp = self._check_input(grad, f"{self!r}.backward")
         if tuple(grad.shape) != (x.shape[0], self.out_features):
@@ -92,7 +98,7 @@ class Linear(ParamLayer):
         self.weight.accumulate(x.T @ grad)
         if self.bias is not None:
             self.bias.accumulate(xp.sum(grad, axis=0))
-        return grad @ self.weight.data.T
+        return grad @ self.weight.data.T if input_grad else None
 
     def config(self) -> dict[str, Any]:
         """The constructor arguments that describe this layer's architecture."""
