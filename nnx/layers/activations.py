@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from nnx.errors import ShapeError
-from nnx.layers.base import Layer, check_float
+from nnx.layers.base import Layer, check_float, check_same_dtype
 
 # exp(-x) overflows for x below about -709 (float64) or -88.7 (float32). Clamping
 # x at these cuts keeps the textbook 1/(1+exp(-x)) bit-exact above them and, below
@@ -16,6 +16,7 @@ _SIGMOID_CUT = {4: 88.0, 8: 709.0}
 
 def _check_grad(layer: Layer, grad: Any, like: Any) -> Any:
     xp = check_float(grad, f"{layer!r}.backward")
+    check_same_dtype(grad, like.dtype, f"{layer!r}.backward")  # no silent float64 promotion
     if tuple(grad.shape) != tuple(like.shape):
         raise ShapeError(
             f"{layer!r}.backward expected a gradient of shape {tuple(like.shape)}, "
@@ -24,11 +25,25 @@ def _check_grad(layer: Layer, grad: Any, like: Any) -> Any:
     return xp
 
 
+_CUTS: dict[Any, float] = {}
+
+
 def sigmoid(x: Any) -> Any:
-    """The logistic function ``1/(1+exp(-x))`` without overflow for any ``x``."""
+    """The logistic function ``1/(1+exp(-x))`` without overflow for any ``x``.
+
+    Three arrays instead of five: negation by ``*= -1`` and ``+= 1`` happen in
+    place and round exactly as the textbook expression does.
+    """
     xp = check_float(x, "sigmoid")
-    cut = _SIGMOID_CUT[xp.finfo(x.dtype).bits // 8]
-    return 1 / (1 + xp.exp(-xp.maximum(x, -cut)))
+    key = (type(x.dtype), x.dtype)
+    cut = _CUTS.get(key)
+    if cut is None:
+        cut = _CUTS[key] = _SIGMOID_CUT[xp.finfo(x.dtype).bits // 8]
+    e = xp.maximum(x, -cut)
+    e *= -1
+    e = xp.exp(e)
+    e += 1
+    return 1 / e
 
 
 class Sigmoid(Layer):
@@ -42,7 +57,10 @@ class Sigmoid(Layer):
     def backward(self, grad: Any) -> Any:
         (s,) = self._take()
         _check_grad(self, grad, s)
-        return grad * (s * (1 - s))
+        d = 1 - s  # grad * (s * (1 - s)), one array instead of three
+        d *= s
+        d *= grad
+        return d
 
     def __repr__(self) -> str:
         return "Sigmoid()"
@@ -60,25 +78,33 @@ class Tanh(Layer):
     def backward(self, grad: Any) -> Any:
         (y,) = self._take()
         _check_grad(self, grad, y)
-        return grad * (1 - y * y)
+        d = y * y  # grad * (1 - y*y), one array instead of three; -a + 1 rounds as 1 - a
+        d *= -1
+        d += 1
+        d *= grad
+        return d
 
     def __repr__(self) -> str:
         return "Tanh()"
 
 
 class ReLU(Layer):
-    """``max(x, 0)``; the gradient is 1 where ``x > 0`` and 0 elsewhere."""
+    """``max(x, 0)``; the gradient is 1 where ``x > 0`` and 0 elsewhere.
+
+    It keeps its output, not a mask: ``y > 0`` exactly where ``x > 0``, and the
+    next layer keeps ``y`` anyway, so backward costs no extra memory.
+    """
 
     def forward(self, x: Any) -> Any:
-        xp = check_float(x, repr(self))
-        mask = x > 0
-        self._save(mask)
-        return xp.where(mask, x, xp.zeros_like(x))
+        xp = check_float(x, self)
+        y = xp.where(x > 0, x, 0.0)
+        self._save(y)
+        return y
 
     def backward(self, grad: Any) -> Any:
-        (mask,) = self._take()
-        xp = _check_grad(self, grad, mask)
-        return xp.where(mask, grad, xp.zeros_like(grad))
+        (y,) = self._take()
+        xp = _check_grad(self, grad, y)
+        return xp.where(y > 0, grad, 0.0)
 
     def __repr__(self) -> str:
         return "ReLU()"
