@@ -175,8 +175,14 @@ class Layer:
 class ParamLayer(Layer):
     """A layer with parameters: checks that inputs share their backend and dtype."""
 
-    def _check_input(self, x: Any, where: str) -> Any:
-        first = self.parameters()[0].data
+    def _reference(self) -> Parameter:
+        """The parameter whose backend and dtype inputs must match (the first one)."""
+        return self.parameters()[0]
+
+    def _check_input(self, x: Any, where: Any) -> Any:
+        """Check ``x`` against the parameters; ``where`` (a string, or an object whose
+        ``str`` is one, so hot paths format it only on failure) names the caller."""
+        first = self._reference().data
         name = _backend.backend_of(first)
         _backend.check_backend(x, name, where)
         xp = check_float(x, where)

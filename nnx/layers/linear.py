@@ -19,6 +19,18 @@ def _initial(values: Any, shape: tuple[int, ...], what: str) -> Any:
     return arr
 
 
+class _Backward:
+    """``"<layer>.backward"`` for error messages, formatted only when one is raised."""
+
+    __slots__ = ("layer",)
+
+    def __init__(self, layer: Any) -> None:
+        self.layer = layer
+
+    def __str__(self) -> str:
+        return f"{self.layer!r}.backward"
+
+
 class Linear(ParamLayer):
     """``y = x @ W + b`` for ``x`` of shape ``(batch, in_features)``.
 
@@ -69,8 +81,9 @@ class Linear(ParamLayer):
             self.bias = Parameter(_backend.to_device(b, name, dtype), "bias")
 
     def forward(self, x: Any) -> Any:
-        self._check_input(x, repr(self))
-        check_ndim(x, 2, repr(self), f"of shape (batch, {self.in_features})")
+        self._check_input(x, self)  # messages say repr(self); built only on failure
+        if x.ndim != 2:
+            check_ndim(x, 2, repr(self), f"of shape (batch, {self.in_features})")
         if x.shape[1] != self.in_features:
             raise ShapeError(
                 f"{self!r} expected input of shape (batch, {self.in_features}), got {tuple(x.shape)}"
@@ -89,8 +102,8 @@ class Linear(ParamLayer):
 
     def _backward(self, grad: Any, input_grad: bool) -> Any:
         (x,) = self._take()
-        xp = self._check_input(grad, f"{self!r}.backward")
-        if tuple(grad.shape) != (x.shape[0], self.out_features):
+        xp = self._check_input(grad, _Backward(self))
+        if grad.ndim != 2 or grad.shape[0] != x.shape[0] or grad.shape[1] != self.out_features:
             raise ShapeError(
                 f"{self!r}.backward expected a gradient of shape {(x.shape[0], self.out_features)}, "
                 f"got {tuple(grad.shape)}"
@@ -99,6 +112,9 @@ class Linear(ParamLayer):
         if self.bias is not None:
             self.bias.accumulate(xp.sum(grad, axis=0))
         return grad @ self.weight.data.T if input_grad else None
+
+    def _reference(self) -> Parameter:
+        return self.weight
 
     def config(self) -> dict[str, Any]:
         """The constructor arguments that describe this layer's architecture."""
