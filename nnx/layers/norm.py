@@ -41,11 +41,15 @@ class _Norm(Layer):
     def _full(self, value: float) -> Any:
         return _backend.to_device(host.full((self.num_features,), value), self._backend_name, self.dtype)
 
-    def _check_input(self, x: Any, where: str) -> Any:
+    def _check_input(self, x: Any, where: str, like: Any = None) -> Any:
+        """Check backend, dtype and shape of an input (or of a gradient shaped ``like``)."""
         _backend.check_backend(x, self._backend_name, where)
         xp = check_float(x, where)
         check_same_dtype(x, self._dtype_obj, where)
-        if x.ndim < 1 or x.shape[-1] != self.num_features:
+        if like is not None:
+            if tuple(x.shape) != tuple(like.shape):
+                raise ShapeError(f"{where} expected a gradient of shape {tuple(like.shape)}, got {tuple(x.shape)}")
+        elif x.ndim < 1 or x.shape[-1] != self.num_features:
             raise ShapeError(self._shape_message(x))
         return xp
 
@@ -97,9 +101,7 @@ class LayerNorm(_Norm):
 
     def backward(self, grad: Any) -> Any:
         xhat, rstd = self._take()
-        xp = self._check_input(grad, f"{self!r}.backward")
-        if tuple(grad.shape) != tuple(xhat.shape):
-            raise ShapeError(f"{self!r}.backward expected a gradient of shape {tuple(xhat.shape)}, got {tuple(grad.shape)}")
+        xp = self._check_input(grad, f"{self!r}.backward", like=xhat)
         g = self._affine_backward(grad, xhat, xp, tuple(range(grad.ndim - 1)))
         # dx = rstd * (g - mean(g) - xhat * mean(g * xhat))
         dx = g - xp.mean(g, axis=-1, keepdims=True)
@@ -178,9 +180,7 @@ class BatchNorm1d(_Norm):
 
     def backward(self, grad: Any) -> Any:
         xhat, rstd, training = self._take()
-        xp = self._check_input(grad, f"{self!r}.backward")
-        if tuple(grad.shape) != tuple(xhat.shape):
-            raise ShapeError(f"{self!r}.backward expected a gradient of shape {tuple(xhat.shape)}, got {tuple(grad.shape)}")
+        xp = self._check_input(grad, f"{self!r}.backward", like=xhat)
         g = self._affine_backward(grad, xhat, xp, (0,))
         if not training:  # the statistics are constants in evaluation mode
             return g * rstd
