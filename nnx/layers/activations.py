@@ -132,8 +132,11 @@ class GELU(Layer):
 
     def forward(self, x: Any) -> Any:
         xp = check_float(x, repr(self))
-        x2 = x * x
-        t = xp.tanh(_GELU_C * x * (1 + _GELU_A * x2))
+        # beyond |x| = 10 the tanh is exactly +-1 in float64 and float32 and its derivative
+        # exactly 0; clamping there keeps x^3 from overflowing for huge inputs.
+        xc = xp.clip(x, -10.0, 10.0)
+        x2 = xc * xc
+        t = xp.tanh(_GELU_C * xc * (1 + _GELU_A * x2))
         self._save(x, x2, t)
         return 0.5 * x * (1 + t)
 
