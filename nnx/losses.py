@@ -238,10 +238,11 @@ class SoftmaxCrossEntropy(Loss):
             q = q * (1.0 - s)
             q += s / c
         shifted = pred - xp.max(pred, axis=1, keepdims=True)
-        logz = xp.log(xp.sum(xp.exp(shifted), axis=1, keepdims=True))
-        shifted -= logz  # now log-softmax
+        g = xp.exp(shifted)
+        z = xp.sum(g, axis=1, keepdims=True)
+        shifted -= xp.log(z)  # now log-softmax
         total = -xp.sum(q * shifted)
-        g = xp.exp(shifted)  # softmax
+        g /= z  # now softmax
         if indices:  # each row of q sums to 1
             g -= q
         else:
