@@ -139,6 +139,11 @@ def test_buffers_and_prefixes(backend: str) -> None:
     np.testing.assert_array_equal(nnx.to_host(dict(net.named_buffers())["3.running_var"]), np.arange(4.0))
     with pytest.raises(nnx.ShapeError, match=r"\(4,\)"):
         net.set_buffer("1.running_mean", nnx.to_device(np.zeros(3), backend, dtype="float32"))
+    with pytest.raises(nnx.DTypeError, match="float32.*float64"):
+        net.set_buffer("1.running_mean", nnx.to_device(np.zeros(4), backend, dtype="float64"))
+    other = "numpy" if backend != "numpy" else "array_api_strict"
+    with pytest.raises(nnx.BackendMismatchError):
+        net.set_buffer("1.running_mean", nnx.to_device(np.zeros(4), other, dtype="float32"))
     with pytest.raises(KeyError):
         net.set_buffer("0.running_mean", new)
     with pytest.raises(KeyError):

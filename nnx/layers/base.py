@@ -178,8 +178,8 @@ class Layer:
         for p in self.parameters():
             p.data = _backend.to_device(p.data, name)
             p.grad = None
-        for key, value in list(self.named_buffers()):
-            self.set_buffer(key, _backend.to_device(value, name))
+        for key in self._buffer_names:
+            setattr(self, key, _backend.to_device(getattr(self, key), name))
         self._saved = None
         return self
 
@@ -197,14 +197,16 @@ class Layer:
             yield prefix + name, getattr(self, name)
 
     def set_buffer(self, name: str, value: Any) -> None:
-        """Replace buffer ``name`` by ``value`` (same shape; used by load and ``to``)."""
+        """Replace buffer ``name`` by ``value``: same shape, dtype and backend as the buffer it
+        replaces (move it first with ``nnx.to_device(value, layer_backend, dtype)``)."""
         if name not in self._buffer_names:
             raise KeyError(f"{self!r} has no buffer {name!r}; it has {list(self._buffer_names)}")
         old = getattr(self, name)
+        where = f"{self!r} buffer {name!r}"
+        _backend.check_backend(value, _backend.backend_of(old), where)
+        check_same_dtype(value, old.dtype, where)
         if tuple(value.shape) != tuple(old.shape):
-            raise ShapeError(
-                f"{self!r} buffer {name!r} must have shape {tuple(old.shape)}, got {tuple(value.shape)}"
-            )
+            raise ShapeError(f"{where} must have shape {tuple(old.shape)}, got {tuple(value.shape)}")
         setattr(self, name, value)
 
     def children(self) -> list["Layer"]:
