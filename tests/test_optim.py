@@ -160,6 +160,15 @@ def test_float32_stays_float32(backend: str, name: str) -> None:
 
 
 @pytest.mark.parametrize("name", sorted(CASES))
+def test_float32_steps_are_accurate(backend: str, name: str) -> None:
+    """float32 state loses no more than float32 rounding (no cancellation in the moment updates)."""
+    make, rule = CASES[name]
+    got = _run(make(_params(backend, "float32")), 6)
+    for g, r in zip(got, _ref(rule, 6)):  # the parameters are of order 1
+        np.testing.assert_allclose(g, r, rtol=0, atol=1e-6)
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
 def test_state_dict_resumes_exactly(backend: str, name: str) -> None:
     make = CASES[name][0]
     straight = _run(make(_params(backend)), 5)
