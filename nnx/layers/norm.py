@@ -64,6 +64,9 @@ class _Norm(Layer):
         self.bias.accumulate(xp.sum(grad, axis=axes))
         return grad * self.weight.data
 
+    def _affine_repr(self) -> str:
+        return "" if self.weight is not None else ", affine=False"
+
     def to(self, name: str) -> "_Norm":
         super().to(name)
         self._set_backend(name)
@@ -114,7 +117,7 @@ class LayerNorm(_Norm):
                 "affine": self.weight is not None, "dtype": self.dtype}
 
     def __repr__(self) -> str:
-        return f"LayerNorm({self.num_features}, eps={self.eps})"
+        return f"LayerNorm({self.num_features}, eps={self.eps}{self._affine_repr()})"
 
 
 class BatchNorm1d(_Norm):
@@ -194,4 +197,4 @@ class BatchNorm1d(_Norm):
                 "affine": self.weight is not None, "dtype": self.dtype}
 
     def __repr__(self) -> str:
-        return f"BatchNorm1d({self.num_features}, momentum={self.momentum}, eps={self.eps})"
+        return f"BatchNorm1d({self.num_features}, momentum={self.momentum}, eps={self.eps}{self._affine_repr()})"
