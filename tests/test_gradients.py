@@ -109,14 +109,14 @@ def test_gradcheck_needs_float64(backend: str) -> None:
         gradcheck(nnx.Linear(2, 2, seed=0), _x(backend, (2, 2)))
 
 
+@pytest.mark.parametrize("training", [True, False], ids=["train", "eval"])
 @pytest.mark.parametrize("name", sorted(LAYERS))
-def test_layer_gradcheck(backend: str, name: str) -> None:
+def test_layer_gradcheck(backend: str, name: str, training: bool) -> None:
     layer = LAYERS[name]()
     x = _x(backend, (6, 4))
     if name == "relu":  # keep inputs away from the kink at 0, where the derivative jumps
-        host = nnx.to_host(x)
-        x = nnx.to_device(np.where(np.abs(host) < 0.05, 0.5, host), backend)
-    result = gradcheck(layer, x, tolerance=1e-7)
+        x = _away_from_zero(x, backend)
+    result = gradcheck(layer, x, tolerance=1e-7, training=training)
     assert result.ok, result
     assert set(result.errors) == {"input"} | {n for n, _ in layer.named_parameters()}
 
