@@ -15,6 +15,7 @@ import math
 from typing import Any, Iterable
 
 from nnx import backend as _backend
+from nnx.backend import fastpath
 from nnx.errors import BackendMismatchError, ShapeError, StateError
 from nnx.layers.base import Parameter
 from nnx.schedules import CosineWithWarmup, ExponentialLR, Schedule, StepLR
@@ -144,11 +145,15 @@ class SGD(Optimizer):
 
     def step(self) -> None:
         lr, mu, wd = self.lr, self.momentum, self.weight_decay
+        fast = fastpath.op("sgd_update", self.params[0].data)
         for i, p in enumerate(self.params):
             g = p.grad
             if g is None:
                 continue
             self.steps[i] += 1
+            if fast is not None and (not mu or "momentum" in self.state[i]):
+                fast(p.data, g, self.state[i]["momentum"] if mu else None, lr, mu, wd, self.nesterov)
+                continue
             if wd:
                 g = g + wd * p.data
             if not mu:

@@ -27,6 +27,9 @@ __all__ = [
     "available",
     "backend_of",
     "current",
+    "disable_fast_path",
+    "enable_fast_path",
+    "fast_path_enabled",
     "get",
     "names",
     "namespace",
@@ -202,3 +205,28 @@ def dtype_name_of(dtype: Any) -> str:
 def dtype_name(x: Any) -> str:
     """The dtype of an array as a plain name such as ``"float32"``."""
     return dtype_name_of(x.dtype)
+
+
+def enable_fast_path(name: str) -> None:
+    """Opt in to backend ``name``'s fused kernels (``"cupy"``); the generic code stays the reference.
+
+    See :mod:`nnx.backend.fastpath`; :class:`nnx.backend.cupy_fast.GraphedStep`
+    is the CUDA-graph training step, used explicitly.
+    """
+    from nnx.backend import fastpath
+
+    fastpath.enable(name)
+
+
+def disable_fast_path(name: str | None = None) -> None:
+    """Back to the generic code for backend ``name`` (every backend with ``None``)."""
+    from nnx.backend import fastpath
+
+    fastpath.disable(name)
+
+
+def fast_path_enabled(name: str) -> bool:
+    """Whether backend ``name``'s fast path is on."""
+    from nnx.backend import fastpath
+
+    return fastpath.enabled(name)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from nnx.backend import fastpath
 from nnx.errors import ShapeError
 from nnx.layers.base import Layer, check_float, check_same_dtype
 
@@ -41,6 +42,9 @@ def sigmoid(x: Any) -> Any:
     cut = _CUTS.get(key)
     if cut is None:
         cut = _CUTS[key] = _SIGMOID_CUT[xp.finfo(x.dtype).bits // 8]
+    fast = fastpath.op("sigmoid_forward", x)
+    if fast is not None:
+        return fast(x, cut)
     e = xp.maximum(x, -cut)
     e *= -1
     e = xp.exp(e)
@@ -59,6 +63,9 @@ class Sigmoid(Layer):
     def backward(self, grad: Any) -> Any:
         (s,) = self._take()
         _check_grad(self, grad, s)
+        fast = fastpath.op("sigmoid_backward", s)
+        if fast is not None:
+            return fast(s, grad)
         d = 1 - s  # grad * (s * (1 - s)), one array instead of three
         d *= s
         d *= grad
@@ -80,6 +87,9 @@ class Tanh(Layer):
     def backward(self, grad: Any) -> Any:
         (y,) = self._take()
         _check_grad(self, grad, y)
+        fast = fastpath.op("tanh_backward", y)
+        if fast is not None:
+            return fast(y, grad)
         d = y * y  # grad * (1 - y*y), one array instead of three; -a + 1 rounds as 1 - a
         d *= -1
         d += 1
@@ -99,14 +109,16 @@ class ReLU(Layer):
 
     def forward(self, x: Any) -> Any:
         xp = check_float(x, self)
-        y = xp.where(x > 0, x, 0.0)
+        fast = fastpath.op("relu_forward", x)
+        y = xp.where(x > 0, x, 0.0) if fast is None else fast(x)
         self._save(y)
         return y
 
     def backward(self, grad: Any) -> Any:
         (y,) = self._take()
         xp = _check_grad(self, grad, y)
-        return xp.where(y > 0, grad, 0.0)
+        fast = fastpath.op("relu_backward", y)
+        return xp.where(y > 0, grad, 0.0) if fast is None else fast(y, grad)
 
     def __repr__(self) -> str:
         return "ReLU()"
