@@ -177,6 +177,17 @@ def floor_runner(dev: Device, shapes, seed: int = 1) -> Callable[[int], None]:
     return run
 
 
+def with_fast_path(dev: Device, run: Callable[[int], None]) -> Callable[[int], None]:
+    """``run`` with the backend's fused kernels switched on around each call (the rest stays generic)."""
+    from nnx.backend import fastpath
+
+    def fast_run(steps: int) -> None:
+        with fastpath.enabled_for(dev.backend):
+            run(steps)
+
+    return fast_run
+
+
 def batches(n: int, batch: int) -> list[tuple[int, int]]:
     return [(i, min(i + batch, n)) for i in range(0, n, batch)]
 
@@ -202,7 +213,7 @@ class Trainers:
             self.runners["nnx"] = self._nnx(model_probe, x, t, dev)
             if fast:
                 fast_model = net.nnx_model(dev.backend)
-                self.runners["nnx_fast"] = self._nnx(fast_model, x, t, dev, graph=True)
+                self.runners["nnx_fast"] = with_fast_path(dev, self._nnx(fast_model, x, t, dev, graph=True))
         if dev.backend != "cupy":
             self.runners["numpy"] = self._hand(x, t)
         if not args.no_torch and reference_torch.available() is None:
@@ -439,6 +450,8 @@ def run_inference(args, dev, net, x, batch, steps, repeats):
             model.forward(X[a:b])
 
     runners["nnx"] = nnx_run
+    if args.fast_path:
+        runners["nnx_fast"] = with_fast_path(dev, nnx_run)
     if dev.backend != "cupy":
         hand = net.hand(ws, bs)
 
@@ -560,8 +573,6 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     nnx.use(args.backend)
     dev = Device(args.backend)
-    if args.fast_path:
-        nnx.backend.enable_fast_path(args.backend)
     wanted = [w.strip() for w in args.workloads.split(",") if w.strip()]
     q = args.quick
     repeats = args.repeats or (3 if q else 5)
