@@ -240,6 +240,7 @@ class Trainers:
             from nnx.backend import cupy_fast
 
             step = cupy_fast.GraphedStep(model, loss_fn, opt)
+            self.graphed = step
 
         def run(steps: int) -> None:
             k = pos[0]
@@ -431,6 +432,10 @@ def row(name: str, unit: str, steps: int, med: dict[str, float], notes: list[str
 def run_training(args, dev, label, net, x, t, batch, steps, repeats):
     tr = Trainers(args, dev, net, x, t, batch, args.fast_path)
     med = measure(tr.runners, steps, repeats, dev)
+    graphed = getattr(tr, "graphed", None)
+    if graphed is not None:
+        tr.notes.append("nnx_fast: fused kernels + CUDA-graph step" if graphed.unsupported is None else
+                        f"nnx_fast: fused kernels only, the CUDA-graph capture failed: {graphed.unsupported}")
     flops = net.flops(batch)
     extra = {"batch": batch, "sizes": net.sizes, "floor_tflops": flops * steps / med["floor"] / 1e12}
     return row(label, f"{steps} steps of batch {batch}", steps, med, tr.notes, extra)
@@ -559,6 +564,18 @@ def memory_table(mem: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+class _Progress(list):
+    """The result rows; each is printed as it arrives, so a run cut short still shows its numbers."""
+
+    def append(self, r: dict[str, Any]) -> None:
+        super().append(r)
+        print(table([r]).splitlines()[-1], flush=True)
+
+    def extend(self, rs) -> None:
+        for r in rs:
+            self.append(r)
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--backend", default="numpy", help="numpy, cupy or array_api_strict")
@@ -570,6 +587,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--fast-path", action="store_true", help="also time nnx with the backend's opt-in fast path")
     p.add_argument("--out", default=str(HERE / "results"), help="folder for the JSON and markdown results")
     p.add_argument("--tag", default="", help="suffix of the result file names")
+    p.add_argument("--w1-steps", type=int, default=None, help="per-sample steps timed in W1 (default 3000)")
     args = p.parse_args(argv)
     nnx.use(args.backend)
     dev = Device(args.backend)
@@ -579,12 +597,13 @@ def main(argv: list[str] | None = None) -> int:
     x, y = make_data()
     t_rashid = rashid_targets(y)
     all_nets = nets()
-    rows: list[dict[str, Any]] = []
+    rows: list[dict[str, Any]] = _Progress()
     mem: dict[str, Any] = {}
     par: dict[str, Any] = {}
     if "W1" in wanted:
         par["W1"] = parity(all_nets["W1"], dev, x, t_rashid, 1, 5)
-        rows.append(run_training(args, dev, "W1", all_nets["W1"], x, t_rashid, 1, 300 if q else 3000, repeats))
+        rows.append(run_training(args, dev, "W1", all_nets["W1"], x, t_rashid, 1,
+                                 args.w1_steps or (300 if q else 3000), repeats))
     if "W2" in wanted:
         par["W2"] = parity(all_nets["W2"], dev, x, y, 128)
         steps = 60 if q else len(batches(N_SAMPLES, 128))

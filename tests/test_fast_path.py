@@ -53,7 +53,7 @@ def _both(fn):
     return generic, fast
 
 
-_RTOL = {"float32": 2e-6, "float64": 1e-14}
+_RTOL = {"float32": 1e-6, "float64": 1e-14}  # the kernels round as the generic operations do
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
@@ -107,6 +107,7 @@ def _classifier(dtype: str):
     return model, loss, nnx.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
 
 
+@pytest.mark.filterwarnings("ignore:GraphedStep cannot capture")
 def test_graphed_step_matches_train_step(cupy_backend: str) -> None:
     from nnx.backend.cupy_fast import GraphedStep
 
@@ -125,8 +126,10 @@ def test_graphed_step_matches_train_step(cupy_backend: str) -> None:
         np.testing.assert_allclose(nnx.to_host(p1.data), nnx.to_host(p0.data), rtol=1e-11, atol=1e-13)
         np.testing.assert_allclose(nnx.to_host(p1.grad), nnx.to_host(p0.grad), rtol=1e-10, atol=1e-13)
     assert graphed[2].steps == eager[2].steps
+    assert step.unsupported is not None or len(step._graphs) == 2  # captured both shapes, or said why not
 
 
+@pytest.mark.filterwarnings("ignore:GraphedStep cannot capture")
 def test_graphed_step_refuses_what_it_cannot_replay(cupy_backend: str) -> None:
     from nnx.backend.cupy_fast import GraphedStep
 

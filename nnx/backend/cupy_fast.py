@@ -12,19 +12,24 @@ the whole SGD update (weight decay, momentum, Nesterov) in place.
 
 from __future__ import annotations
 
+import warnings
 from typing import Any, Callable
 
 import cupy as cp
 
-_relu_fwd = cp.ElementwiseKernel("T x", "T y", "y = x > (T)0 ? x : (T)0", "nnx_relu_fwd")
-_relu_bwd = cp.ElementwiseKernel("T y, T g", "T d", "d = y > (T)0 ? g : (T)0", "nnx_relu_bwd")
+# No fused multiply-add contraction: each kernel then rounds exactly as the generic
+# operations it replaces (1 - y*y near |y| = 1 would otherwise differ in many ulps).
+_EXACT = ("--fmad=false",)
+
+_relu_fwd = cp.ElementwiseKernel("T x", "T y", "y = x > (T)0 ? x : (T)0", "nnx_relu_fwd", options=_EXACT)
+_relu_bwd = cp.ElementwiseKernel("T y, T g", "T d", "d = y > (T)0 ? g : (T)0", "nnx_relu_bwd", options=_EXACT)
 _sigmoid_fwd = cp.ElementwiseKernel(
-    "T x, T cut", "T s", "s = (T)1 / ((T)1 + exp(-(x > -cut ? x : -cut)))", "nnx_sigmoid_fwd"
+    "T x, T cut", "T s", "s = (T)1 / ((T)1 + exp(-(x > -cut ? x : -cut)))", "nnx_sigmoid_fwd", options=_EXACT
 )
-_sigmoid_bwd = cp.ElementwiseKernel("T s, T g", "T d", "d = g * (s * ((T)1 - s))", "nnx_sigmoid_bwd")
-_tanh_bwd = cp.ElementwiseKernel("T y, T g", "T d", "d = g * ((T)1 - y * y)", "nnx_tanh_bwd")
+_sigmoid_bwd = cp.ElementwiseKernel("T s, T g", "T d", "d = g * (s * ((T)1 - s))", "nnx_sigmoid_bwd", options=_EXACT)
+_tanh_bwd = cp.ElementwiseKernel("T y, T g", "T d", "d = g * ((T)1 - y * y)", "nnx_tanh_bwd", options=_EXACT)
 _sgd_plain = cp.ElementwiseKernel(
-    "T g, T lr, T wd", "T p", "p -= lr * (wd != (T)0 ? g + wd * p : g)", "nnx_sgd_plain"
+    "T g, T lr, T wd", "T p", "p -= lr * (wd != (T)0 ? g + wd * p : g)", "nnx_sgd_plain", options=_EXACT
 )
 _sgd_momentum = cp.ElementwiseKernel(
     "T g, T lr, T mu, T wd, bool nesterov",
@@ -35,6 +40,7 @@ _sgd_momentum = cp.ElementwiseKernel(
     p -= lr * (nesterov ? gg + mu * b : b);
     """,
     "nnx_sgd_momentum",
+    options=_EXACT,
 )
 
 
@@ -101,6 +107,11 @@ class GraphedStep:
     depends on no host-side step count). Integer class targets are range-checked
     before each replay (one small device-to-host read); the NaN checks of the
     eager step are not part of the graph (see ``nnx.set_finite_checks``).
+
+    CuPy 14 refuses cuBLAS calls inside a stream capture (``NotImplementedError``),
+    and every ``Linear`` is one; where it does, the first capture fails, the step
+    warns once and runs eagerly from then on (``unsupported`` says why), with
+    the fused kernels if they are enabled.
     """
 
     def __init__(self, model: Any, loss: Any, optimizer: Any, warmup: int = 2) -> None:
@@ -116,6 +127,7 @@ class GraphedStep:
             raise ValueError(f"GraphedStep needs warmup >= 1 (the first step creates the optimizer's state), got {warmup}")
         self.warmup = int(warmup)
         self._calls = 0
+        self.unsupported: str | None = None  # why capturing failed; then every step runs eagerly
         self._graphs: dict[tuple[Any, ...], dict[str, Any]] = {}
 
     def _identity(self) -> tuple[Any, ...]:
@@ -153,24 +165,31 @@ class GraphedStep:
         cp.cuda.get_current_stream().synchronize()
         pool = cp.cuda.MemoryPool()  # the graph's own memory: nothing else may reuse it
         stream = cp.cuda.Stream(non_blocking=True)
-        with cp.cuda.using_allocator(pool.malloc):
-            sx = x.copy()
-            sy = self._targets(y, self._classes(x), x.dtype).copy()
-            old = set_finite_checks(False)
-            try:
-                with stream:
-                    stream.begin_capture()
-                    try:
-                        value, output = train_step(self.model, self.loss, self.optimizer, sx, sy)
-                    finally:
+        grads: list[Any] = []
+        try:
+            with cp.cuda.using_allocator(pool.malloc):
+                sx = x.copy()
+                sy = self._targets(y, self._classes(x), x.dtype).copy()
+                old = set_finite_checks(False)
+                try:
+                    with stream:
+                        stream.begin_capture()
+                        try:
+                            value, output = train_step(self.model, self.loss, self.optimizer, sx, sy)
+                        except BaseException:
+                            _end_quietly(stream)
+                            raise
                         graph = stream.end_capture()
-            finally:
-                set_finite_checks(old)
-        stream.synchronize()
-        grads = [p.grad for p in opt.params]
-        opt.steps = steps  # capturing ran nothing: the step counts and gradients are the eager ones
-        for p, g in zip(opt.params, eager_grads):
-            p.grad = g
+                finally:
+                    set_finite_checks(old)
+            stream.synchronize()
+            grads = [p.grad for p in opt.params]
+        finally:  # capturing ran nothing: the step counts, gradients and saved state stay the eager ones
+            opt.steps = steps
+            for p, g in zip(opt.params, eager_grads):
+                p.grad = g
+            _forget_saved(self.model)
+            _forget_saved(self.loss)
         return {"graph": graph, "pool": pool, "x": sx, "y": sy, "value": value, "output": output,
                 "grads": grads, "identity": self._identity()}
 
@@ -179,7 +198,7 @@ class GraphedStep:
             raise ValueError("GraphedStep was built for another model, loss or optimizer")
         from nnx.train import train_step
 
-        if self._calls < self.warmup:
+        if self._calls < self.warmup or self.unsupported is not None:
             self._calls += 1
             return train_step(model, loss, optimizer, x, y)
         key = (tuple(x.shape), x.dtype.str, tuple(y.shape), y.dtype.str)
@@ -189,7 +208,14 @@ class GraphedStep:
                 del self._graphs[key]
                 return train_step(model, loss, optimizer, x, y)
             out = train_step(model, loss, optimizer, x, y)  # this batch, eagerly; the graph starts next call
-            self._graphs[key] = self._capture(x, y)
+            try:
+                self._graphs[key] = self._capture(x, y)
+            except NotImplementedError as exc:  # CuPy refuses a call (cuBLAS) inside a capture
+                self.unsupported = f"{type(exc).__name__}: {exc}"
+                warnings.warn(
+                    f"GraphedStep cannot capture this step ({self.unsupported}); it runs the steps eagerly",
+                    RuntimeWarning, stacklevel=2,
+                )
             return out
         classes = entry["output"].shape[-1]
         self._check_targets(y, classes)
@@ -216,3 +242,18 @@ def _assign(out: Any, value: Any) -> Any:
     """Copy ``value`` into the fixed array ``out`` on the current stream."""
     out[...] = value
     return out
+
+
+def _end_quietly(stream: Any) -> None:
+    """End a capture that failed part-way; its partial graph is dropped."""
+    try:
+        stream.end_capture()
+    except Exception:
+        pass
+
+
+def _forget_saved(layer: Any) -> None:
+    """Drop what a (captured, never run) forward saved, in ``layer`` and the layers inside it."""
+    layer._saved = None
+    for child in layer.children():
+        _forget_saved(child)
