@@ -512,6 +512,8 @@ def machine(dev: Device) -> dict[str, Any]:
         "cores": os.cpu_count(),
         "numpy": np.__version__,
         "nnx": nnx.__version__,
+        "thread_env": {k: os.environ[k] for k in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
+                       if k in os.environ},
     }
     try:
         with open("/proc/cpuinfo") as f:

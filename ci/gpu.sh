@@ -20,3 +20,5 @@ if [ -n "$log" ]; then
 else
   python3 -m pytest -ra
 fi
+# The GPU benchmarks: nnx (generic and fast path) against PyTorch CUDA eager and cuBLAS alone.
+python3 benchmarks/bench.py --backend cupy --fast-path --workloads W1,W2,W3,INF,large,scale,memory ${RESULTS:+--out "$RESULTS"}
