@@ -35,3 +35,32 @@ class DTypeError(NnxError, TypeError):
 
 class StateError(NnxError, RuntimeError):
     """A call out of order, such as ``backward`` without a ``forward`` before it."""
+
+
+class ModelFileError(NnxError, ValueError):
+    """A model or checkpoint file nnx cannot use; ``path`` and ``problem`` say which and why."""
+
+    def __init__(self, path: object, problem: str) -> None:
+        self.path = str(path)
+        self.problem = problem
+        super().__init__(f"{self.path}: {problem}")
+
+
+class NotAModelFileError(ModelFileError):
+    """The path is no nnx file at all: missing, a directory, empty, a pickle, a zip or other format."""
+
+
+class CorruptModelFileError(ModelFileError):
+    """An nnx file whose bytes are damaged: truncated, flipped, or sizes that do not add up."""
+
+
+class FormatVersionError(ModelFileError):
+    """An nnx file written in a format version this nnx cannot read."""
+
+
+class UnknownLayerError(ModelFileError):
+    """A layer type that is not in nnx's allow-list of layer classes (``nnx.io.register_layer``)."""
+
+
+class TensorMismatchError(ModelFileError):
+    """Tensors that disagree with the architecture: missing, extra, or of the wrong shape or dtype."""
