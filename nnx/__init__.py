@@ -23,6 +23,17 @@ from nnx.layers import Layer, Linear, Parameter, ReLU, Sequential, Sigmoid, Tanh
 from nnx.losses import MSE, SSE, SumSquaredError
 from nnx.optim import SGD
 from nnx.train import train_step
+from nnx import checkpoint, io
+from nnx.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
+from nnx.errors import (
+    CorruptModelFileError,
+    FormatVersionError,
+    ModelFileError,
+    NotAModelFileError,
+    TensorMismatchError,
+    UnknownLayerError,
+)
+from nnx.io import load, register_layer, save
 
 DISTRIBUTION = "nnx-array"
 
@@ -61,4 +72,18 @@ __all__ = [
     "to_host",
     "train_step",
     "use",
+    "Checkpoint",
+    "CorruptModelFileError",
+    "FormatVersionError",
+    "ModelFileError",
+    "NotAModelFileError",
+    "TensorMismatchError",
+    "UnknownLayerError",
+    "checkpoint",
+    "io",
+    "load",
+    "load_checkpoint",
+    "register_layer",
+    "save",
+    "save_checkpoint",
 ]
