@@ -1,0 +1,114 @@
+"""Hostile and broken files: each gets a specific nnx error naming the file and the problem.
+
+None crashes with another exception, none allocates the size it declares, and
+none runs code (the pickle cases' payload would create a marker file).
+"""
+
+from __future__ import annotations
+
+import pickle
+import tracemalloc
+from pathlib import Path
+
+import pytest
+
+import nnx
+from hostile_files import MARKER, build, valid_model
+
+CORPUS_DIR = "hostile"
+# Cases caught when the model is built from the description, not when the file is read.
+BUILD_STAGE = {"unknown-layer.nnx", "bad-layer-config.nnx", "huge-layer-config.nnx", "deep-nesting.nnx"}
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[tuple[str, str, str]]]:
+    directory = tmp_path_factory.mktemp(CORPUS_DIR)
+    return directory, build(directory)
+
+
+def _cases() -> list[str]:
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as d:
+        return [name for name, _, _ in build(Path(d))]
+
+
+@pytest.mark.parametrize("name", _cases())
+def test_each_hostile_file_gets_its_error(corpus: tuple[Path, list[tuple[str, str, str]]], name: str) -> None:
+    directory, cases = corpus
+    _, error, phrase = next(c for c in cases if c[0] == name)
+    path = directory / name
+    with pytest.raises(nnx.ModelFileError) as info:
+        nnx.load(path)
+    exc = info.value
+    assert type(exc).__name__ == error, str(exc)
+    assert isinstance(exc, getattr(nnx, error))
+    assert isinstance(exc, (nnx.NnxError, ValueError))
+    assert phrase in str(exc)
+    assert exc.path == str(path) and str(exc).startswith(str(path))
+    assert not (directory / MARKER).exists()
+
+
+def test_the_valid_file_of_the_corpus_loads(corpus: tuple[Path, list[tuple[str, str, str]]]) -> None:
+    directory, _ = corpus
+    loaded = nnx.load(directory / "valid.nnx")
+    assert repr(loaded) == repr(valid_model())
+
+
+def test_pickle_payload_is_live_but_never_runs(tmp_path: Path) -> None:
+    build(tmp_path)
+    marker = tmp_path / MARKER
+    for protocol in (0, 2, 5):
+        path = tmp_path / f"pickle-protocol-{protocol}.nnx"
+        pickle.loads(path.read_bytes())  # the control: unpickling does run the payload
+        assert marker.exists()
+        marker.unlink()
+        with pytest.raises(nnx.ModelFileError):
+            nnx.load(path)
+        with pytest.raises(nnx.ModelFileError):
+            nnx.load_checkpoint(path)
+        assert not marker.exists()
+
+
+@pytest.mark.parametrize("name", ["huge-header-length.nnx", "huge-tensor.nnx", "huge-layer-config.nnx"])
+def test_declared_huge_sizes_are_never_allocated(corpus: tuple[Path, list[tuple[str, str, str]]], name: str) -> None:
+    directory, _ = corpus
+    nnx.load(directory / "valid.nnx")  # warm imports and caches outside the measurement
+    tracemalloc.start()
+    try:
+        with pytest.raises(nnx.CorruptModelFileError):
+            nnx.load(directory / name)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 2**20, f"loading {name} allocated {peak} bytes at its peak"
+
+
+def test_every_truncation_and_every_flipped_byte_is_caught(tmp_path: Path) -> None:
+    """Exhaustive over a small file: each prefix and each byte XOR 0xFF raises a ModelFileError.
+
+    XOR 0xFF turns header bytes into invalid UTF-8 and data bytes into a
+    checksum mismatch, so no damaged variant may load.
+    """
+    raw = nnx.save(valid_model(), tmp_path / "valid.nnx").read_bytes()
+    path = tmp_path / "damaged.nnx"
+    variants = [raw[:n] for n in range(len(raw))]
+    for i in range(len(raw)):
+        flipped = bytearray(raw)
+        flipped[i] ^= 0xFF
+        variants.append(bytes(flipped))
+    for variant in variants:
+        path.write_bytes(variant)
+        with pytest.raises(nnx.ModelFileError):
+            nnx.load(path)
+
+
+def test_checkpoint_reader_shares_the_checks(corpus: tuple[Path, list[tuple[str, str, str]]]) -> None:
+    """Every case caught while reading (not while building the model) fails a checkpoint load alike."""
+    directory, cases = corpus
+    for name, error, _ in cases:
+        if error != "TensorMismatchError" and name not in BUILD_STAGE:
+            with pytest.raises(getattr(nnx, error)):
+                nnx.load_checkpoint(directory / name)
+    with pytest.raises(nnx.ModelFileError, match="is a model file, not a checkpoint"):
+        nnx.load_checkpoint(directory / "valid.nnx")
