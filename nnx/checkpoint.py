@@ -145,8 +145,10 @@ def save_checkpoint(
     ``rng`` is the host generator training draws from (default: nnx's own).
     ``history`` and ``extra`` are JSON data (arrays in them become tensors).
     If the process dies during the save, the previous file at ``path`` stays.
+    The directory is created if needed.
     """
     fields, tensors = _io.model_tensors(model, path)
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
     state = {
         "epoch": int(epoch),
         "step": int(step),
