@@ -30,6 +30,7 @@ import json
 import math
 import os
 import secrets
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Mapping
@@ -319,6 +320,10 @@ def read_tensors(path: str | os.PathLike[str]) -> ModelFile:
     the description records.
     """
     path = Path(path)
+    with contextlib.suppress(OSError):
+        mode = os.stat(path).st_mode
+        if not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):  # opening a pipe would block
+            raise NotAModelFileError(path, "is not a regular file (a pipe, socket or device)")
     try:
         f = open(path, "rb")
     except IsADirectoryError:
@@ -355,6 +360,9 @@ def read_tensors(path: str | os.PathLike[str]) -> ModelFile:
                 path, "is a safetensors file without an nnx description; it was not written by nnx.save")
         description = _parse_json(metadata[FORMAT], path, "the nnx description")
         _check_version(description, path)
+        if description.get("kind") not in ("model", "checkpoint"):
+            raise CorruptModelFileError(path, f"the description's kind is {description.get('kind')!r:.50}, "
+                                              f"expected 'model' or 'checkpoint'")
         data = bytearray(data_len)
         if f.readinto(data) != data_len:
             raise CorruptModelFileError(path, "is truncated: it changed size while being read")
@@ -486,8 +494,10 @@ class _Builder:
         try:
             with _default_rng_untouched():
                 return cls(**config)
-        except (TypeError, ValueError) as exc:
-            raise CorruptModelFileError(path, f"layer {where} ({name}) has an invalid config {config!r:.200}: {exc}") from None
+        except Exception as exc:  # whatever a constructor makes of arguments it never expected
+            raise CorruptModelFileError(
+                path, f"layer {where} ({name}) has an invalid config {config!r:.200}: "
+                      f"{type(exc).__name__}: {exc}") from None
 
 
 def _names(names: Iterable[str]) -> str:

@@ -9,6 +9,7 @@ A pickle case's payload creates ``MARKER`` next to it when unpickled.
 from __future__ import annotations
 
 import json
+import os
 import pickle
 import sys
 from pathlib import Path
@@ -150,6 +151,13 @@ def build(directory: Path) -> list[tuple[str, str, str]]:
     np.savez(npz, w=np.zeros((2, 2)))
     add("npz-renamed.nnx", npz.read_bytes(), "NotAModelFileError", "zip archive")
     npz.unlink()
+    add("unknown-kind.nnx", _with_description(base, lambda d: d.update(kind="script")),
+        "CorruptModelFileError", "expected 'model' or 'checkpoint'")
+    if hasattr(os, "mkfifo"):
+        fifo = directory / "a-pipe.nnx"
+        if not fifo.exists():
+            os.mkfifo(fifo)
+        cases.append(("a-pipe.nnx", "NotAModelFileError", "is not a regular file"))
     (directory / "a-directory.nnx").mkdir(exist_ok=True)
     cases.append(("a-directory.nnx", "NotAModelFileError", "is a directory"))
     cases.append(("does-not-exist.nnx", "NotAModelFileError", "no such file"))

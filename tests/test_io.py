@@ -168,3 +168,43 @@ def test_failed_save_keeps_the_previous_file(tmp_path: Path, monkeypatch: pytest
 def test_save_to_a_directory_is_an_error(tmp_path: Path) -> None:
     with pytest.raises(nnx.NotAModelFileError, match="is a directory"):
         nnx.save(_net(), tmp_path)
+
+
+class _Centre(nnx.Layer):
+    """A test layer with a non-trainable buffer (a running mean), as normalisation layers have."""
+
+    def __init__(self, features: int, dtype: str = "float64") -> None:
+        super().__init__()
+        self.features, self.dtype = features, dtype
+        self.mean = nnx.to_device(np.zeros(features), dtype=dtype)
+
+    def forward(self, x: object) -> object:
+        return x - self.mean
+
+    def config(self) -> dict[str, object]:
+        return {"features": self.features, "dtype": self.dtype}
+
+    def named_buffers(self, prefix: str = "") -> list[tuple[str, object]]:
+        return [(prefix + "mean", self.mean)]
+
+    def set_buffer(self, name: str, value: object) -> None:
+        assert name == "mean"
+        self.mean = value
+
+
+def test_buffers_are_saved_and_restored(backend: str, tmp_path: Path) -> None:
+    nnx.register_layer(_Centre, "test_io.Centre")
+    try:
+        layer = _Centre(3)
+        layer.mean = nnx.to_device([0.5, -1.0, 2.0], dtype="float64")
+        path = nnx.save(layer, tmp_path / "c.nnx")
+        loaded = nnx.load(path)
+        assert nnx.backend.backend_of(loaded.mean) == backend
+        assert np.array_equal(nnx.to_host(loaded.mean), [0.5, -1.0, 2.0])
+        tensors = nnx.io.read_tensors(path).tensors
+        del tensors["mean"]
+        nnx.io.write_tensors(path, tensors, nnx.io.read_tensors(path).description)
+        with pytest.raises(nnx.TensorMismatchError, match="lacks tensors the architecture needs: 'mean'"):
+            nnx.load(path)
+    finally:
+        del nnx.io._LAYERS["test_io.Centre"]
