@@ -161,7 +161,7 @@ def save_checkpoint(
     found: dict[str, np.ndarray] = {}
     encoded = _encode(state, "checkpoint", found)
     tensors.update(found)
-    description = {**_io._description("checkpoint"), **fields, "checkpoint": encoded}
+    description = {**_io.header_fields("checkpoint"), **fields, "checkpoint": encoded}
     return _io.write_tensors(path, tensors, description)
 
 
@@ -213,12 +213,12 @@ class Checkpoint:
 
     def _restore_model(self, model: Layer) -> None:
         described = self.file.description.get("model")
-        architecture = _io._architecture(model, self.path)
+        architecture = _io.architecture(model, self.path)
         if architecture != described:
             raise TensorMismatchError(
                 self.path, f"the checkpoint's architecture {described!r:.300} differs from the model "
                            f"given, {architecture!r:.300}; build the model exactly as it was built when saved")
-        _io._fill(model, self.file, model.backend or _backend.current())
+        _io.fill_model(model, self.file, model.backend or _backend.current())
 
     def _restore_state(self, obj: Any, saved: dict[str, Any] | None, what: str) -> None:
         if saved is None:
@@ -250,11 +250,11 @@ def load_checkpoint(path: str | os.PathLike[str]) -> Checkpoint:
     state = _decode(file.description.get("checkpoint"), file.tensors, used, path)
     unused = {n for n in file.tensors if n.startswith(_io.STATE_PREFIX)} - used
     if unused:
-        raise TensorMismatchError(path, f"has training-state tensors nothing refers to: {_io._names(unused)}")
+        raise TensorMismatchError(path, f"has training-state tensors nothing refers to: {_io.quote_names(unused)}")
     if not isinstance(state, dict) or not {"epoch", "step", "rng"} <= set(state):
         raise CorruptModelFileError(path, "the training state lacks epoch, step or rng")
     for key in ("epoch", "step"):
-        if not _io._is_count(state[key]):
+        if not _io.is_count(state[key]):
             raise CorruptModelFileError(path, f"the training state's {key} is {state[key]!r}, not a count")
     return Checkpoint(
         file=file,

@@ -237,7 +237,8 @@ def _parse_json(text: str | bytes, path: Path, what: str) -> Any:
         raise CorruptModelFileError(path, f"{what} is not valid JSON ({exc}); the file is damaged") from None
 
 
-def _is_count(v: Any) -> bool:
+def is_count(v: Any) -> bool:
+    """A non-negative int that is not a bool (JSON sizes, offsets, steps)."""
     return isinstance(v, int) and not isinstance(v, bool) and v >= 0
 
 
@@ -264,9 +265,9 @@ def _check_entries(header: dict[str, Any], data_len: int, path: Path) -> list[tu
         code, shape, offsets = entry["dtype"], entry["shape"], entry["data_offsets"]
         if code not in _HOST_DTYPES:
             raise CorruptModelFileError(path, f"tensor {name!r} has unknown dtype {code!r} (known: {', '.join(_HOST_DTYPES)})")
-        if not (isinstance(shape, list) and all(_is_count(d) for d in shape)):
+        if not (isinstance(shape, list) and all(is_count(d) for d in shape)):
             raise CorruptModelFileError(path, f"tensor {name!r} has an invalid shape {shape!r}")
-        if not (isinstance(offsets, list) and len(offsets) == 2 and all(_is_count(o) for o in offsets)
+        if not (isinstance(offsets, list) and len(offsets) == 2 and all(is_count(o) for o in offsets)
                 and offsets[0] <= offsets[1]):
             raise CorruptModelFileError(path, f"tensor {name!r} has invalid data_offsets {offsets!r}")
         dtype = _HOST_DTYPES[code]
@@ -305,7 +306,7 @@ def _check_version(description: Any, path: Path) -> None:
         from nnx import __version__
 
         saved_by = description.get("nnx_version", "an unknown nnx")
-        hint = ("upgrade nnx to read it" if _is_count(version) and version > FORMAT_VERSION
+        hint = ("upgrade nnx to read it" if is_count(version) and version > FORMAT_VERSION
                 else "re-save it with a current nnx")
         raise FormatVersionError(
             path, f"format version {version!r} (written by nnx {saved_by}) cannot be read by nnx "
@@ -385,10 +386,11 @@ def named_buffers(model: Layer) -> list[tuple[str, Any]]:
     return list(method()) if method is not None else []
 
 
-def _architecture(layer: Layer, path: object) -> dict[str, Any]:
+def architecture(layer: Layer, path: object) -> dict[str, Any]:
+    """The JSON description of ``layer``: type names and configs, children for Sequential."""
     name = _type_name(type(layer), path)
     if isinstance(layer, Sequential):
-        return {"type": name, "layers": [_architecture(child, path) for child in layer.layers]}
+        return {"type": name, "layers": [architecture(child, path) for child in layer.layers]}
     config = layer.config() if hasattr(layer, "config") else {}
     try:
         if json.loads(json.dumps(config)) != config:
@@ -411,14 +413,15 @@ def model_tensors(model: Layer, path: object = "<memory>") -> tuple[dict[str, An
         tensors[name] = _backend.to_host(value)
     params = model.parameters()
     fields = {
-        "model": _architecture(model, path),
+        "model": architecture(model, path),
         "dtype": _backend.dtype_name(params[0].data) if params else None,
         "backend": model.backend,
     }
     return fields, tensors
 
 
-def _description(kind: str) -> dict[str, Any]:
+def header_fields(kind: str) -> dict[str, Any]:
+    """The description fields every nnx file starts with."""
     from nnx import __version__
 
     return {"format": FORMAT, "format_version": FORMAT_VERSION, "nnx_version": __version__, "kind": kind}
@@ -430,7 +433,7 @@ def save(model: Layer, path: str | os.PathLike[str]) -> Path:
     The model may live on any backend; the file does not depend on it.
     """
     fields, tensors = model_tensors(model, path)
-    return write_tensors(path, tensors, {**_description("model"), **fields})
+    return write_tensors(path, tensors, {**header_fields("model"), **fields})
 
 
 @contextlib.contextmanager
@@ -500,13 +503,14 @@ class _Builder:
                       f"{type(exc).__name__}: {exc}") from None
 
 
-def _names(names: Iterable[str]) -> str:
+def quote_names(names: Iterable[str]) -> str:
+    """Up to five names for an error message."""
     names = sorted(names)
     shown = ", ".join(repr(n) for n in names[:5])
     return shown + (f" and {len(names) - 5} more" if len(names) > 5 else "")
 
 
-def _fill(model: Layer, file: ModelFile, name: str) -> None:
+def fill_model(model: Layer, file: ModelFile, name: str) -> None:
     """Move the file's tensors into ``model``'s parameters and buffers, checking each."""
     path = file.path
     targets: dict[str, tuple[str, Any]] = {n: ("parameter", p.data) for n, p in model.named_parameters()}
@@ -514,12 +518,12 @@ def _fill(model: Layer, file: ModelFile, name: str) -> None:
     stored = {n: a for n, a in file.tensors.items() if not n.startswith(STATE_PREFIX)}
     if file.description.get("kind") == "model" and len(stored) != len(file.tensors):
         extra = set(file.tensors) - set(stored)
-        raise TensorMismatchError(path, f"has tensors the model does not have: {_names(extra)}")
+        raise TensorMismatchError(path, f"has tensors the model does not have: {quote_names(extra)}")
     missing, extra = set(targets) - set(stored), set(stored) - set(targets)
     if missing:
-        raise TensorMismatchError(path, f"lacks tensors the architecture needs: {_names(missing)}")
+        raise TensorMismatchError(path, f"lacks tensors the architecture needs: {quote_names(missing)}")
     if extra:
-        raise TensorMismatchError(path, f"has tensors the architecture does not have: {_names(extra)}")
+        raise TensorMismatchError(path, f"has tensors the architecture does not have: {quote_names(extra)}")
     for tname, (kind, current) in targets.items():
         array = stored[tname]
         if tuple(array.shape) != tuple(current.shape):
@@ -547,7 +551,7 @@ def build_model(file: ModelFile, backend: str | None = None) -> Layer:
     _backend.get(name)
     with _backend.use(name):
         model = _Builder(file.path, file.size).build(file.description.get("model"), "model")
-    _fill(model, file, name)
+    fill_model(model, file, name)
     return model
 
 
