@@ -22,8 +22,8 @@ import numpy as np
 from nnx import backend as _backend
 from nnx import io as _io
 from nnx.backend import host
-from nnx.errors import CorruptModelFileError, ModelFileError, TensorMismatchError
-from nnx.layers.base import Layer
+from nnx.errors import CorruptModelFileError, ModelFileError, NnxError, TensorMismatchError
+from nnx.layers import Layer, Sequential
 
 # The file a checkpoint directory holds (see ``checkpoint_path``).
 CHECKPOINT_NAME = "checkpoint" + _io.SUFFIX
@@ -71,6 +71,15 @@ def set_rng_state(rng: host.HostRNG | None, state: dict[str, Any]) -> None:
             rng.bit_generator.state = state["state"]
     except (TypeError, ValueError, KeyError) as exc:
         raise ValueError(f"the saved random state does not fit this {kind}: {exc}") from None
+
+
+def _random_layers(layer: Layer, prefix: str = "") -> list[tuple[str, Layer]]:
+    """``(path, layer)`` for each layer with its own generator (``random_state``), e.g. seeded dropout."""
+    found = [(prefix.rstrip(".") or "model", layer)] if hasattr(layer, "random_state") else []
+    children = layer.layers if isinstance(layer, Sequential) else getattr(layer, "children", lambda: [])()
+    for i, child in enumerate(children):
+        found += _random_layers(child, f"{prefix}{i}.")
+    return found
 
 
 # state trees: JSON with arrays moved out into tensors --------------------------------
@@ -155,6 +164,7 @@ def save_checkpoint(
         "optimizer": _state_of(optimizer, "optimizer"),
         "schedule": _state_of(schedule, "learning-rate schedule"),
         "rng": rng_state(rng),
+        "layer_rngs": {name: layer.random_state() for name, layer in _random_layers(model)},
         "history": history,
         "extra": extra,
     }
@@ -177,6 +187,7 @@ class Checkpoint:
     optimizer_state: dict[str, Any] | None = field(repr=False)
     schedule_state: dict[str, Any] | None = field(repr=False)
     rng_state: dict[str, Any] = field(repr=False)
+    layer_rngs: dict[str, Any] = field(default_factory=dict, repr=False)
 
     @property
     def path(self) -> Path:
@@ -195,10 +206,11 @@ class Checkpoint:
     ) -> None:
         """Put the saved values into existing objects, built the same way as when saved.
 
-        ``model`` gets its parameters and buffers (on the backend it lives on),
-        ``optimizer`` and ``schedule`` their ``load_state_dict``, and ``rng``
-        (default: nnx's generator) its state. Objects left as ``None`` are
-        untouched, except the generator, which is always restored.
+        ``model`` gets its parameters, buffers and its layers' own generators
+        (seeded dropout), on the backend it lives on; ``optimizer`` and
+        ``schedule`` their ``load_state_dict``, and ``rng`` (default: nnx's
+        generator) its state. Objects left as ``None`` are untouched, except
+        the generator, which is always restored.
         """
         if model is not None:
             self._restore_model(model)
@@ -219,6 +231,12 @@ class Checkpoint:
                 self.path, f"the checkpoint's architecture {described!r:.300} differs from the model "
                            f"given, {architecture!r:.300}; build the model exactly as it was built when saved")
         _io.fill_model(model, self.file, model.backend or _backend.current())
+        for name, layer in _random_layers(model):
+            if name in self.layer_rngs:
+                try:
+                    layer.set_random_state(self.layer_rngs[name])
+                except (TypeError, ValueError, KeyError) as exc:
+                    raise ModelFileError(self.path, f"the saved generator state of layer {name} does not fit: {exc}") from None
 
     def _restore_state(self, obj: Any, saved: dict[str, Any] | None, what: str) -> None:
         if saved is None:
@@ -228,7 +246,7 @@ class Checkpoint:
                 self.path, f"the checkpoint's {what} is a {saved['type']}, not a {type(obj).__name__}")
         try:
             obj.load_state_dict(saved["state"])
-        except (TypeError, ValueError, KeyError) as exc:
+        except (TypeError, ValueError, KeyError, NnxError) as exc:
             raise ModelFileError(self.path, f"the saved {what} state does not fit {obj!r}: {exc}") from None
 
 
@@ -265,6 +283,7 @@ def load_checkpoint(path: str | os.PathLike[str]) -> Checkpoint:
         optimizer_state=_typed_state(state.get("optimizer"), "optimizer", path),
         schedule_state=_typed_state(state.get("schedule"), "learning-rate schedule", path),
         rng_state=state["rng"],
+        layer_rngs=state.get("layer_rngs") if isinstance(state.get("layer_rngs"), dict) else {},
     )
 
 

@@ -340,10 +340,11 @@ def read_tensors(path: str | os.PathLike[str]) -> ModelFile:
         head = f.read(8)
         if size == 0:
             raise NotAModelFileError(path, "is empty")
-        _sniff(head, path)
+        header_len = int.from_bytes(head, "little")
+        if size < 8 or header_len > size - 8:
+            _sniff(head, path)  # only now: a valid header length may start with a pickle's bytes
         if size < 8:
             raise CorruptModelFileError(path, f"is truncated: {size} bytes, less than the 8-byte header length")
-        header_len = int.from_bytes(head, "little")
         if header_len > size - 8:
             raise CorruptModelFileError(
                 path, f"declares a {header_len}-byte header but only {size - 8} bytes follow; "

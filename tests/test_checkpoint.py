@@ -199,3 +199,38 @@ def test_run_killed_at_random_steps_resumes_bit_for_bit(backend: str, tmp_path: 
     history = json.loads((interrupted / "history.json").read_text())
     assert history == json.loads((tmp_path / "whole" / "history.json").read_text())
     assert len(history) == 300
+
+
+class _Noise(nnx.Layer):
+    """A test layer with its own seeded generator, as seeded dropout has."""
+
+    def __init__(self, seed: int = 0) -> None:
+        super().__init__()
+        self.rng = nnx.random.legacy(seed)
+
+    def forward(self, x: Any) -> Any:
+        return x + nnx.to_device(self.rng.random(tuple(x.shape)), nnx.backend.backend_of(x), dtype="float64")
+
+    def random_state(self) -> Any:
+        return self.rng.get_state()
+
+    def set_random_state(self, state: Any) -> None:
+        self.rng.set_state(state)
+
+
+def test_layers_own_generators_are_restored(tmp_path: Path) -> None:
+    nnx.register_layer(_Noise, "test_checkpoint.Noise")
+    try:
+        def make() -> nnx.Sequential:
+            return nnx.Sequential(nnx.Linear(2, 2, seed=0, dtype="float64"), nnx.Sequential(_Noise(5)))
+
+        model = make()
+        x = nnx.to_device(np.ones((1, 2)), dtype="float64")
+        model.forward(x)
+        path = nnx.save_checkpoint(tmp_path / "ck.nnx", model)
+        expected = nnx.to_host(model.forward(x))
+        other = make()
+        nnx.load_checkpoint(path).restore(other)
+        assert np.array_equal(nnx.to_host(other.forward(x)), expected)
+    finally:
+        del nnx.io._LAYERS["test_checkpoint.Noise"]

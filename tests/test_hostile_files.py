@@ -112,3 +112,18 @@ def test_checkpoint_reader_shares_the_checks(corpus: tuple[Path, list[tuple[str,
                 nnx.load_checkpoint(directory / name)
     with pytest.raises(nnx.ModelFileError, match="is a model file, not a checkpoint"):
         nnx.load_checkpoint(directory / "valid.nnx")
+
+
+def test_a_valid_header_length_that_looks_like_a_pickle_still_loads(tmp_path: Path) -> None:
+    """A header of 0x580 bytes starts the file with 80 05, a protocol-5 pickle's first two bytes."""
+    model = valid_model()
+    base = int.from_bytes(nnx.save_checkpoint(tmp_path / "ck.nnx", model, extra="").read_bytes()[:8], "little")
+    assert base < 0x580
+    found = False
+    for n in range(0x580 - base - 16, 0x580 - base + 16):
+        path = nnx.save_checkpoint(tmp_path / "ck.nnx", model, extra="x" * n)
+        if path.read_bytes()[:2] == b"\x80\x05":
+            found = True
+            assert repr(nnx.load(path)) == repr(model)
+            assert nnx.load_checkpoint(path).extra == "x" * n
+    assert found
