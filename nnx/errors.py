@@ -64,3 +64,11 @@ class UnknownLayerError(ModelFileError):
 
 class TensorMismatchError(ModelFileError):
     """Tensors that disagree with the architecture: missing, extra, or of the wrong shape or dtype."""
+
+
+class NonFiniteError(NnxError, ValueError):
+    """NaN where a finite array is needed (a loss's prediction or target, a network's input)."""
+
+
+class TargetError(NnxError, ValueError):
+    """A loss target that does not fit the prediction: a class index out of range, a wrong kind."""

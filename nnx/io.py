@@ -47,7 +47,21 @@ from nnx.errors import (
     TensorMismatchError,
     UnknownLayerError,
 )
-from nnx.layers import Layer, Linear, ReLU, Sequential, Sigmoid, Tanh
+from nnx.layers import (
+    GELU,
+    BatchNorm1d,
+    Dropout,
+    Flatten,
+    Layer,
+    LayerNorm,
+    LeakyReLU,
+    Linear,
+    ReLU,
+    Sequential,
+    Sigmoid,
+    Softmax,
+    Tanh,
+)
 
 FORMAT = "nnx"
 FORMAT_VERSION = 1
@@ -99,7 +113,8 @@ def registered_layers() -> dict[str, type[Layer]]:
     return dict(_LAYERS)
 
 
-for _cls in (Linear, Sigmoid, Tanh, ReLU, Sequential):
+for _cls in (Linear, Sigmoid, Tanh, ReLU, LeakyReLU, GELU, Softmax, Flatten, Dropout, LayerNorm,
+             BatchNorm1d, Sequential):
     register_layer(_cls)
 
 
