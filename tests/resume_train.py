@@ -1,8 +1,8 @@
 """A small training run that checkpoints and resumes; the resume test kills it with SIGKILL.
 
 ``python tests/resume_train.py DIR [--steps N] [--every K] [--resume]`` trains a
-tiny float64 network with momentum, a decaying learning rate and random
-mini-batches drawn from a seeded host generator, checkpoints to
+tiny float64 network (batch norm, seeded dropout) with Adam, a decaying
+learning rate and random mini-batches drawn from a seeded host generator, checkpoints to
 ``DIR/checkpoint.nnx`` every K steps, prints ``step N`` after each step and
 finally saves the model to ``DIR/final.nnx`` and the history to
 ``DIR/history.json``. With ``--resume`` it continues from the checkpoint.
@@ -14,52 +14,22 @@ import argparse
 import json
 import time
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
 import nnx
 
 
-class Momentum(nnx.optim.Optimizer):
-    """Heavy-ball SGD; its velocities are state that a resume must restore."""
-
-    def __init__(self, params: Any, lr: float, momentum: float = 0.9) -> None:
-        super().__init__(params, lr)
-        self.momentum = momentum
-        self.velocity: list[Any] = [None] * len(self.params)
-
-    def step(self) -> None:
-        for i, p in enumerate(self.params):
-            v = self.velocity[i]
-            self.velocity[i] = p.grad if v is None else self.momentum * v + p.grad
-            p.data -= self.lr * self.velocity[i]
-
-    def state_dict(self) -> dict[str, Any]:
-        return {"lr": self.lr, "momentum": self.momentum,
-                "velocity": [None if v is None else nnx.to_host(v) for v in self.velocity]}
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.lr, self.momentum = state["lr"], state["momentum"]
-        name = nnx.backend.backend_of(self.params[0].data)
-        self.velocity = [None if v is None else nnx.to_device(v, name) for v in state["velocity"]]
-
-
-class Decay:
-    """``lr = base * gamma ** t``: its position ``t`` is state that a resume must restore."""
-
-    def __init__(self, optimizer: Momentum, gamma: float) -> None:
-        self.optimizer, self.base, self.gamma, self.t = optimizer, optimizer.lr, gamma, 0
-
-    def step(self) -> None:
-        self.t += 1
-        self.optimizer.lr = self.base * self.gamma ** self.t
-
-    def state_dict(self) -> dict[str, Any]:
-        return {"base": self.base, "gamma": self.gamma, "t": self.t}
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.base, self.gamma, self.t = state["base"], state["gamma"], state["t"]
+def build(backend: str | None = None) -> tuple[nnx.Sequential, nnx.Adam, nnx.schedules.ExponentialLR]:
+    """The model, optimizer and schedule, built the same way by every run."""
+    model = nnx.Sequential(
+        nnx.Linear(4, 16, seed=1, dtype="float64", backend=backend),
+        nnx.BatchNorm1d(16, dtype="float64", backend=backend), nnx.GELU(),
+        nnx.Dropout(0.2, seed=3),
+        nnx.Linear(16, 2, seed=2, dtype="float64", backend=backend),
+    )
+    opt = nnx.Adam(model.parameters(), lr=0.01)
+    return model, opt, nnx.schedules.ExponentialLR(opt, gamma=0.999)
 
 
 def main() -> None:
@@ -74,11 +44,8 @@ def main() -> None:
     data = np.random.default_rng(0)
     x_all = nnx.to_device(data.normal(size=(64, 4)), dtype="float64")
     y_all = nnx.to_device(np.tanh(data.normal(size=(64, 2))), dtype="float64")
-    model = nnx.Sequential(nnx.Linear(4, 16, seed=1, dtype="float64"), nnx.Tanh(),
-                           nnx.Linear(16, 2, seed=2, dtype="float64"))
+    model, opt, schedule = build()
     loss = nnx.MSE()
-    opt = Momentum(model.parameters(), lr=0.05)
-    schedule = Decay(opt, gamma=0.999)
     rng = nnx.random.make_rng(7)
     start, history = 0, []
     path = nnx.checkpoint.checkpoint_path(args.directory)
