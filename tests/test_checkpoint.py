@@ -233,3 +233,23 @@ def test_layers_own_generators_are_restored(tmp_path: Path) -> None:
         assert np.array_equal(nnx.to_host(other.forward(x)), expected)
     finally:
         del nnx.io._LAYERS["test_checkpoint.Noise"]
+
+
+def _readme_block(heading: str) -> str:
+    text = (Path(__file__).parents[1] / "README.md").read_text()
+    after = text[text.index(heading):]
+    start = after.index("```python\n") + len("```python\n")
+    return after[start:after.index("```\n", start)]
+
+
+def test_readme_resume_example_runs_and_resumes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    code = _readme_block("### Checkpoints and exact resume")
+    exec(compile(code, "README.md", "exec"), {})
+    final = (tmp_path / "runs/xor/final.nnx").read_bytes()
+    assert nnx.load_checkpoint(tmp_path / "runs/xor/checkpoint.nnx").step == 1000
+    interrupted = code.replace("while step < 1000:", "while step < 450:")
+    (tmp_path / "runs/xor/checkpoint.nnx").unlink()
+    exec(compile(interrupted, "README.md", "exec"), {})  # stops at 450; its last checkpoint is step 400
+    exec(compile(code, "README.md", "exec"), {})  # resumes at 400
+    assert (tmp_path / "runs/xor/final.nnx").read_bytes() == final
