@@ -67,7 +67,7 @@ FORMAT = "nnx"
 FORMAT_VERSION = 1
 SUFFIX = ".nnx"
 
-# A header longer than this is refused before it is read (safetensors' own cap).
+# A header longer than this is refused before it is read.
 MAX_HEADER_BYTES = 100 * 2**20
 # Sequential nesting deeper than this is refused (a hostile file could recurse forever).
 MAX_DEPTH = 64
