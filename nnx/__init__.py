@@ -23,6 +23,11 @@ from nnx.layers import Layer, Linear, Parameter, ReLU, Sequential, Sigmoid, Tanh
 from nnx.losses import MSE, SSE, SumSquaredError
 from nnx.optim import SGD
 from nnx.train import train_step
+from nnx.train import Callback, EarlyStopping, History, LRScheduler, LambdaCallback, TrainState
+from nnx.train import evaluate, fit, predict
+from nnx.errors import DataFormatError, NonFiniteError
+from nnx import datasets
+from nnx.plot import plot_history
 
 DISTRIBUTION = "nnx-array"
 
@@ -61,4 +66,17 @@ __all__ = [
     "to_host",
     "train_step",
     "use",
+    "Callback",
+    "DataFormatError",
+    "EarlyStopping",
+    "History",
+    "LRScheduler",
+    "LambdaCallback",
+    "NonFiniteError",
+    "TrainState",
+    "datasets",
+    "evaluate",
+    "fit",
+    "plot_history",
+    "predict",
 ]

@@ -35,3 +35,11 @@ class DTypeError(NnxError, TypeError):
 
 class StateError(NnxError, RuntimeError):
     """A call out of order, such as ``backward`` without a ``forward`` before it."""
+
+
+class NonFiniteError(NnxError, ValueError):
+    """NaN where a finite array is needed (a loss's prediction or target, a network's input)."""
+
+
+class DataFormatError(NnxError, ValueError):
+    """A data file that is not what its format promises: wrong magic number, truncated, bad rows."""
