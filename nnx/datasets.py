@@ -15,6 +15,7 @@ import gzip
 import io
 import zlib
 from dataclasses import dataclass, field
+from functools import lru_cache
 from importlib import resources
 from pathlib import Path
 from typing import Any, Iterator
@@ -69,8 +70,12 @@ def names() -> list[str]:
     return list(BUNDLED)
 
 
-def _bundled_bytes(filename: str) -> bytes:
-    return resources.files("nnx").joinpath("data", filename).read_bytes()
+@lru_cache(maxsize=None)
+def _bundled_table(filename: str) -> tuple[np.ndarray, np.ndarray]:
+    """The parsed bundled file, read once per process (callers get copies)."""
+    raw = resources.files("nnx").joinpath("data", filename).read_bytes()
+    where = f"nnx/data/{filename}"
+    return _parse_csv(_gunzip(raw, where), where, label_column=-1)
 
 
 def load(name: str, scale: bool = True) -> Dataset:
@@ -79,8 +84,7 @@ def load(name: str, scale: bool = True) -> Dataset:
     if key not in BUNDLED:
         raise ValueError(f"no bundled data set {name!r}; bundled are: {', '.join(BUNDLED)}")
     filename, shape, max_value, _ = BUNDLED[key]
-    raw = _bundled_bytes(filename)
-    x, y = _parse_csv(_gunzip(raw, f"nnx/data/{filename}"), f"nnx/data/{filename}", label_column=-1)
+    x, y = (a.copy() for a in _bundled_table(filename))
     if x.shape[1] != shape[0] * shape[1]:
         raise DataFormatError(f"nnx/data/{filename}: expected {shape[0] * shape[1]} pixels per row, got {x.shape[1]}")
     return _finish(x, y, key, shape, max_value, scale, f"nnx/data/{filename}")

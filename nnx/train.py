@@ -508,21 +508,27 @@ def _first_bad_forward(model: Layer, x: Any) -> str:
 
 
 def _first_bad_gradient(model: Layer) -> str | None:
-    """The first parameter, in backward order (output side first), whose gradient is not finite."""
-    for name, p in reversed(list(model.named_parameters())):
-        if p.grad is None:
-            continue
-        xp = _backend.namespace_of(p.grad)
-        if not bool(xp.all(xp.isfinite(p.grad))):
-            return name
+    """The first layer, in backward order (output side first), with a non-finite parameter gradient."""
+    layers = list(enumerate(model.layers)) if isinstance(model, Sequential) else [(None, model)]
+    for i, layer in reversed(layers):
+        prefix = "" if i is None else f"{i}."
+        bad = []
+        for name, p in layer.named_parameters(prefix):
+            if p.grad is not None:
+                xp = _backend.namespace_of(p.grad)
+                if not bool(xp.all(xp.isfinite(p.grad))):
+                    bad.append(name)
+        if bad:
+            where = repr(layer) if i is None else f"layer {i} ({layer!r})"
+            return f"{where}, in the gradient of {', '.join(bad)}"
     return None
 
 
-def _raise_non_finite(what: str, value: float, epoch: int, step: int, where: str, how: str) -> None:
+def _raise_non_finite(what: str, epoch: int, step: int, where: str) -> None:
     raise NonFiniteError(
-        f"training stopped at epoch {epoch}, step {step}: the {what} is {value} ({how} {where}); "
-        f"nothing was updated with it. Usual fixes: a smaller learning rate, inputs scaled to a "
-        f"small range, or a numerically stable loss (softmax cross-entropy on logits)"
+        f"training stopped at epoch {epoch}, step {step}: {what} {where}; nothing was updated "
+        f"with it. Usual fixes: a smaller learning rate, inputs scaled to a small range, or a "
+        f"numerically stable loss (softmax cross-entropy on logits)"
     )
 
 
@@ -614,7 +620,8 @@ def fit(
         device_sums: Any = None
         seen = 0
         for b in range(steps_per_epoch):
-            xb, yb = xs[b * batch_size:(b + 1) * batch_size], ys[b * batch_size:(b + 1) * batch_size]
+            lo, hi = b * batch_size, min((b + 1) * batch_size, n)
+            xb, yb = xs[lo:hi, ...], ys[lo:hi, ...]
             count = int(xb.shape[0])
             optimizer.zero_grad()
             output = model.forward(xb)
@@ -633,13 +640,14 @@ def fit(
                 got = [float(v) for v in _backend.to_host(numbers)]
                 if check_finite:
                     if not math.isfinite(got[0]):
-                        where = _first_bad_forward(model, xb)
-                        _raise_non_finite("loss", got[0] / count, epoch, b + 1, where, "first non-finite output, in forward order, at")
+                        _raise_non_finite(f"the loss is {got[0] / count}; the first non-finite value, in "
+                                          f"forward order, comes from", epoch, b + 1,
+                                          _first_bad_forward(model, xb))
                     if not math.isfinite(got[-1]):
                         bad = _first_bad_gradient(model)
                         if bad is not None:
-                            _raise_non_finite("gradient", float("nan"), epoch, b + 1, bad,
-                                              "first non-finite gradient, in backward order, of parameter")
+                            _raise_non_finite("the loss is finite but a gradient is not; the first "
+                                              "non-finite gradient, in backward order, is at", epoch, b + 1, bad)
                 for i, k in enumerate(keys):
                     host_sums[i] += got[i]
                 seen += count
@@ -656,7 +664,7 @@ def fit(
                 break
         if device_sums is not None:
             host_sums = [float(v) for v in _backend.to_host(device_sums)]
-            seen = min(n, (b + 1) * batch_size)
+            seen = hi
         logs = {k: host_sums[i] / seen for i, k in enumerate(keys)}
         if validation is not None:
             scores = evaluate(model, loss, validation, batch_size=max(batch_size, 1024), metrics=metric_fns)
@@ -701,7 +709,8 @@ def evaluate(
     try:
         sums: Any = None
         for start in range(0, n, batch_size):
-            xb, yb = x[start:start + batch_size], y[start:start + batch_size]
+            stop = min(start + batch_size, n)
+            xb, yb = x[start:stop, ...], y[start:stop, ...]
             output = model.forward(xb)
             parts = []
             if loss is not None:
@@ -727,7 +736,7 @@ def predict(model: Layer, x: Any, batch_size: int | None = 1024) -> Any:
     was_training = model.training
     model.eval()
     try:
-        outputs = [model.forward(x[s:s + batch_size]) for s in range(0, n, batch_size)]
+        outputs = [model.forward(x[s:min(s + batch_size, n), ...]) for s in range(0, n, batch_size)]
         _forget(model)
     finally:
         model.train(was_training)
