@@ -29,6 +29,7 @@ def plot_history(history: Any, path: str | Path, title: str | None = None) -> Pa
     """
     try:
         from matplotlib.figure import Figure
+        from matplotlib.ticker import MaxNLocator
     except ImportError:
         raise PlotUnavailableError(
             "plotting needs matplotlib, which is not installed; install it with "
@@ -46,6 +47,7 @@ def plot_history(history: Any, path: str | Path, title: str | None = None) -> Pa
             if values:
                 epochs = range(1, len(values) + 1)
                 ax.plot(epochs, values, style, marker="o", markersize=3, label=label)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_xlabel("epoch")
         ax.set_ylabel(key)
         ax.set_title(key)

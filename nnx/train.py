@@ -357,11 +357,21 @@ class LRScheduler(Callback):
 # progress -----------------------------------------------------------------------------
 
 
+def _short(logs: Mapping[str, float]) -> str:
+    """A compact postfix for a progress bar: ``loss 0.1234 acc 0.912 val_loss ...``."""
+    parts = []
+    for k, v in logs.items():
+        if k in ("seconds", "lr"):
+            continue
+        parts.append(f"{k.replace('accuracy', 'acc')} {v:.4f}")
+    return " ".join(parts)
+
+
 def _format(logs: Mapping[str, float]) -> str:
     parts = []
     for k, v in logs.items():
         if k == "seconds":
-            parts.append(f"{v:.1f}s")
+            parts.append(f"{v:.2f}s")
         elif k == "lr":
             parts.append(f"lr {v:.3g}")
         else:
@@ -407,7 +417,7 @@ class _Progress:
             return
         self._done += 1
         if self._bar is not None:
-            self._bar.set_postfix({k: f"{v:.4f}" for k, v in logs.items()}, refresh=False)
+            self._bar.set_postfix_str(_short(logs), refresh=False)
             self._bar.update(1)
             return
         now = time.perf_counter()
@@ -416,7 +426,7 @@ class _Progress:
             width = 24
             filled = width * self._done // max(self._total, 1)
             bar = "#" * filled + "." * (width - filled)
-            self.stream.write(f"\r{self._desc} [{bar}] {self._done}/{self._total}  {_format(logs)}")
+            self.stream.write(f"\r{self._desc} [{bar}] {self._done}/{self._total}  {_short(logs)}")
             self.stream.flush()
 
     def end_epoch(self, logs: Mapping[str, float]) -> None:
@@ -424,7 +434,7 @@ class _Progress:
             return
         shown = {k: v for k, v in logs.items() if k != "lr"}
         if self._bar is not None:
-            self._bar.set_postfix({k: f"{v:.4f}" for k, v in shown.items() if k != "seconds"})
+            self._bar.set_postfix_str(_short(shown))
             self._bar.close()
             self._bar = None
             return
