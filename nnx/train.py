@@ -27,7 +27,7 @@ from typing import Any, Callable, Iterable, Mapping, Sequence, TextIO
 from nnx import backend as _backend
 from nnx.backend import host as _host
 from nnx.errors import NnxError, NonFiniteError, ShapeError
-from nnx.layers.base import Layer
+from nnx.layers.base import Layer, set_finite_checks
 from nnx.layers.container import Sequential
 from nnx.losses import Loss
 from nnx.optim import Optimizer
@@ -597,16 +597,31 @@ def fit(
         vx, vy = _pair(validation, "validation")
         validation = (_to_model(vx, name, dtype), _to_model(vy, name, dtype))
     metric_fns = _resolve_metrics(metrics, y)
-    xp = _backend.namespace_of(x)
-
     if state is None:
         state = TrainState(model, optimizer, seed, callbacks=list(callbacks or ()))
     elif callbacks is not None or seed is not None:
         raise ValueError("pass seed and callbacks either to fit or to the TrainState, not both")
     elif state.model is not model or state.optimizer is not optimizer:
         raise ValueError("the TrainState belongs to another model or optimizer")
-    out = stream if stream is not None else sys.stdout
-    bar = _Progress(progress, epochs, out)
+    # fit's own guard replaces the per-call NaN checks of Sequential and the losses:
+    # one transfer per step instead of two or three
+    old_checks = set_finite_checks(False)
+    try:
+        _run(model, loss, optimizer, (x, y), validation, epochs, batch_size, shuffle, metric_fns,
+             check_finite, state, _Progress(progress, epochs, stream if stream is not None else sys.stdout))
+    finally:
+        set_finite_checks(old_checks)
+    return state.history
+
+
+def _run(model: Layer, loss: Loss, optimizer: Optimizer, data: tuple[Any, Any], validation: Any,
+         epochs: int, batch_size: int, shuffle: bool, metric_fns: dict[str, Metric],
+         check_finite: bool, state: TrainState, bar: _Progress) -> None:
+    """The epochs of :func:`fit`, on data already on the device."""
+    x, y = data
+    xp = _backend.namespace_of(x)
+    n = int(x.shape[0])
+    name = _backend.backend_of(x)
     need_host = check_finite or bar.wants_step_numbers
     steps_per_epoch = math.ceil(n / batch_size)
     params = model.parameters()
@@ -689,7 +704,6 @@ def fit(
     model.train()
     for cb in state.callbacks:
         cb.on_train_end(state)
-    return state.history
 
 
 def evaluate(
