@@ -124,10 +124,10 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def _recipe(model: Any, args: argparse.Namespace, yt: Any, yv: Any, classes: int) -> tuple[Any, Any, Any, Any]:
-    """Loss, optimizer and targets of the ``nnx train`` recipe."""
-    loss = nnx.MSE()
-    optimizer = nnx.SGD(model.parameters(), lr=args.lr if args.lr is not None else 0.5)
-    return loss, optimizer, datasets.one_hot(yt, classes), datasets.one_hot(yv, classes)
+    """Loss, optimizer and targets of the ``nnx train`` recipe: softmax cross-entropy on class indices, Adam."""
+    loss = nnx.SoftmaxCrossEntropy()
+    optimizer = nnx.Adam(model.parameters(), lr=args.lr if args.lr is not None else 1e-3)
+    return loss, optimizer, yt, yv
 
 
 def build_parser() -> argparse.ArgumentParser:
