@@ -104,7 +104,7 @@ def _train(args: argparse.Namespace) -> int:
     loss, optimizer, train_targets, val_targets = _recipe(model, args, yt, yv, classes)
     print(f"nnx train {ds.name}: {len(yt)} training and {len(yv)} held-out samples, {inputs} inputs, "
           f"{classes} classes; backend {name} ({args.dtype})")
-    print(f"model: {inputs} -> {args.hidden} ReLU -> {classes}; {loss!r}, {optimizer!r}, "
+    print(f"model: {inputs} -> {args.hidden} ReLU -> {classes}, softmax cross-entropy, Adam lr {optimizer.lr:g}, "
           f"batch size {args.batch_size}, {args.epochs} epochs, seed {args.seed}")
     started = time.perf_counter()
     history = nnx.fit(model, loss, optimizer, (xt, train_targets), epochs=args.epochs,
