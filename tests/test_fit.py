@@ -234,3 +234,17 @@ def test_bad_arguments_are_clear() -> None:
     with pytest.raises(KeyError, match="val_loss"):
         nnx.fit(net, nnx.MSE(), opt, (x, one_hot(labels, 3)), epochs=1, progress=False,
                 callbacks=[nnx.EarlyStopping()])
+
+
+def test_fit_restores_the_nan_checks_and_evaluate_the_mode() -> None:
+    from nnx.layers.base import finite_checks_enabled
+
+    x, labels = _blobs()
+    net = nnx.Sequential(nnx.Linear(4, 8, seed=0), nnx.Dropout(0.5, seed=0), nnx.Linear(8, 3, seed=1))
+    nnx.fit(net, nnx.SoftmaxCrossEntropy(), nnx.Adam(net.parameters()), (x, labels), epochs=1, progress=False)
+    assert finite_checks_enabled()
+    assert net.training
+    # evaluation mode: Dropout off, so two passes agree; the mode is restored afterwards
+    a = nnx.to_host(nnx.predict(net, x))
+    np.testing.assert_array_equal(a, nnx.to_host(nnx.predict(net, x)))
+    assert net.training
