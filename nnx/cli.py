@@ -80,7 +80,8 @@ def _train(args: argparse.Namespace) -> int:
     if args.save and not hasattr(nnx, "save"):
         raise _UsageError("--save needs nnx.save, which this version of nnx does not have yet")
     if args.plot and importlib.util.find_spec("matplotlib") is None:
-        print("nnx: error: --plot needs matplotlib: pip install matplotlib (or the extra: pip install 'nnx-array[plot]')", file=sys.stderr)
+        print("nnx: error: --plot needs matplotlib: pip install matplotlib "
+              "(or the extra: pip install 'nnx-array[plot]')", file=sys.stderr)
         return 1
     try:
         name = args.backend or backend.current()
