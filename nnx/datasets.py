@@ -48,11 +48,6 @@ class Dataset:
     def __len__(self) -> int:
         return int(self.y.shape[0])
 
-    def subset(self, count: int) -> "Dataset":
-        """The first ``count`` samples (for quick runs and tests)."""
-        return Dataset(self.x[:count], self.y[:count], self.name, self.image_shape, self.max_value,
-                       self.classes, self.source)
-
 
 # bundled data -------------------------------------------------------------------------
 
