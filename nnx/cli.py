@@ -177,7 +177,6 @@ def main(argv: list[str] | None = None) -> int:
     except (nnx.NnxError, FileNotFoundError) as exc:
         print(f"nnx: error: {exc}", file=sys.stderr)
         return 1
-    return 0
 
 
 if __name__ == "__main__":
