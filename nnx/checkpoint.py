@@ -287,13 +287,53 @@ def load_checkpoint(path: str | os.PathLike[str]) -> Checkpoint:
     )
 
 
+# fit's training state ----------------------------------------------------------------
+
+
+def save_train_state(path: str | os.PathLike[str], state: Any) -> Path:
+    """Checkpoint a :class:`~nnx.TrainState` (its model, optimizer, generator, position,
+    history and callbacks, such as a learning-rate scheduler) to ``path`` atomically."""
+    return save_checkpoint(
+        path, state.model, state.optimizer, rng=state.rng, epoch=state.epoch, step=state.step,
+        history=state.history.to_dict(), extra={"callbacks": [cb.state_dict() for cb in state.callbacks]},
+    )
+
+
+def restore_train_state(path: str | os.PathLike[str], state: Any) -> Checkpoint:
+    """Put the checkpoint at ``path`` into a :class:`~nnx.TrainState` built as the saved run's was.
+
+    Everything is checked before anything changes except the model, optimizer
+    and generator, which :meth:`Checkpoint.restore` checks and fills in turn.
+    """
+    ck = load_checkpoint(path)
+    saved = ck.extra.get("callbacks") if isinstance(ck.extra, dict) else None
+    if not isinstance(saved, list) or not isinstance(ck.history, dict):
+        raise ModelFileError(ck.path, "is not a checkpoint of nnx.fit (no callbacks or history in it)")
+    if len(saved) != len(state.callbacks):
+        raise ModelFileError(
+            ck.path, f"the saved run had {len(saved)} callbacks, this one has {len(state.callbacks)}; "
+                     f"pass the same callbacks to resume")
+    ck.restore(state.model, state.optimizer, rng=state.rng)
+    state.epoch, state.step = ck.epoch, ck.step
+    state.history = type(state.history).from_dict(ck.history)
+    for cb, s in zip(state.callbacks, saved):
+        try:
+            cb.load_state_dict(s)
+        except (TypeError, ValueError, KeyError, NnxError) as exc:
+            raise ModelFileError(ck.path, f"the saved state of callback {cb!r} does not fit: {exc}") from None
+    state.stop = False
+    return ck
+
+
 __all__ = [
     "CHECKPOINT_NAME",
     "Checkpoint",
     "checkpoint_path",
     "latest_checkpoint",
     "load_checkpoint",
+    "restore_train_state",
     "rng_state",
     "save_checkpoint",
+    "save_train_state",
     "set_rng_state",
 ]

@@ -77,6 +77,8 @@ def _load_data(spec: str, label_column: int) -> Any:
 
 
 def _train(args: argparse.Namespace) -> int:
+    if args.resume and not args.checkpoint:
+        raise _UsageError("--resume needs --checkpoint DIR, the directory to resume from")
     if args.save and not hasattr(nnx, "save"):
         raise _UsageError("--save needs nnx.save, which this version of nnx does not have yet")
     if args.plot and importlib.util.find_spec("matplotlib") is None:
@@ -107,10 +109,14 @@ def _train(args: argparse.Namespace) -> int:
           f"{classes} classes; backend {name} ({args.dtype})")
     print(f"model: {inputs} -> {args.hidden} ReLU -> {classes}, softmax cross-entropy, Adam lr {optimizer.lr:g}, "
           f"batch size {args.batch_size}, {args.epochs} epochs, seed {args.seed}")
+    if args.resume and nnx.checkpoint.latest_checkpoint(args.checkpoint):
+        done = nnx.load_checkpoint(nnx.checkpoint.checkpoint_path(args.checkpoint)).epoch
+        print(f"resuming from {nnx.checkpoint.checkpoint_path(args.checkpoint)} after epoch {done}")
     started = time.perf_counter()
     history = nnx.fit(model, loss, optimizer, (xt, train_targets), epochs=args.epochs,
                       batch_size=args.batch_size, validation=(xv, val_targets), seed=args.seed,
-                      progress=False if args.quiet else None, metrics="accuracy")
+                      progress=False if args.quiet else None, metrics="accuracy",
+                      checkpoint=args.checkpoint, resume=args.resume)
     seconds = time.perf_counter() - started
     scores = nnx.evaluate(model, loss, (xv, val_targets), metrics="accuracy")
     right = round(scores["accuracy"] * len(yv))
@@ -160,6 +166,9 @@ def build_parser() -> argparse.ArgumentParser:
     p_train.add_argument("--save", metavar="PATH", help="save the trained model there")
     p_train.add_argument("--plot", metavar="PNG", help="write loss and accuracy per epoch to this PNG")
     p_train.add_argument("--quiet", action="store_true", help="no progress output")
+    p_train.add_argument("--checkpoint", metavar="DIR", help="checkpoint the run there after every epoch")
+    p_train.add_argument("--resume", action="store_true",
+                         help="continue the run checkpointed in --checkpoint DIR (if there is one)")
     p_train.set_defaults(func=_train)
     return parser
 

@@ -20,11 +20,13 @@ How :func:`fit` treats data and the device:
 from __future__ import annotations
 
 import math
+import os
 import sys
 import time
 from typing import Any, Callable, Iterable, Mapping, Sequence, TextIO
 
 from nnx import backend as _backend
+from nnx import checkpoint as _checkpoint
 from nnx.backend import host as _host
 from nnx.errors import NnxError, NonFiniteError, ShapeError
 from nnx.layers.base import Layer, set_finite_checks
@@ -317,13 +319,17 @@ class EarlyStopping(Callback):
     def on_train_end(self, state: TrainState) -> None:
         if self.restore_best and self._best_params is not None:
             for p, data in zip(state.model.parameters(), self._best_params):
-                p.data = data
+                name = _backend.backend_of(p.data)
+                p.data = data if _backend.backend_of(data) == name else _backend.to_device(data, name)
 
     def state_dict(self) -> dict[str, Any]:
-        return {"best": self.best, "best_epoch": self.best_epoch, "wait": self.wait}
+        """The best score so far and, with ``restore_best``, its parameters as host arrays."""
+        best = None if self._best_params is None else [_backend.to_host(a).copy() for a in self._best_params]
+        return {"best": self.best, "best_epoch": self.best_epoch, "wait": self.wait, "best_params": best}
 
     def load_state_dict(self, d: Mapping[str, Any]) -> None:
         self.best, self.best_epoch, self.wait = d.get("best"), d.get("best_epoch"), int(d.get("wait", 0))
+        self._best_params = d.get("best_params")
 
 
 def _copy(x: Any) -> Any:
@@ -561,6 +567,8 @@ def fit(
     check_finite: bool = True,
     state: TrainState | None = None,
     stream: TextIO | None = None,
+    checkpoint: str | os.PathLike[str] | None = None,
+    resume: bool = False,
 ) -> History:
     """Train ``model`` for ``epochs`` epochs on ``data = (inputs, targets)``; return the :class:`History`.
 
@@ -585,6 +593,14 @@ def fit(
     ``state``: a :class:`TrainState` (new, of an earlier run, or restored from
     a checkpoint) to run in and continue; ``epochs`` is the total, not the
     number still to run, and ``seed``/``callbacks`` then belong to the state.
+
+    ``checkpoint``: a directory; after every epoch the whole run (model,
+    optimizer, generator, epoch, step, history, callbacks such as a learning-rate
+    scheduler) is saved atomically to ``checkpoint/checkpoint.nnx``. With
+    ``resume=True`` a run first continues from the checkpoint there, if there
+    is one (built with the same model, optimizer, callbacks and seed), and
+    otherwise starts afresh; on CPU the result is bit for bit that of a run
+    never interrupted.
     """
     if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 0:
         raise ValueError(f"epochs must be a non-negative int, got {epochs!r}")
@@ -603,12 +619,19 @@ def fit(
         raise ValueError("pass seed and callbacks either to fit or to the TrainState, not both")
     elif state.model is not model or state.optimizer is not optimizer:
         raise ValueError("the TrainState belongs to another model or optimizer")
+    save_to = None if checkpoint is None else _checkpoint.checkpoint_path(checkpoint)
+    if resume:
+        if save_to is None:
+            raise ValueError("resume=True needs checkpoint=DIR, the directory to resume from")
+        if save_to.is_file():
+            _checkpoint.restore_train_state(save_to, state)
     # fit's own guard replaces the per-call NaN checks of Sequential and the losses:
     # one transfer per step instead of two or three
     old_checks = set_finite_checks(False)
     try:
         _run(model, loss, optimizer, (x, y), validation, epochs, batch_size, shuffle, metric_fns,
-             check_finite, state, _Progress(progress, epochs, stream if stream is not None else sys.stdout))
+             check_finite, state, _Progress(progress, epochs, stream if stream is not None else sys.stdout),
+             save_to)
     finally:
         set_finite_checks(old_checks)
     return state.history
@@ -616,8 +639,8 @@ def fit(
 
 def _run(model: Layer, loss: Loss, optimizer: Optimizer, data: tuple[Any, Any], validation: Any,
          epochs: int, batch_size: int, shuffle: bool, metric_fns: dict[str, Metric],
-         check_finite: bool, state: TrainState, bar: _Progress) -> None:
-    """The epochs of :func:`fit`, on data already on the device."""
+         check_finite: bool, state: TrainState, bar: _Progress, save_to: Any = None) -> None:
+    """The epochs of :func:`fit`, on data already on the device; checkpoints to ``save_to``."""
     x, y = data
     xp = _backend.namespace_of(x)
     n = int(x.shape[0])
@@ -701,6 +724,8 @@ def _run(model: Layer, loss: Loss, optimizer: Optimizer, data: tuple[Any, Any], 
         bar.end_epoch(logs)
         for cb in state.callbacks:
             cb.on_epoch_end(state, logs)
+        if save_to is not None:
+            _checkpoint.save_train_state(save_to, state)
     model.train()
     for cb in state.callbacks:
         cb.on_train_end(state)

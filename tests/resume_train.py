@@ -6,6 +6,8 @@ learning rate and random mini-batches drawn from a seeded host generator, checkp
 ``DIR/checkpoint.nnx`` every K steps, prints ``step N`` after each step and
 finally saves the model to ``DIR/final.nnx`` and the history to
 ``DIR/history.json``. With ``--resume`` it continues from the checkpoint.
+With ``--fit`` the same problem runs through ``nnx.fit(checkpoint=DIR)`` for
+``--steps`` epochs (reported as ``step N`` after each).
 """
 
 from __future__ import annotations
@@ -39,7 +41,10 @@ def main() -> None:
     parser.add_argument("--every", type=int, default=7)
     parser.add_argument("--resume", action="store_true")
     parser.add_argument("--delay", type=float, default=0.0, help="seconds to sleep after each step")
+    parser.add_argument("--fit", action="store_true", help="train with nnx.fit(checkpoint=DIR, resume=...)")
     args = parser.parse_args()
+    if args.fit:
+        return train_with_fit(args)
 
     data = np.random.default_rng(0)
     x_all = nnx.to_device(data.normal(size=(64, 4)), dtype="float64")
@@ -65,6 +70,26 @@ def main() -> None:
         time.sleep(args.delay)
     nnx.save(model, args.directory / "final.nnx")
     (args.directory / "history.json").write_text(json.dumps(history))
+
+
+def train_with_fit(args: argparse.Namespace) -> None:
+    """The same problem through ``nnx.fit``: checkpoints after every epoch, ``--steps`` epochs."""
+    data = np.random.default_rng(0)
+    x, y = data.normal(size=(64, 4)), np.tanh(data.normal(size=(64, 2)))
+    model, opt, schedule = build()
+
+    def report(state: nnx.TrainState, logs: object) -> None:
+        print(f"step {state.epoch}", flush=True)
+        time.sleep(args.delay)
+
+    callbacks = [nnx.LRScheduler(schedule, per="step"),
+                 nnx.EarlyStopping(monitor="loss", patience=10**6, restore_best=True),
+                 nnx.LambdaCallback(on_epoch_end=report)]
+    history = nnx.fit(model, nnx.MSE(), opt, (x, y), epochs=args.steps, batch_size=16, seed=7,
+                      callbacks=callbacks, progress=False, checkpoint=args.directory, resume=args.resume)
+    nnx.save(model, args.directory / "final.nnx")
+    rows = {k: v for k, v in history.to_dict().items() if k != "seconds"}
+    (args.directory / "history.json").write_text(json.dumps(rows))
 
 
 if __name__ == "__main__":

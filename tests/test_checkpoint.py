@@ -162,7 +162,7 @@ def _run(directory: Path, env: dict[str, str], *extra: str) -> None:
 
 def _kill_at(directory: Path, env: dict[str, str], step: int, *extra: str) -> None:
     """Run the worker and SIGKILL it as soon as it reports ``step``."""
-    proc = subprocess.Popen([sys.executable, str(WORKER), str(directory), "--delay", "0.002", *extra],
+    proc = subprocess.Popen([sys.executable, str(WORKER), str(directory), *extra],
                             env=env, stdout=subprocess.PIPE, text=True)
     assert proc.stdout is not None
     for line in proc.stdout:
@@ -173,22 +173,38 @@ def _kill_at(directory: Path, env: dict[str, str], step: int, *extra: str) -> No
     assert proc.wait(timeout=120) == -signal.SIGKILL, "the worker finished before it was killed"
 
 
+# mode: worker arguments, the steps (or epochs) it runs, the range of steps to kill it at
+_MODES = {
+    "loop": (["--delay", "0.002"], 300, range(10, 280)),
+    "fit": (["--fit", "--steps", "40", "--delay", "0.01"], 40, range(2, 34)),
+}
+
+
 @pytest.mark.skipif(not hasattr(signal, "SIGKILL"), reason="needs POSIX signals")
-def test_run_killed_at_random_steps_resumes_bit_for_bit(backend: str, tmp_path: Path) -> None:
-    """Kill the training twice at random steps, resume each time: same parameters and history."""
+@pytest.mark.parametrize("mode", list(_MODES))
+def test_run_killed_at_random_steps_resumes_bit_for_bit(backend: str, mode: str, tmp_path: Path) -> None:
+    """Kill the training twice at random steps, resume each time: same parameters and history.
+
+    ``loop`` is a hand-written loop with ``save_checkpoint`` every 7 steps;
+    ``fit`` is ``nnx.fit(checkpoint=DIR, resume=True)``, which checkpoints
+    after every epoch. Both use Adam, an exponential schedule, batch norm,
+    seeded dropout and random batches; ``fit`` also early stopping's best weights.
+    """
     if backend == "cupy":
         pytest.skip("bit-for-bit resume is a CPU promise; cupy resumes within float tolerance")
+    args, total, kill_range = _MODES[mode]
     env = dict(os.environ, NNX_BACKEND=backend, PYTHONPATH=os.pathsep.join(sys.path))
-    _run(tmp_path / "whole", env)
+    _run(tmp_path / "whole", env, *args)
 
-    first, second = sorted(random.sample(range(10, 280), 2))
+    first, second = sorted(random.sample(kill_range, 2))
     interrupted = tmp_path / "interrupted"
-    _kill_at(interrupted, env, first)
+    _kill_at(interrupted, env, first, *args)
     assert not (interrupted / "final.nnx").exists()
-    reached = nnx.load_checkpoint(interrupted / "checkpoint.nnx").step
-    assert 0 < reached <= first + 7, (first, reached)
-    _kill_at(interrupted, env, second, "--resume")
-    _run(interrupted, env, "--resume")
+    saved = nnx.load_checkpoint(interrupted / "checkpoint.nnx")
+    reached = saved.epoch if mode == "fit" else saved.step
+    assert 0 < reached < total, (first, reached)
+    _kill_at(interrupted, env, second, *args, "--resume")
+    _run(interrupted, env, *args, "--resume")
 
     whole = nnx.io.read_tensors(tmp_path / "whole" / "final.nnx").tensors
     resumed = nnx.io.read_tensors(interrupted / "final.nnx").tensors
@@ -197,7 +213,7 @@ def test_run_killed_at_random_steps_resumes_bit_for_bit(backend: str, tmp_path: 
         assert np.array_equal(whole[name], resumed[name]), f"{name} differs after kills at {first}, {second}"
     history = json.loads((interrupted / "history.json").read_text())
     assert history == json.loads((tmp_path / "whole" / "history.json").read_text())
-    assert len(history) == 300
+    assert len(history if mode == "loop" else history["loss"]) == total
 
 
 class _Noise(nnx.Layer):
