@@ -260,7 +260,7 @@ def _readme_block(heading: str) -> str:
 
 def test_readme_resume_example_runs_and_resumes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(tmp_path)
-    code = _readme_block("### Checkpoints and exact resume")
+    code = _readme_block("#### In your own training loop")
     exec(compile(code, "README.md", "exec"), {})
     final = (tmp_path / "runs/xor/final.nnx").read_bytes()
     assert nnx.load_checkpoint(tmp_path / "runs/xor/checkpoint.nnx").step == 1000
