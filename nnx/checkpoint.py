@@ -175,7 +175,7 @@ def save_checkpoint(
     return _io.write_tensors(path, tensors, description)
 
 
-@dataclass
+@dataclass(repr=False)
 class Checkpoint:
     """A validated checkpoint: training position and states, and the model's tensors."""
 
@@ -192,6 +192,9 @@ class Checkpoint:
     @property
     def path(self) -> Path:
         return self.file.path
+
+    def __repr__(self) -> str:
+        return f"Checkpoint({str(self.path)!r}, epoch={self.epoch}, step={self.step})"
 
     def build_model(self, backend: str | None = None) -> Layer:
         """A fresh model with the checkpoint's architecture and values on ``backend``."""
