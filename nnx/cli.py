@@ -79,8 +79,6 @@ def _load_data(spec: str, label_column: int) -> Any:
 def _train(args: argparse.Namespace) -> int:
     if args.resume and not args.checkpoint:
         raise _UsageError("--resume needs --checkpoint DIR, the directory to resume from")
-    if args.save and not hasattr(nnx, "save"):
-        raise _UsageError("--save needs nnx.save, which this version of nnx does not have yet")
     if args.plot and importlib.util.find_spec("matplotlib") is None:
         print("nnx: error: --plot needs matplotlib: pip install matplotlib "
               "(or the extra: pip install 'nnx-array[plot]')", file=sys.stderr)
