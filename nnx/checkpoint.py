@@ -22,7 +22,7 @@ import numpy as np
 from nnx import backend as _backend
 from nnx import io as _io
 from nnx.backend import host
-from nnx.errors import CorruptModelFileError, ModelFileError, NnxError, TensorMismatchError
+from nnx.errors import CorruptModelFileError, ModelFileError, TensorMismatchError
 from nnx.layers import Layer, Sequential
 
 # The file a checkpoint directory holds (see ``checkpoint_path``).
@@ -69,7 +69,7 @@ def set_rng_state(rng: host.HostRNG | None, state: dict[str, Any]) -> None:
             rng.set_state(state["state"])
         else:
             rng.bit_generator.state = state["state"]
-    except (TypeError, ValueError, KeyError) as exc:
+    except (TypeError, ValueError, KeyError, IndexError, OverflowError) as exc:
         raise ValueError(f"the saved random state does not fit this {kind}: {exc}") from None
 
 
@@ -238,7 +238,7 @@ class Checkpoint:
             if name in self.layer_rngs:
                 try:
                     layer.set_random_state(self.layer_rngs[name])
-                except (TypeError, ValueError, KeyError) as exc:
+                except Exception as exc:  # the state came from a file: whatever it makes the setter do
                     raise ModelFileError(self.path, f"the saved generator state of layer {name} does not fit: {exc}") from None
 
     def _restore_state(self, obj: Any, saved: dict[str, Any] | None, what: str) -> None:
@@ -249,8 +249,9 @@ class Checkpoint:
                 self.path, f"the checkpoint's {what} is a {saved['type']}, not a {type(obj).__name__}")
         try:
             obj.load_state_dict(saved["state"])
-        except (TypeError, ValueError, KeyError, NnxError) as exc:
-            raise ModelFileError(self.path, f"the saved {what} state does not fit {obj!r}: {exc}") from None
+        except Exception as exc:  # the state came from a file: whatever it makes load_state_dict do
+            raise ModelFileError(
+                self.path, f"the saved {what} state does not fit {obj!r}: {type(exc).__name__}: {exc}") from None
 
 
 def _typed_state(value: Any, what: str, path: Path) -> dict[str, Any] | None:
@@ -268,7 +269,10 @@ def load_checkpoint(path: str | os.PathLike[str]) -> Checkpoint:
     if file.description.get("kind") != "checkpoint":
         raise ModelFileError(path, "is a model file, not a checkpoint; load it with nnx.load")
     used: set[str] = set()
-    state = _decode(file.description.get("checkpoint"), file.tensors, used, path)
+    try:
+        state = _decode(file.description.get("checkpoint"), file.tensors, used, path)
+    except RecursionError:
+        raise CorruptModelFileError(path, "the training state nests too deeply") from None
     unused = {n for n in file.tensors if n.startswith(_io.STATE_PREFIX)} - used
     if unused:
         raise TensorMismatchError(path, f"has training-state tensors nothing refers to: {_io.quote_names(unused)}")
@@ -322,8 +326,9 @@ def restore_train_state(path: str | os.PathLike[str], state: Any) -> Checkpoint:
     for cb, s in zip(state.callbacks, saved):
         try:
             cb.load_state_dict(s)
-        except (TypeError, ValueError, KeyError, NnxError) as exc:
-            raise ModelFileError(ck.path, f"the saved state of callback {cb!r} does not fit: {exc}") from None
+        except Exception as exc:  # the state came from a file: whatever it makes load_state_dict do
+            raise ModelFileError(
+                ck.path, f"the saved state of callback {cb!r} does not fit: {type(exc).__name__}: {exc}") from None
     state.stop = False
     return ck
 

@@ -71,6 +71,8 @@ SUFFIX = ".nnx"
 MAX_HEADER_BYTES = 100 * 2**20
 # Sequential nesting deeper than this is refused (a hostile file could recurse forever).
 MAX_DEPTH = 64
+# Tensors with more dimensions than this are refused (NumPy's own limit is 64).
+MAX_NDIM = 32
 # Prefix of tensors that belong to a checkpoint's training state, not to the model.
 STATE_PREFIX = "state/"
 
@@ -280,8 +282,8 @@ def _check_entries(header: dict[str, Any], data_len: int, path: Path) -> list[tu
         code, shape, offsets = entry["dtype"], entry["shape"], entry["data_offsets"]
         if code not in _HOST_DTYPES:
             raise CorruptModelFileError(path, f"tensor {name!r} has unknown dtype {code!r} (known: {', '.join(_HOST_DTYPES)})")
-        if not (isinstance(shape, list) and all(is_count(d) for d in shape)):
-            raise CorruptModelFileError(path, f"tensor {name!r} has an invalid shape {shape!r}")
+        if not (isinstance(shape, list) and len(shape) <= MAX_NDIM and all(is_count(d) for d in shape)):
+            raise CorruptModelFileError(path, f"tensor {name!r} has an invalid shape {shape!r:.200}")
         if not (isinstance(offsets, list) and len(offsets) == 2 and all(is_count(o) for o in offsets)
                 and offsets[0] <= offsets[1]):
             raise CorruptModelFileError(path, f"tensor {name!r} has invalid data_offsets {offsets!r}")
@@ -293,6 +295,10 @@ def _check_entries(header: dict[str, Any], data_len: int, path: Path) -> list[tu
                 path, f"tensor {name!r} declares shape {tuple(shape)} {code} ({nbytes} bytes at "
                       f"[{begin}, {end})) but the file holds only {data_len} bytes of data; "
                       f"the file is truncated or corrupted")
+        if any(d > data_len for d in shape):  # a zero-size tensor still may not declare absurd dimensions
+            raise CorruptModelFileError(
+                path, f"tensor {name!r} declares shape {tuple(shape)!r:.200}, longer in one dimension than "
+                      f"the file's {data_len} bytes of data")
         if end - begin != nbytes:
             raise CorruptModelFileError(
                 path, f"tensor {name!r}: shape {tuple(shape)} {code} needs {nbytes} bytes but its "

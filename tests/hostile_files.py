@@ -115,6 +115,11 @@ def build(directory: Path) -> list[tuple[str, str, str]]:
     as64["0.bias"] = transposed["0.bias"].astype(np.float64)
     nio.write_tensors(directory / "dtype-mismatch.nnx", as64, description)
     cases.append(("dtype-mismatch.nnx", "TensorMismatchError", "is float64 in the file but the architecture makes it float32"))
+    add("absurd-empty-tensor.nnx", _with_header(base, lambda h: h.__setitem__(
+        "z", {"dtype": "F32", "shape": [0, 2**70], "data_offsets": [0, 0]})),
+        "CorruptModelFileError", "longer in one dimension than the file's 104 bytes")
+    add("too-many-dimensions.nnx", _with_header(base, lambda h: h["0.bias"].update(shape=[1] * 100_000 + [4])),
+        "CorruptModelFileError", "invalid shape")
     add("header-shape-lies.nnx", _with_header(base, lambda h: h["0.bias"].update(shape=[5])),
         "CorruptModelFileError", "needs 20 bytes but its data_offsets span 16")
     add("overlapping-tensors.nnx", _with_header(base, lambda h: h["0.weight"].update(data_offsets=[8, 56])),

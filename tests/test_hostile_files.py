@@ -6,10 +6,13 @@ none runs code (the pickle cases' payload would create a marker file).
 
 from __future__ import annotations
 
+import json
 import pickle
 import tracemalloc
 from pathlib import Path
+from typing import Any
 
+import numpy as np
 import pytest
 
 import nnx
@@ -127,3 +130,69 @@ def test_a_valid_header_length_that_looks_like_a_pickle_still_loads(tmp_path: Pa
             assert repr(nnx.load(path)) == repr(model)
             assert nnx.load_checkpoint(path).extra == "x" * n
     assert found
+
+
+def _tampered_checkpoint(tmp_path: Path, change: Any) -> Path:
+    """A valid checkpoint of an Adam run whose description ``change`` edits (data left valid)."""
+    model = valid_model()
+    opt = nnx.Adam(model.parameters(), lr=0.01)
+    schedule = nnx.schedules.StepLR(opt, step_size=2)
+    x = nnx.to_device(np.ones((4, 3)), dtype="float32")
+    nnx.train_step(model, nnx.MSE(), opt, x, nnx.to_device(np.zeros((4, 2)), dtype="float32"))
+    path = nnx.save_checkpoint(tmp_path / "ck.nnx", model, opt, schedule=schedule, step=1, history=[0.5])
+    file = nnx.io.read_tensors(path)
+    description = json.loads(json.dumps(file.description))
+    tensors = {k: np.asarray(v) for k, v in file.tensors.items()}
+    change(description["checkpoint"], tensors)
+    return nnx.io.write_tensors(tmp_path / "tampered.nnx", tensors, description)
+
+
+def _nested(depth: int) -> Any:
+    value: Any = 0
+    for _ in range(depth):
+        value = [value]
+    return value
+
+
+_CHECKPOINT_CASES = {
+    "optimizer state for a parameter it lacks": (
+        lambda c, t: c["optimizer"]["state"]["state"].__setitem__("99", c["optimizer"]["state"]["state"].pop("0")),
+        nnx.ModelFileError, "the saved optimizer state does not fit"),
+    "optimizer slot of the wrong shape": (
+        lambda c, t: t.__setitem__("state/0", np.zeros((7,), np.float32)),
+        nnx.ModelFileError, "the saved optimizer state does not fit"),
+    "random state of another generator": (
+        lambda c, t: c["rng"]["state"].__setitem__("bit_generator", "MT19937"),
+        nnx.ModelFileError, "random state does not fit"),
+    "random state that is not a dict": (
+        lambda c, t: c["rng"].__setitem__("state", [1, 2, 3]),
+        nnx.ModelFileError, "random state does not fit"),
+    "negative step": (lambda c, t: c.__setitem__("step", -4), nnx.CorruptModelFileError, "not a count"),
+    "dangling tensor reference": (
+        lambda c, t: c.__setitem__("extra", {"__tensor__": "state/404"}),
+        nnx.CorruptModelFileError, "missing or reused tensor 'state/404'"),
+    "reused tensor reference": (
+        lambda c, t: c.__setitem__("extra", {"__tensor__": "state/0"}),
+        nnx.CorruptModelFileError, "missing or reused tensor 'state/0'"),
+    "unreferenced state tensor": (
+        lambda c, t: t.__setitem__("state/77", np.zeros(3)),
+        nnx.TensorMismatchError, "nothing refers to: 'state/77'"),
+    "deeply nested state": (
+        lambda c, t: c.__setitem__("extra", _nested(900)),
+        nnx.CorruptModelFileError, "nests too deeply"),
+    "optimizer state without a type name": (
+        lambda c, t: c["optimizer"].__setitem__("type", 5),
+        nnx.CorruptModelFileError, "the optimizer state is malformed"),
+}
+
+
+@pytest.mark.parametrize("case", list(_CHECKPOINT_CASES))
+def test_tampered_checkpoint_state_gets_a_file_error(tmp_path: Path, case: str) -> None:
+    change, error, phrase = _CHECKPOINT_CASES[case]
+    path = _tampered_checkpoint(tmp_path, change)
+    model = valid_model()
+    opt = nnx.Adam(model.parameters(), lr=0.01)
+    schedule = nnx.schedules.StepLR(opt, step_size=2)
+    with pytest.raises(error) as info:
+        nnx.load_checkpoint(path).restore(model, opt, schedule)
+    assert phrase in str(info.value) and str(path) in str(info.value)
