@@ -18,7 +18,8 @@ members carry their own (possibly lying) sizes and ``.npy`` headers.
 Nothing executes on load: no pickle anywhere, and layer types named in a file
 are looked up in an explicit allow-list (``register_layer``), never imported.
 Every problem with a file raises a :class:`~nnx.errors.ModelFileError`
-subclass that names the file and the problem. Writes are atomic: a temporary
+subclass that names the file and the problem; a SHA-256 over the tensor
+table, the description and the data catches damaged bytes anywhere. Writes are atomic: a temporary
 file in the same directory, flushed and fsynced, then renamed over the target.
 """
 
@@ -198,7 +199,7 @@ def atomic_write(path: str | os.PathLike[str], chunks: Iterable[Any]) -> Path:
 def write_tensors(
     path: str | os.PathLike[str], tensors: Mapping[str, np.ndarray], description: dict[str, Any]
 ) -> Path:
-    """Atomically write host arrays and a JSON description (plus a SHA-256 of the data)."""
+    """Atomically write host arrays and a JSON description, with a SHA-256 of everything (see ``_checksum``)."""
     arrays: dict[str, np.ndarray] = {}
     for name, value in tensors.items():
         a = np.asarray(value)
@@ -209,21 +210,40 @@ def write_tensors(
     # Larger items first: with an 8-byte aligned header every tensor is aligned to its item size.
     order = sorted(arrays, key=lambda n: (-arrays[n].dtype.itemsize, n))
     header: dict[str, Any] = {}
-    digest = hashlib.sha256()
     offset = 0
     for name in order:
         a = arrays[name]
         header[name] = {"dtype": _CODES[a.dtype.name], "shape": list(a.shape),
                         "data_offsets": [offset, offset + a.nbytes]}
         offset += a.nbytes
-        digest.update(a.reshape(-1).view(np.uint8))
-    description = dict(description, data_sha256=digest.hexdigest())
+    description = {k: v for k, v in description.items() if k != _CHECKSUM}
+    data = [arrays[name].reshape(-1).view(np.uint8) for name in order]
+    description[_CHECKSUM] = _checksum(header, description, data)
     header["__metadata__"] = {"format": FORMAT, FORMAT: json.dumps(description, sort_keys=True)}
     blob = json.dumps(header, separators=(",", ":")).encode("ascii")
     blob += b" " * (-len(blob) % 8)
-    chunks = [len(blob).to_bytes(8, "little"), blob]
-    chunks += [arrays[name].reshape(-1).view(np.uint8) for name in order]
-    return atomic_write(path, chunks)
+    return atomic_write(path, [len(blob).to_bytes(8, "little"), blob, *data])
+
+
+_CHECKSUM = "sha256"
+
+
+def _canonical(value: Any) -> bytes:
+    return json.dumps(value, sort_keys=True, separators=(",", ":")).encode("ascii")
+
+
+def _checksum(header: Mapping[str, Any], description: Mapping[str, Any], data: Iterable[Any]) -> str:
+    """SHA-256 of the tensor table, the description (without its checksum) and the data.
+
+    The JSON parts are hashed in a canonical form, so a changed byte anywhere
+    in the file that changes its meaning is caught, not only in the data.
+    """
+    digest = hashlib.sha256()
+    digest.update(_canonical({k: v for k, v in header.items() if k != "__metadata__"}))
+    digest.update(_canonical({k: v for k, v in description.items() if k != _CHECKSUM}))
+    for chunk in data:
+        digest.update(chunk)
+    return digest.hexdigest()
 
 
 @dataclass
@@ -389,9 +409,9 @@ def read_tensors(path: str | os.PathLike[str]) -> ModelFile:
         data = bytearray(data_len)
         if f.readinto(data) != data_len:
             raise CorruptModelFileError(path, "is truncated: it changed size while being read")
-    if hashlib.sha256(data).hexdigest() != description.get("data_sha256"):
+    if _checksum(header, description, [data]) != description.get(_CHECKSUM):
         raise CorruptModelFileError(
-            path, "the tensor data does not match its SHA-256 checksum; the file is corrupted (flipped or overwritten bytes)")
+            path, "the file does not match its SHA-256 checksum; it is corrupted (flipped or overwritten bytes)")
     tensors = {
         name: np.frombuffer(data, dtype, math.prod(shape), begin).reshape(shape)
         for name, dtype, shape, begin, _ in entries

@@ -39,15 +39,24 @@ def _raw(header: dict[str, Any], data: bytes, header_len: int | None = None) -> 
     return (len(blob) if header_len is None else header_len).to_bytes(8, "little") + blob + data
 
 
-def _with_header(base: Path, change: Callable[[dict[str, Any]], None]) -> bytes:
-    header, _, data = _parts(base)
-    change(header)
+def _forge(header: dict[str, Any], description: dict[str, Any], data: bytes) -> bytes:
+    """A file from edited parts, with a checksum that matches them, as a deliberate forger would write."""
+    description = dict(description, sha256=nio._checksum(header, description, [data]))
+    header = dict(header, __metadata__={"format": "nnx", "nnx": json.dumps(description)})
     return _raw(header, data)
 
 
-def _with_description(base: Path, change: Callable[[dict[str, Any]], None]) -> bytes:
+def _with_header(base: Path, change: Callable[[dict[str, Any]], None]) -> bytes:
+    header, description, data = _parts(base)
+    change(header)
+    return _forge(header, description, data)
+
+
+def _with_description(base: Path, change: Callable[[dict[str, Any]], None], *, checksum: bool = True) -> bytes:
     header, description, data = _parts(base)
     change(description)
+    if checksum:
+        return _forge(header, description, data)
     header["__metadata__"]["nnx"] = json.dumps(description)
     return _raw(header, data)
 
@@ -88,6 +97,9 @@ def build(directory: Path) -> list[tuple[str, str, str]]:
     flipped = bytearray(raw)
     flipped[20] ^= 0xFF
     add("flipped-header-byte.nnx", bytes(flipped), "CorruptModelFileError", "not valid JSON")
+    add("edited-description.nnx",
+        _with_description(base, lambda d: d["model"]["layers"][2].update(type="Tanh"), checksum=False),
+        "CorruptModelFileError", "does not match its SHA-256 checksum")
     # huge sizes: nothing of the declared size may be allocated
     add("huge-header-length.nnx", (2**63).to_bytes(8, "little") + raw[8:], "CorruptModelFileError",
         "-byte header but only")
@@ -145,7 +157,7 @@ def build(directory: Path) -> list[tuple[str, str, str]]:
     duplicated = b'{"0.bias":{},' + json.dumps(header).encode()[1:]
     add("duplicate-keys.nnx", len(duplicated).to_bytes(8, "little") + duplicated + data,
         "CorruptModelFileError", "duplicate key '0.bias'")
-    add("no-description.nnx", _with_header(base, lambda h: h.pop("__metadata__")),
+    add("no-description.nnx", _raw({k: v for k, v in header.items() if k != "__metadata__"}, data),
         "NotAModelFileError", "without an nnx description")
     # foreign formats
     for protocol in (0, 2, 5):

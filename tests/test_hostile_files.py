@@ -106,6 +106,30 @@ def test_every_truncation_and_every_flipped_byte_is_caught(tmp_path: Path) -> No
             nnx.load(path)
 
 
+def test_no_changed_byte_loads_as_a_different_model(tmp_path: Path) -> None:
+    """Each byte replaced by a random other value: an error, or (say, a space turned into a
+    tab in the header) a model identical to the original; the checksum covers the header too."""
+    model = valid_model()
+    raw = nnx.save(model, tmp_path / "valid.nnx").read_bytes()
+    expected = {n: nnx.to_host(p.data) for n, p in model.named_parameters()}
+    path = tmp_path / "damaged.nnx"
+    rng = np.random.default_rng(0)
+    identical = 0
+    for i in range(len(raw)):
+        changed = bytearray(raw)
+        changed[i] = (changed[i] + int(rng.integers(1, 256))) % 256
+        path.write_bytes(bytes(changed))
+        try:
+            loaded = nnx.load(path)
+        except nnx.ModelFileError:
+            continue
+        identical += 1
+        assert repr(loaded) == repr(model), f"byte {i}"
+        got = {n: nnx.to_host(p.data) for n, p in loaded.named_parameters()}
+        assert got.keys() == expected.keys() and all(np.array_equal(got[n], expected[n]) for n in got)
+    assert identical < len(raw) // 20
+
+
 def test_checkpoint_reader_shares_the_checks(corpus: tuple[Path, list[tuple[str, str, str]]]) -> None:
     """Every case caught while reading (not while building the model) fails a checkpoint load alike."""
     directory, cases = corpus
