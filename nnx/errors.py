@@ -35,3 +35,7 @@ class DTypeError(NnxError, TypeError):
 
 class StateError(NnxError, RuntimeError):
     """A call out of order, such as ``backward`` without a ``forward`` before it."""
+
+
+class ParityError(NnxError, AssertionError):
+    """Two arrays (or two backends' training runs) that should agree do not."""
