@@ -7,7 +7,7 @@ import platform
 import sys
 
 import nnx
-from nnx import backend
+from nnx import backend, parity_cli
 
 
 def _info(args: argparse.Namespace) -> int:
@@ -28,6 +28,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     p_info = sub.add_parser("info", help="version, and which backends can run here (and why not)")
     p_info.set_defaults(func=_info)
+    parity_cli.add_parser(sub)
     return parser
 
 

@@ -130,7 +130,8 @@ def _verdict(a: np.ndarray, b: np.ndarray, diff: np.ndarray, rtol: float, atol: 
     ulp = None
     if ulps:
         spacing = float(np.spacing(np.abs(b[index]).astype(b.dtype))) if np.isfinite(b[index]) else float("nan")
-        ulp = float(diff[index] / spacing) if spacing > 0 else None
+        with np.errstate(over="ignore"):
+            ulp = float(diff[index] / spacing) if spacing > 0 else None
     return Comparison(
         ok=not bool(bad.any()),
         shape=tuple(b.shape),
