@@ -13,6 +13,7 @@ Conventions (``N`` is the number of elements of ``pred``):
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from nnx import backend as _backend
@@ -67,7 +68,7 @@ class MSE(Loss):
         total = xp.sum(diff * diff)
         scale = 2.0
         if self.reduction == "mean":
-            n = diff.size
+            n = math.prod(diff.shape)  # not .size: torch tensors have a size() method
             total = total / n
             scale = 2.0 / n
         self._save(diff * scale)

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator, Sequence
 
 from nnx import backend as _backend
-from nnx.backend.compare import Comparison, compare
+from nnx.backend.compare import Comparison, compare, default_rtol
 from nnx.errors import ParityError
 from nnx.layers.base import Layer, Parameter
 from nnx.layers.container import Sequential
@@ -234,7 +234,12 @@ def check_parity(
     reference. ``optimizer`` builds the optimizer from a parameter list
     (default: ``SGD(params, lr=0.1)``). ``x`` and ``y`` are copied onto each
     backend with their dtype unchanged; ``model`` and ``loss`` are not modified.
-    Tolerances default per dtype (see :func:`assert_close`).
+
+    Tolerances are per step: at step ``k`` a tensor may differ by ``k`` times
+    ``rtol`` (and ``atol``), because every step adds its own rounding to the
+    state the next one starts from. ``rtol`` defaults per dtype (float64
+    ``1e-12``, float32 ``1e-5``) and ``atol`` to ``rtol`` times the tensor's
+    largest magnitude (see :func:`assert_close`).
     """
     names = list(backends) if backends is not None else [
         n for n, reason in _backend.available().items() if reason is None
@@ -269,7 +274,10 @@ def check_parity(
             if key != other_key:  # the two runs recorded different tensors: report, do not guess
                 report.errors[name] = f"recorded {other_key} where {reference} recorded {key}"
                 break
-            check = TensorCheck(*key, backend=name, comparison=compare(actual, expected, rtol, atol))
+            step = key[0]
+            base = default_rtol(expected.dtype) if rtol is None else rtol
+            check = TensorCheck(*key, backend=name, comparison=compare(
+                actual, expected, base * step, None if atol is None else atol * step))
             report.checked += 1
             worst = report.worst.get(name)
             if worst is None or check.comparison.score > worst.comparison.score:

@@ -41,7 +41,8 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--dtype", choices=_backend.FLOAT_DTYPES, default="float64",
                    help="dtype of the example models (default float64)")
     p.add_argument("--rtol", type=float, default=None,
-                   help="relative tolerance (default: 1e-12 for float64, 1e-5 for float32)")
+                   help="relative tolerance per step: step k allows k times it "
+                   "(default: 1e-12 for float64, 1e-5 for float32)")
     p.add_argument("--json", dest="json_out", default=None, metavar="OUT",
                    help="also write the full report as JSON to OUT")
     p.set_defaults(func=run)
