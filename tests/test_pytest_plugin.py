@@ -8,6 +8,7 @@ import nnx
 from nnx import backend as nb
 
 pytest_plugins = ["pytester"]
+PLUGIN = ("-p", "nnx.pytest_plugin")  # a no-op where the installed entry point loaded it
 
 USER_TEST = """
 import nnx
@@ -29,7 +30,7 @@ def _split() -> tuple[list[str], dict[str, str]]:
 
 def test_backend_fixture_parametrises_a_user_test(pytester: pytest.Pytester) -> None:
     pytester.makepyfile(USER_TEST)
-    result = pytester.runpytest("-v", "-rs")
+    result = pytester.runpytest(*PLUGIN, "-v", "-rs")
     available, unavailable = _split()
     result.assert_outcomes(passed=len(available), skipped=len(unavailable))
     for name in available:
@@ -43,7 +44,7 @@ def test_marker_restricts_the_backends(pytester: pytest.Pytester) -> None:
         "import pytest\n"
         + USER_TEST.replace("def test_layer", '@pytest.mark.backends("array_api_strict", "cupy")\ndef test_layer')
     )
-    result = pytester.runpytest("-v")
+    result = pytester.runpytest(*PLUGIN, "-v")
     available, _ = _split()
     chosen = [n for n in nb.names() if n in ("array_api_strict", "cupy")]
     result.assert_outcomes(passed=sum(n in available for n in chosen),
@@ -54,18 +55,18 @@ def test_marker_restricts_the_backends(pytester: pytest.Pytester) -> None:
 def test_marker_with_an_unknown_backend_is_an_error(pytester: pytest.Pytester) -> None:
     pytester.makepyfile("import pytest\n" + USER_TEST.replace(
         "def test_layer", '@pytest.mark.backends("numpy", "jax")\ndef test_layer'))
-    result = pytester.runpytest()
+    result = pytester.runpytest(*PLUGIN)
     assert result.ret != 0
     result.stdout.fnmatch_lines(["*unknown nnx backend 'jax'*"])
 
 
 def test_option_restricts_every_test(pytester: pytest.Pytester) -> None:
     pytester.makepyfile(USER_TEST)
-    result = pytester.runpytest("-v", "--nnx-backends=numpy")
+    result = pytester.runpytest(*PLUGIN, "-v", "--nnx-backends=numpy")
     result.assert_outcomes(passed=1)
     result.stdout.fnmatch_lines(["*test_layer_runs_on[[]numpy[]] PASSED*"])
 
 
 def test_tests_without_the_fixture_are_untouched(pytester: pytest.Pytester) -> None:
     pytester.makepyfile("def test_plain():\n    assert True\n")
-    pytester.runpytest().assert_outcomes(passed=1)
+    pytester.runpytest(*PLUGIN).assert_outcomes(passed=1)
