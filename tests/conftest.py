@@ -3,8 +3,11 @@
 The ``backend`` fixture (one run per backend, unavailable ones skipped with the
 reason) and the ``@pytest.mark.backends(...)`` marker come from nnx's own
 pytest plugin, :mod:`nnx.pytest_plugin`. Installing nnx registers it (entry
-point ``pytest11``, under the same name); naming it here also loads it when
-the tests run from a source tree that is only on ``PYTHONPATH``.
+point ``pytest11``); when the tests run from a source tree that is only on
+``PYTHONPATH``, it is loaded here instead.
 """
 
-pytest_plugins = ["nnx.pytest_plugin"]
+from importlib.metadata import entry_points
+
+_INSTALLED = any(ep.value == "nnx.pytest_plugin" for ep in entry_points(group="pytest11"))
+pytest_plugins = [] if _INSTALLED else ["nnx.pytest_plugin"]

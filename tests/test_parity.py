@@ -316,3 +316,33 @@ def test_matmul_precision_round_trips_where_supported() -> None:
         finally:
             nb.set_matmul_precision(before, name)
         assert nb.matmul_precision(name) == before
+
+
+def _tf32_script() -> Any:
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parent.parent / "benchmarks" / "tf32.py"
+    spec = importlib.util.spec_from_file_location("nnx_bench_tf32", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_tf32_script_skips_cleanly_without_the_setting(capsys: pytest.CaptureFixture[str]) -> None:
+    assert _tf32_script().main(["--backend", "numpy"]) == 0
+    assert "skipped: backend 'numpy' has no reduced-precision matmul setting" in capsys.readouterr().out
+
+
+@pytest.mark.backends("cupy", "torch")
+def test_tf32_script_measures_both_settings(backend: str, tmp_path: Any) -> None:
+    out = tmp_path / "tf32.json"
+    before = nb.matmul_precision(backend)
+    args = ["--backend", backend, "--sizes", "64", "--steps", "3", "--batch", "16", "--width", "32",
+            "--repeat", "2", "--json", str(out), "--markdown", str(tmp_path / "tf32.md")]
+    assert _tf32_script().main(args) == 0
+    doc = json.loads(out.read_text())
+    assert doc["matmul"][0]["highest"]["max_rel_error_vs_float64"] < 1e-5  # full float32
+    assert set(doc["training"]) >= {"highest", "tf32", "final_loss_float64"}
+    assert "| matmul 64x64: max rel error |" in (tmp_path / "tf32.md").read_text()
+    assert nb.matmul_precision(backend) == before  # the script restores the setting

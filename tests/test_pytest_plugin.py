@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+from importlib.metadata import entry_points
+
 import pytest
 
 import nnx
 from nnx import backend as nb
 
 pytest_plugins = ["pytester"]
-PLUGIN = ("-p", "nnx.pytest_plugin")  # a no-op where the installed entry point loaded it
+# Installed nnx loads the plugin through its entry point; a source tree on PYTHONPATH names it.
+_INSTALLED = any(ep.value == "nnx.pytest_plugin" for ep in entry_points(group="pytest11"))
+PLUGIN = () if _INSTALLED else ("-p", "nnx.pytest_plugin")
 
 USER_TEST = """
 import nnx
