@@ -8,20 +8,25 @@ from __future__ import annotations
 
 from importlib.metadata import PackageNotFoundError, version as _version
 
-from nnx import backend, init, losses, optim, random
+from nnx import backend, init, losses, optim, random, schedules, testing
 from nnx.backend import available, current, to_device, to_host, use
 from nnx.errors import (
     BackendMismatchError,
     BackendUnavailableError,
     DTypeError,
     NnxError,
+    NonFiniteError,
     ShapeError,
     StateError,
+    TargetError,
     UnknownBackendError,
 )
 from nnx.layers import Layer, Linear, Parameter, ReLU, Sequential, Sigmoid, Tanh
+from nnx.layers import BatchNorm1d, Dropout, Flatten, GELU, LayerNorm, LeakyReLU, Softmax, set_finite_checks
 from nnx.losses import MSE, SSE, SumSquaredError
+from nnx.losses import BCEWithLogits, BinaryCrossEntropyWithLogits, SoftmaxCrossEntropy
 from nnx.optim import SGD
+from nnx.optim import Adam, AdamW, RMSProp, clip_grad_norm
 from nnx.train import train_step
 
 DISTRIBUTION = "nnx-array"
@@ -32,6 +37,25 @@ except PackageNotFoundError:  # running from a source tree that is not installed
     __version__ = "0+unknown"
 
 __all__ = [
+    "Adam",
+    "AdamW",
+    "BCEWithLogits",
+    "BatchNorm1d",
+    "BinaryCrossEntropyWithLogits",
+    "Dropout",
+    "Flatten",
+    "GELU",
+    "LayerNorm",
+    "LeakyReLU",
+    "NonFiniteError",
+    "RMSProp",
+    "Softmax",
+    "SoftmaxCrossEntropy",
+    "TargetError",
+    "clip_grad_norm",
+    "schedules",
+    "set_finite_checks",
+    "testing",
     "BackendMismatchError",
     "BackendUnavailableError",
     "DTypeError",

@@ -37,5 +37,13 @@ class StateError(NnxError, RuntimeError):
     """A call out of order, such as ``backward`` without a ``forward`` before it."""
 
 
+class NonFiniteError(NnxError, ValueError):
+    """NaN where a finite array is needed (a loss's prediction or target, a network's input)."""
+
+
+class TargetError(NnxError, ValueError):
+    """A loss target that does not fit the prediction: a class index out of range, a wrong kind."""
+
+
 class ParityError(NnxError, AssertionError):
     """Two arrays (or two backends' training runs) that should agree do not."""

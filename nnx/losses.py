@@ -9,6 +9,16 @@ Conventions (``N`` is the number of elements of ``pred``):
   and the gradient is exactly ``pred - target``: the loss the single-neuron and
   iamtrask tutorials train on implicitly when they use ``error = y - output``
   as the output delta.
+* :class:`BinaryCrossEntropyWithLogits` (alias ``BCEWithLogits``) — from logits
+  ``z`` and targets ``t`` in [0, 1]: ``max(z, 0) - z t + log(1 + exp(-|z|))``,
+  gradient ``sigmoid(z) - t`` (``/N`` for the mean). Finite for any ``z``.
+* :class:`SoftmaxCrossEntropy` — from logits of shape ``(batch, classes)`` and
+  integer class indices ``(batch,)`` or one-hot/probability targets
+  ``(batch, classes)``; log-softmax through log-sum-exp, fused with its
+  gradient ``softmax(z) * sum(q) - q``. ``"mean"`` averages over the batch.
+
+Every loss checks its prediction (and float target) for NaN: one pass and one
+device-to-host sync per call (switch off with ``nnx.set_finite_checks(False)``).
 """
 
 from __future__ import annotations
@@ -17,8 +27,9 @@ import math
 from typing import Any
 
 from nnx import backend as _backend
-from nnx.errors import ShapeError
-from nnx.layers.base import Layer, check_float, check_same_dtype
+from nnx.errors import DTypeError, ShapeError, TargetError
+from nnx.layers.activations import sigmoid
+from nnx.layers.base import Layer, check_float, check_no_nan, check_same_dtype, finite_checks_enabled
 
 
 class Loss(Layer):
@@ -36,6 +47,9 @@ class Loss(Layer):
                 f"{tuple(target.shape)}; nnx never broadcasts a loss (a (4,) target against a "
                 f"(4, 1) prediction would silently become a 4x4 matrix)"
             )
+        if finite_checks_enabled() and bool(xp.any(xp.isnan(pred)) | xp.any(xp.isnan(target))):
+            check_no_nan(pred, xp, where, "prediction")
+            check_no_nan(target, xp, where, "target")
         return xp
 
     def forward(self, pred: Any, target: Any) -> Any:  # type: ignore[override]
@@ -74,6 +88,9 @@ class MSE(Loss):
         self._save(diff * scale)
         return total
 
+    def config(self) -> dict[str, Any]:
+        return {"reduction": self.reduction}
+
     def __repr__(self) -> str:
         return f"MSE(reduction={self.reduction!r})"
 
@@ -95,10 +112,163 @@ class SumSquaredError(Loss):
         self._save(2 * diff)
         return total
 
+    def config(self) -> dict[str, Any]:
+        return {"half": self.half}
+
     def __repr__(self) -> str:
         return f"SumSquaredError(half={self.half})"
 
 
 SSE = SumSquaredError
 
-__all__ = ["Loss", "MSE", "SSE", "SumSquaredError"]
+
+def _check_reduction(owner: str, reduction: str) -> None:
+    if reduction not in _REDUCTIONS:
+        raise ValueError(f"{owner} reduction must be one of {_REDUCTIONS}, got {reduction!r}")
+
+
+class BinaryCrossEntropyWithLogits(Loss):
+    """Binary cross-entropy from logits (no sigmoid layer before it), stable for any logit.
+
+    ``reduction="mean"`` averages over all elements, ``"sum"`` adds them up.
+    Targets are floats in [0, 1] of the prediction's shape and dtype.
+    """
+
+    def __init__(self, reduction: str = "mean") -> None:
+        super().__init__()
+        _check_reduction("BinaryCrossEntropyWithLogits", reduction)
+        self.reduction = reduction
+
+    def forward(self, pred: Any, target: Any) -> Any:  # type: ignore[override]
+        xp = self._check(pred, target)
+        # log(1 + exp(z)) - z t  ==  max(z, 0) - z t + log1p(exp(-|z|))
+        per = xp.log1p(xp.exp(-xp.abs(pred)))
+        per += xp.maximum(pred, 0.0)
+        per -= pred * target
+        total = xp.sum(per)
+        g = sigmoid(pred)
+        g -= target
+        if self.reduction == "mean":
+            n = pred.size
+            total = total / n
+            g *= 1.0 / n
+        self._save(g)
+        return total
+
+    def config(self) -> dict[str, Any]:
+        return {"reduction": self.reduction}
+
+    def __repr__(self) -> str:
+        return f"BinaryCrossEntropyWithLogits(reduction={self.reduction!r})"
+
+
+BCEWithLogits = BinaryCrossEntropyWithLogits
+
+
+class SoftmaxCrossEntropy(Loss):
+    """Softmax followed by cross-entropy, from logits, fused with its gradient.
+
+    ``pred`` holds logits of shape ``(batch, classes)``. ``target`` is either an
+    integer array of class indices of shape ``(batch,)`` (each in
+    ``[0, classes)``) or a float array of shape ``(batch, classes)`` (one-hot
+    or probabilities, the prediction's dtype). ``label_smoothing=s`` trains
+    against ``(1 - s) * target + s / classes``. ``reduction="mean"`` averages
+    over the batch, ``"sum"`` adds the samples' losses.
+    """
+
+    def __init__(self, reduction: str = "mean", label_smoothing: float = 0.0) -> None:
+        super().__init__()
+        _check_reduction("SoftmaxCrossEntropy", reduction)
+        if not 0.0 <= label_smoothing < 1.0:
+            raise ValueError(f"SoftmaxCrossEntropy label_smoothing must be in [0, 1), got {label_smoothing}")
+        self.reduction = reduction
+        self.label_smoothing = float(label_smoothing)
+
+    def _targets(self, pred: Any, target: Any, xp: Any) -> tuple[Any, bool]:
+        """The target as a float ``(batch, classes)`` array, and whether it came as class indices."""
+        where = repr(self)
+        try:
+            _backend.check_backend(target, _backend.backend_of(pred), f"{where} (the prediction)")
+        except TypeError:
+            raise DTypeError(f"{where} expected the target as an array, got {type(target).__name__}") from None
+        n, c = pred.shape
+        if xp.isdtype(target.dtype, "integral"):
+            if tuple(target.shape) != (n,):
+                raise ShapeError(
+                    f"{where} expected class indices of shape ({n},) for logits of shape {(n, c)}, "
+                    f"got {tuple(target.shape)}"
+                )
+            bad = xp.any(target < 0) | xp.any(target >= c)
+            if finite_checks_enabled():
+                bad = bad | xp.any(xp.isnan(pred))
+            if bool(bad):
+                check_no_nan(pred, xp, where, "prediction")
+                lo, hi = int(xp.min(target)), int(xp.max(target))
+                raise TargetError(
+                    f"{where} expected class indices in [0, {c}) for {c} classes, got values from "
+                    f"{lo} to {hi}; check the labels or the number of output units"
+                )
+            classes = xp.arange(c, dtype=target.dtype)
+            onehot = xp.astype(target[:, None] == classes, pred.dtype)
+            return onehot, True
+        if not xp.isdtype(target.dtype, "real floating"):
+            raise DTypeError(
+                f"{where} expected integer class indices or float one-hot targets, got dtype "
+                f"{_backend.dtype_name(target)}"
+            )
+        check_same_dtype(target, pred.dtype, f"{where} target")
+        if tuple(target.shape) != (n, c):
+            raise ShapeError(
+                f"{where} expected one-hot targets of the logits' shape {(n, c)} (or integer class "
+                f"indices of shape ({n},)), got a float array of shape {tuple(target.shape)}"
+            )
+        if finite_checks_enabled() and bool(xp.any(xp.isnan(pred)) | xp.any(xp.isnan(target))):
+            check_no_nan(pred, xp, where, "prediction")
+            check_no_nan(target, xp, where, "target")
+        return target, False
+
+    def forward(self, pred: Any, target: Any) -> Any:  # type: ignore[override]
+        where = repr(self)
+        xp = check_float(pred, where)
+        if pred.ndim != 2:
+            raise ShapeError(f"{where} expected logits of shape (batch, classes), got {tuple(pred.shape)}")
+        q, indices = self._targets(pred, target, xp)
+        n, c = pred.shape
+        s = self.label_smoothing
+        if s:
+            q = q * (1.0 - s)
+            q += s / c
+        shifted = pred - xp.max(pred, axis=1, keepdims=True)
+        g = xp.exp(shifted)
+        z = xp.sum(g, axis=1, keepdims=True)
+        shifted -= xp.log(z)  # now log-softmax
+        total = -xp.sum(q * shifted)
+        g /= z  # now softmax
+        if indices:  # each row of q sums to 1
+            g -= q
+        else:
+            g *= xp.sum(q, axis=1, keepdims=True)
+            g -= q
+        if self.reduction == "mean":
+            total = total / n
+            g *= 1.0 / n
+        self._save(g)
+        return total
+
+    def config(self) -> dict[str, Any]:
+        return {"reduction": self.reduction, "label_smoothing": self.label_smoothing}
+
+    def __repr__(self) -> str:
+        extra = f", label_smoothing={self.label_smoothing}" if self.label_smoothing else ""
+        return f"SoftmaxCrossEntropy(reduction={self.reduction!r}{extra})"
+
+
+__all__ = [
+    "BCEWithLogits",
+    "BinaryCrossEntropyWithLogits",
+    "Loss",
+    "MSE",
+    "SSE",
+    "SoftmaxCrossEntropy",
+    "SumSquaredError",
+]

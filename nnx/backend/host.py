@@ -78,3 +78,18 @@ def full(shape: tuple[int, ...], value: float) -> np.ndarray:
 def asarray(values: Any) -> np.ndarray:
     """Values the user gave (lists, NumPy arrays) as a float64 host array."""
     return np.array(values, dtype=np.float64, copy=True)
+
+
+def get_state(rng: HostRNG) -> Any:
+    """A copy of a generator's state (to replay its draws with :func:`set_state`)."""
+    if isinstance(rng, np.random.RandomState):
+        return rng.get_state()
+    return rng.bit_generator.state
+
+
+def set_state(rng: HostRNG, state: Any) -> None:
+    """Restore a state taken with :func:`get_state`."""
+    if isinstance(rng, np.random.RandomState):
+        rng.set_state(state)
+    else:
+        rng.bit_generator.state = state

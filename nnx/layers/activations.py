@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from nnx.errors import ShapeError
@@ -82,3 +83,107 @@ class ReLU(Layer):
 
     def __repr__(self) -> str:
         return "ReLU()"
+
+
+class LeakyReLU(Layer):
+    """``x`` where ``x > 0``, else ``negative_slope * x``."""
+
+    def __init__(self, negative_slope: float = 0.01) -> None:
+        super().__init__()
+        self.negative_slope = float(negative_slope)
+
+    def forward(self, x: Any) -> Any:
+        xp = check_float(x, repr(self))
+        mask = x > 0
+        self._save(mask)
+        return xp.where(mask, x, x * self.negative_slope)
+
+    def backward(self, grad: Any) -> Any:
+        (mask,) = self._take()
+        xp = _check_grad(self, grad, mask)
+        return xp.where(mask, grad, grad * self.negative_slope)
+
+    def config(self) -> dict[str, Any]:
+        return {"negative_slope": self.negative_slope}
+
+    def __repr__(self) -> str:
+        return f"LeakyReLU(negative_slope={self.negative_slope})"
+
+
+_GELU_C = math.sqrt(2.0 / math.pi)
+_GELU_A = 0.044715
+
+
+class GELU(Layer):
+    """Gaussian error linear unit, tanh form: ``x/2 (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3)))``.
+
+    The array API has no ``erf``, so nnx uses the tanh approximation of
+    Hendrycks & Gimpel (2016) on every backend (``approximate="tanh"``); it is
+    within 1e-3 of the exact GELU.
+    """
+
+    def __init__(self, approximate: str = "tanh") -> None:
+        super().__init__()
+        if approximate != "tanh":
+            raise ValueError(
+                f"GELU supports approximate='tanh' only (the array API has no erf), got {approximate!r}"
+            )
+        self.approximate = approximate
+
+    def forward(self, x: Any) -> Any:
+        xp = check_float(x, repr(self))
+        # beyond |x| = 10 the tanh is exactly +-1 in float64 and float32 and its derivative
+        # exactly 0; clamping there keeps x^3 from overflowing for huge inputs.
+        xc = xp.clip(x, -10.0, 10.0)
+        x2 = xc * xc
+        t = xp.tanh(_GELU_C * xc * (1 + _GELU_A * x2))
+        self._save(x, x2, t)
+        return 0.5 * x * (1 + t)
+
+    def backward(self, grad: Any) -> Any:
+        x, x2, t = self._take()
+        _check_grad(self, grad, x)
+        # d/dx = (1 + t)/2 + x/2 (1 - t^2) c (1 + 3a x^2)
+        inner = (1 - t * t) * (_GELU_C * (1 + 3 * _GELU_A * x2))
+        inner *= x
+        inner += 1 + t
+        inner *= 0.5
+        return grad * inner
+
+    def config(self) -> dict[str, Any]:
+        return {"approximate": self.approximate}
+
+    def __repr__(self) -> str:
+        return "GELU()"
+
+
+class Softmax(Layer):
+    """``exp(x) / sum(exp(x))`` along ``axis`` (max-shifted, so no overflow).
+
+    For training a classifier prefer raw logits with
+    :class:`nnx.losses.SoftmaxCrossEntropy`, which is fused and more accurate.
+    """
+
+    def __init__(self, axis: int = -1) -> None:
+        super().__init__()
+        self.axis = int(axis)
+
+    def forward(self, x: Any) -> Any:
+        xp = check_float(x, repr(self))
+        e = xp.exp(x - xp.max(x, axis=self.axis, keepdims=True))
+        e /= xp.sum(e, axis=self.axis, keepdims=True)
+        self._save(e)
+        return e
+
+    def backward(self, grad: Any) -> Any:
+        (y,) = self._take()
+        xp = _check_grad(self, grad, y)
+        g = grad - xp.sum(grad * y, axis=self.axis, keepdims=True)
+        g *= y
+        return g
+
+    def config(self) -> dict[str, Any]:
+        return {"axis": self.axis}
+
+    def __repr__(self) -> str:
+        return f"Softmax(axis={self.axis})"

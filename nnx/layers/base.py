@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Any, Iterator
 
 from nnx import backend as _backend
-from nnx.errors import DTypeError, ShapeError, StateError
+from nnx.errors import DTypeError, NonFiniteError, ShapeError, StateError
 
 
 class Parameter:
@@ -81,6 +81,36 @@ def check_same_dtype(x: Any, expected: Any, where: str) -> None:
         )
 
 
+_FINITE_CHECKS = [True]
+
+
+def set_finite_checks(enabled: bool) -> bool:
+    """Switch the NaN checks of losses and of ``Sequential``'s input on or off; returns the old setting.
+
+    Each check costs one pass over the array and one device-to-host sync, so it
+    runs only at the edges of a network (its input and the loss), never per layer.
+    """
+    old = _FINITE_CHECKS[0]
+    _FINITE_CHECKS[0] = bool(enabled)
+    return old
+
+
+def finite_checks_enabled() -> bool:
+    """Whether the NaN checks run (see :func:`set_finite_checks`)."""
+    return _FINITE_CHECKS[0]
+
+
+def check_no_nan(x: Any, xp: Any, where: str, what: str = "input") -> None:
+    """Raise :class:`NonFiniteError` if ``x`` holds a NaN (skipped when checks are off)."""
+    if _FINITE_CHECKS[0] and bool(xp.any(xp.isnan(x))):
+        count = int(xp.sum(xp.astype(xp.isnan(x), xp.int64)))
+        raise NonFiniteError(
+            f"{where} expected a finite {what}, got {count} NaN value(s) in an array of shape "
+            f"{tuple(x.shape)}; find where they come from (data loading, a too large learning "
+            f"rate) — nnx.set_finite_checks(False) turns this check off"
+        )
+
+
 def check_ndim(x: Any, ndim: int, where: str, meaning: str) -> None:
     """Raise :class:`ShapeError` unless ``x`` has ``ndim`` dimensions."""
     if x.ndim != ndim:
@@ -144,12 +174,48 @@ class Layer:
         return self.train(False)
 
     def to(self, name: str) -> "Layer":
-        """Move every parameter onto backend ``name`` (an explicit copy); returns self."""
+        """Move every parameter and buffer onto backend ``name`` (an explicit copy); returns self."""
         for p in self.parameters():
             p.data = _backend.to_device(p.data, name)
             p.grad = None
+        for key in self._buffer_names:
+            setattr(self, key, _backend.to_device(getattr(self, key), name))
         self._saved = None
         return self
+
+    # architecture and non-trainable state ------------------------------------------
+
+    _buffer_names: tuple[str, ...] = ()
+
+    def config(self) -> dict[str, Any]:
+        """The constructor arguments that define the architecture (JSON-serialisable)."""
+        return {}
+
+    def named_buffers(self, prefix: str = "") -> Iterator[tuple[str, Any]]:
+        """``(name, array)`` pairs of non-trainable state (running statistics); none by default."""
+        for name in self._buffer_names:
+            yield prefix + name, getattr(self, name)
+
+    def set_buffer(self, name: str, value: Any) -> None:
+        """Replace buffer ``name`` by ``value``: same shape, dtype and backend as the buffer it
+        replaces (move it first with ``nnx.to_device(value, layer_backend, dtype)``)."""
+        if name not in self._buffer_names:
+            raise KeyError(f"{self!r} has no buffer {name!r}; it has {list(self._buffer_names)}")
+        old = getattr(self, name)
+        where = f"{self!r} buffer {name!r}"
+        _backend.check_backend(value, _backend.backend_of(old), where)
+        check_same_dtype(value, old.dtype, where)
+        if tuple(value.shape) != tuple(old.shape):
+            raise ShapeError(f"{where} must have shape {tuple(old.shape)}, got {tuple(value.shape)}")
+        setattr(self, name, value)
+
+    def children(self) -> list["Layer"]:
+        """The layers this one contains (none for a plain layer)."""
+        return []
+
+    def output_shape(self, input_shape: tuple[int, ...]) -> tuple[int, ...]:
+        """The shape ``forward`` returns for an input of ``input_shape`` (same shape by default)."""
+        return tuple(input_shape)
 
     @property
     def backend(self) -> str | None:

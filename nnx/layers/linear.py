@@ -94,6 +94,11 @@ class Linear(ParamLayer):
             self.bias.accumulate(xp.sum(grad, axis=0))
         return grad @ self.weight.data.T
 
+    def output_shape(self, input_shape: tuple[int, ...]) -> tuple[int, ...]:
+        if len(input_shape) != 2 or input_shape[1] != self.in_features:
+            raise ShapeError(f"{self!r} expected input of shape (batch, {self.in_features}), got {tuple(input_shape)}")
+        return (input_shape[0], self.out_features)
+
     def config(self) -> dict[str, Any]:
         """The constructor arguments that describe this layer's architecture."""
         return {

@@ -1,0 +1,200 @@
+"""Normalisation layers: LayerNorm (per sample) and BatchNorm1d (per feature, over the batch)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from nnx import backend as _backend
+from nnx.backend import host
+from nnx.errors import ShapeError
+from nnx.layers.base import Layer, Parameter, check_float, check_same_dtype
+
+
+def _check_positive_int(name: str, n: Any, owner: str) -> None:
+    if not isinstance(n, int) or isinstance(n, bool) or n < 1:
+        raise ValueError(f"{owner} needs a positive int {name}, got {n!r}")
+
+
+class _Norm(Layer):
+    """What both norms share: optional affine ``gamma``/``beta``, dtype and backend checks."""
+
+    def __init__(self, num_features: int, eps: float, affine: bool, dtype: str, backend: str | None) -> None:
+        super().__init__()
+        owner = type(self).__name__
+        _check_positive_int("num_features", num_features, owner)
+        if dtype not in _backend.FLOAT_DTYPES:
+            raise ValueError(f"{owner} dtype must be one of {_backend.FLOAT_DTYPES}, got {dtype!r}")
+        if not eps > 0:
+            raise ValueError(f"{owner} eps must be > 0, got {eps}")
+        self.num_features, self.eps, self.dtype = num_features, float(eps), dtype
+        self._set_backend(backend or _backend.current())
+        self.weight: Parameter | None = None
+        self.bias: Parameter | None = None
+        if affine:
+            self.weight = Parameter(self._full(1.0), "weight")
+            self.bias = Parameter(self._full(0.0), "bias")
+
+    def _set_backend(self, name: str) -> None:
+        self._backend_name = name
+        self._dtype_obj = getattr(_backend.namespace(name), self.dtype)
+
+    def _full(self, value: float) -> Any:
+        return _backend.to_device(host.full((self.num_features,), value), self._backend_name, self.dtype)
+
+    def _check_input(self, x: Any, where: str, like: Any = None) -> Any:
+        """Check backend, dtype and shape of an input (or of a gradient shaped ``like``)."""
+        _backend.check_backend(x, self._backend_name, where)
+        xp = check_float(x, where)
+        check_same_dtype(x, self._dtype_obj, where)
+        if like is not None:
+            if tuple(x.shape) != tuple(like.shape):
+                raise ShapeError(f"{where} expected a gradient of shape {tuple(like.shape)}, got {tuple(x.shape)}")
+        elif x.ndim < 1 or x.shape[-1] != self.num_features:
+            raise ShapeError(self._shape_message(x))
+        return xp
+
+    def _shape_message(self, x: Any) -> str:
+        return f"{self!r} expected input of shape (..., {self.num_features}), got {tuple(x.shape)}"
+
+    def _affine_backward(self, grad: Any, xhat: Any, xp: Any, axes: tuple[int, ...]) -> Any:
+        """Accumulate ``gamma``/``beta`` gradients; return d loss / d xhat."""
+        if self.weight is None:
+            return grad
+        self.weight.accumulate(xp.sum(grad * xhat, axis=axes))
+        self.bias.accumulate(xp.sum(grad, axis=axes))
+        return grad * self.weight.data
+
+    def _affine_repr(self) -> str:
+        return "" if self.weight is not None else ", affine=False"
+
+    def to(self, name: str) -> "_Norm":
+        super().to(name)
+        self._set_backend(name)
+        return self
+
+
+class LayerNorm(_Norm):
+    """Normalise each sample over its last axis (``num_features`` values) to zero mean and
+    unit variance, then scale by ``weight`` and shift by ``bias`` (``affine=True``).
+
+    ``y = (x - mean) / sqrt(var + eps) * weight + bias`` with the biased variance;
+    the same computation in training and evaluation mode.
+    """
+
+    def __init__(
+        self,
+        num_features: int,
+        eps: float = 1e-5,
+        affine: bool = True,
+        *,
+        dtype: str = "float32",
+        backend: str | None = None,
+    ) -> None:
+        super().__init__(num_features, eps, affine, dtype, backend)
+
+    def forward(self, x: Any) -> Any:
+        xp = self._check_input(x, repr(self))
+        xc = x - xp.mean(x, axis=-1, keepdims=True)
+        rstd = 1 / xp.sqrt(xp.mean(xc * xc, axis=-1, keepdims=True) + self.eps)
+        xc *= rstd  # now xhat
+        self._save(xc, rstd)
+        if self.weight is None:
+            return xc
+        return xc * self.weight.data + self.bias.data
+
+    def backward(self, grad: Any) -> Any:
+        xhat, rstd = self._take()
+        xp = self._check_input(grad, f"{self!r}.backward", like=xhat)
+        g = self._affine_backward(grad, xhat, xp, tuple(range(grad.ndim - 1)))
+        # dx = rstd * (g - mean(g) - xhat * mean(g * xhat))
+        dx = g - xp.mean(g, axis=-1, keepdims=True)
+        dx -= xhat * xp.mean(g * xhat, axis=-1, keepdims=True)
+        dx *= rstd
+        return dx
+
+    def config(self) -> dict[str, Any]:
+        return {"num_features": self.num_features, "eps": self.eps,
+                "affine": self.weight is not None, "dtype": self.dtype}
+
+    def __repr__(self) -> str:
+        return f"LayerNorm({self.num_features}, eps={self.eps}{self._affine_repr()})"
+
+
+class BatchNorm1d(_Norm):
+    """Normalise each of ``num_features`` features over the batch of a ``(batch, features)`` input.
+
+    Training mode uses the batch's mean and biased variance, and updates the
+    running statistics ``running = (1 - momentum) * running + momentum * batch``
+    (the running variance takes the unbiased batch variance, as PyTorch does).
+    Evaluation mode (``eval()``) normalises with the running statistics. The
+    running statistics are buffers (``named_buffers``), saved with the model.
+    """
+
+    _buffer_names = ("running_mean", "running_var")
+
+    def __init__(
+        self,
+        num_features: int,
+        momentum: float = 0.1,
+        eps: float = 1e-5,
+        affine: bool = True,
+        *,
+        dtype: str = "float32",
+        backend: str | None = None,
+    ) -> None:
+        super().__init__(num_features, eps, affine, dtype, backend)
+        if not 0.0 <= momentum <= 1.0:
+            raise ValueError(f"BatchNorm1d momentum must be in [0, 1], got {momentum}")
+        self.momentum = float(momentum)
+        self.running_mean = self._full(0.0)
+        self.running_var = self._full(1.0)
+
+    def _shape_message(self, x: Any) -> str:
+        return f"{self!r} expected input of shape (batch, {self.num_features}), got {tuple(x.shape)}"
+
+    def forward(self, x: Any) -> Any:
+        xp = self._check_input(x, repr(self))
+        if x.ndim != 2:
+            raise ShapeError(self._shape_message(x))
+        if self.training:
+            n = x.shape[0]
+            if n < 2:
+                raise ShapeError(
+                    f"{self!r} in training mode needs a batch of at least 2 samples to estimate "
+                    f"a variance, got shape {tuple(x.shape)}; use a larger batch or call eval()"
+                )
+            mean = xp.mean(x, axis=0)
+            xc = x - mean
+            var = xp.mean(xc * xc, axis=0)
+            m = self.momentum
+            self.running_mean *= 1.0 - m
+            self.running_mean += m * mean
+            self.running_var *= 1.0 - m
+            self.running_var += (m * n / (n - 1)) * var
+            rstd = 1 / xp.sqrt(var + self.eps)
+        else:
+            xc = x - self.running_mean
+            rstd = 1 / xp.sqrt(self.running_var + self.eps)
+        xc *= rstd  # now xhat
+        self._save(xc, rstd, self.training)
+        if self.weight is None:
+            return xc
+        return xc * self.weight.data + self.bias.data
+
+    def backward(self, grad: Any) -> Any:
+        xhat, rstd, training = self._take()
+        xp = self._check_input(grad, f"{self!r}.backward", like=xhat)
+        g = self._affine_backward(grad, xhat, xp, (0,))
+        if not training:  # the statistics are constants in evaluation mode
+            return g * rstd
+        dx = g - xp.mean(g, axis=0)
+        dx -= xhat * xp.mean(g * xhat, axis=0)
+        dx *= rstd
+        return dx
+
+    def config(self) -> dict[str, Any]:
+        return {"num_features": self.num_features, "momentum": self.momentum, "eps": self.eps,
+                "affine": self.weight is not None, "dtype": self.dtype}
+
+    def __repr__(self) -> str:
+        return f"BatchNorm1d({self.num_features}, momentum={self.momentum}, eps={self.eps}{self._affine_repr()})"
