@@ -149,7 +149,7 @@ class BinaryCrossEntropyWithLogits(Loss):
         g = sigmoid(pred)
         g -= target
         if self.reduction == "mean":
-            n = pred.size
+            n = math.prod(pred.shape)  # not .size: torch tensors have a size() method
             total = total / n
             g *= 1.0 / n
         self._save(g)
