@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator, Sequence
 
 from nnx import backend as _backend
-from nnx.backend.compare import Comparison, compare, default_rtol
+from nnx.backend.compare import Comparison, compare, default_rtol, magnitude
 from nnx.errors import ParityError
 from nnx.layers.base import Layer, Parameter
 from nnx.layers.container import Sequential
@@ -51,7 +51,7 @@ class TensorCheck:
     ``phase`` is ``"forward"`` (a layer's output), ``"loss"`` (its value, or
     ``grad``: d loss / d prediction), ``"backward"`` (a layer's ``input_grad``
     or a parameter's ``<name>.grad``) or ``"update"`` (a parameter after the
-    optimizer step). ``layer`` is the index in the model (``None`` for the loss).
+    optimizer step, or a buffer such as a running mean after the step). ``layer`` is the index in the model (``None`` for the loss).
     """
 
     step: int
@@ -157,7 +157,9 @@ def clone_to(model: Layer, name: str) -> Layer:
     """A deep copy of ``model`` with its parameters copied onto backend ``name``.
 
     Parameters go through the host unchanged, so every clone starts
-    bit-identical; gradients and saved forward state are not copied.
+    bit-identical; buffers (running statistics) and host generators (dropout)
+    are copied too, so every clone draws the same masks; gradients and saved
+    forward state are not copied.
     """
     memo: dict[int, Any] = {}
     for layer in _all_layers(model):
@@ -165,6 +167,8 @@ def clone_to(model: Layer, name: str) -> Layer:
         for p in layer.parameters():
             memo[id(p.data)] = _backend.to_host(p.data)
             memo[id(p.grad)] = None
+        for _, buffer in layer.named_buffers():
+            memo[id(buffer)] = _backend.to_host(buffer)
     clone = copy.deepcopy(model, memo)
     return clone.to(name)
 
@@ -173,8 +177,12 @@ Key = tuple[int, str, "int | None", str, str]
 
 
 def _trace(model: Layer, loss: Loss, make_optimizer: OptimizerFactory, x: Any, y: Any,
-           steps: int, record: Callable[[Key, Any], None]) -> None:
-    """Train ``steps`` steps layer by layer, passing every tensor to ``record``."""
+           steps: int, record: Callable[..., None]) -> None:
+    """Train ``steps`` steps layer by layer, passing every tensor to ``record``.
+
+    A forward output is recorded with the layer's input and a gradient with the
+    gradient the layer received, as the context its tolerance is scaled by.
+    """
     layers = _top_layers(model)
     names = [repr(layer) for layer in layers]
     optimizer = make_optimizer(model.parameters())
@@ -182,30 +190,33 @@ def _trace(model: Layer, loss: Loss, make_optimizer: OptimizerFactory, x: Any, y
         optimizer.zero_grad()
         h = x
         for i, layer in enumerate(layers):
-            h = layer.forward(h)
-            record((step, "forward", i, names[i], "output"), h)
+            h_in, h = h, layer.forward(h)
+            record((step, "forward", i, names[i], "output"), h, h_in)
         value = loss.forward(h, y)
         record((step, "loss", None, repr(loss), "value"), value)
         g = loss.backward()
         record((step, "loss", None, repr(loss), "grad"), g)
         for i in reversed(range(len(layers))):
-            g = layers[i].backward(g)
-            record((step, "backward", i, names[i], "input_grad"), g)
+            g_in, g = g, layers[i].backward(g)
+            record((step, "backward", i, names[i], "input_grad"), g, g_in)
             for pname, p in layers[i].named_parameters():
-                record((step, "backward", i, names[i], f"{pname}.grad"), p.grad)
+                record((step, "backward", i, names[i], f"{pname}.grad"), p.grad, g_in)
         optimizer.step()
         for i, layer in enumerate(layers):
             for pname, p in layer.named_parameters():
                 record((step, "update", i, names[i], pname), p.data)
+            for bname, buffer in layer.named_buffers():
+                record((step, "update", i, names[i], bname), buffer)
 
 
 def _run(name: str, model: Layer, loss: Loss, make_optimizer: OptimizerFactory, x: Any, y: Any,
-         steps: int) -> tuple[list[tuple[Key, Any]], str | None]:
-    """One backend's trace on the host, and the error message if the run raised."""
-    entries: list[tuple[Key, Any]] = []
+         steps: int) -> tuple[list[tuple[Key, Any, float]], str | None]:
+    """One backend's trace on the host (key, array, context magnitude), and the error if the run raised."""
+    entries: list[tuple[Key, Any, float]] = []
 
-    def record(key: Key, value: Any) -> None:
-        entries.append((key, _backend.to_host(value).copy()))  # numpy's to_host is a view
+    def record(key: Key, value: Any, context: Any = None) -> None:
+        scale = 0.0 if context is None else magnitude(_backend.to_host(context))
+        entries.append((key, _backend.to_host(value).copy(), scale))  # numpy's to_host is a view
 
     try:
         with _backend.use(name):
@@ -238,8 +249,11 @@ def check_parity(
     Tolerances are per step: at step ``k`` a tensor may differ by ``k`` times
     ``rtol`` (and ``atol``), because every step adds its own rounding to the
     state the next one starts from. ``rtol`` defaults per dtype (float64
-    ``1e-12``, float32 ``1e-5``) and ``atol`` to ``rtol`` times the tensor's
-    largest magnitude (see :func:`assert_close`).
+    ``1e-12``, float32 ``1e-5``) and ``atol`` to ``rtol`` times the largest
+    magnitude of the tensor or of what the layer computed it from (its input
+    for a forward output, the gradient it received for a gradient): a
+    gradient that cancels to rounding noise, such as a bias's just before a
+    batch norm, is judged against the gradient it was summed from.
     """
     names = list(backends) if backends is not None else [
         n for n, reason in _backend.available().items() if reason is None
@@ -264,20 +278,20 @@ def check_parity(
     if ref_error is not None:
         report.errors[reference] = ref_error
     for name in names:
-        report.losses[name] = [float(v) for k, v in runs[name][0] if k[1] == "loss" and k[4] == "value"]
+        report.losses[name] = [float(v) for k, v, _ in runs[name][0] if k[1] == "loss" and k[4] == "value"]
     first: tuple[int, TensorCheck] | None = None
     for name in names[1:]:
         entries, error = runs[name]
         if error is not None:
             report.errors[name] = error
-        for position, ((key, expected), (other_key, actual)) in enumerate(zip(ref_entries, entries)):
+        for position, ((key, expected, scale), (other_key, actual, _)) in enumerate(zip(ref_entries, entries)):
             if key != other_key:  # the two runs recorded different tensors: report, do not guess
                 report.errors[name] = f"recorded {other_key} where {reference} recorded {key}"
                 break
             step = key[0]
             base = default_rtol(expected.dtype) if rtol is None else rtol
             check = TensorCheck(*key, backend=name, comparison=compare(
-                actual, expected, base * step, None if atol is None else atol * step))
+                actual, expected, base * step, None if atol is None else atol * step, scale))
             report.checked += 1
             worst = report.worst.get(name)
             if worst is None or check.comparison.score > worst.comparison.score:

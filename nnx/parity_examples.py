@@ -14,9 +14,9 @@ from typing import Any, Callable
 from nnx import backend as _backend
 from nnx import init
 from nnx.backend import host
-from nnx.layers import Layer, Linear, ReLU, Sequential, Sigmoid, Tanh
-from nnx.losses import MSE, Loss, SumSquaredError
-from nnx.optim import SGD, Optimizer
+from nnx.layers import GELU, BatchNorm1d, Dropout, LayerNorm, Layer, Linear, ReLU, Sequential, Sigmoid, Tanh
+from nnx.losses import MSE, Loss, SoftmaxCrossEntropy, SumSquaredError
+from nnx.optim import SGD, Adam, Optimizer
 from nnx.parity import clone_to
 from nnx.random import legacy
 
@@ -97,11 +97,33 @@ def _mlp(dtype: str) -> ParityCase:
                       model, MSE(), x, y, _sgd(0.5))
 
 
+def _classifier(dtype: str) -> ParityCase:
+    model = Sequential(
+        # no bias before a batch norm: its gradient would be rounding noise, which Adam
+        # turns into full-size steps that differ between backends
+        Linear(8, 16, bias=False, seed=4, dtype=dtype, backend="numpy"),
+        BatchNorm1d(16, dtype=dtype, backend="numpy"),
+        GELU(),
+        Dropout(0.2, seed=5),
+        Linear(16, 16, seed=6, dtype=dtype, backend="numpy"),
+        LayerNorm(16, dtype=dtype, backend="numpy"),
+        Tanh(),
+        Linear(16, 5, seed=7, dtype=dtype, backend="numpy"),
+    )
+    rng = host.make_rng(8)
+    x = _data(host.normal(rng, (32, 8), 0.0, 1.0), dtype)
+    y = _backend.to_device(host.permutation(rng, 32) % 5, "numpy", dtype="int64")
+    return ParityCase("classifier", "8-16-16-5 classifier (batch norm, GELU, dropout, layer norm, tanh), "
+                      "softmax cross-entropy on class indices, Adam lr 0.01",
+                      model, SoftmaxCrossEntropy(), x, y, lambda params: Adam(params, lr=0.01))
+
+
 EXAMPLES: dict[str, Callable[[str], ParityCase]] = {
     "seed000": _seed000,
     "seed001": _seed001,
     "seed004": _seed004,
     "mlp": _mlp,
+    "classifier": _classifier,
 }
 
 

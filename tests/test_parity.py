@@ -346,3 +346,11 @@ def test_tf32_script_measures_both_settings(backend: str, tmp_path: Any) -> None
     assert set(doc["training"]) >= {"highest", "tf32", "final_loss_float64"}
     assert "| matmul 64x64: max rel error |" in (tmp_path / "tf32.md").read_text()
     assert nb.matmul_precision(backend) == before  # the script restores the setting
+
+
+def test_compare_scale_judges_cancellation_noise_against_its_source() -> None:
+    # A bias gradient just before a batch norm is a sum that cancels to rounding noise.
+    expected, actual = np.array([4.2e-17, -1.0e-17]), np.array([-2.3e-17, 3.0e-17])
+    assert not compare(actual, expected).ok
+    assert compare(actual, expected, scale=1e-2).ok
+    assert not compare(actual + 1e-13, expected, scale=1e-2).ok

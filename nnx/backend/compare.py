@@ -7,9 +7,10 @@ Tolerances are dtype-aware. An element agrees when
 ``|actual - expected| <= atol + rtol * |expected|``. The default ``rtol`` is
 :data:`RTOL` for the dtype (float64 ``1e-12``, float32 ``1e-5``: backends sum
 in different orders, see DESIGN.md "Numerics"), and the default ``atol`` is
-``rtol`` times the largest magnitude in ``expected``: an element that is small
-only because of cancellation is judged against the scale of its tensor, not
-against itself. Integer and boolean arrays must be equal.
+``rtol`` times the largest magnitude in ``expected`` (or a larger ``scale``
+the caller knows, such as that of the arrays ``expected`` was computed from):
+an element that is small only because of cancellation is judged against the
+scale of its computation, not against itself. Integer and boolean arrays must be equal.
 """
 
 from __future__ import annotations
@@ -80,9 +81,21 @@ def default_rtol(dtype: Any) -> float:
     return RTOL.get(np.dtype(dtype).name, 0.0)
 
 
+def magnitude(x: np.ndarray) -> float:
+    """The largest finite ``|element|`` of a host array (0 for none)."""
+    a = np.abs(np.asarray(x, dtype=np.float64))
+    a = a[np.isfinite(a)]
+    return float(a.max()) if a.size else 0.0
+
+
 def compare(actual: np.ndarray, expected: np.ndarray, rtol: float | None = None,
-            atol: float | None = None) -> Comparison:
-    """Compare two host arrays element by element (see the module docstring for the rule)."""
+            atol: float | None = None, scale: float = 0.0) -> Comparison:
+    """Compare two host arrays element by element (see the module docstring for the rule).
+
+    ``scale`` raises the magnitude the default ``atol`` is relative to: a
+    tensor computed from larger ones (a sum that cancels to rounding noise,
+    say) is judged against the size of what it was computed from.
+    """
     a, b = np.asarray(actual), np.asarray(expected)
     shape, dtype = tuple(b.shape), b.dtype.name
 
@@ -110,9 +123,8 @@ def compare(actual: np.ndarray, expected: np.ndarray, rtol: float | None = None,
     same = (a64 == b64) | (nan_a & nan_b)  # equal infinities and shared NaNs agree
     with np.errstate(invalid="ignore"):
         diff = np.where(same, 0.0, np.abs(a64 - b64))
-    finite = np.abs(b64[np.isfinite(b64)])
-    scale = float(finite.max()) if finite.size else 0.0
-    at = rt * max(scale, float(np.finfo(b.dtype).tiny)) if atol is None else float(atol)
+    scale = max(magnitude(b64), float(scale), float(np.finfo(b.dtype).tiny))
+    at = rt * scale if atol is None else float(atol)
     return _verdict(a, b, diff, rt, at, ulps=True)
 
 
