@@ -354,3 +354,19 @@ def test_compare_scale_judges_cancellation_noise_against_its_source() -> None:
     assert not compare(actual, expected).ok
     assert compare(actual, expected, scale=1e-2).ok
     assert not compare(actual + 1e-13, expected, scale=1e-2).ok
+
+
+def test_register_adds_and_unregister_removes_a_record() -> None:
+    with pytest.raises(TypeError, match="Backend record"):
+        nb.register("perturbed")  # type: ignore[arg-type]
+    nb.register(PERTURBED)
+    try:
+        assert nb.names()[-1] == "perturbed" and nnx.available()["perturbed"] is None
+        x = nnx.to_device([1.0, 2.0], "perturbed")
+        assert nb.backend_of(x) == "perturbed"  # claimed before numpy, whose arrays it subclasses
+        assert nb.backend_of(np.ones(2)) == "numpy"
+    finally:
+        nb.unregister("perturbed")
+    assert "perturbed" not in nnx.available()
+    with pytest.raises(nnx.UnknownBackendError):
+        nb.unregister("perturbed")
