@@ -17,7 +17,7 @@ from typing import Any
 
 import nnx
 from nnx import backend as _backend
-from nnx.errors import BackendUnavailableError, UnknownBackendError
+from nnx.errors import NnxError
 from nnx.parity import check_parity
 from nnx.parity_examples import EXAMPLES, ParityCase, case_for_model, example
 
@@ -90,7 +90,7 @@ def run(args: argparse.Namespace) -> int:
         for name in names:
             _backend.get(name)
         cases = _cases(args.model or ["all"], args.dtype)
-    except (UnknownBackendError, BackendUnavailableError, ValueError) as exc:
+    except (NnxError, ValueError, OSError) as exc:  # unknown/unavailable backends, unreadable files
         return _fail(str(exc))
 
     print(f"nnx parity: reference {names[0]}, compared {', '.join(names[1:])}; {args.dtype}, "

@@ -370,3 +370,24 @@ def test_register_adds_and_unregister_removes_a_record() -> None:
     assert "perturbed" not in nnx.available()
     with pytest.raises(nnx.UnknownBackendError):
         nb.unregister("perturbed")
+
+
+def test_cli_parity_on_a_saved_model(tmp_path: Any, capsys: pytest.CaptureFixture[str]) -> None:
+    if not hasattr(nnx, "save"):
+        pytest.skip("this tree has no nnx.save/nnx.load yet")
+    path = tmp_path / "model.nnx"
+    nnx.save(example("mlp", "float64").model, path)
+    out = tmp_path / "parity.json"
+    code = main(["parity", "--backends", "numpy,array_api_strict", "--model", str(path), "--steps", "2",
+                 "--json", str(out)])
+    assert code == 0, capsys.readouterr()
+    document = json.loads(out.read_text())
+    assert list(document["models"]) == ["model.nnx"] and document["models"]["model.nnx"]["checked"] == 2 * 26
+
+
+def test_cli_parity_on_a_file_that_is_not_a_model(tmp_path: Any, capsys: pytest.CaptureFixture[str]) -> None:
+    path = tmp_path / "notes.txt"
+    path.write_text("not a model")
+    assert main(["parity", "--backends", "numpy,array_api_strict", "--model", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert "notes.txt" in err
