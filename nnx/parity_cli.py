@@ -93,8 +93,8 @@ def run(args: argparse.Namespace) -> int:
     except (NnxError, ValueError, OSError) as exc:  # unknown/unavailable backends, unreadable files
         return _fail(str(exc))
 
-    print(f"nnx parity: reference {names[0]}, compared {', '.join(names[1:])}; {args.dtype}, "
-          f"{args.steps} step(s), float32 matmul precision 'highest' on every backend")
+    print(f"nnx parity: reference {names[0]}, compared {', '.join(names[1:])}; {args.steps} step(s); "
+          f"example models in {args.dtype}; float32 matmuls in full precision ('highest') everywhere")
     results: dict[str, Any] = {}
     ok = True
     for case in cases:
