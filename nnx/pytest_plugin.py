@@ -9,6 +9,9 @@ Installed with nnx (entry point ``pytest11``), it gives every project:
 * the marker ``@pytest.mark.backends("numpy", "cupy")``: restricts such a test
   to the named backends (an unknown name is a collection error);
 * the option ``--nnx-backends=numpy,cupy``: restricts every such test run.
+
+A test that parametrises ``backend`` itself (``@pytest.mark.parametrize``)
+keeps its own list; the fixture still skips the unavailable ones.
 """
 
 from __future__ import annotations
@@ -48,8 +51,19 @@ def _validated(names: list[str], where: str) -> list[str]:
     return names
 
 
+def _parametrized_by_hand(metafunc: pytest.Metafunc) -> bool:
+    """Whether the test names its own backends with ``@pytest.mark.parametrize("backend", ...)``."""
+    for marker in metafunc.definition.iter_markers("parametrize"):
+        names = marker.args[0] if marker.args else marker.kwargs.get("argnames", ())
+        if isinstance(names, str):
+            names = [n.strip() for n in names.split(",")]
+        if "backend" in names:
+            return True
+    return False
+
+
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
-    if "backend" not in metafunc.fixturenames:
+    if "backend" not in metafunc.fixturenames or _parametrized_by_hand(metafunc):
         return
     names = _backend.names()
     option = metafunc.config.getoption("--nnx-backends")

@@ -74,3 +74,14 @@ def test_option_restricts_every_test(pytester: pytest.Pytester) -> None:
 def test_tests_without_the_fixture_are_untouched(pytester: pytest.Pytester) -> None:
     pytester.makepyfile("def test_plain():\n    assert True\n")
     pytester.runpytest(*PLUGIN).assert_outcomes(passed=1)
+
+
+def test_a_test_may_parametrise_backend_itself(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(
+        "import pytest\n"
+        + USER_TEST.replace("def test_layer", '@pytest.mark.parametrize("backend", ["numpy"], indirect=True)\n'
+                            "def test_layer")
+    )
+    result = pytester.runpytest(*PLUGIN, "-v")
+    result.assert_outcomes(passed=1)
+    result.stdout.fnmatch_lines(["*test_layer_runs_on[[]numpy[]] PASSED*"])
