@@ -28,6 +28,11 @@ from nnx.losses import BCEWithLogits, BinaryCrossEntropyWithLogits, SoftmaxCross
 from nnx.optim import SGD
 from nnx.optim import Adam, AdamW, RMSProp, clip_grad_norm
 from nnx.train import train_step
+from nnx.train import Callback, EarlyStopping, History, LRScheduler, LambdaCallback, TrainState
+from nnx.train import evaluate, fit, predict
+from nnx.errors import DataFormatError
+from nnx import datasets
+from nnx.plot import plot_history
 
 DISTRIBUTION = "nnx-array"
 
@@ -85,4 +90,16 @@ __all__ = [
     "to_host",
     "train_step",
     "use",
+    "Callback",
+    "DataFormatError",
+    "EarlyStopping",
+    "History",
+    "LRScheduler",
+    "LambdaCallback",
+    "TrainState",
+    "datasets",
+    "evaluate",
+    "fit",
+    "plot_history",
+    "predict",
 ]

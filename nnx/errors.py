@@ -38,11 +38,16 @@ class StateError(NnxError, RuntimeError):
 
 
 class NonFiniteError(NnxError, ValueError):
-    """NaN where a finite array is needed (a loss's prediction or target, a network's input)."""
+    """NaN where a finite array is needed (a loss's prediction or target, a network's input),
+    or a training run whose loss or gradient stopped being finite."""
 
 
 class TargetError(NnxError, ValueError):
     """A loss target that does not fit the prediction: a class index out of range, a wrong kind."""
+
+
+class DataFormatError(NnxError, ValueError):
+    """A data file that is not what its format promises: wrong magic number, truncated, bad rows."""
 
 
 class ParityError(NnxError, AssertionError):
