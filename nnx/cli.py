@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import nnx
-from nnx import backend, datasets
+from nnx import backend, datasets, parity_cli
 
 
 def _info(args: argparse.Namespace) -> int:
@@ -161,6 +161,7 @@ def build_parser() -> argparse.ArgumentParser:
     p_train.add_argument("--plot", metavar="PNG", help="write loss and accuracy per epoch to this PNG")
     p_train.add_argument("--quiet", action="store_true", help="no progress output")
     p_train.set_defaults(func=_train)
+    parity_cli.add_parser(sub)
     return parser
 
 
