@@ -5,7 +5,8 @@ Installed with nnx (entry point ``pytest11``), it gives every project:
 * the fixture ``backend``: a test that takes it runs once per backend nnx
   knows, with that backend selected (``nnx.use``) for the test's duration; a
   backend that cannot run on the machine is skipped with the reason
-  ``nnx.available()`` gives, never faked;
+  ``nnx.available()`` gives, never faked (an optional integration such as
+  torch, which nnx ships no extra for, is listed only where it can run);
 * the marker ``@pytest.mark.backends("numpy", "cupy")``: restricts such a test
   to the named backends (an unknown name is a collection error);
 * the option ``--nnx-backends=numpy,cupy``: restricts every such test run.
@@ -30,7 +31,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         default=None,
         metavar="NAMES",
         help="comma-separated nnx backends that tests taking the 'backend' fixture run on "
-        "(default: every backend nnx knows; unavailable ones are skipped with the reason)",
+        "(default: every backend nnx knows, unavailable ones skipped with the reason; "
+        "torch only where installed)",
     )
 
 
@@ -65,7 +67,9 @@ def _parametrized_by_hand(metafunc: pytest.Metafunc) -> bool:
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     if "backend" not in metafunc.fixturenames or _parametrized_by_hand(metafunc):
         return
-    names = _backend.names()
+    report = _backend.available()
+    names = [n for n in _backend.names()
+             if report[n] is None or _backend.BACKENDS[n].tested_when_unavailable]
     option = metafunc.config.getoption("--nnx-backends")
     if option:
         chosen = _validated([n.strip() for n in option.split(",") if n.strip()], "--nnx-backends")

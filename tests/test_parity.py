@@ -305,11 +305,9 @@ def test_matmul_precision_is_explicit_on_cpu_backends() -> None:
         nb.set_matmul_precision("fast", "numpy")
 
 
-def test_matmul_precision_round_trips_where_supported() -> None:
-    names = [n for n, r in nnx.available().items() if r is None and nb.BACKENDS[n].matmul_precision]
-    if not names:
-        pytest.skip("no available backend here has a reduced-precision matmul setting (cupy, torch)")
-    for name in names:
+@pytest.mark.backends("cupy", "torch")
+def test_matmul_precision_round_trips_where_supported(backend: str) -> None:
+    for name in [backend]:
         before = nb.set_matmul_precision("tf32", name)
         try:
             assert nb.matmul_precision(name) == "tf32" or name == "cupy"  # pre-Ampere GPUs stay full

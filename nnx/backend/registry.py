@@ -28,7 +28,9 @@ class Backend:
     ``matmul_precision``, for a library that can trade float32 matmul accuracy
     for speed, takes ``"highest"``, ``"tf32"`` or ``None`` and returns the
     setting in force before the call (``None`` only asks); a backend without
-    it always multiplies float32 in full precision.
+    it always multiplies float32 in full precision. ``tested_when_unavailable``
+    is ``False`` for an optional integration (torch) that nnx ships no extra
+    for: test runs list it only where it can run, instead of skipping it.
     """
 
     name: str
@@ -40,6 +42,7 @@ class Backend:
     to_host: Callable[[Any], np.ndarray]
     owns: Callable[[Any], bool]
     install_hint: str = field(default="")
+    tested_when_unavailable: bool = field(default=True)
     matmul_precision: Callable[[str | None], str] | None = field(default=None)
 
 
@@ -252,6 +255,7 @@ BACKENDS: dict[str, Backend] = {
             from_host=_torch_from_host,
             to_host=_torch_to_host,
             owns=_torch_owns,
+            tested_when_unavailable=False,
             install_hint=_TORCH_HINT,
             matmul_precision=_torch_matmul_precision,
         ),
