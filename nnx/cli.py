@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import nnx
-from nnx import backend, datasets
+from nnx import backend, datasets, parity_cli
 
 
 def _info(args: argparse.Namespace) -> int:
@@ -168,6 +168,7 @@ def build_parser() -> argparse.ArgumentParser:
     p_train.add_argument("--resume", action="store_true",
                          help="continue the run checkpointed in --checkpoint DIR (if there is one)")
     p_train.set_defaults(func=_train)
+    parity_cli.add_parser(sub)
     return parser
 
 

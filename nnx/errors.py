@@ -77,3 +77,7 @@ class TargetError(NnxError, ValueError):
 
 class DataFormatError(NnxError, ValueError):
     """A data file that is not what its format promises: wrong magic number, truncated, bad rows."""
+
+
+class ParityError(NnxError, AssertionError):
+    """Two arrays (or two backends' training runs) that should agree do not."""

@@ -386,7 +386,7 @@ def _format(logs: Mapping[str, float]) -> str:
 
 
 class _Progress:
-    """Per-epoch progress: a tqdm bar, a plain carriage-return bar, one line per epoch, or nothing."""
+    """Per-epoch progress: a tqdm bar (the ``progress`` extra), one line per epoch, or nothing."""
 
     def __init__(self, mode: Any, epochs: int, stream: TextIO) -> None:
         if mode is None or mode == "auto":
@@ -397,9 +397,10 @@ class _Progress:
             mode = "off"
         if mode not in ("bar", "lines", "off"):
             raise ValueError(f"progress must be None, True, False, 'bar', 'lines' or 'off', got {mode!r}")
+        if mode == "bar" and not _tqdm_available():
+            mode = "lines"  # without the 'progress' extra a bar degrades to one line per epoch
         self.mode, self.epochs, self.stream = mode, epochs, stream
         self._bar: Any = None
-        self._plain_last = 0.0
         self._desc = ""
 
     @property
@@ -408,32 +409,16 @@ class _Progress:
 
     def begin_epoch(self, epoch: int, total_steps: int) -> None:
         self._desc = f"epoch {epoch}/{self.epochs}"
-        self._total, self._done = total_steps, 0
         if self.mode == "bar":
-            try:
-                from tqdm.auto import tqdm
-            except ImportError:
-                self._bar = None
-            else:
-                self._bar = tqdm(total=total_steps, desc=self._desc, file=self.stream, leave=True,
-                                 dynamic_ncols=True, unit="step")
+            from tqdm.auto import tqdm
+
+            self._bar = tqdm(total=total_steps, desc=self._desc, file=self.stream, leave=True,
+                             dynamic_ncols=True, unit="step")
 
     def step(self, logs: Mapping[str, float]) -> None:
-        if self.mode != "bar":
-            return
-        self._done += 1
         if self._bar is not None:
             self._bar.set_postfix_str(_short(logs), refresh=False)
             self._bar.update(1)
-            return
-        now = time.perf_counter()
-        if now - self._plain_last >= 0.1 or self._done == self._total:
-            self._plain_last = now
-            width = 24
-            filled = width * self._done // max(self._total, 1)
-            bar = "#" * filled + "." * (width - filled)
-            self.stream.write(f"\r{self._desc} [{bar}] {self._done}/{self._total}  {_short(logs)}")
-            self.stream.flush()
 
     def end_epoch(self, logs: Mapping[str, float]) -> None:
         if self.mode == "off":
@@ -444,10 +429,16 @@ class _Progress:
             self._bar.close()
             self._bar = None
             return
-        if self.mode == "bar":
-            self.stream.write("\r\x1b[K")
         self.stream.write(f"{self._desc}  {_format(shown)}\n")
         self.stream.flush()
+
+
+def _tqdm_available() -> bool:
+    try:
+        import tqdm.auto  # noqa: F401
+    except ImportError:
+        return False
+    return True
 
 
 def _isatty(stream: TextIO) -> bool:

@@ -88,12 +88,21 @@ def test_one_line_per_epoch_when_not_a_terminal() -> None:
     assert all("loss" in line and "accuracy" in line for line in lines)
 
 
-def test_plain_bar_without_tqdm(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_bar_without_tqdm_is_one_line_per_epoch(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(__import__("sys").modules, "tqdm.auto", None)
+    out = io.StringIO()
+    _fit("numpy", epochs=2, progress="bar", stream=out)
+    lines = out.getvalue().splitlines()
+    assert [line.split()[:2] for line in lines] == [["epoch", "1/2"], ["epoch", "2/2"]]
+    assert "\r" not in out.getvalue()
+
+
+def test_tqdm_bar_on_request() -> None:
+    pytest.importorskip("tqdm", reason="the 'progress' extra (tqdm) is not installed")
     out = io.StringIO()
     _fit("numpy", epochs=1, progress="bar", stream=out)
     text = out.getvalue()
-    assert "\r" in text and "6/6" in text and text.endswith("\n")
+    assert "epoch 1/1" in text and "6/6" in text
 
 
 def test_class_index_targets_with_a_custom_metric(backend: str) -> None:
