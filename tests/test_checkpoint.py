@@ -181,6 +181,7 @@ _MODES = {
 
 
 @pytest.mark.skipif(not hasattr(signal, "SIGKILL"), reason="needs POSIX signals")
+@pytest.mark.backends("numpy", "array_api_strict")  # bit for bit is the CPU promise
 @pytest.mark.parametrize("mode", list(_MODES))
 def test_run_killed_at_random_steps_resumes_bit_for_bit(backend: str, mode: str, tmp_path: Path) -> None:
     """Kill the training twice at random steps, resume each time: same parameters and history.
@@ -190,8 +191,6 @@ def test_run_killed_at_random_steps_resumes_bit_for_bit(backend: str, mode: str,
     after every epoch. Both use Adam, an exponential schedule, batch norm,
     seeded dropout and random batches; ``fit`` also early stopping's best weights.
     """
-    if backend == "cupy":
-        pytest.skip("bit-for-bit resume is a CPU promise; cupy resumes within float tolerance")
     args, total, kill_range = _MODES[mode]
     env = dict(os.environ, NNX_BACKEND=backend, PYTHONPATH=os.pathsep.join(sys.path))
     _run(tmp_path / "whole", env, *args)

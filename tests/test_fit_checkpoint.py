@@ -29,18 +29,25 @@ def _fit(backend: str, epochs: int, directory: Path | None, resume: bool) -> tup
     return model, history
 
 
+def _same(a: Any, b: Any, backend: str) -> bool:
+    """Bit for bit on the CPU backends; within 1e-9 elsewhere (GPU reductions may reorder)."""
+    a, b = nnx.to_host(a), nnx.to_host(b)
+    return np.array_equal(a, b) if backend in ("numpy", "array_api_strict") else np.allclose(a, b, rtol=1e-9, atol=0)
+
+
 def test_fit_stopped_and_resumed_equals_one_run(backend: str, tmp_path: Path) -> None:
     whole, whole_history = _fit(backend, 7, None, False)
     _fit(backend, 3, tmp_path, resume=True)  # no checkpoint yet: starts afresh, stops after epoch 3
     assert nnx.load_checkpoint(tmp_path / "checkpoint.nnx").epoch == 3
     resumed, history = _fit(backend, 7, tmp_path, resume=True)
     for a, b in zip(whole.parameters(), resumed.parameters()):
-        assert np.array_equal(nnx.to_host(a.data), nnx.to_host(b.data))
-    assert history["loss"] == whole_history["loss"] and history["lr"] == whole_history["lr"]
+        assert _same(a.data, b.data, backend)
+    assert _same(np.array(history["loss"]), np.array(whole_history["loss"]), backend)
+    assert history["lr"] == whole_history["lr"]
     assert history.epochs == 7
     again, history = _fit(backend, 7, tmp_path, resume=True)  # already done: nothing more to train
     assert history.epochs == 7
-    for a, b in zip(whole.parameters(), again.parameters()):
+    for a, b in zip(resumed.parameters(), again.parameters()):
         assert np.array_equal(nnx.to_host(a.data), nnx.to_host(b.data))
 
 
