@@ -28,6 +28,22 @@ from nnx.losses import BCEWithLogits, BinaryCrossEntropyWithLogits, SoftmaxCross
 from nnx.optim import SGD
 from nnx.optim import Adam, AdamW, RMSProp, clip_grad_norm
 from nnx.train import train_step
+from nnx.train import Callback, EarlyStopping, History, LRScheduler, LambdaCallback, TrainState
+from nnx.train import evaluate, fit, predict
+from nnx.errors import DataFormatError
+from nnx import datasets
+from nnx.plot import plot_history
+from nnx import checkpoint, io
+from nnx.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
+from nnx.errors import (
+    CorruptModelFileError,
+    FormatVersionError,
+    ModelFileError,
+    NotAModelFileError,
+    TensorMismatchError,
+    UnknownLayerError,
+)
+from nnx.io import load, register_layer, save
 
 DISTRIBUTION = "nnx-array"
 
@@ -85,4 +101,30 @@ __all__ = [
     "to_host",
     "train_step",
     "use",
+    "Callback",
+    "DataFormatError",
+    "EarlyStopping",
+    "History",
+    "LRScheduler",
+    "LambdaCallback",
+    "TrainState",
+    "datasets",
+    "evaluate",
+    "fit",
+    "plot_history",
+    "predict",
+    "Checkpoint",
+    "CorruptModelFileError",
+    "FormatVersionError",
+    "ModelFileError",
+    "NotAModelFileError",
+    "TensorMismatchError",
+    "UnknownLayerError",
+    "checkpoint",
+    "io",
+    "load",
+    "load_checkpoint",
+    "register_layer",
+    "save",
+    "save_checkpoint",
 ]

@@ -37,9 +37,47 @@ class StateError(NnxError, RuntimeError):
     """A call out of order, such as ``backward`` without a ``forward`` before it."""
 
 
+class ModelFileError(NnxError, ValueError):
+    """A model or checkpoint file nnx cannot use; ``path`` and ``problem`` say which and why."""
+
+    def __init__(self, path: object, problem: str) -> None:
+        self.path = str(path)
+        self.problem = problem
+        super().__init__(f"{self.path}: {problem}")
+
+
+class NotAModelFileError(ModelFileError):
+    """The path is no nnx file at all: missing, a directory, empty, a pickle, a zip or other format."""
+
+
+class CorruptModelFileError(ModelFileError):
+    """An nnx file whose bytes are damaged: truncated, flipped, or sizes that do not add up."""
+
+
+class FormatVersionError(ModelFileError):
+    """An nnx file written in a format version this nnx cannot read."""
+
+
+class UnknownLayerError(ModelFileError):
+    """A layer type that is not in nnx's allow-list of layer classes (``nnx.io.register_layer``)."""
+
+
+class TensorMismatchError(ModelFileError):
+    """Tensors that disagree with the architecture: missing, extra, or of the wrong shape or dtype."""
+
+
 class NonFiniteError(NnxError, ValueError):
-    """NaN where a finite array is needed (a loss's prediction or target, a network's input)."""
+    """NaN where a finite array is needed (a loss's prediction or target, a network's input),
+    or a training run whose loss or gradient stopped being finite."""
 
 
 class TargetError(NnxError, ValueError):
     """A loss target that does not fit the prediction: a class index out of range, a wrong kind."""
+
+
+class DataFormatError(NnxError, ValueError):
+    """A data file that is not what its format promises: wrong magic number, truncated, bad rows."""
+
+
+class ParityError(NnxError, AssertionError):
+    """Two arrays (or two backends' training runs) that should agree do not."""

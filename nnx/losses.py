@@ -23,6 +23,7 @@ device-to-host sync per call (switch off with ``nnx.set_finite_checks(False)``).
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from nnx import backend as _backend
@@ -81,7 +82,7 @@ class MSE(Loss):
         total = xp.sum(diff * diff)
         scale = 2.0
         if self.reduction == "mean":
-            n = diff.size
+            n = math.prod(diff.shape)  # not .size: torch tensors have a size() method
             total = total / n
             scale = 2.0 / n
         self._save(diff * scale)
@@ -148,7 +149,7 @@ class BinaryCrossEntropyWithLogits(Loss):
         g = sigmoid(pred)
         g -= target
         if self.reduction == "mean":
-            n = pred.size
+            n = math.prod(pred.shape)  # not .size: torch tensors have a size() method
             total = total / n
             g *= 1.0 / n
         self._save(g)

@@ -158,3 +158,9 @@ def gradcheck(
 
 
 __all__ = ["GradcheckResult", "gradcheck"]
+
+# Backend parity lives in nnx.parity; re-exported here with the other testing helpers.
+from nnx.errors import ParityError  # noqa: E402
+from nnx.parity import ParityReport, TensorCheck, assert_close, assert_parity, check_parity  # noqa: E402
+
+__all__ += ["ParityError", "ParityReport", "TensorCheck", "assert_close", "assert_parity", "check_parity"]

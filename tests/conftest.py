@@ -1,22 +1,13 @@
-"""Shared fixtures: every test that takes ``backend`` runs once per known backend.
+"""Shared test setup.
 
-A backend that cannot run here is skipped with the reason ``available()`` gives.
+The ``backend`` fixture (one run per backend, unavailable ones skipped with the
+reason) and the ``@pytest.mark.backends(...)`` marker come from nnx's own
+pytest plugin, :mod:`nnx.pytest_plugin`. Installing nnx registers it (entry
+point ``pytest11``); when the tests run from a source tree that is only on
+``PYTHONPATH``, it is loaded here instead.
 """
 
-from __future__ import annotations
+from importlib.metadata import entry_points
 
-import pytest
-
-import nnx
-from nnx import backend as nb
-
-
-@pytest.fixture(params=nb.names())
-def backend(request: pytest.FixtureRequest) -> str:
-    """The name of a backend that can run here, selected for the test's duration."""
-    name = request.param
-    reason = nb.available()[name]
-    if reason is not None:
-        pytest.skip(f"backend {name!r} unavailable: {reason}")
-    with nnx.use(name):
-        yield name
+_INSTALLED = any(ep.value == "nnx.pytest_plugin" for ep in entry_points(group="pytest11"))
+pytest_plugins = [] if _INSTALLED else ["nnx.pytest_plugin"]

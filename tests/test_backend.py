@@ -29,7 +29,7 @@ def test_env_var_selects_backend(name: str) -> None:
 
 def test_env_var_unknown_name_is_an_error(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("NNX_BACKEND", "tensorflow")
-    with pytest.raises(nnx.UnknownBackendError, match="numpy, array_api_strict, cupy"):
+    with pytest.raises(nnx.UnknownBackendError, match="numpy, array_api_strict, cupy, torch"):
         nnx.current()
 
 
@@ -55,7 +55,7 @@ def test_unknown_name_lists_valid_ones() -> None:
 
 def test_available_reports_a_reason_for_each_unavailable_backend() -> None:
     report = nnx.available()
-    assert set(report) == {"numpy", "array_api_strict", "cupy"}
+    assert set(report) == {"numpy", "array_api_strict", "cupy", "torch"}
     assert report["numpy"] is None
     for name, reason in report.items():
         assert reason is None or (isinstance(reason, str) and reason)

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import importlib.util
+import struct
 import subprocess
 import sys
+
+import numpy as np
 
 import nnx
 
@@ -35,3 +39,56 @@ def test_unknown_command_is_a_usage_error() -> None:
     result = run_nnx("fly")
     assert result.returncode == 2
     assert "invalid choice" in result.stderr
+
+
+def test_train_runs_end_to_end_on_a_tiny_subset(tmp_path) -> None:
+    png = tmp_path / "h.png"
+    plot = ["--plot", str(png)] if importlib.util.find_spec("matplotlib") else []
+    result = run_nnx("train", "digits", "--limit", "120", "--epochs", "3", "--hidden", "16", *plot)
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[0].startswith("nnx train digits: 96 training and 24 held-out samples, 64 inputs, 10 classes")
+    assert [line.split()[:2] for line in lines if line.startswith("epoch")] == [["epoch", f"{i}/3"] for i in (1, 2, 3)]
+    final = [line for line in lines if line.startswith("held-out accuracy")]
+    assert len(final) == 1 and "/24)" in final[0]
+    if plot:
+        assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_train_reads_mnist_idx_and_csv_files(tmp_path) -> None:
+    rng = np.random.default_rng(0)
+    labels = np.arange(40, dtype=np.uint8) % 4
+    images = (rng.integers(0, 60, (40, 6, 6)) + 50 * labels[:, None, None]).astype(np.uint8)
+    for name, arr in (("train-images-idx3-ubyte", images), ("train-labels-idx1-ubyte", labels)):
+        header = bytes([0, 0, 8, arr.ndim]) + struct.pack(f">{arr.ndim}I", *arr.shape)
+        (tmp_path / name).write_bytes(header + arr.tobytes())
+    result = run_nnx("train", str(tmp_path), "--epochs", "2", "--quiet")
+    assert result.returncode == 0, result.stderr
+    assert "36 inputs, 4 classes" in result.stdout and "held-out accuracy" in result.stdout
+    csv = tmp_path / "d.csv"
+    csv.write_text("".join(f"{i % 3},{i % 3 * 2.0},{(i * 7) % 5}\n" for i in range(30)))
+    result = run_nnx("train", str(csv), "--label-column", "0", "--epochs", "2", "--quiet")
+    assert result.returncode == 0, result.stderr
+    assert "2 inputs, 3 classes" in result.stdout
+
+
+def test_train_bad_arguments_exit_2_with_a_message() -> None:
+    for args, message in (
+        (["nowhere"], "neither a bundled data set (digits, mnist_5k)"),
+        (["digits", "--epochs", "0"], "must be > 0"),
+        (["digits", "--lr", "fast"], "expected a float"),
+        (["digits", "--backend", "tpu"], "unknown backend 'tpu'"),
+        (["digits", "--val", "2"], "fraction between 0 and 1"),
+    ):
+        result = run_nnx("train", *args)
+        assert result.returncode == 2, (args, result.stderr)
+        assert message in result.stderr, (args, result.stderr)
+
+
+def test_train_on_a_corrupt_file_exits_1_naming_it(tmp_path) -> None:
+    bad = tmp_path / "train-images-idx3-ubyte"
+    bad.write_bytes(bytes([0, 0, 8, 3]) + struct.pack(">3I", 10, 28, 28) + b"\x00" * 100)
+    (tmp_path / "train-labels-idx1-ubyte").write_bytes(bytes([0, 0, 8, 1]) + struct.pack(">I", 10) + bytes(10))
+    result = run_nnx("train", str(tmp_path))
+    assert result.returncode == 1
+    assert "IDX file truncated" in result.stderr and str(bad) in result.stderr

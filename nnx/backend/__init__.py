@@ -31,9 +31,13 @@ __all__ = [
     "enable_fast_path",
     "fast_path_enabled",
     "get",
+    "matmul_precision",
     "names",
     "namespace",
     "namespace_of",
+    "register",
+    "set_matmul_precision",
+    "unregister",
     "to_device",
     "to_host",
     "use",
@@ -132,7 +136,8 @@ def backend_of(x: Any) -> str:
     name = _OWNER_BY_TYPE.get(kind)
     if name is not None:
         return name
-    for record in BACKENDS.values():
+    # Newest record first, so a registered record may claim a subclass of another's arrays.
+    for record in reversed(list(BACKENDS.values())):
         try:
             owned = record.owns(x)
         except Exception:
@@ -230,3 +235,68 @@ def fast_path_enabled(name: str) -> bool:
     from nnx.backend import fastpath
 
     return fastpath.enabled(name)
+
+
+def register(record: Backend) -> None:
+    """Add a backend record (or replace the record of the same name).
+
+    Records registered later are asked first which arrays they own, so a record
+    may claim a subclass of another library's array type.
+    """
+    if not isinstance(record, Backend):
+        raise TypeError(f"register expects an nnx.backend.Backend record, got {type(record).__name__}")
+    BACKENDS[record.name] = record
+    _forget_caches()
+
+
+def unregister(name: str) -> Backend:
+    """Remove the record ``name`` and return it."""
+    record = _record(name)
+    del BACKENDS[name]
+    _forget_caches()
+    return record
+
+
+def _forget_caches() -> None:
+    _probe.cache_clear()
+    _OWNER_BY_TYPE.clear()
+    _NAMESPACE_BY_TYPE.clear()
+
+
+MATMUL_PRECISIONS = ("highest", "tf32")
+
+
+def _check_precision(precision: str) -> None:
+    if precision not in MATMUL_PRECISIONS:
+        raise ValueError(f"matmul precision must be one of {MATMUL_PRECISIONS}, got {precision!r}")
+
+
+def matmul_precision(name: str | None = None) -> str:
+    """How backend ``name`` (default: the selected one) multiplies float32 matrices.
+
+    ``"highest"``: full float32 (the parity setting); ``"tf32"``: TensorFloat-32
+    tensor cores (about 10 mantissa bits, faster on recent NVIDIA GPUs). A
+    backend that cannot reduce precision always answers ``"highest"``.
+    """
+    record = get(name or current())
+    return "highest" if record.matmul_precision is None else record.matmul_precision(None)
+
+
+def set_matmul_precision(precision: str, name: str | None = None) -> str:
+    """Set how backend ``name`` (default: the selected one) multiplies float32; returns the old setting.
+
+    ``nnx.backend.set_matmul_precision("tf32", "cupy")`` turns TF32 on for CuPy;
+    ``"highest"`` turns it off (``nnx parity`` always runs with ``"highest"``).
+    Asking a backend without reduced-precision matmuls for ``"tf32"`` raises
+    ``ValueError``: nnx never pretends to honour a setting.
+    """
+    _check_precision(precision)
+    record = get(name or current())
+    if record.matmul_precision is None:
+        if precision != "highest":
+            raise ValueError(
+                f"backend {record.name!r} has no reduced-precision matmul; it always computes "
+                f"float32 in full precision (use 'highest')"
+            )
+        return "highest"
+    return record.matmul_precision(precision)

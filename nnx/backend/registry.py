@@ -8,6 +8,7 @@ adding one :class:`Backend` record to ``BACKENDS``.
 from __future__ import annotations
 
 import importlib
+import sys
 from dataclasses import dataclass, field
 from types import ModuleType
 from typing import Any, Callable
@@ -24,6 +25,12 @@ class Backend:
     ``namespace`` returns the array-API namespace; ``from_host`` turns a NumPy
     array into a backend array (a copy onto the device); ``to_host`` does the
     reverse; ``owns`` says whether an array belongs to this backend.
+    ``matmul_precision``, for a library that can trade float32 matmul accuracy
+    for speed, takes ``"highest"``, ``"tf32"`` or ``None`` and returns the
+    setting in force before the call (``None`` only asks); a backend without
+    it always multiplies float32 in full precision. ``tested_when_unavailable``
+    is ``False`` for an optional integration (torch) that nnx ships no extra
+    for: test runs list it only where it can run, instead of skipping it.
     """
 
     name: str
@@ -35,6 +42,8 @@ class Backend:
     to_host: Callable[[Any], np.ndarray]
     owns: Callable[[Any], bool]
     install_hint: str = field(default="")
+    tested_when_unavailable: bool = field(default=True)
+    matmul_precision: Callable[[str | None], str] | None = field(default=None)
 
 
 def _import_reason(module: str, hint: str) -> str | None:
@@ -137,6 +146,70 @@ def _cupy_owns(x: Any) -> bool:
     return type(x).__module__.startswith("cupy")
 
 
+def _cupy_matmul_precision(precision: str | None) -> str:
+    """Read or set how CuPy's cuBLAS matmuls compute float32 (``"highest"`` or ``"tf32"``).
+
+    CuPy keeps one cuBLAS compute type per dtype in ``cupy._core._routines_linalg``
+    (``get_compute_type``/``set_compute_type``); until it is set, the first
+    float32 matmul reads ``CUPY_TF32`` (``1`` means TF32, anything else full
+    float32). nnx sets it explicitly so that a run never depends on the
+    environment by accident. TF32 needs compute capability 8.0 or newer; on
+    older GPUs CuPy warns and keeps full precision.
+    """
+    import cupy
+    from cupy._core import _routines_linalg as linalg
+
+    tf32 = getattr(linalg, "COMPUTE_TYPE_TF32", 7)
+    default = getattr(linalg, "COMPUTE_TYPE_DEFAULT", 1)
+    before = "tf32" if linalg.get_compute_type(cupy.float32) == tf32 else "highest"
+    if precision is not None:
+        linalg.set_compute_type(cupy.float32, tf32 if precision == "tf32" else default)
+    return before
+
+
+# torch (CPU) ----------------------------------------------------------------------
+
+_TORCH_HINT = "install a CPU build of PyTorch to compare against it (nnx does not depend on it)"
+
+
+def _torch_probe() -> str | None:
+    reason = _import_reason("torch", _TORCH_HINT)
+    if reason is not None:
+        return reason
+    return _import_reason("array_api_compat.torch", "array-api-compat cannot wrap this torch")
+
+
+def _torch_namespace() -> ModuleType:
+    import array_api_compat.torch as xp
+
+    return xp
+
+
+def _torch_from_host(a: np.ndarray) -> Any:
+    import torch
+
+    return torch.from_numpy(np.array(a, copy=True))
+
+
+def _torch_to_host(x: Any) -> np.ndarray:
+    return x.detach().cpu().numpy().copy()
+
+
+def _torch_owns(x: Any) -> bool:
+    torch = sys.modules.get("torch")  # never import torch just to ask
+    return torch is not None and isinstance(x, torch.Tensor)
+
+
+def _torch_matmul_precision(precision: str | None) -> str:
+    """Read or set ``torch.set_float32_matmul_precision`` (``"tf32"`` maps to ``"high"``)."""
+    import torch
+
+    before = "highest" if torch.get_float32_matmul_precision() == "highest" else "tf32"
+    if precision is not None:
+        torch.set_float32_matmul_precision("high" if precision == "tf32" else "highest")
+    return before
+
+
 BACKENDS: dict[str, Backend] = {
     b.name: b
     for b in (
@@ -171,6 +244,20 @@ BACKENDS: dict[str, Backend] = {
             to_host=_cupy_to_host,
             owns=_cupy_owns,
             install_hint=_CUPY_HINT,
+            matmul_precision=_cupy_matmul_precision,
+        ),
+        Backend(
+            name="torch",
+            module="torch",
+            description="PyTorch on the CPU through array-api-compat (optional, for comparison)",
+            probe=_torch_probe,
+            namespace=_torch_namespace,
+            from_host=_torch_from_host,
+            to_host=_torch_to_host,
+            owns=_torch_owns,
+            tested_when_unavailable=False,
+            install_hint=_TORCH_HINT,
+            matmul_precision=_torch_matmul_precision,
         ),
     )
 }

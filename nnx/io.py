@@ -1,0 +1,624 @@
+"""Model files: the one place in nnx that reads and writes them.
+
+``save(model, path)`` writes a model; ``load(path, backend=None)`` builds it
+again on any backend. A file is a JSON description of the architecture
+(layer types and their ``config()``, dtype, format version, nnx version) plus
+the raw tensors.
+
+The container is the safetensors layout (an 8-byte little-endian header
+length, a JSON header naming each tensor's dtype, shape and byte range, then
+the raw little-endian bytes), with nnx's description stored in the header's
+``__metadata__``. nnx reads and writes it itself with NumPy, so it adds no
+dependency, and the ``safetensors`` package (and every other safetensors
+reader) can open nnx files. It was chosen over ``.npz`` because its header
+states every size up front, so a reader checks them against the file size
+before it reads or allocates anything, while ``.npz`` is a zip archive whose
+members carry their own (possibly lying) sizes and ``.npy`` headers.
+
+Nothing executes on load: no pickle anywhere, and layer types named in a file
+are looked up in an explicit allow-list (``register_layer``), never imported.
+Every problem with a file raises a :class:`~nnx.errors.ModelFileError`
+subclass that names the file and the problem; a SHA-256 over the tensor
+table, the description and the data catches damaged bytes anywhere. Writes are atomic: a temporary
+file in the same directory, flushed and fsynced, then renamed over the target.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import math
+import os
+import secrets
+import stat
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterable, Iterator, Mapping
+
+import numpy as np
+
+from nnx import backend as _backend
+from nnx.backend import host
+from nnx.errors import (
+    CorruptModelFileError,
+    FormatVersionError,
+    ModelFileError,
+    NotAModelFileError,
+    TensorMismatchError,
+    UnknownLayerError,
+)
+from nnx.layers import (
+    GELU,
+    BatchNorm1d,
+    Dropout,
+    Flatten,
+    Layer,
+    LayerNorm,
+    LeakyReLU,
+    Linear,
+    ReLU,
+    Sequential,
+    Sigmoid,
+    Softmax,
+    Tanh,
+)
+
+FORMAT = "nnx"
+FORMAT_VERSION = 1
+SUFFIX = ".nnx"
+
+# A header longer than this is refused before it is read.
+MAX_HEADER_BYTES = 100 * 2**20
+# Sequential nesting deeper than this is refused (a hostile file could recurse forever).
+MAX_DEPTH = 64
+# Tensors with more dimensions than this are refused (NumPy's own limit is 64).
+MAX_NDIM = 32
+# Prefix of tensors that belong to a checkpoint's training state, not to the model.
+STATE_PREFIX = "state/"
+
+_CODES = {
+    "float64": "F64", "float32": "F32", "float16": "F16",
+    "int64": "I64", "int32": "I32", "int16": "I16", "int8": "I8",
+    "uint64": "U64", "uint32": "U32", "uint16": "U16", "uint8": "U8", "bool": "BOOL",
+}
+_HOST_DTYPES = {code: np.dtype(name).newbyteorder("<") for name, code in _CODES.items()}
+
+# Config keys whose values size a layer's arrays; their product, summed over
+# layers, may not exceed the file size, so a lying config cannot make the
+# constructors allocate more than the file could hold.
+_SIZE_KEYS = ("in_features", "out_features", "num_features", "normalized_shape")
+
+
+# the allow-list of layer classes -------------------------------------------------
+
+_LAYERS: dict[str, type[Layer]] = {}
+
+
+def register_layer(cls: type[Layer], name: str | None = None) -> type[Layer]:
+    """Allow ``cls`` in model files under ``name`` (default: the class name).
+
+    Only registered classes are saved and built on load; a file cannot name
+    anything else. The class must be constructible as ``cls(**layer.config())``
+    (or ``cls()`` when it has no ``config``). Usable as a decorator.
+    """
+    if not (isinstance(cls, type) and issubclass(cls, Layer)):
+        raise TypeError(f"register_layer expects an nnx Layer subclass, got {cls!r}")
+    key = name or cls.__name__
+    if _LAYERS.get(key, cls) is not cls:
+        raise ValueError(f"layer name {key!r} is already registered for {_LAYERS[key].__name__}")
+    _LAYERS[key] = cls
+    return cls
+
+
+def registered_layers() -> dict[str, type[Layer]]:
+    """The allow-list: layer type name → class."""
+    return dict(_LAYERS)
+
+
+for _cls in (Linear, Sigmoid, Tanh, ReLU, LeakyReLU, GELU, Softmax, Flatten, Dropout, LayerNorm,
+             BatchNorm1d, Sequential):
+    register_layer(_cls)
+
+
+def _type_name(cls: type, path: object) -> str:
+    for key, value in _LAYERS.items():
+        if value is cls:
+            return key
+    raise UnknownLayerError(
+        path,
+        f"cannot save a {cls.__name__}: it is not in the allow-list of layer types "
+        f"({', '.join(sorted(_LAYERS))}); register it with nnx.io.register_layer({cls.__name__})",
+    )
+
+
+# atomic writes -------------------------------------------------------------------
+
+
+def _fsync_dir(directory: Path) -> None:
+    """Make a rename in ``directory`` durable (a no-op where directories cannot be opened)."""
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def _remove_stale_temps(path: Path) -> None:
+    """Delete temporary files a killed writer of ``path`` left behind."""
+    for tmp in path.parent.glob(f".{path.name}.*.tmp"):
+        try:
+            pid = int(tmp.name[len(path.name) + 2:].split(".")[0])
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            with contextlib.suppress(OSError):
+                tmp.unlink()
+        except (ValueError, OSError):
+            continue
+
+
+def atomic_write(path: str | os.PathLike[str], chunks: Iterable[Any]) -> Path:
+    """Write the byte chunks to ``path`` so that it holds either the old or the new content.
+
+    The bytes go to a temporary file in the same directory, which is flushed,
+    fsynced and renamed over ``path`` (``os.replace``, atomic on POSIX and
+    Windows); then the directory is fsynced so the rename survives a power cut.
+    A crash at any point leaves the previous file intact.
+    """
+    path = Path(path)
+    if path.is_dir():
+        raise NotAModelFileError(path, "is a directory; give a file name such as model.nnx")
+    directory = path.parent
+    _remove_stale_temps(path)
+    tmp = directory / f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp"
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
+    fd = os.open(tmp, flags, 0o644)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            for chunk in chunks:
+                f.write(chunk)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+    _fsync_dir(directory)
+    return path
+
+
+# the container: safetensors layout ------------------------------------------------
+
+
+def write_tensors(
+    path: str | os.PathLike[str], tensors: Mapping[str, np.ndarray], description: dict[str, Any]
+) -> Path:
+    """Atomically write host arrays and a JSON description, with a SHA-256 of everything (see ``_checksum``)."""
+    arrays: dict[str, np.ndarray] = {}
+    for name, value in tensors.items():
+        a = np.asarray(value)
+        code = _CODES.get(a.dtype.name)
+        if code is None:
+            raise TypeError(f"cannot save tensor {name!r} of dtype {a.dtype}; nnx files hold {', '.join(_CODES)}")
+        arrays[name] = np.ascontiguousarray(a, dtype=_HOST_DTYPES[code])
+    # Larger items first: with an 8-byte aligned header every tensor is aligned to its item size.
+    order = sorted(arrays, key=lambda n: (-arrays[n].dtype.itemsize, n))
+    header: dict[str, Any] = {}
+    offset = 0
+    for name in order:
+        a = arrays[name]
+        header[name] = {"dtype": _CODES[a.dtype.name], "shape": list(a.shape),
+                        "data_offsets": [offset, offset + a.nbytes]}
+        offset += a.nbytes
+    description = {k: v for k, v in description.items() if k != _CHECKSUM}
+    data = [arrays[name].reshape(-1).view(np.uint8) for name in order]
+    description[_CHECKSUM] = _checksum(header, description, data)
+    header["__metadata__"] = {"format": FORMAT, FORMAT: json.dumps(description, sort_keys=True)}
+    blob = json.dumps(header, separators=(",", ":")).encode("ascii")
+    blob += b" " * (-len(blob) % 8)
+    return atomic_write(path, [len(blob).to_bytes(8, "little"), blob, *data])
+
+
+_CHECKSUM = "sha256"
+
+
+def _canonical(value: Any) -> bytes:
+    return json.dumps(value, sort_keys=True, separators=(",", ":")).encode("ascii")
+
+
+def _checksum(header: Mapping[str, Any], description: Mapping[str, Any], data: Iterable[Any]) -> str:
+    """SHA-256 of the tensor table, the description (without its checksum) and the data.
+
+    The JSON parts are hashed in a canonical form, so a changed byte anywhere
+    in the file that changes its meaning is caught, not only in the data.
+    """
+    digest = hashlib.sha256()
+    digest.update(_canonical({k: v for k, v in header.items() if k != "__metadata__"}))
+    digest.update(_canonical({k: v for k, v in description.items() if k != _CHECKSUM}))
+    for chunk in data:
+        digest.update(chunk)
+    return digest.hexdigest()
+
+
+@dataclass
+class ModelFile:
+    """A validated nnx file: its description and its tensors as host arrays."""
+
+    path: Path
+    size: int
+    description: dict[str, Any]
+    tensors: dict[str, np.ndarray]
+
+
+def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in out:
+            raise ValueError(f"duplicate key {key!r}")
+        out[key] = value
+    return out
+
+
+def _parse_json(text: str | bytes, path: Path, what: str) -> Any:
+    try:
+        if isinstance(text, bytes):
+            text = text.decode("utf-8")
+        return json.loads(text, object_pairs_hook=_no_duplicates)
+    except (ValueError, RecursionError) as exc:  # UnicodeDecodeError and JSONDecodeError are ValueErrors
+        raise CorruptModelFileError(path, f"{what} is not valid JSON ({exc}); the file is damaged") from None
+
+
+def is_count(v: Any) -> bool:
+    """A non-negative int that is not a bool (JSON sizes, offsets, steps)."""
+    return isinstance(v, int) and not isinstance(v, bool) and v >= 0
+
+
+def _sniff(head: bytes, path: Path) -> None:
+    """Name well-known foreign formats instead of misreading their first bytes as a length."""
+    if head[:1] == b"\x80" and head[1:2] in (b"\x02", b"\x03", b"\x04", b"\x05"):
+        raise NotAModelFileError(
+            path, "is a Python pickle, not an nnx file; nnx never unpickles (a pickle can run any "
+                  "code); re-save the model with nnx.save")
+    if head[:4] == b"PK\x03\x04":
+        raise NotAModelFileError(path, "is a zip archive (.npz?), not an nnx file; nnx files are written by nnx.save")
+    if head[:6] == b"\x93NUMPY":
+        raise NotAModelFileError(path, "is a .npy array, not an nnx file; nnx files are written by nnx.save")
+
+
+def _check_entries(header: dict[str, Any], data_len: int, path: Path) -> list[tuple[str, np.dtype, tuple[int, ...], int, int]]:
+    """Validate every tensor entry against the data section's size, before any read."""
+    entries = []
+    for name, entry in header.items():
+        if name == "__metadata__":
+            continue
+        if not (isinstance(entry, dict) and set(entry) == {"dtype", "shape", "data_offsets"}):
+            raise CorruptModelFileError(path, f"tensor {name!r} has a malformed header entry {entry!r}")
+        code, shape, offsets = entry["dtype"], entry["shape"], entry["data_offsets"]
+        if code not in _HOST_DTYPES:
+            raise CorruptModelFileError(path, f"tensor {name!r} has unknown dtype {code!r} (known: {', '.join(_HOST_DTYPES)})")
+        if not (isinstance(shape, list) and len(shape) <= MAX_NDIM and all(is_count(d) for d in shape)):
+            raise CorruptModelFileError(path, f"tensor {name!r} has an invalid shape {shape!r:.200}")
+        if not (isinstance(offsets, list) and len(offsets) == 2 and all(is_count(o) for o in offsets)
+                and offsets[0] <= offsets[1]):
+            raise CorruptModelFileError(path, f"tensor {name!r} has invalid data_offsets {offsets!r}")
+        dtype = _HOST_DTYPES[code]
+        nbytes = math.prod(shape) * dtype.itemsize
+        begin, end = offsets
+        if nbytes > data_len or end > data_len:
+            raise CorruptModelFileError(
+                path, f"tensor {name!r} declares shape {tuple(shape)} {code} ({nbytes} bytes at "
+                      f"[{begin}, {end})) but the file holds only {data_len} bytes of data; "
+                      f"the file is truncated or corrupted")
+        if any(d > data_len for d in shape):  # a zero-size tensor still may not declare absurd dimensions
+            raise CorruptModelFileError(
+                path, f"tensor {name!r} declares shape {tuple(shape)!r:.200}, longer in one dimension than "
+                      f"the file's {data_len} bytes of data")
+        if end - begin != nbytes:
+            raise CorruptModelFileError(
+                path, f"tensor {name!r}: shape {tuple(shape)} {code} needs {nbytes} bytes but its "
+                      f"data_offsets span {end - begin}")
+        entries.append((name, dtype, tuple(shape), begin, end))
+    entries.sort(key=lambda e: (e[3], e[4]))
+    position = 0
+    for name, _, _, begin, end in entries:
+        if begin != position:
+            raise CorruptModelFileError(
+                path, f"tensor {name!r} starts at byte {begin} of the data, expected {position} "
+                      f"(tensors must be contiguous and not overlap)")
+        position = end
+    if position != data_len:
+        raise CorruptModelFileError(
+            path, f"the tensors cover {position} bytes but the data section has {data_len}; "
+                  f"the file is truncated or has trailing bytes")
+    return entries
+
+
+def _check_version(description: Any, path: Path) -> None:
+    if not isinstance(description, dict) or description.get("format") != FORMAT:
+        raise CorruptModelFileError(path, "the nnx description is not a JSON object with format 'nnx'")
+    version = description.get("format_version")
+    if version != FORMAT_VERSION:
+        from nnx import __version__
+
+        saved_by = description.get("nnx_version", "an unknown nnx")
+        hint = ("upgrade nnx to read it" if is_count(version) and version > FORMAT_VERSION
+                else "re-save it with a current nnx")
+        raise FormatVersionError(
+            path, f"format version {version!r} (written by nnx {saved_by}) cannot be read by nnx "
+                  f"{__version__}, which reads version {FORMAT_VERSION}; {hint}")
+
+
+def read_tensors(path: str | os.PathLike[str]) -> ModelFile:
+    """Read and validate an nnx file: sizes first, then the description, then the data.
+
+    Every size the header declares is checked against the file's size before
+    anything is read or allocated, and the data must match the SHA-256 that
+    the description records.
+    """
+    path = Path(path)
+    with contextlib.suppress(OSError):
+        mode = os.stat(path).st_mode
+        if not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):  # opening a pipe would block
+            raise NotAModelFileError(path, "is not a regular file (a pipe, socket or device)")
+    try:
+        f = open(path, "rb")
+    except IsADirectoryError:
+        raise NotAModelFileError(path, "is a directory, not an nnx model file") from None
+    except FileNotFoundError:
+        raise NotAModelFileError(path, "no such file") from None
+    except OSError as exc:
+        raise ModelFileError(path, f"cannot be opened: {exc.strerror or exc}") from None
+    with f:
+        if path.is_dir():  # Windows opens no directories, but be explicit everywhere
+            raise NotAModelFileError(path, "is a directory, not an nnx model file")
+        size = os.fstat(f.fileno()).st_size
+        head = f.read(8)
+        if size == 0:
+            raise NotAModelFileError(path, "is empty")
+        header_len = int.from_bytes(head, "little")
+        if size < 8 or header_len > size - 8:
+            _sniff(head, path)  # only now: a valid header length may start with a pickle's bytes
+        if size < 8:
+            raise CorruptModelFileError(path, f"is truncated: {size} bytes, less than the 8-byte header length")
+        if header_len > size - 8:
+            raise CorruptModelFileError(
+                path, f"declares a {header_len}-byte header but only {size - 8} bytes follow; "
+                      f"the file is truncated or not an nnx file")
+        if header_len > MAX_HEADER_BYTES:
+            raise CorruptModelFileError(path, f"declares a {header_len}-byte header, over the {MAX_HEADER_BYTES}-byte limit")
+        header = _parse_json(f.read(header_len), path, "the header")
+        if not isinstance(header, dict):
+            raise CorruptModelFileError(path, "the header is not a JSON object")
+        data_len = size - 8 - header_len
+        entries = _check_entries(header, data_len, path)
+        metadata = header.get("__metadata__")
+        if not (isinstance(metadata, dict) and metadata.get("format") == FORMAT and isinstance(metadata.get(FORMAT), str)):
+            raise NotAModelFileError(
+                path, "is a safetensors file without an nnx description; it was not written by nnx.save")
+        description = _parse_json(metadata[FORMAT], path, "the nnx description")
+        _check_version(description, path)
+        if description.get("kind") not in ("model", "checkpoint"):
+            raise CorruptModelFileError(path, f"the description's kind is {description.get('kind')!r:.50}, "
+                                              f"expected 'model' or 'checkpoint'")
+        data = bytearray(data_len)
+        if f.readinto(data) != data_len:
+            raise CorruptModelFileError(path, "is truncated: it changed size while being read")
+    if _checksum(header, description, [data]) != description.get(_CHECKSUM):
+        raise CorruptModelFileError(
+            path, "the file does not match its SHA-256 checksum; it is corrupted (flipped or overwritten bytes)")
+    tensors = {
+        name: np.frombuffer(data, dtype, math.prod(shape), begin).reshape(shape)
+        for name, dtype, shape, begin, _ in entries
+    }
+    return ModelFile(path, size, description, tensors)
+
+
+# models ---------------------------------------------------------------------------
+
+
+def named_buffers(model: Layer) -> list[tuple[str, Any]]:
+    """The model's non-trainable state as ``(name, array)`` pairs (none for layers without any)."""
+    method = getattr(model, "named_buffers", None)
+    return list(method()) if method is not None else []
+
+
+def architecture(layer: Layer, path: object) -> dict[str, Any]:
+    """The JSON description of ``layer``: type names and configs, children for Sequential."""
+    name = _type_name(type(layer), path)
+    if isinstance(layer, Sequential):
+        return {"type": name, "layers": [architecture(child, path) for child in layer.layers]}
+    config = layer.config() if hasattr(layer, "config") else {}
+    try:
+        if json.loads(json.dumps(config)) != config:
+            raise TypeError("it does not survive a JSON round trip")
+    except (TypeError, ValueError) as exc:
+        raise TypeError(f"cannot save {layer!r}: its config() {config!r} is not plain JSON ({exc})") from None
+    return {"type": name, "config": config}
+
+
+def model_tensors(model: Layer, path: object = "<memory>") -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+    """The description fields and host tensors that describe ``model``."""
+    if not isinstance(model, Layer):
+        raise TypeError(f"expected an nnx layer or Sequential, got {type(model).__name__}")
+    tensors: dict[str, np.ndarray] = {}
+    for name, p in model.named_parameters():
+        tensors[name] = _backend.to_host(p.data)
+    for name, value in named_buffers(model):
+        if name in tensors:
+            raise ValueError(f"buffer {name!r} has the name of a parameter")
+        tensors[name] = _backend.to_host(value)
+    params = model.parameters()
+    fields = {
+        "model": architecture(model, path),
+        "dtype": _backend.dtype_name(params[0].data) if params else None,
+        "backend": model.backend,
+    }
+    return fields, tensors
+
+
+def header_fields(kind: str) -> dict[str, Any]:
+    """The description fields every nnx file starts with."""
+    from nnx import __version__
+
+    return {"format": FORMAT, "format_version": FORMAT_VERSION, "nnx_version": __version__, "kind": kind}
+
+
+def save(model: Layer, path: str | os.PathLike[str]) -> Path:
+    """Write ``model`` (architecture and tensors) to ``path`` atomically; returns the path.
+
+    The model may live on any backend; the file does not depend on it.
+    """
+    fields, tensors = model_tensors(model, path)
+    return write_tensors(path, tensors, {**header_fields("model"), **fields})
+
+
+@contextlib.contextmanager
+def _default_rng_untouched() -> Iterator[None]:
+    """Building layers draws initial weights; keep nnx's default generator where it was."""
+    rng = host.default()
+    state = rng.bit_generator.state
+    try:
+        yield
+    finally:
+        rng.bit_generator.state = state
+
+
+def _size_of(config: dict[str, Any]) -> int:
+    n = 0
+    product = 1
+    for key in _SIZE_KEYS:
+        value = config.get(key)
+        values = value if isinstance(value, list) else [value]
+        for v in values:
+            if isinstance(v, int) and not isinstance(v, bool) and v > 0:
+                product *= v
+                n += 1
+    return product if n else 0
+
+
+class _Builder:
+    """Builds a model from a validated description, refusing anything not allow-listed."""
+
+    def __init__(self, path: Path, budget: int) -> None:
+        self.path = path
+        self.budget = budget
+
+    def build(self, node: Any, where: str, depth: int = 0) -> Layer:
+        path = self.path
+        if depth > MAX_DEPTH:
+            raise CorruptModelFileError(path, f"layers nest deeper than {MAX_DEPTH} levels at {where}")
+        if not (isinstance(node, dict) and isinstance(node.get("type"), str)):
+            raise CorruptModelFileError(path, f"layer {where} is not a JSON object with a 'type': {node!r:.200}")
+        name = node["type"]
+        cls = _LAYERS.get(name)
+        if cls is None:
+            raise UnknownLayerError(
+                path, f"layer {where} has type {name!r:.100}, which is not an allowed layer type "
+                      f"({', '.join(sorted(_LAYERS))}); nnx never imports code named in a file; "
+                      f"if it is your own class, register it with nnx.io.register_layer before loading")
+        if issubclass(cls, Sequential):
+            children = node.get("layers")
+            if set(node) != {"type", "layers"} or not isinstance(children, list):
+                raise CorruptModelFileError(path, f"layer {where} ({name}) needs exactly 'type' and a list of 'layers'")
+            prefix = "" if where == "model" else f"{where}."
+            return cls(*[self.build(c, f"{prefix}{i}", depth + 1) for i, c in enumerate(children)])
+        config = node.get("config")
+        if set(node) != {"type", "config"} or not isinstance(config, dict):
+            raise CorruptModelFileError(path, f"layer {where} ({name}) needs exactly 'type' and a 'config' object")
+        self.budget -= _size_of(config)
+        if self.budget < 0:
+            raise CorruptModelFileError(
+                path, f"layer {where} ({name}) config {config!r:.200} describes arrays larger than the "
+                      f"whole file; the description is corrupted")
+        try:
+            with _default_rng_untouched():
+                return cls(**config)
+        except Exception as exc:  # whatever a constructor makes of arguments it never expected
+            raise CorruptModelFileError(
+                path, f"layer {where} ({name}) has an invalid config {config!r:.200}: "
+                      f"{type(exc).__name__}: {exc}") from None
+
+
+def quote_names(names: Iterable[str]) -> str:
+    """Up to five names for an error message."""
+    names = sorted(names)
+    shown = ", ".join(repr(n) for n in names[:5])
+    return shown + (f" and {len(names) - 5} more" if len(names) > 5 else "")
+
+
+def fill_model(model: Layer, file: ModelFile, name: str) -> None:
+    """Move the file's tensors into ``model``'s parameters and buffers, checking each."""
+    path = file.path
+    targets: dict[str, tuple[str, Any]] = {n: ("parameter", p.data) for n, p in model.named_parameters()}
+    targets.update({n: ("buffer", v) for n, v in named_buffers(model)})
+    stored = {n: a for n, a in file.tensors.items() if not n.startswith(STATE_PREFIX)}
+    if file.description.get("kind") == "model" and len(stored) != len(file.tensors):
+        extra = set(file.tensors) - set(stored)
+        raise TensorMismatchError(path, f"has tensors the model does not have: {quote_names(extra)}")
+    missing, extra = set(targets) - set(stored), set(stored) - set(targets)
+    if missing:
+        raise TensorMismatchError(path, f"lacks tensors the architecture needs: {quote_names(missing)}")
+    if extra:
+        raise TensorMismatchError(path, f"has tensors the architecture does not have: {quote_names(extra)}")
+    for tname, (kind, current) in targets.items():
+        array = stored[tname]
+        if tuple(array.shape) != tuple(current.shape):
+            raise TensorMismatchError(
+                path, f"{kind} {tname!r} has shape {tuple(array.shape)} in the file but the architecture "
+                      f"needs {tuple(current.shape)}")
+        want = _backend.dtype_name(current)
+        if array.dtype.name != want:
+            raise TensorMismatchError(
+                path, f"{kind} {tname!r} is {array.dtype.name} in the file but the architecture makes it {want}")
+    params = dict(model.named_parameters())
+    setter = getattr(model, "set_buffer", None)
+    for tname, (kind, _) in targets.items():
+        value = _backend.to_device(stored[tname], name)
+        if kind == "parameter":
+            params[tname].data = value
+            params[tname].grad = None
+        else:
+            setter(tname, value)
+
+
+def build_model(file: ModelFile, backend: str | None = None) -> Layer:
+    """Build the model a validated file describes, on ``backend`` (default: the selected one)."""
+    name = backend or _backend.current()
+    _backend.get(name)
+    with _backend.use(name):
+        model = _Builder(file.path, file.size).build(file.description.get("model"), "model")
+    fill_model(model, file, name)
+    return model
+
+
+def load(path: str | os.PathLike[str], backend: str | None = None) -> Layer:
+    """Build the model saved at ``path`` on ``backend`` (default: the selected one).
+
+    Works on model files and on checkpoints (it returns the checkpoint's model).
+    Raises a :class:`~nnx.errors.ModelFileError` subclass naming the file and
+    the problem when the file is not a valid nnx file.
+    """
+    return build_model(read_tensors(path), backend)
+
+
+__all__ = [
+    "FORMAT_VERSION",
+    "MAX_HEADER_BYTES",
+    "ModelFile",
+    "SUFFIX",
+    "atomic_write",
+    "build_model",
+    "load",
+    "model_tensors",
+    "read_tensors",
+    "register_layer",
+    "registered_layers",
+    "save",
+    "write_tensors",
+]

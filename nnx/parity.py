@@ -1,0 +1,320 @@
+"""Backend parity: do two backends agree, and if not, where do they first part ways?
+
+:func:`assert_close` compares two arrays of any backends on the host.
+:func:`check_parity` trains copies of one model (same weights, same data, same
+loss and optimizer) on two or more backends for a few steps, recording every
+layer's forward output, every backward gradient (input and parameters) and
+every parameter after each update, and compares each backend with the first
+one (the reference) in the order the tensors were computed. The report names
+the first tensor out of tolerance: step, layer, tensor, errors and ULPs.
+
+Matmuls run in full float32 precision on every backend during a check
+(:func:`nnx.backend.set_matmul_precision` is set to ``"highest"`` and restored).
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterator, Sequence
+
+from nnx import backend as _backend
+from nnx.backend.compare import Comparison, compare, default_rtol, magnitude
+from nnx.errors import ParityError
+from nnx.layers.base import Layer, Parameter
+from nnx.layers.container import Sequential
+from nnx.losses import Loss
+from nnx.optim import SGD, Optimizer
+
+OptimizerFactory = Callable[[list[Parameter]], Optimizer]
+
+
+def assert_close(actual: Any, expected: Any, rtol: float | None = None, atol: float | None = None,
+                 *, name: str = "array") -> Comparison:
+    """Raise :class:`~nnx.errors.ParityError` unless ``actual`` agrees with ``expected``.
+
+    The arrays may live on any backends (they are copied to the host). Default
+    tolerances depend on the dtype (float64: ``rtol=1e-12``; float32:
+    ``rtol=1e-5``; ``atol`` is ``rtol`` times the largest ``|expected|``; see
+    :mod:`nnx.backend.compare`). Returns the :class:`Comparison` when they agree.
+    """
+    result = compare(_backend.to_host(actual), _backend.to_host(expected), rtol, atol)
+    if not result.ok:
+        raise ParityError(f"{name} differs: {result.describe()}")
+    return result
+
+
+@dataclass(frozen=True)
+class TensorCheck:
+    """One compared tensor: where it comes from and the verdict.
+
+    ``phase`` is ``"forward"`` (a layer's output), ``"loss"`` (its value, or
+    ``grad``: d loss / d prediction), ``"backward"`` (a layer's ``input_grad``
+    or a parameter's ``<name>.grad``) or ``"update"`` (a parameter after the
+    optimizer step, or a buffer such as a running mean after the step). ``layer`` is the index in the model (``None`` for the loss).
+    """
+
+    step: int
+    phase: str
+    layer: int | None
+    layer_name: str
+    tensor: str
+    backend: str
+    comparison: Comparison
+
+    def where(self) -> str:
+        place = "loss" if self.layer is None else f"layer {self.layer} {self.layer_name}"
+        return f"step {self.step}, {place}, {self.phase} {self.tensor}"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "step": self.step,
+            "phase": self.phase,
+            "layer": self.layer,
+            "layer_name": self.layer_name,
+            "tensor": self.tensor,
+            "backend": self.backend,
+            **self.comparison.to_dict(),
+        }
+
+
+@dataclass
+class ParityReport:
+    """The outcome of :func:`check_parity`.
+
+    ``ok`` is true when every tensor agreed; ``first_failure`` is the earliest
+    tensor out of tolerance (``None`` when all agree); ``worst`` maps each
+    compared backend to its tensor with the largest error relative to its
+    tolerance; ``errors`` maps a backend whose run raised to the message.
+    """
+
+    reference: str
+    backends: list[str]
+    dtype: str
+    steps: int
+    checked: int
+    first_failure: TensorCheck | None
+    worst: dict[str, TensorCheck] = field(default_factory=dict)
+    losses: dict[str, list[float]] = field(default_factory=dict)
+    errors: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        return self.first_failure is None and not self.errors
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-able description of the report."""
+        return {
+            "ok": self.ok,
+            "reference": self.reference,
+            "backends": list(self.backends),
+            "dtype": self.dtype,
+            "steps": self.steps,
+            "checked": self.checked,
+            "first_failure": None if self.first_failure is None else self.first_failure.to_dict(),
+            "worst": {name: check.to_dict() for name, check in self.worst.items()},
+            "losses": self.losses,
+            "errors": dict(self.errors),
+        }
+
+    def __str__(self) -> str:
+        others = ", ".join(b for b in self.backends if b != self.reference)
+        head = f"{self.reference} vs {others}, {self.dtype}, {self.steps} step(s), {self.checked} tensors"
+        if self.ok:
+            worst = max(self.worst.values(), key=lambda c: c.comparison.score, default=None)
+            tail = ""
+            if worst is not None:
+                c = worst.comparison
+                ulp = "" if c.ulps is None else f", {c.ulps:.0f} ulp"
+                tail = f"; worst max rel error {c.max_rel:.2g}{ulp} ({worst.backend}: {worst.where()})"
+            return f"agree: {head}{tail}"
+        lines = [f"DIFFER: {head}"]
+        for name, message in self.errors.items():
+            lines.append(f"  {name} raised: {message}")
+        if self.first_failure is not None:
+            f = self.first_failure
+            lines.append(f"  first difference on {f.backend}: {f.where()}")
+            lines.append(f"    {f.comparison.describe()}")
+        return "\n".join(lines)
+
+
+def _top_layers(model: Layer) -> list[Layer]:
+    return list(model) if isinstance(model, Sequential) else [model]
+
+
+def _all_layers(obj: Any) -> Iterator[Layer]:
+    """``obj`` and every layer reachable through its attributes (lists and tuples included)."""
+    if isinstance(obj, Layer):
+        yield obj
+        for value in vars(obj).values():
+            yield from _all_layers(value)
+    elif isinstance(obj, (list, tuple)):
+        for value in obj:
+            yield from _all_layers(value)
+
+
+def clone_to(model: Layer, name: str) -> Layer:
+    """A deep copy of ``model`` with its parameters copied onto backend ``name``.
+
+    Parameters go through the host unchanged, so every clone starts
+    bit-identical; buffers (running statistics) and host generators (dropout)
+    are copied too, so every clone draws the same masks; gradients and saved
+    forward state are not copied.
+    """
+    memo: dict[int, Any] = {}
+    for layer in _all_layers(model):
+        memo[id(layer._saved)] = None
+        for p in layer.parameters():
+            memo[id(p.data)] = _backend.to_host(p.data)
+            memo[id(p.grad)] = None
+        for _, buffer in layer.named_buffers():
+            memo[id(buffer)] = _backend.to_host(buffer)
+    clone = copy.deepcopy(model, memo)
+    return clone.to(name)
+
+
+Key = tuple[int, str, "int | None", str, str]
+
+
+def _trace(model: Layer, loss: Loss, make_optimizer: OptimizerFactory, x: Any, y: Any,
+           steps: int, record: Callable[..., None]) -> None:
+    """Train ``steps`` steps layer by layer, passing every tensor to ``record``.
+
+    A forward output is recorded with the layer's input and a gradient with the
+    gradient the layer received, as the context its tolerance is scaled by.
+    """
+    layers = _top_layers(model)
+    names = [repr(layer) for layer in layers]
+    optimizer = make_optimizer(model.parameters())
+    for step in range(1, steps + 1):
+        optimizer.zero_grad()
+        h = x
+        for i, layer in enumerate(layers):
+            h_in, h = h, layer.forward(h)
+            record((step, "forward", i, names[i], "output"), h, h_in)
+        value = loss.forward(h, y)
+        record((step, "loss", None, repr(loss), "value"), value)
+        g = loss.backward()
+        record((step, "loss", None, repr(loss), "grad"), g)
+        for i in reversed(range(len(layers))):
+            g_in, g = g, layers[i].backward(g)
+            record((step, "backward", i, names[i], "input_grad"), g, g_in)
+            for pname, p in layers[i].named_parameters():
+                record((step, "backward", i, names[i], f"{pname}.grad"), p.grad, g_in)
+        optimizer.step()
+        for i, layer in enumerate(layers):
+            for pname, p in layer.named_parameters():
+                record((step, "update", i, names[i], pname), p.data)
+            for bname, buffer in layer.named_buffers():
+                record((step, "update", i, names[i], bname), buffer)
+
+
+def _run(name: str, model: Layer, loss: Loss, make_optimizer: OptimizerFactory, x: Any, y: Any,
+         steps: int) -> tuple[list[tuple[Key, Any, float]], str | None]:
+    """One backend's trace on the host (key, array, context magnitude), and the error if the run raised."""
+    entries: list[tuple[Key, Any, float]] = []
+
+    def record(key: Key, value: Any, context: Any = None) -> None:
+        scale = 0.0 if context is None else magnitude(_backend.to_host(context))
+        entries.append((key, _backend.to_host(value).copy(), scale))  # numpy's to_host is a view
+
+    try:
+        with _backend.use(name):
+            _trace(clone_to(model, name), clone_to(loss, name), make_optimizer,
+                   _backend.to_device(x, name), _backend.to_device(y, name), steps, record)
+    except Exception as exc:  # a backend that cannot run the model is a parity failure
+        return entries, f"{type(exc).__name__}: {exc}"
+    return entries, None
+
+
+def check_parity(
+    model: Layer,
+    loss: Loss,
+    x: Any,
+    y: Any,
+    *,
+    backends: Sequence[str] | None = None,
+    steps: int = 3,
+    optimizer: OptimizerFactory | None = None,
+    rtol: float | None = None,
+    atol: float | None = None,
+) -> ParityReport:
+    """Train copies of ``model`` on each backend for ``steps`` steps and compare them tensor by tensor.
+
+    ``backends`` defaults to every backend available here; the first is the
+    reference. ``optimizer`` builds the optimizer from a parameter list
+    (default: ``SGD(params, lr=0.1)``). ``x`` and ``y`` are copied onto each
+    backend with their dtype unchanged; ``model`` and ``loss`` are not modified.
+
+    Tolerances are per step: at step ``k`` a tensor may differ by ``k`` times
+    ``rtol`` (and ``atol``), because every step adds its own rounding to the
+    state the next one starts from. ``rtol`` defaults per dtype (float64
+    ``1e-12``, float32 ``1e-5``) and ``atol`` to ``rtol`` times the largest
+    magnitude of the tensor or of what the layer computed it from (its input
+    for a forward output, the gradient it received for a gradient): a
+    gradient that cancels to rounding noise, such as a bias's just before a
+    batch norm, is judged against the gradient it was summed from.
+    """
+    names = list(backends) if backends is not None else [
+        n for n, reason in _backend.available().items() if reason is None
+    ]
+    if len(names) < 2:
+        raise ValueError(f"parity needs two or more backends, got {names}")
+    if steps < 1:
+        raise ValueError(f"parity needs steps >= 1, got {steps}")
+    for name in names:
+        _backend.get(name)  # unknown or unavailable backends fail here, with the reason
+    make_optimizer = optimizer or (lambda params: SGD(params, lr=0.1))
+    saved = {n: _backend.set_matmul_precision("highest", n) for n in names}
+    try:
+        runs = {n: _run(n, model, loss, make_optimizer, x, y, steps) for n in names}
+    finally:
+        for n, precision in saved.items():
+            _backend.set_matmul_precision(precision, n)
+    reference = names[0]
+    ref_entries, ref_error = runs[reference]
+    report = ParityReport(reference, names, _backend.dtype_name(model.parameters()[0].data)
+                          if model.parameters() else "unknown", steps, 0, None)
+    if ref_error is not None:
+        report.errors[reference] = ref_error
+    for name in names:
+        report.losses[name] = [float(v) for k, v, _ in runs[name][0] if k[1] == "loss" and k[4] == "value"]
+    first: tuple[int, TensorCheck] | None = None
+    for name in names[1:]:
+        entries, error = runs[name]
+        if error is not None:
+            report.errors[name] = error
+        for position, ((key, expected, scale), (other_key, actual, _)) in enumerate(zip(ref_entries, entries)):
+            if key != other_key:  # the two runs recorded different tensors: report, do not guess
+                report.errors[name] = f"recorded {other_key} where {reference} recorded {key}"
+                break
+            step = key[0]
+            base = default_rtol(expected.dtype) if rtol is None else rtol
+            check = TensorCheck(*key, backend=name, comparison=compare(
+                actual, expected, base * step, None if atol is None else atol * step, scale))
+            report.checked += 1
+            worst = report.worst.get(name)
+            if worst is None or check.comparison.score > worst.comparison.score:
+                report.worst[name] = check
+            if not check.comparison.ok and (first is None or position < first[0]):
+                first = (position, check)
+    report.first_failure = None if first is None else first[1]
+    return report
+
+
+def assert_parity(*args: Any, **kwargs: Any) -> ParityReport:
+    """:func:`check_parity`, raising :class:`~nnx.errors.ParityError` with the report unless all agree."""
+    report = check_parity(*args, **kwargs)
+    if not report.ok:
+        raise ParityError(str(report))
+    return report
+
+
+__all__ = [
+    "ParityReport",
+    "TensorCheck",
+    "assert_close",
+    "assert_parity",
+    "check_parity",
+    "clone_to",
+]

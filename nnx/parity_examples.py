@@ -1,0 +1,162 @@
+"""The models ``nnx parity`` checks by name: the tutorials' networks and a small MLP.
+
+Each example is built on the host (numpy) from fixed seeds, in the dtype asked
+for, with its own data, loss and optimizer; :func:`nnx.parity.check_parity`
+copies it onto each backend. :func:`case_for_model` wraps any model (a saved
+one, say) with seeded random data shaped for it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable
+
+from nnx import backend as _backend
+from nnx import init
+from nnx.backend import host
+from nnx.layers import GELU, BatchNorm1d, Dropout, LayerNorm, Layer, Linear, ReLU, Sequential, Sigmoid, Tanh
+from nnx.losses import MSE, Loss, SoftmaxCrossEntropy, SumSquaredError
+from nnx.optim import SGD, Adam, Optimizer
+from nnx.parity import clone_to
+from nnx.random import legacy
+
+_XOR_X = [[0, 0, 1], [0, 1, 1], [1, 0, 1], [1, 1, 1]]
+
+
+@dataclass
+class ParityCase:
+    """A model with the data, loss and optimizer to train it on (all on numpy)."""
+
+    name: str
+    description: str
+    model: Layer
+    loss: Loss
+    x: Any
+    y: Any
+    optimizer: Callable[[list[Any]], Optimizer]
+
+
+def _sgd(lr: float) -> Callable[[list[Any]], Optimizer]:
+    return lambda params: SGD(params, lr=lr)
+
+
+def _data(values: Any, dtype: str) -> Any:
+    return _backend.to_device(values, "numpy", dtype=dtype)
+
+
+def _seed000(dtype: str) -> ParityCase:
+    model = Sequential(
+        Linear(3, 1, bias=False, init=init.Uniform(-1, 1), seed=legacy(1), dtype=dtype, backend="numpy"),
+        Sigmoid(),
+    )
+    x = _data([[0, 0, 1], [1, 1, 1], [1, 0, 1], [0, 1, 1]], dtype)
+    y = _data([[0], [1], [1], [0]], dtype)
+    return ParityCase("seed000", "single sigmoid neuron, half SSE, SGD lr 1 (tutorial 000)",
+                      model, SumSquaredError(half=True), x, y, _sgd(1.0))
+
+
+def _seed001(dtype: str) -> ParityCase:
+    rng = legacy(1)
+    model = Sequential(
+        Linear(3, 4, bias=False, init=init.Uniform(-1, 1), seed=rng, dtype=dtype, backend="numpy"),
+        Sigmoid(),
+        Linear(4, 1, bias=False, init=init.Uniform(-1, 1), seed=rng, dtype=dtype, backend="numpy"),
+        Sigmoid(),
+    )
+    y = _data([[0], [1], [1], [0]], dtype)
+    return ParityCase("seed001", "3-4-1 sigmoid network, half SSE, SGD lr 1 (tutorial 001)",
+                      model, SumSquaredError(half=True), _data(_XOR_X, dtype), y, _sgd(1.0))
+
+
+def _seed004(dtype: str) -> ParityCase:
+    rng = legacy(45532)
+    model = Sequential(
+        Linear(3, 4, bias=False, init=init.Uniform(0, 1), seed=rng, dtype=dtype, backend="numpy"),
+        Sigmoid(),
+        Linear(4, 1, bias=False, init=init.Uniform(0, 1), seed=rng, dtype=dtype, backend="numpy"),
+        Sigmoid(),
+    )
+    y = _data([[0], [1], [1], [0]], dtype)
+    return ParityCase("seed004", "3-4-1 sigmoid network, SSE, SGD lr 1 (tutorial 004)",
+                      model, SumSquaredError(), _data(_XOR_X, dtype), y, _sgd(1.0))
+
+
+def _mlp(dtype: str) -> ParityCase:
+    model = Sequential(
+        Linear(8, 16, seed=0, dtype=dtype, backend="numpy"),
+        Tanh(),
+        Linear(16, 16, seed=1, bias_init=init.Uniform(-0.1, 0.1), dtype=dtype, backend="numpy"),
+        ReLU(),
+        Linear(16, 4, seed=2, dtype=dtype, backend="numpy"),
+        Sigmoid(),
+    )
+    rng = host.make_rng(3)
+    x = _data(host.normal(rng, (32, 8), 0.0, 1.0), dtype)
+    y = _data(host.uniform(rng, (32, 4), 0.0, 1.0), dtype)
+    return ParityCase("mlp", "8-16-16-4 MLP with biases (tanh, relu, sigmoid), MSE, SGD lr 0.5",
+                      model, MSE(), x, y, _sgd(0.5))
+
+
+def _classifier(dtype: str) -> ParityCase:
+    model = Sequential(
+        # no bias before a batch norm: its gradient would be rounding noise, which Adam
+        # turns into full-size steps that differ between backends
+        Linear(8, 16, bias=False, seed=4, dtype=dtype, backend="numpy"),
+        BatchNorm1d(16, dtype=dtype, backend="numpy"),
+        GELU(),
+        Dropout(0.2, seed=5),
+        Linear(16, 16, seed=6, dtype=dtype, backend="numpy"),
+        LayerNorm(16, dtype=dtype, backend="numpy"),
+        Tanh(),
+        Linear(16, 5, seed=7, dtype=dtype, backend="numpy"),
+    )
+    rng = host.make_rng(8)
+    x = _data(host.normal(rng, (32, 8), 0.0, 1.0), dtype)
+    y = _backend.to_device(host.permutation(rng, 32) % 5, "numpy", dtype="int64")
+    return ParityCase("classifier", "8-16-16-5 classifier (batch norm, GELU, dropout, layer norm, tanh), "
+                      "softmax cross-entropy on class indices, Adam lr 0.01",
+                      model, SoftmaxCrossEntropy(), x, y, lambda params: Adam(params, lr=0.01))
+
+
+EXAMPLES: dict[str, Callable[[str], ParityCase]] = {
+    "seed000": _seed000,
+    "seed001": _seed001,
+    "seed004": _seed004,
+    "mlp": _mlp,
+    "classifier": _classifier,
+}
+
+
+def example(name: str, dtype: str = "float64") -> ParityCase:
+    """The example ``name`` (one of :data:`EXAMPLES`) built in ``dtype``."""
+    if name not in EXAMPLES:
+        raise ValueError(f"unknown example model {name!r}; choose one of {', '.join(EXAMPLES)}")
+    if dtype not in _backend.FLOAT_DTYPES:
+        raise ValueError(f"dtype must be one of {_backend.FLOAT_DTYPES}, got {dtype!r}")
+    return EXAMPLES[name](dtype)
+
+
+def case_for_model(model: Layer, name: str, *, batch: int = 16, seed: int = 0, lr: float = 0.1) -> ParityCase:
+    """Wrap ``model`` with seeded normal inputs, uniform targets, MSE and SGD.
+
+    The input width is the first Linear layer's ``in_features``; the target
+    shape is that of the model's output on those inputs.
+    """
+    first = next((layer for layer in _linear_layers(model)), None)
+    if first is None:
+        raise ValueError(f"cannot size inputs for {name}: the model has no Linear layer")
+    params = model.parameters()
+    dtype = _backend.dtype_name(params[0].data)
+    rng = host.make_rng(seed)
+    x = _data(host.normal(rng, (batch, first.in_features), 0.0, 1.0), dtype)
+    out = clone_to(model, "numpy").forward(x)
+    y = _data(host.uniform(rng, tuple(out.shape), 0.0, 1.0), dtype)
+    return ParityCase(name, f"{name} with random data, MSE, SGD lr {lr}", model, MSE(), x, y, _sgd(lr))
+
+
+def _linear_layers(model: Layer) -> Any:
+    if isinstance(model, Linear):
+        yield model
+    elif isinstance(model, Sequential):
+        for layer in model:
+            yield from _linear_layers(layer)

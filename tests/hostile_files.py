@@ -1,0 +1,189 @@
+"""A corpus of hostile and broken model files, generated from one valid file.
+
+``python tests/hostile_files.py DIR`` writes the corpus into DIR for a look;
+the tests build it in a temporary directory. Each case is
+``(file name, expected nnx error class name, a phrase the message must contain)``.
+A pickle case's payload creates ``MARKER`` next to it when unpickled.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pickle
+import sys
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+import nnx
+from nnx import io as nio
+
+MARKER = "PICKLE-PAYLOAD-RAN"
+
+
+def valid_model() -> nnx.Sequential:
+    return nnx.Sequential(nnx.Linear(3, 4, seed=0), nnx.Sigmoid(), nnx.Linear(4, 2, seed=1))
+
+
+def _parts(path: Path) -> tuple[dict[str, Any], dict[str, Any], bytes]:
+    raw = path.read_bytes()
+    n = int.from_bytes(raw[:8], "little")
+    header = json.loads(raw[8:8 + n])
+    return header, json.loads(header["__metadata__"]["nnx"]), raw[8 + n:]
+
+
+def _raw(header: dict[str, Any], data: bytes, header_len: int | None = None) -> bytes:
+    blob = json.dumps(header).encode()
+    return (len(blob) if header_len is None else header_len).to_bytes(8, "little") + blob + data
+
+
+def _forge(header: dict[str, Any], description: dict[str, Any], data: bytes) -> bytes:
+    """A file from edited parts, with a checksum that matches them, as a deliberate forger would write."""
+    description = dict(description, sha256=nio._checksum(header, description, [data]))
+    header = dict(header, __metadata__={"format": "nnx", "nnx": json.dumps(description)})
+    return _raw(header, data)
+
+
+def _with_header(base: Path, change: Callable[[dict[str, Any]], None]) -> bytes:
+    header, description, data = _parts(base)
+    change(header)
+    return _forge(header, description, data)
+
+
+def _with_description(base: Path, change: Callable[[dict[str, Any]], None], *, checksum: bool = True) -> bytes:
+    header, description, data = _parts(base)
+    change(description)
+    if checksum:
+        return _forge(header, description, data)
+    header["__metadata__"]["nnx"] = json.dumps(description)
+    return _raw(header, data)
+
+
+class _RunsCode:
+    """Unpickling this calls ``open(marker, "w")``: the file appears if the payload ran."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = str(marker)
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (open, (self.marker, "w"))
+
+
+def build(directory: Path) -> list[tuple[str, str, str]]:
+    """Write every hostile file into ``directory``; return the cases."""
+    directory.mkdir(parents=True, exist_ok=True)
+    base = nio.save(valid_model(), directory / "valid.nnx")
+    raw = base.read_bytes()
+    header, description, data = _parts(base)
+    marker = directory / MARKER
+    files: dict[str, bytes] = {}
+    cases: list[tuple[str, str, str]] = []
+
+    def add(name: str, content: bytes, error: str, phrase: str) -> None:
+        files[name] = content
+        cases.append((name, error, phrase))
+
+    # truncated
+    add("empty.nnx", b"", "NotAModelFileError", "is empty")
+    add("truncated-in-length.nnx", raw[:5], "CorruptModelFileError", "truncated: 5 bytes")
+    add("truncated-in-header.nnx", raw[:40], "CorruptModelFileError", "-byte header but only 32 bytes follow")
+    add("truncated-in-data.nnx", raw[:-3], "CorruptModelFileError", "the file is truncated")
+    # flipped bytes
+    flipped = bytearray(raw)
+    flipped[-5] ^= 0x01
+    add("flipped-data-bit.nnx", bytes(flipped), "CorruptModelFileError", "SHA-256")
+    flipped = bytearray(raw)
+    flipped[20] ^= 0xFF
+    add("flipped-header-byte.nnx", bytes(flipped), "CorruptModelFileError", "not valid JSON")
+    add("edited-description.nnx",
+        _with_description(base, lambda d: d["model"]["layers"][2].update(type="Tanh"), checksum=False),
+        "CorruptModelFileError", "does not match its SHA-256 checksum")
+    # huge sizes: nothing of the declared size may be allocated
+    add("huge-header-length.nnx", (2**63).to_bytes(8, "little") + raw[8:], "CorruptModelFileError",
+        "-byte header but only")
+    huge = {"dtype": "F64", "shape": [2**40, 2**40], "data_offsets": [0, 8 * 2**80]}
+    add("huge-tensor.nnx", _with_header(base, lambda h: h.__setitem__("0.weight", huge)),
+        "CorruptModelFileError", "but the file holds only")
+    add("huge-layer-config.nnx",
+        _with_description(base, lambda d: d["model"]["layers"][0]["config"].update(
+            in_features=10**6, out_features=10**6)),
+        "CorruptModelFileError", "larger than the whole file")
+    # tensors that disagree with the JSON description
+    transposed = {name: np.asarray(a) for name, a in nio.read_tensors(base).tensors.items()}
+    transposed["0.weight"] = transposed["0.weight"].T
+    nio.write_tensors(directory / "shape-mismatch.nnx", transposed, description)
+    cases.append(("shape-mismatch.nnx", "TensorMismatchError", "shape (4, 3) in the file but the architecture needs (3, 4)"))
+    missing = dict(transposed)
+    del missing["0.bias"]
+    missing["0.weight"] = missing["0.weight"].T
+    nio.write_tensors(directory / "missing-tensor.nnx", missing, description)
+    cases.append(("missing-tensor.nnx", "TensorMismatchError", "lacks tensors the architecture needs: '0.bias'"))
+    extra = dict(missing, **{"0.bias": transposed["0.bias"], "1.weight": np.zeros((2, 2), np.float32)})
+    nio.write_tensors(directory / "extra-tensor.nnx", extra, description)
+    cases.append(("extra-tensor.nnx", "TensorMismatchError", "does not have: '1.weight'"))
+    as64 = {name: a.astype(np.float64) for name, a in missing.items()}
+    as64["0.bias"] = transposed["0.bias"].astype(np.float64)
+    nio.write_tensors(directory / "dtype-mismatch.nnx", as64, description)
+    cases.append(("dtype-mismatch.nnx", "TensorMismatchError", "is float64 in the file but the architecture makes it float32"))
+    add("absurd-empty-tensor.nnx", _with_header(base, lambda h: h.__setitem__(
+        "z", {"dtype": "F32", "shape": [0, 2**70], "data_offsets": [0, 0]})),
+        "CorruptModelFileError", "longer in one dimension than the file's 104 bytes")
+    add("too-many-dimensions.nnx", _with_header(base, lambda h: h["0.bias"].update(shape=[1] * 100_000 + [4])),
+        "CorruptModelFileError", "invalid shape")
+    add("header-shape-lies.nnx", _with_header(base, lambda h: h["0.bias"].update(shape=[5])),
+        "CorruptModelFileError", "needs 20 bytes but its data_offsets span 16")
+    add("overlapping-tensors.nnx", _with_header(base, lambda h: h["0.weight"].update(data_offsets=[8, 56])),
+        "CorruptModelFileError", "must be contiguous and not overlap")
+    # the description
+    add("format-version-2.nnx", _with_description(base, lambda d: d.update(format_version=2)),
+        "FormatVersionError", "format version 2")
+    add("format-version-0.nnx", _with_description(base, lambda d: d.update(format_version=0)),
+        "FormatVersionError", "re-save it")
+    add("unknown-layer.nnx",
+        _with_description(base, lambda d: d["model"]["layers"][1].update(type="os.system")),
+        "UnknownLayerError", "'os.system', which is not an allowed layer type")
+    add("bad-layer-config.nnx",
+        _with_description(base, lambda d: d["model"]["layers"][0]["config"].update(activation="exec")),
+        "CorruptModelFileError", "invalid config")
+    deep: dict[str, Any] = {"type": "Sigmoid", "config": {}}
+    for _ in range(nio.MAX_DEPTH + 2):
+        deep = {"type": "Sequential", "layers": [deep]}
+    add("deep-nesting.nnx", _with_description(base, lambda d: d.update(model=deep)),
+        "CorruptModelFileError", "nest deeper")
+    bomb = dict(header, __metadata__={"format": "nnx", "nnx": "[" * 100_000 + "]" * 100_000})
+    add("json-bomb.nnx", _raw(bomb, data), "CorruptModelFileError", "is not valid JSON")
+    duplicated = b'{"0.bias":{},' + json.dumps(header).encode()[1:]
+    add("duplicate-keys.nnx", len(duplicated).to_bytes(8, "little") + duplicated + data,
+        "CorruptModelFileError", "duplicate key '0.bias'")
+    add("no-description.nnx", _raw({k: v for k, v in header.items() if k != "__metadata__"}, data),
+        "NotAModelFileError", "without an nnx description")
+    # foreign formats
+    for protocol in (0, 2, 5):
+        add(f"pickle-protocol-{protocol}.nnx", pickle.dumps(_RunsCode(marker), protocol=protocol),
+            "NotAModelFileError" if protocol else "CorruptModelFileError",
+            "is a Python pickle" if protocol else "-byte header but only")
+    npz = directory / "arrays.npz"
+    np.savez(npz, w=np.zeros((2, 2)))
+    add("npz-renamed.nnx", npz.read_bytes(), "NotAModelFileError", "zip archive")
+    npz.unlink()
+    add("unknown-kind.nnx", _with_description(base, lambda d: d.update(kind="script")),
+        "CorruptModelFileError", "expected 'model' or 'checkpoint'")
+    if hasattr(os, "mkfifo"):
+        fifo = directory / "a-pipe.nnx"
+        if not fifo.exists():
+            os.mkfifo(fifo)
+        cases.append(("a-pipe.nnx", "NotAModelFileError", "is not a regular file"))
+    (directory / "a-directory.nnx").mkdir(exist_ok=True)
+    cases.append(("a-directory.nnx", "NotAModelFileError", "is a directory"))
+    cases.append(("does-not-exist.nnx", "NotAModelFileError", "no such file"))
+    for name, content in files.items():
+        (directory / name).write_bytes(content)
+    return cases
+
+
+if __name__ == "__main__":
+    out = Path(sys.argv[1] if len(sys.argv) > 1 else "hostile-corpus")
+    for name, error, phrase in build(out):
+        print(f"{name:<28} {error:<22} {phrase}")
