@@ -665,7 +665,7 @@ def _run(model: Layer, loss: Loss, optimizer: Optimizer, data: tuple[Any, Any], 
             optimizer.zero_grad()
             output = model.forward(xb)
             value = loss.forward(output, yb)
-            model.backward(loss.backward())
+            model.backward_params(loss.backward())  # the input's gradient is not needed
             parts = [value * count, *(fn(output, yb) for fn in metric_fns.values())]
             if check_finite:
                 checksum = value * 0
