@@ -477,6 +477,28 @@ def _to_model(values: Any, name: str, dtype: str) -> Any:
     raise TypeError(f"expected numeric data, got dtype {host.dtype}")
 
 
+def _check_class_labels(model: Layer, loss: Loss, x: Any, y: Any) -> None:
+    """Check integer class labels once for the whole data set, before training.
+
+    The loss's own per-batch range check costs a device-to-host read every step;
+    fit turns it off, so it runs the loss once here on all labels (against one
+    prediction row, in evaluation mode so no statistic or random stream moves).
+    """
+    xp = _backend.namespace_of(y)
+    if not xp.isdtype(y.dtype, "integral") or int(y.shape[0]) == 0:
+        return
+    was_training = model.training
+    model.eval()
+    try:
+        row = model.forward(x[:1, ...])
+    finally:
+        model.train(was_training)
+    if row.ndim != 2:
+        return
+    scores = xp.broadcast_to(row, (int(y.shape[0]), int(row.shape[1])))
+    loss.forward(scores, y)
+
+
 def _pair(data: Any, what: str) -> tuple[Any, Any]:
     if not (isinstance(data, (tuple, list)) and len(data) == 2):
         raise TypeError(f"{what} must be a pair (inputs, targets), got {type(data).__name__}")
@@ -616,8 +638,9 @@ def fit(
             raise ValueError("resume=True needs checkpoint=DIR, the directory to resume from")
         if save_to.is_file():
             _checkpoint.restore_train_state(save_to, state)
-    # fit's own guard replaces the per-call NaN checks of Sequential and the losses:
-    # one transfer per step instead of two or three
+    _check_class_labels(model, loss, x, y)
+    # fit's own guard replaces the per-call checks of Sequential and the losses (NaN
+    # inputs, class-index range): one transfer per step instead of two or three
     old_checks = set_finite_checks(False)
     try:
         _run(model, loss, optimizer, (x, y), validation, epochs, batch_size, shuffle, metric_fns,

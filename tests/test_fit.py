@@ -257,3 +257,17 @@ def test_fit_restores_the_nan_checks_and_evaluate_the_mode() -> None:
     a = nnx.to_host(nnx.predict(net, x))
     np.testing.assert_array_equal(a, nnx.to_host(nnx.predict(net, x)))
     assert net.training
+
+
+def test_out_of_range_labels_stop_fit_before_any_update(backend: str) -> None:
+    net = nnx.Sequential(nnx.Linear(4, 3, seed=0), nnx.ReLU(), nnx.Linear(3, 3, seed=1))
+    before = [nnx.to_host(p.data).copy() for p in net.parameters()]
+    x = np.random.default_rng(0).standard_normal((20, 4)).astype("float32")
+    labels = np.arange(20) % 3
+    labels[17] = 3  # one bad label, in the last batch
+    with pytest.raises(nnx.TargetError, match=r"\[0, 3\) for 3 classes.*0 to 3"):
+        nnx.fit(net, nnx.losses.SoftmaxCrossEntropy(), nnx.optim.Adam(net.parameters()), (x, labels),
+                epochs=1, batch_size=5, progress=False)
+    for p, b in zip(net.parameters(), before):
+        np.testing.assert_array_equal(nnx.to_host(p.data), b)
+    assert net.training
