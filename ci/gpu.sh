@@ -3,7 +3,7 @@
 #   1. the whole test suite (every test that runs on numpy and array_api_strict runs on cupy too);
 #   2. `nnx parity` numpy vs cupy on the example models, in float64 and in float32 (TF32 off);
 #   3. benchmarks/tf32.py: what TF32 matmuls change (error against float64, speed);
-#   4. benchmarks/bench.py, when the tree has it.
+#   4. benchmarks/bench.py, when the tree has it (SKIP_BENCH=1 leaves it out).
 # Every output goes to stdout and into RESULTS (default benchmarks/results/), named
 # <date>-gpu-<device>{-tests.log,-parity-float64.json,-parity-float32.json,-tf32.json,-tf32.md,-bench.log},
 # and ci/gpu_summary.py writes the summary <date>-gpu-<device>.md and .json (date, device, versions).
@@ -28,7 +28,8 @@ echo "device: $device; results: $stem.*"
 
 $py -m nnx info
 
-$py -m pytest -ra 2>&1 | tee "$stem-tests.log"
+# PYTEST_ARGS narrows the run, e.g. "--nnx-backends=numpy,cupy" where CPU CI covers array_api_strict
+$py -m pytest -ra ${PYTEST_ARGS:-} 2>&1 | tee "$stem-tests.log"
 tests_rc=${PIPESTATUS[0]}
 
 parity_rc=()
@@ -41,7 +42,7 @@ $py benchmarks/tf32.py --backend cupy --json "$stem-tf32.json" --markdown "$stem
 tf32_rc=$?
 
 bench_args=()
-if [ -f benchmarks/bench.py ]; then
+if [ -f benchmarks/bench.py ] && [ -z "${SKIP_BENCH:-}" ]; then
   # nnx (generic and fast path) against PyTorch CUDA eager and cuBLAS alone
   $py benchmarks/bench.py --backend cupy --fast-path --workloads W1,W2,W3,INF,large,scale,memory \
     --out "$results" 2>&1 | tee "$stem-bench.log"
