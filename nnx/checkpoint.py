@@ -110,9 +110,11 @@ def _encode(value: Any, where: str, tensors: dict[str, np.ndarray]) -> Any:
     return {_TENSOR_KEY: name}
 
 
-def _decode(value: Any, tensors: dict[str, np.ndarray], used: set[str], path: Path) -> Any:
+def _decode(value: Any, tensors: dict[str, np.ndarray], used: set[str], path: Path, depth: int = 0) -> Any:
+    if depth > _io.MAX_DEPTH:
+        raise CorruptModelFileError(path, f"the training state nests too deeply (over {_io.MAX_DEPTH} levels)")
     if isinstance(value, list):
-        return [_decode(v, tensors, used, path) for v in value]
+        return [_decode(v, tensors, used, path, depth + 1) for v in value]
     if not isinstance(value, dict):
         return value
     if set(value) == {_TENSOR_KEY}:
@@ -121,7 +123,7 @@ def _decode(value: Any, tensors: dict[str, np.ndarray], used: set[str], path: Pa
             raise CorruptModelFileError(path, f"the training state refers to a missing or reused tensor {name!r:.100}")
         used.add(name)
         return tensors[name].copy()
-    return {k: _decode(v, tensors, used, path) for k, v in value.items()}
+    return {k: _decode(v, tensors, used, path, depth + 1) for k, v in value.items()}
 
 
 # save and load ------------------------------------------------------------------------
@@ -269,10 +271,7 @@ def load_checkpoint(path: str | os.PathLike[str]) -> Checkpoint:
     if file.description.get("kind") != "checkpoint":
         raise ModelFileError(path, "is a model file, not a checkpoint; load it with nnx.load")
     used: set[str] = set()
-    try:
-        state = _decode(file.description.get("checkpoint"), file.tensors, used, path)
-    except RecursionError:
-        raise CorruptModelFileError(path, "the training state nests too deeply") from None
+    state = _decode(file.description.get("checkpoint"), file.tensors, used, path)
     unused = {n for n in file.tensors if n.startswith(_io.STATE_PREFIX)} - used
     if unused:
         raise TensorMismatchError(path, f"has training-state tensors nothing refers to: {_io.quote_names(unused)}")

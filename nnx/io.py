@@ -70,7 +70,7 @@ SUFFIX = ".nnx"
 
 # A header longer than this is refused before it is read.
 MAX_HEADER_BYTES = 100 * 2**20
-# Sequential nesting deeper than this is refused (a hostile file could recurse forever).
+# Nesting deeper than this (Sequential layers, checkpoint state) is refused: a hostile file could recurse forever.
 MAX_DEPTH = 64
 # Tensors with more dimensions than this are refused (NumPy's own limit is 64).
 MAX_NDIM = 32
