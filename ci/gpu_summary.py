@@ -150,7 +150,7 @@ def main(argv: list[str] | None = None) -> int:
         lines.append(table.strip())
     lines += ["", "## Benchmarks (benchmarks/bench.py)", ""]
     if doc["bench"]["log"] is None:
-        lines.append("benchmarks/bench.py is not in this tree; nothing run.")
+        lines.append("Not run (SKIP_BENCH, or no benchmarks/bench.py in the tree).")
     else:
         lines.append(f"Exit {args.bench_rc}; output in `{base}-bench.log`.")
     lines.append("")
