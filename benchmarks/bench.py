@@ -608,8 +608,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", default=str(HERE / "results"), help="folder for the JSON and markdown results")
     p.add_argument("--tag", default="", help="suffix of the result file names")
     p.add_argument("--w1-steps", type=int, default=None, help="per-sample steps timed in W1 (default 3000)")
+    p.add_argument("--checks", action="store_true",
+                   help="keep nnx's per-call input checks (a NaN scan of each forward's input and the "
+                        "class-index range check, one device read each per step); by default they are off, "
+                        "as inside nnx.fit and as in the references, which check nothing")
     args = p.parse_args(argv)
     nnx.use(args.backend)
+    nnx.set_finite_checks(args.checks)
     dev = Device(args.backend)
     wanted = [w.strip() for w in args.workloads.split(",") if w.strip()]
     q = args.quick
