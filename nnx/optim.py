@@ -69,7 +69,7 @@ class Optimizer:
             "lr": self.lr,
             "hyper": {k: getattr(self, k) for k in self._hyper},
             "steps": list(self.steps),
-            "state": {str(i): {k: _backend.to_host(v).copy() for k, v in s.items()} for i, s in enumerate(self.state) if s},
+            "state": {str(i): {k: _backend.to_host(v) for k, v in s.items()} for i, s in enumerate(self.state) if s},
         }
 
     def load_state_dict(self, d: dict[str, Any]) -> None:

@@ -216,7 +216,7 @@ def _run(name: str, model: Layer, loss: Loss, make_optimizer: OptimizerFactory, 
 
     def record(key: Key, value: Any, context: Any = None) -> None:
         scale = 0.0 if context is None else magnitude(_backend.to_host(context))
-        entries.append((key, _backend.to_host(value).copy(), scale))  # numpy's to_host is a view
+        entries.append((key, _backend.to_host(value), scale))
 
     try:
         with _backend.use(name):

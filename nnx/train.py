@@ -324,7 +324,7 @@ class EarlyStopping(Callback):
 
     def state_dict(self) -> dict[str, Any]:
         """The best score so far and, with ``restore_best``, its parameters as host arrays."""
-        best = None if self._best_params is None else [_backend.to_host(a).copy() for a in self._best_params]
+        best = None if self._best_params is None else [_backend.to_host(a) for a in self._best_params]
         return {"best": self.best, "best_epoch": self.best_epoch, "wait": self.wait, "best_params": best}
 
     def load_state_dict(self, d: Mapping[str, Any]) -> None:

@@ -74,6 +74,13 @@ def test_round_trip_is_exact(backend: str) -> None:
     assert back.dtype == np.float64
 
 
+def test_to_host_is_a_copy(backend: str) -> None:
+    layer = nnx.Linear(2, 2, seed=0, dtype="float64")
+    host = nnx.to_host(layer.weight.data)
+    host[...] = 7.0
+    assert not np.any(nnx.to_host(layer.weight.data) == 7.0)
+
+
 def test_to_device_casts_when_asked(backend: str) -> None:
     dev = nnx.to_device([[1, 2], [3, 4]], backend, dtype="float32")
     assert nnx.to_host(dev).dtype == np.float32

@@ -181,11 +181,14 @@ def _host_dtype(dtype: Any) -> np.dtype:
 
 
 def to_host(x: Any) -> np.ndarray:
-    """Copy an array of any backend (or anything NumPy can read) into a NumPy array."""
+    """Copy an array of any backend (or anything NumPy can read) into a new NumPy array.
+
+    Always a copy, on NumPy too, so changing the result never changes a model.
+    """
     try:
         name = backend_of(x)
     except BackendMismatchError:
-        return np.asarray(x)
+        return np.array(x, copy=True)
     return BACKENDS[name].to_host(x)
 
 

@@ -220,7 +220,7 @@ BACKENDS: dict[str, Backend] = {
             probe=_numpy_probe,
             namespace=_numpy_namespace,
             from_host=lambda a: np.array(a, copy=True),
-            to_host=lambda x: np.asarray(x),
+            to_host=lambda x: np.array(x, copy=True),
             owns=_numpy_owns,
         ),
         Backend(
