@@ -234,37 +234,17 @@ class Trainers:
         model, loss_fn, opt = built
         X = dev.put(x, "float32")
         T = dev.put(t) if t.dtype.kind in "iu" else dev.put(t, "float32")
-        spans, pos = self.spans, [0]
         step = nnx.train_step
         if graph:
             from nnx.backend import cupy_fast
 
             step = cupy_fast.GraphedStep(model, loss_fn, opt)
             self.graphed = step
-
-        def run(steps: int) -> None:
-            k = pos[0]
-            for _ in range(steps):
-                a, b = spans[k % len(spans)]
-                step(model, loss_fn, opt, X[a:b], T[a:b])
-                k += 1
-            pos[0] = k
-
-        return run
+        return self._cycle(lambda xb, tb: step(model, loss_fn, opt, xb, tb), X, T)
 
     def _hand(self, x, t):
         net = self.net.hand(self.ws, self.bs)
-        spans, pos = self.spans, [0]
-
-        def run(steps: int) -> None:
-            k = pos[0]
-            for _ in range(steps):
-                a, b = spans[k % len(spans)]
-                net.step(x[a:b], t[a:b])
-                k += 1
-            pos[0] = k
-
-        return run
+        return self._cycle(net.step, x, t)
 
     def _torch(self, x, t, device: str):
         import torch
@@ -272,16 +252,22 @@ class Trainers:
         net = self.net.torch(self.ws, self.bs, device)
         X = net.tensor(x)
         T = net.tensor(t, torch.int64 if t.dtype.kind in "iu" else torch.float32)
+        return self._cycle(net.step, X, T, after=net.sync)
+
+    def _cycle(self, step: Callable[[Any, Any], Any], X: Any, T: Any,
+               after: Callable[[], Any] | None = None) -> Callable[[int], None]:
+        """``run(steps)``: ``steps`` calls of ``step`` on successive batches, cycling through the data."""
         spans, pos = self.spans, [0]
 
         def run(steps: int) -> None:
             k = pos[0]
             for _ in range(steps):
                 a, b = spans[k % len(spans)]
-                net.step(X[a:b], T[a:b])
+                step(X[a:b], T[a:b])
                 k += 1
             pos[0] = k
-            net.sync()
+            if after is not None:
+                after()
 
         return run
 
