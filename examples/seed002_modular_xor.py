@@ -50,12 +50,12 @@ class TutorialReLU(nnx.ReLU):
 
     def forward(self, x: Any) -> Any:
         out = super().forward(x)
-        self._take()
-        self._save(x)
+        self.saved_tensors()
+        self.save_for_backward(x)
         return out
 
     def backward(self, grad: Any) -> Any:
-        (x,) = self._take()
+        (x,) = self.saved_tensors()
         xp = nnx.backend.namespace_of(x)
         return xp.where(x > 0, x, xp.zeros_like(x)) * grad
 

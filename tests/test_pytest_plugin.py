@@ -52,7 +52,7 @@ def test_backend_fixture_parametrises_a_user_test(pytester: pytest.Pytester) -> 
 def test_marker_restricts_the_backends(pytester: pytest.Pytester) -> None:
     pytester.makepyfile(
         "import pytest\n"
-        + USER_TEST.replace("def test_layer", '@pytest.mark.backends("array_api_strict", "cupy")\ndef test_layer')
+        + USER_TEST.replace("def test_layer", '@pytest.mark.nnx_backends("array_api_strict", "cupy")\ndef test_layer')
     )
     result = pytester.runpytest_subprocess(*PLUGIN, "-v")
     available, _ = _split()
@@ -64,7 +64,7 @@ def test_marker_restricts_the_backends(pytester: pytest.Pytester) -> None:
 
 def test_marker_with_an_unknown_backend_is_an_error(pytester: pytest.Pytester) -> None:
     pytester.makepyfile("import pytest\n" + USER_TEST.replace(
-        "def test_layer", '@pytest.mark.backends("numpy", "jax")\ndef test_layer'))
+        "def test_layer", '@pytest.mark.nnx_backends("numpy", "jax")\ndef test_layer'))
     result = pytester.runpytest_subprocess(*PLUGIN)
     assert result.ret != 0
     result.stdout.fnmatch_lines(["*unknown nnx backend 'jax'*"])
