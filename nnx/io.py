@@ -431,20 +431,8 @@ def read_tensors(path: str | os.PathLike[str]) -> ModelFile:
 
 
 def architecture(layer: Layer, path: object) -> dict[str, Any]:
-    """The JSON description of ``layer``: its type name, ``config()`` and, for a layer with
-    sub-layers, ``children`` as a list of ``[name, description]`` pairs."""
-    name = _type_name(type(layer), path)
-    config = layer.config()
-    try:
-        if json.loads(json.dumps(config)) != config:
-            raise TypeError("it does not survive a JSON round trip")
-    except (TypeError, ValueError) as exc:
-        raise TypeError(f"cannot save {layer!r}: its config() {config!r} is not plain JSON ({exc})") from None
-    node: dict[str, Any] = {"type": name, "config": config}
-    children = list(layer.named_children())
-    if children:
-        node["children"] = [[child_name, architecture(child, path)] for child_name, child in children]
-    return node
+    """The JSON description of ``layer`` (:meth:`~nnx.Layer.describe`) under its registered type names."""
+    return layer.describe(lambda cls: _type_name(cls, path))
 
 
 def canonical_architecture(node: Any) -> Any:

@@ -246,7 +246,7 @@ def test_bad_arguments_are_clear() -> None:
 
 
 def test_fit_restores_the_nan_checks_and_evaluate_the_mode() -> None:
-    from nnx.layers.base import finite_checks_enabled
+    from nnx.layers.checks import finite_checks_enabled
 
     x, labels = _blobs()
     net = nnx.Sequential(nnx.Linear(4, 8, seed=0), nnx.Dropout(0.5, seed=0), nnx.Linear(8, 3, seed=1))

@@ -100,9 +100,9 @@ def test_file_is_readable_by_the_safetensors_package(tmp_path: Path) -> None:
     assert description["format_version"] == nnx.io.FORMAT_VERSION
     assert description["nnx_version"] == nnx.__version__
     assert description["dtype"] == "float32"
-    assert [layer["type"] for layer in description["model"]["layers"]] == [
-        "Linear", "Tanh", "Sequential", "Linear", "Sigmoid"]
-    assert description["model"]["layers"][0]["config"] == {
+    assert [(name, layer["type"]) for name, layer in description["model"]["children"]] == [
+        ("0", "Linear"), ("1", "Tanh"), ("2", "Sequential"), ("3", "Linear"), ("4", "Sigmoid")]
+    assert description["model"]["children"][0][1]["config"] == {
         "in_features": 3, "out_features": 5, "bias": True, "dtype": "float32"}
 
 

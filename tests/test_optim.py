@@ -280,3 +280,100 @@ def test_bad_optimizer_arguments() -> None:
             make()
     with pytest.raises(nnx.errors.StateError, match="no gradients"):
         clip_grad_norm(_params("numpy"), 1.0)
+
+
+# A test-only backend whose arrays are never changed in place: ``a += b`` gives a new
+# array and leaves ``a`` as it was (as on JAX), so an optimizer that updates a local
+# alias in place and does not store the result back silently stops training.
+
+
+class FrozenArray(np.ndarray):
+    def __array_ufunc__(self, ufunc: object, method: str, *inputs: object, **kwargs: object) -> object:
+        kwargs.pop("out", None)  # the in-place form computes a new array instead
+        result = getattr(ufunc, method)(*(_thaw(i) for i in inputs), **kwargs)
+        return _freeze(result)
+
+    def __array_function__(self, func: object, types: object, args: object, kwargs: dict) -> object:
+        return _freeze(func(*_thaw(args), **{k: _thaw(v) for k, v in kwargs.items()}))
+
+    def __setitem__(self, key: object, value: object) -> None:
+        raise TypeError("FrozenArray is immutable")
+
+
+def _thaw(x: object) -> object:
+    if isinstance(x, FrozenArray):
+        return x.view(np.ndarray)
+    if isinstance(x, (list, tuple)):
+        return type(x)(_thaw(v) for v in x)
+    return x
+
+
+def _freeze(x: object) -> object:
+    if isinstance(x, tuple):
+        return tuple(_freeze(v) for v in x)
+    if isinstance(x, (np.ndarray, np.generic)):
+        return np.asarray(x).view(FrozenArray)
+    return x
+
+
+FROZEN = nnx.backend.Backend(
+    name="frozen",
+    module="numpy",
+    description="numpy arrays that are never changed in place, for tests",
+    probe=lambda: None,
+    namespace=lambda: nnx.backend.BACKENDS["numpy"].namespace(),
+    from_host=lambda a: np.array(a, copy=True).view(FrozenArray),
+    to_host=lambda x: np.array(x, copy=True).view(np.ndarray),
+    owns=lambda x: isinstance(x, FrozenArray),
+)
+
+
+@pytest.fixture
+def frozen() -> object:
+    nnx.backend.register(FROZEN)
+    try:
+        yield "frozen"
+    finally:
+        nnx.backend.unregister("frozen")
+
+
+def test_frozen_arrays_are_not_changed_in_place(frozen: str) -> None:
+    a = nnx.to_device([1.0, 2.0], frozen)
+    b = a
+    b += 1.0
+    assert nnx.to_host(a).tolist() == [1.0, 2.0] and nnx.to_host(b).tolist() == [2.0, 3.0]
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_optimizers_store_their_updates_on_immutable_arrays(frozen: str, name: str) -> None:
+    make, _ = CASES[name]
+    expected = _run(make(_params("numpy")), 4)
+    got = _run(make(_params(frozen)), 4)
+    for g, e in zip(got, expected):
+        assert np.array_equal(g, e), name
+
+
+def test_clip_grad_norm_stores_its_result_on_immutable_arrays(frozen: str) -> None:
+    for backend in ("numpy", frozen):
+        params = _params(backend)
+        _set_grads(params)
+        clip_grad_norm(params, max_norm=0.5)
+        total = math.sqrt(sum(float((nnx.to_host(p.grad) ** 2).sum()) for p in params))
+        assert total == pytest.approx(0.5, rel=1e-5), backend
+
+
+def test_a_network_trains_identically_on_immutable_arrays(frozen: str) -> None:
+    def train(backend: str) -> list[np.ndarray]:
+        model = nnx.Sequential(nnx.Linear(4, 6, seed=0, dtype="float64", backend=backend),
+                               nnx.BatchNorm1d(6, dtype="float64", backend=backend), nnx.Tanh(),
+                               nnx.Linear(6, 2, seed=1, dtype="float64", backend=backend))
+        opt = Adam(model.parameters(), lr=0.01)
+        rng = np.random.default_rng(2)
+        x = nnx.to_device(rng.normal(size=(8, 4)), backend, dtype="float64")
+        y = nnx.to_device(rng.normal(size=(8, 2)), backend, dtype="float64")
+        for _ in range(3):
+            nnx.train_step(model, nnx.MSE(), opt, x, y)
+        return [nnx.to_host(v) for v in model.state_dict().values()]
+
+    for got, expected in zip(train(frozen), train("numpy")):
+        assert np.array_equal(got, expected)

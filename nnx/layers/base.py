@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import json
 from typing import Any, Callable, ClassVar, Iterator, Mapping
 
 from nnx import backend as _backend
@@ -371,6 +372,23 @@ class Layer(SavesForBackward):
     def config(self) -> dict[str, Any]:
         """The constructor arguments that define the architecture (JSON), children excluded."""
         return {}
+
+    def describe(self, type_name: Callable[[type], str] | None = None) -> dict[str, Any]:
+        """The architecture as JSON: ``{"type", "config", "children": [[name, description], ...]}``
+        (no ``children`` for a layer without sub-layers). ``type_name`` names a class (default:
+        its ``__name__``; model files use the name it was registered under)."""
+        name = type_name(type(self)) if type_name is not None else type(self).__name__
+        config = self.config()
+        try:
+            if json.loads(json.dumps(config)) != config:
+                raise TypeError("it does not survive a JSON round trip")
+        except (TypeError, ValueError) as exc:
+            raise TypeError(f"cannot describe {self!r}: its config() {config!r} is not plain JSON ({exc})") from None
+        node: dict[str, Any] = {"type": name, "config": config}
+        children = [[n, child.describe(type_name)] for n, child in self.named_children()]
+        if children:
+            node["children"] = children
+        return node
 
     @classmethod
     def from_config(cls, config: Mapping[str, Any], children: Mapping[str, "Layer"]) -> "Layer":
