@@ -49,10 +49,8 @@ class TutorialReLU(nnx.ReLU):
     """The tutorial's ReLU: the right forward, a backward that multiplies by the input."""
 
     def forward(self, x: Any) -> Any:
-        out = super().forward(x)
-        self.saved_tensors()
         self.save_for_backward(x)
-        return out
+        return nnx.ops.relu(x)
 
     def backward(self, grad: Any) -> Any:
         (x,) = self.saved_tensors()

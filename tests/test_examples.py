@@ -14,6 +14,8 @@ from pathlib import Path
 
 import pytest
 
+import nnx
+
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 NUMBER = re.compile(r"-?\d+\.\d+(?:e-?\d+)?")
 
@@ -97,3 +99,23 @@ def test_modern_recipe_runs(nnx_backend: str) -> None:
     out = run_script("modern_digits.py", "--backend", nnx_backend, "--data", "digits", "--epochs", "2", "--quiet")
     accuracy = float(re.search(r"digits: held-out accuracy ([\d.]+)%", out).group(1))
     assert accuracy > 80.0
+
+
+def test_custom_layer_example(nnx_backend: str) -> None:
+    out = run_example("custom_layer.py", nnx_backend)
+    assert "gradcheck in float64: ok" in out
+    assert "saved and reloaded: identical predictions" in out
+    accuracy = float(re.search(r"held-out accuracy on \w+: (\d+\.\d+)%", out).group(1))
+    assert accuracy >= 95.0
+    others = [b for b, reason in nnx.available().items() if reason is None and b != nnx_backend]
+    assert ("parity, agree:" in out) if others else ("parity" not in out)
+
+
+def test_readme_custom_layer_block_runs() -> None:
+    text = (EXAMPLES.parent / "README.md").read_text()
+    section = text[text.index("### Writing your own layer"):]
+    code = re.search(r"```python\n(.*?)```", section, re.S).group(1)
+    try:
+        exec(compile(code, "README.md", "exec"), {})
+    finally:
+        nnx.io._LAYERS.pop("Swish", None)
