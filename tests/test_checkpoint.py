@@ -216,7 +216,7 @@ def test_run_killed_at_random_steps_resumes_bit_for_bit(nnx_backend: str, mode: 
 
 
 class _Noise(nnx.Layer):
-    """A test layer with its own seeded generator, as seeded dropout has."""
+    """A test layer with its own seeded generator (the attribute ``rng``), as seeded dropout has."""
 
     def __init__(self, seed: int = 0) -> None:
         super().__init__()
@@ -224,12 +224,6 @@ class _Noise(nnx.Layer):
 
     def forward(self, x: Any) -> Any:
         return x + nnx.to_device(self.rng.random(tuple(x.shape)), nnx.backend.backend_of(x), dtype="float64")
-
-    def random_state(self) -> Any:
-        return self.rng.get_state()
-
-    def set_random_state(self, state: Any) -> None:
-        self.rng.set_state(state)
 
 
 def test_layers_own_generators_are_restored(tmp_path: Path) -> None:

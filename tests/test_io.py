@@ -251,3 +251,34 @@ def test_every_layer_and_its_buffers_cross_backends(nnx_backend: str, tmp_path: 
     else:
         assert np.array_equal(out, reference)
     assert repr(loaded) == repr(model)
+
+
+OLD = Path(__file__).parent / "data" / "nnx-0.1"  # written by nnx 0.1, before the layer tree was generic
+
+
+def _old_build() -> nnx.Sequential:
+    return nnx.Sequential(nnx.Linear(4, 8, seed=0, dtype="float64"), nnx.BatchNorm1d(8, dtype="float64"),
+                          nnx.Dropout(0.25, seed=1), nnx.Sequential(nnx.Tanh(), nnx.Linear(8, 3, seed=2, dtype="float64")))
+
+
+def test_files_written_by_nnx_0_1_load_and_resume(tmp_path: Path) -> None:
+    """A model file and a fit checkpoint of nnx 0.1 (Sequential as {"type", "layers"}, a seeded
+    dropout's bare generator state) load, predict what 0.1 predicted, and resume bit for bit."""
+    import shutil
+
+    expected = json.loads((OLD / "expected.json").read_text())
+    x, y = np.array(expected["x"]), np.array(expected["y"])
+    with nnx.use("numpy"):
+        model = nnx.load(OLD / "model.nnx")
+        assert np.array_equal(nnx.to_host(nnx.predict(model, x)), np.array(expected["predictions"]))
+
+        shutil.copy(OLD / "checkpoint.nnx", tmp_path / "checkpoint.nnx")
+        resumed = _old_build()
+        opt = nnx.Adam(resumed.parameters(), lr=0.01)
+        nnx.fit(resumed, nnx.SoftmaxCrossEntropy(), opt, (x, y), epochs=3, batch_size=8, seed=3, progress=False,
+                checkpoint=tmp_path, resume=True)
+        straight = _old_build()
+        opt = nnx.Adam(straight.parameters(), lr=0.01)
+        nnx.fit(straight, nnx.SoftmaxCrossEntropy(), opt, (x, y), epochs=3, batch_size=8, seed=3, progress=False)
+    for name, value in straight.state_dict().items():
+        assert np.array_equal(nnx.to_host(resumed.state_dict()[name]), nnx.to_host(value)), name
