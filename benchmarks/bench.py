@@ -178,11 +178,10 @@ def floor_runner(dev: Device, shapes, seed: int = 1) -> Callable[[int], None]:
 
 
 def with_fast_path(dev: Device, run: Callable[[int], None]) -> Callable[[int], None]:
-    """``run`` with the backend's fused kernels switched on around each call (the rest stays generic)."""
-    from nnx.backend import fastpath
+    """``run`` with the backend's op overrides (fused kernels) switched on around each call."""
 
     def fast_run(steps: int) -> None:
-        with fastpath.enabled_for(dev.backend):
+        with nnx.backend.fast_path(dev.backend):
             run(steps)
 
     return fast_run
@@ -213,7 +212,7 @@ class Trainers:
             self.runners["nnx"] = self._nnx(model_probe, x, t, dev)
             if fast:
                 fast_model = net.nnx_model(dev.backend)
-                self.runners["nnx_fast"] = with_fast_path(dev, self._nnx(fast_model, x, t, dev, graph=True))
+                self.runners["nnx_fast"] = with_fast_path(dev, self._nnx(fast_model, x, t, dev))
         if dev.backend != "cupy":
             self.runners["numpy"] = self._hand(x, t)
         if not args.no_torch and reference_torch.available() is None:
@@ -230,17 +229,11 @@ class Trainers:
         bs = [np.zeros(s[i + 1], np.float32) for i in range(len(s) - 1)] if self.net.bias else None
         return ws, bs
 
-    def _nnx(self, built, x, t, dev: Device, graph: bool = False):
+    def _nnx(self, built, x, t, dev: Device):
         model, loss_fn, opt = built
         X = dev.put(x, "float32")
         T = dev.put(t) if t.dtype.kind in "iu" else dev.put(t, "float32")
-        step = nnx.train_step
-        if graph:
-            from nnx.backend import cupy_fast
-
-            step = cupy_fast.GraphedStep(model, loss_fn, opt)
-            self.graphed = step
-        return self._cycle(lambda xb, tb: step(model, loss_fn, opt, xb, tb), X, T)
+        return self._cycle(lambda xb, tb: nnx.train_step(model, loss_fn, opt, xb, tb), X, T)
 
     def _hand(self, x, t):
         net = self.net.hand(self.ws, self.bs)
@@ -426,10 +419,8 @@ def row(name: str, unit: str, steps: int, med: dict[str, float], notes: list[str
 def run_training(args, dev, label, net, x, t, batch, steps, repeats):
     tr = Trainers(args, dev, net, x, t, batch, args.fast_path)
     med = measure(tr.runners, steps, repeats, dev)
-    graphed = getattr(tr, "graphed", None)
-    if graphed is not None:
-        tr.notes.append("nnx_fast: fused kernels + CUDA-graph step" if graphed.unsupported is None else
-                        f"nnx_fast: fused kernels only, the CUDA-graph capture failed: {graphed.unsupported}")
+    if "nnx_fast" in tr.runners:
+        tr.notes.append("nnx_fast: the backend's fused kernels (nnx.backend.fast_path)")
     flops = net.flops(batch)
     extra = {"batch": batch, "sizes": net.sizes, "floor_tflops": flops * steps / med["floor"] / 1e12}
     return row(label, f"{steps} steps of batch {batch}", steps, med, tr.notes, extra)

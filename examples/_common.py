@@ -15,7 +15,7 @@ def parse_backend(description: str) -> str:
     try:
         name = args.backend or nnx.current()
         nnx.use(name)
-    except nnx.NnxError as exc:
+    except nnx.errors.NnxError as exc:
         parser.error(str(exc))
     return name
 

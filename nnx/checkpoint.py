@@ -1,9 +1,11 @@
 """Checkpoints: everything training needs to resume exactly, in one atomic file.
 
 A checkpoint is an nnx model file (see :mod:`nnx.io`) whose description also
-holds the optimizer's and learning-rate schedule's ``state_dict()``, the host
-random generator's state (NumPy's ``bit_generator.state`` as JSON), epoch,
-step, history and any extra JSON the caller adds. Arrays inside those states
+holds the run's state (:func:`run_state`): the optimizer's and learning-rate
+schedule's ``state_dict()``, the host generator's and the layers' own
+generators' states (:func:`nnx.random.get_state`), epoch, step, history and
+any extra JSON the caller adds. :meth:`nnx.TrainState.state_dict` is that
+same state, so ``fit`` and a hand-written loop save runs one way. Arrays inside those states
 are stored as tensors named ``state/...``; everything else is JSON. The file
 is replaced atomically, so a crash during a save leaves the previous
 checkpoint intact, and ``nnx.load`` reads a checkpoint's model like a model
@@ -21,9 +23,9 @@ import numpy as np
 
 from nnx import backend as _backend
 from nnx import io as _io
-from nnx.backend import host
+from nnx import random as _random
 from nnx.errors import CorruptModelFileError, ModelFileError, TensorMismatchError
-from nnx.layers import Layer, Sequential
+from nnx.layers import Layer
 
 # The file a checkpoint directory holds (see ``checkpoint_path``).
 CHECKPOINT_NAME = "checkpoint" + _io.SUFFIX
@@ -39,47 +41,6 @@ def latest_checkpoint(directory: str | os.PathLike[str]) -> Path | None:
     """The checkpoint in ``directory``, or ``None`` when there is none yet."""
     path = checkpoint_path(directory)
     return path if path.is_file() else None
-
-
-# host random generators -------------------------------------------------------------
-
-
-def rng_state(rng: host.HostRNG | None = None) -> dict[str, Any]:
-    """The state of a host generator (default: nnx's) as JSON-able data plus host arrays."""
-    rng = host.default() if rng is None else rng
-    if isinstance(rng, np.random.RandomState):
-        return {"kind": "RandomState", "state": rng.get_state(legacy=False)}
-    if isinstance(rng, np.random.Generator):
-        return {"kind": "Generator", "state": rng.bit_generator.state}
-    raise TypeError(f"expected a numpy.random.Generator or RandomState, got {type(rng).__name__}")
-
-
-def set_rng_state(rng: host.HostRNG | None, state: dict[str, Any]) -> None:
-    """Put ``rng`` (default: nnx's generator) back into a state from :func:`rng_state`.
-
-    Raises ``ValueError`` when the state is for another kind of generator.
-    """
-    rng = host.default() if rng is None else rng
-    kind = type(rng).__name__
-    if not isinstance(state, dict) or state.get("kind") != kind:
-        got = state.get("kind") if isinstance(state, dict) else state
-        raise ValueError(f"the saved random state is for a {got!r}, but the generator given is a {kind}")
-    try:
-        if isinstance(rng, np.random.RandomState):
-            rng.set_state(state["state"])
-        else:
-            rng.bit_generator.state = state["state"]
-    except (TypeError, ValueError, KeyError, IndexError, OverflowError) as exc:
-        raise ValueError(f"the saved random state does not fit this {kind}: {exc}") from None
-
-
-def _random_layers(layer: Layer, prefix: str = "") -> list[tuple[str, Layer]]:
-    """``(path, layer)`` for each layer with its own generator (``random_state``), e.g. seeded dropout."""
-    found = [(prefix.rstrip(".") or "model", layer)] if hasattr(layer, "random_state") else []
-    children = layer.layers if isinstance(layer, Sequential) else getattr(layer, "children", lambda: [])()
-    for i, child in enumerate(children):
-        found += _random_layers(child, f"{prefix}{i}.")
-    return found
 
 
 # state trees: JSON with arrays moved out into tensors --------------------------------
@@ -138,38 +99,39 @@ def _state_of(obj: Any, what: str) -> dict[str, Any] | None:
     return {"type": type(obj).__name__, "state": method()}
 
 
-def save_checkpoint(
-    path: str | os.PathLike[str],
+def run_state(
     model: Layer,
     optimizer: Any = None,
     *,
     schedule: Any = None,
-    rng: host.HostRNG | None = None,
+    rng: _random.HostRNG | None = None,
     epoch: int = 0,
     step: int = 0,
     history: Any = None,
     extra: Any = None,
-) -> Path:
-    """Atomically write everything needed to resume training to ``path``; returns the path.
+) -> dict[str, Any]:
+    """Everything a run needs to resume, except the model's tensors, as plain data (arrays stay arrays).
 
-    ``optimizer`` and ``schedule`` are saved through their ``state_dict()``;
-    ``rng`` is the host generator training draws from (default: nnx's own).
-    ``history`` and ``extra`` are JSON data (arrays in them become tensors).
-    If the process dies during the save, the previous file at ``path`` stays.
-    The directory is created if needed.
+    ``optimizer`` and ``schedule`` are kept through their ``state_dict()``;
+    ``rng`` is the host generator training draws from (default: nnx's own);
+    the model's layers with their own generators (seeded dropout) are kept too.
     """
-    fields, tensors = _io.model_tensors(model, path)
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    state = {
+    return {
         "epoch": int(epoch),
         "step": int(step),
         "optimizer": _state_of(optimizer, "optimizer"),
         "schedule": _state_of(schedule, "learning-rate schedule"),
-        "rng": rng_state(rng),
-        "layer_rngs": {name: layer.random_state() for name, layer in _random_layers(model)},
+        "rng": _random.get_state(rng),
+        "layer_rngs": model.random_states(),
         "history": history,
         "extra": extra,
     }
+
+
+def write_run(path: str | os.PathLike[str], model: Layer, state: dict[str, Any]) -> Path:
+    """Atomically write ``model`` and a :func:`run_state` to ``path``; returns the path."""
+    fields, tensors = _io.model_tensors(model, path)
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
     found: dict[str, np.ndarray] = {}
     encoded = _encode(state, "checkpoint", found)
     tensors.update(found)
@@ -177,23 +139,54 @@ def save_checkpoint(
     return _io.write_tensors(path, tensors, description)
 
 
+def save_checkpoint(
+    path: str | os.PathLike[str],
+    model: Layer,
+    optimizer: Any = None,
+    *,
+    schedule: Any = None,
+    rng: _random.HostRNG | None = None,
+    epoch: int = 0,
+    step: int = 0,
+    history: Any = None,
+    extra: Any = None,
+) -> Path:
+    """Atomically write everything needed to resume training to ``path``; returns the path.
+
+    The arguments are those of :func:`run_state`; ``history`` and ``extra``
+    are JSON data (arrays in them become tensors). If the process dies during
+    the save, the previous file at ``path`` stays. The directory is created if needed.
+    """
+    return write_run(path, model, run_state(model, optimizer, schedule=schedule, rng=rng, epoch=epoch,
+                                            step=step, history=history, extra=extra))
+
+
 @dataclass(repr=False)
 class Checkpoint:
-    """A validated checkpoint: training position and states, and the model's tensors."""
+    """A validated checkpoint: the model's tensors and the run's state (:func:`run_state`)."""
 
     file: _io.ModelFile = field(repr=False)
-    epoch: int
-    step: int
-    history: Any
-    extra: Any
-    optimizer_state: dict[str, Any] | None = field(repr=False)
-    schedule_state: dict[str, Any] | None = field(repr=False)
-    rng_state: dict[str, Any] = field(repr=False)
-    layer_rngs: dict[str, Any] = field(default_factory=dict, repr=False)
+    state: dict[str, Any] = field(repr=False)
 
     @property
     def path(self) -> Path:
         return self.file.path
+
+    @property
+    def epoch(self) -> int:
+        return self.state["epoch"]
+
+    @property
+    def step(self) -> int:
+        return self.state["step"]
+
+    @property
+    def history(self) -> Any:
+        return self.state.get("history")
+
+    @property
+    def extra(self) -> Any:
+        return self.state.get("extra")
 
     def __repr__(self) -> str:
         return f"Checkpoint({str(self.path)!r}, epoch={self.epoch}, step={self.step})"
@@ -207,7 +200,7 @@ class Checkpoint:
         model: Layer | None = None,
         optimizer: Any = None,
         schedule: Any = None,
-        rng: host.HostRNG | None = None,
+        rng: _random.HostRNG | None = None,
     ) -> None:
         """Put the saved values into existing objects, built the same way as when saved.
 
@@ -218,42 +211,42 @@ class Checkpoint:
         the generator, which is always restored.
         """
         if model is not None:
-            self._restore_model(model)
-        for obj, saved, what in ((optimizer, self.optimizer_state, "optimizer"),
-                                 (schedule, self.schedule_state, "learning-rate schedule")):
+            self.restore_model(model)
+            self._guarded(lambda: model.set_random_states(self.state["layer_rngs"]), "the layers' generator states")
+        for obj, key, what in ((optimizer, "optimizer", "optimizer"),
+                               (schedule, "schedule", "learning-rate schedule")):
             if obj is not None:
-                self._restore_state(obj, saved, what)
-        try:
-            set_rng_state(rng, self.rng_state)
-        except ValueError as exc:
-            raise ModelFileError(self.path, str(exc)) from None
+                restore_state(obj, self.state.get(key), what, self.path)
+        self._guarded(lambda: _random.set_state(rng, self.state["rng"]), "the random generator state")
 
-    def _restore_model(self, model: Layer) -> None:
-        described = self.file.description.get("model")
+    def restore_model(self, model: Layer) -> None:
+        """Check that ``model`` has the checkpoint's architecture, then fill in its tensors."""
+        described = _io.canonical_architecture(self.file.description.get("model"))
         architecture = _io.architecture(model, self.path)
         if architecture != described:
             raise TensorMismatchError(
                 self.path, f"the checkpoint's architecture {described!r:.300} differs from the model "
                            f"given, {architecture!r:.300}; build the model exactly as it was built when saved")
-        _io.fill_model(model, self.file, model.backend or _backend.current())
-        for name, layer in _random_layers(model):
-            if name in self.layer_rngs:
-                try:
-                    layer.set_random_state(self.layer_rngs[name])
-                except Exception as exc:  # the state came from a file: whatever it makes the setter do
-                    raise ModelFileError(self.path, f"the saved generator state of layer {name} does not fit: {exc}") from None
+        _io.fill_model(model, self.file)
 
-    def _restore_state(self, obj: Any, saved: dict[str, Any] | None, what: str) -> None:
-        if saved is None:
-            raise ModelFileError(self.path, f"the checkpoint holds no {what} state to restore into {obj!r}")
-        if saved["type"] != type(obj).__name__:
-            raise ModelFileError(
-                self.path, f"the checkpoint's {what} is a {saved['type']}, not a {type(obj).__name__}")
+    def _guarded(self, action: Any, what: str) -> None:
         try:
-            obj.load_state_dict(saved["state"])
-        except Exception as exc:  # the state came from a file: whatever it makes load_state_dict do
-            raise ModelFileError(
-                self.path, f"the saved {what} state does not fit {obj!r}: {type(exc).__name__}: {exc}") from None
+            action()
+        except Exception as exc:  # the state came from a file: whatever it makes the setter do
+            raise ModelFileError(self.path, f"{what} does not fit: {exc}") from None
+
+
+def restore_state(obj: Any, saved: dict[str, Any] | None, what: str, path: object) -> None:
+    """``obj.load_state_dict`` from a checkpoint's typed state, every failure a :class:`ModelFileError`."""
+    if saved is None:
+        raise ModelFileError(path, f"the checkpoint holds no {what} state to restore into {obj!r}")
+    if saved["type"] != type(obj).__name__:
+        raise ModelFileError(path, f"the checkpoint's {what} is a {saved['type']}, not a {type(obj).__name__}")
+    try:
+        obj.load_state_dict(saved["state"])
+    except Exception as exc:  # the state came from a file: whatever it makes load_state_dict do
+        raise ModelFileError(
+            path, f"the saved {what} state does not fit {obj!r}: {type(exc).__name__}: {exc}") from None
 
 
 def _typed_state(value: Any, what: str, path: Path) -> dict[str, Any] | None:
@@ -280,36 +273,27 @@ def load_checkpoint(path: str | os.PathLike[str]) -> Checkpoint:
     for key in ("epoch", "step"):
         if not _io.is_count(state[key]):
             raise CorruptModelFileError(path, f"the training state's {key} is {state[key]!r}, not a count")
-    return Checkpoint(
-        file=file,
-        epoch=state["epoch"],
-        step=state["step"],
-        history=state.get("history"),
-        extra=state.get("extra"),
-        optimizer_state=_typed_state(state.get("optimizer"), "optimizer", path),
-        schedule_state=_typed_state(state.get("schedule"), "learning-rate schedule", path),
-        rng_state=state["rng"],
-        layer_rngs=state.get("layer_rngs") if isinstance(state.get("layer_rngs"), dict) else {},
-    )
+    layer_rngs = state.get("layer_rngs") if isinstance(state.get("layer_rngs"), dict) else {}
+    state = {**state,
+             "optimizer": _typed_state(state.get("optimizer"), "optimizer", path),
+             "schedule": _typed_state(state.get("schedule"), "learning-rate schedule", path),
+             "layer_rngs": {("" if k == "model" else k): v for k, v in layer_rngs.items()}}
+    return Checkpoint(file=file, state=state)
 
 
 # fit's training state ----------------------------------------------------------------
 
 
 def save_train_state(path: str | os.PathLike[str], state: Any) -> Path:
-    """Checkpoint a :class:`~nnx.TrainState` (its model, optimizer, generator, position,
-    history and callbacks, such as a learning-rate scheduler) to ``path`` atomically."""
-    return save_checkpoint(
-        path, state.model, state.optimizer, rng=state.rng, epoch=state.epoch, step=state.step,
-        history=state.history.to_dict(), extra={"callbacks": [cb.state_dict() for cb in state.callbacks]},
-    )
+    """Checkpoint a :class:`~nnx.TrainState` (its model and :meth:`~nnx.TrainState.state_dict`) atomically."""
+    return write_run(path, state.model, state.state_dict())
 
 
 def restore_train_state(path: str | os.PathLike[str], state: Any) -> Checkpoint:
     """Put the checkpoint at ``path`` into a :class:`~nnx.TrainState` built as the saved run's was.
 
-    Everything is checked before anything changes except the model, optimizer
-    and generator, which :meth:`Checkpoint.restore` checks and fills in turn.
+    The callbacks and history are checked before anything changes; the model's
+    tensors, then the run's state (:meth:`~nnx.TrainState.load_state_dict`) follow.
     """
     ck = load_checkpoint(path)
     saved = ck.extra.get("callbacks") if isinstance(ck.extra, dict) else None
@@ -319,16 +303,13 @@ def restore_train_state(path: str | os.PathLike[str], state: Any) -> Checkpoint:
         raise ModelFileError(
             ck.path, f"the saved run had {len(saved)} callbacks, this one has {len(state.callbacks)}; "
                      f"pass the same callbacks to resume")
-    ck.restore(state.model, state.optimizer, rng=state.rng)
-    state.epoch, state.step = ck.epoch, ck.step
-    state.history = type(state.history).from_dict(ck.history)
-    for cb, s in zip(state.callbacks, saved):
-        try:
-            cb.load_state_dict(s)
-        except Exception as exc:  # the state came from a file: whatever it makes load_state_dict do
-            raise ModelFileError(
-                ck.path, f"the saved state of callback {cb!r} does not fit: {type(exc).__name__}: {exc}") from None
-    state.stop = False
+    ck.restore_model(state.model)
+    try:
+        state.load_state_dict(ck.state)
+    except ModelFileError:
+        raise
+    except Exception as exc:  # the state came from a file: whatever it makes the setters do
+        raise ModelFileError(ck.path, f"the saved run does not fit this one: {type(exc).__name__}: {exc}") from None
     return ck
 
 
@@ -338,9 +319,10 @@ __all__ = [
     "checkpoint_path",
     "latest_checkpoint",
     "load_checkpoint",
+    "restore_state",
     "restore_train_state",
-    "rng_state",
+    "run_state",
     "save_checkpoint",
     "save_train_state",
-    "set_rng_state",
+    "write_run",
 ]

@@ -265,7 +265,7 @@ def train_val_split(
     ``val`` is a fraction (0 < val < 1) or a count. With ``stratify=True``
     every class keeps its share in both parts (``y`` must be class indices).
     """
-    from nnx.backend import host
+    from nnx import random as _random
 
     x, y = np.asarray(x), np.asarray(y)
     n = int(x.shape[0])
@@ -274,21 +274,21 @@ def train_val_split(
     count = int(round(val * n)) if isinstance(val, float) else int(val)
     if (isinstance(val, float) and not 0.0 < val < 1.0) or not 0 < count < n:
         raise ValueError(f"train_val_split: val must be a fraction in (0, 1) or a count in [1, {n - 1}], got {val!r}")
-    rng = host.make_rng(seed)
+    rng = _random.make_rng(seed)
     if not stratify:
-        order = host.permutation(rng, n)
+        order = _random.permutation(rng, n)
         val_idx, train_idx = order[:count], order[count:]
     else:
         labels = y if y.ndim == 1 else y.argmax(axis=1)
         val_parts, train_parts = [], []
         for c in np.unique(labels):
             members = np.flatnonzero(labels == c)
-            members = members[host.permutation(rng, members.size)]
+            members = members[_random.permutation(rng, members.size)]
             k = int(round(count * members.size / n))
             val_parts.append(members[:k])
             train_parts.append(members[k:])
-        val_idx = np.concatenate(val_parts)[host.permutation(rng, sum(p.size for p in val_parts))]
-        train_idx = np.concatenate(train_parts)[host.permutation(rng, sum(p.size for p in train_parts))]
+        val_idx = np.concatenate(val_parts)[_random.permutation(rng, sum(p.size for p in val_parts))]
+        train_idx = np.concatenate(train_parts)[_random.permutation(rng, sum(p.size for p in train_parts))]
     return (x[train_idx], y[train_idx]), (x[val_idx], y[val_idx])
 
 

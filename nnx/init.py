@@ -16,7 +16,7 @@ from __future__ import annotations
 import math
 from typing import Any, Protocol
 
-from nnx.backend import host
+from nnx import random as _random
 from nnx.errors import ShapeError
 
 
@@ -41,7 +41,7 @@ class Uniform:
         self.low, self.high = float(low), float(high)
 
     def __call__(self, shape: tuple[int, ...], rng: Any) -> Any:
-        return host.uniform(rng, shape, self.low, self.high)
+        return _random.uniform(rng, shape, self.low, self.high)
 
     def __repr__(self) -> str:
         return f"Uniform({self.low}, {self.high})"
@@ -56,7 +56,7 @@ class Normal:
         self.mean, self.std = float(mean), float(std)
 
     def __call__(self, shape: tuple[int, ...], rng: Any) -> Any:
-        return host.normal(rng, shape, self.mean, self.std)
+        return _random.normal(rng, shape, self.mean, self.std)
 
     def __repr__(self) -> str:
         return f"Normal({self.mean}, {self.std})"
@@ -71,7 +71,7 @@ class XavierUniform:
     def __call__(self, shape: tuple[int, ...], rng: Any) -> Any:
         fan_in, fan_out = _fans(shape)
         bound = self.gain * math.sqrt(6.0 / (fan_in + fan_out))
-        return host.uniform(rng, shape, -bound, bound)
+        return _random.uniform(rng, shape, -bound, bound)
 
 
 class XavierNormal:
@@ -82,7 +82,7 @@ class XavierNormal:
 
     def __call__(self, shape: tuple[int, ...], rng: Any) -> Any:
         fan_in, fan_out = _fans(shape)
-        return host.normal(rng, shape, 0.0, self.gain * math.sqrt(2.0 / (fan_in + fan_out)))
+        return _random.normal(rng, shape, 0.0, self.gain * math.sqrt(2.0 / (fan_in + fan_out)))
 
 
 class HeUniform:
@@ -91,7 +91,7 @@ class HeUniform:
     def __call__(self, shape: tuple[int, ...], rng: Any) -> Any:
         fan_in, _ = _fans(shape)
         bound = math.sqrt(6.0 / fan_in)
-        return host.uniform(rng, shape, -bound, bound)
+        return _random.uniform(rng, shape, -bound, bound)
 
 
 class HeNormal:
@@ -99,7 +99,7 @@ class HeNormal:
 
     def __call__(self, shape: tuple[int, ...], rng: Any) -> Any:
         fan_in, _ = _fans(shape)
-        return host.normal(rng, shape, 0.0, math.sqrt(2.0 / fan_in))
+        return _random.normal(rng, shape, 0.0, math.sqrt(2.0 / fan_in))
 
 
 class Constant:
@@ -109,7 +109,7 @@ class Constant:
         self.value = float(value)
 
     def __call__(self, shape: tuple[int, ...], rng: Any) -> Any:
-        return host.full(shape, self.value)
+        return _random.full(shape, self.value)
 
 
 # Aliases under the other common names.

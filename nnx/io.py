@@ -39,12 +39,14 @@ from typing import Any, Iterable, Iterator, Mapping
 import numpy as np
 
 from nnx import backend as _backend
-from nnx.backend import host
+from nnx import random as _random
 from nnx.errors import (
     CorruptModelFileError,
+    DTypeError,
     FormatVersionError,
     ModelFileError,
     NotAModelFileError,
+    ShapeError,
     TensorMismatchError,
     UnknownLayerError,
 )
@@ -63,6 +65,7 @@ from nnx.layers import (
     Softmax,
     Tanh,
 )
+from nnx.layers.base import quote_names
 
 FORMAT = "nnx"
 FORMAT_VERSION = 1
@@ -95,13 +98,16 @@ _SIZE_KEYS = ("in_features", "out_features", "num_features", "normalized_shape")
 _LAYERS: dict[str, type[Layer]] = {}
 
 
-def register_layer(cls: type[Layer], name: str | None = None) -> type[Layer]:
+def register_layer(cls: type[Layer] | None = None, name: str | None = None) -> Any:
     """Allow ``cls`` in model files under ``name`` (default: the class name).
 
     Only registered classes are saved and built on load; a file cannot name
-    anything else. The class must be constructible as ``cls(**layer.config())``
-    (or ``cls()`` when it has no ``config``). Usable as a decorator.
+    anything else. The class is rebuilt with ``cls.from_config(config, children)``
+    (by default ``cls(**layer.config(), **children)``). Usable as a decorator:
+    ``@nnx.register_layer`` or ``@nnx.register_layer(name="mylib.Block")``.
     """
+    if cls is None:
+        return lambda c: register_layer(c, name)  # type: ignore[return-value]
     if not (isinstance(cls, type) and issubclass(cls, Layer)):
         raise TypeError(f"register_layer expects an nnx Layer subclass, got {cls!r}")
     key = name or cls.__name__
@@ -281,7 +287,9 @@ def is_count(v: Any) -> bool:
 
 def _sniff(head: bytes, path: Path) -> None:
     """Name well-known foreign formats instead of misreading their first bytes as a length."""
-    if head[:1] == b"\x80" and head[1:2] in (b"\x02", b"\x03", b"\x04", b"\x05"):
+    # a pickle's third byte is an opcode, never 0; an nnx header length of 0x0280..0x0580
+    # bytes starts with the same two bytes but continues with zeros
+    if head[:1] == b"\x80" and head[1:2] in (b"\x02", b"\x03", b"\x04", b"\x05") and head[2:3] != b"\x00":
         raise NotAModelFileError(
             path, "is a Python pickle, not an nnx file; nnx never unpickles (a pickle can run any "
                   "code); re-save the model with nnx.save")
@@ -422,37 +430,30 @@ def read_tensors(path: str | os.PathLike[str]) -> ModelFile:
 # models ---------------------------------------------------------------------------
 
 
-def named_buffers(model: Layer) -> list[tuple[str, Any]]:
-    """The model's non-trainable state as ``(name, array)`` pairs (none for layers without any)."""
-    method = getattr(model, "named_buffers", None)
-    return list(method()) if method is not None else []
-
-
 def architecture(layer: Layer, path: object) -> dict[str, Any]:
-    """The JSON description of ``layer``: type names and configs, children for Sequential."""
-    name = _type_name(type(layer), path)
-    if isinstance(layer, Sequential):
-        return {"type": name, "layers": [architecture(child, path) for child in layer.layers]}
-    config = layer.config() if hasattr(layer, "config") else {}
-    try:
-        if json.loads(json.dumps(config)) != config:
-            raise TypeError("it does not survive a JSON round trip")
-    except (TypeError, ValueError) as exc:
-        raise TypeError(f"cannot save {layer!r}: its config() {config!r} is not plain JSON ({exc})") from None
-    return {"type": name, "config": config}
+    """The JSON description of ``layer`` (:meth:`~nnx.Layer.describe`) under its registered type names."""
+    return layer.describe(lambda cls: _type_name(cls, path))
+
+
+def canonical_architecture(node: Any) -> Any:
+    """A description in the current form: nnx 0.1 wrote a Sequential as ``{"type", "layers"}``."""
+    if not isinstance(node, dict):
+        return node
+    if set(node) == {"type", "layers"} and isinstance(node["layers"], list):
+        node = {"type": node["type"], "config": {},
+                "children": [[str(i), c] for i, c in enumerate(node["layers"])]}
+    if isinstance(node.get("children"), list):
+        node = {**node, "children": [[pair[0], canonical_architecture(pair[1])]
+                                     if isinstance(pair, list) and len(pair) == 2 else pair
+                                     for pair in node["children"]]}
+    return node
 
 
 def model_tensors(model: Layer, path: object = "<memory>") -> tuple[dict[str, Any], dict[str, np.ndarray]]:
     """The description fields and host tensors that describe ``model``."""
     if not isinstance(model, Layer):
         raise TypeError(f"expected an nnx layer or Sequential, got {type(model).__name__}")
-    tensors: dict[str, np.ndarray] = {}
-    for name, p in model.named_parameters():
-        tensors[name] = _backend.to_host(p.data)
-    for name, value in named_buffers(model):
-        if name in tensors:
-            raise ValueError(f"buffer {name!r} has the name of a parameter")
-        tensors[name] = _backend.to_host(value)
+    tensors = {name: _backend.to_host(value) for name, value in model.state_dict().items()}
     params = model.parameters()
     fields = {
         "model": architecture(model, path),
@@ -481,7 +482,7 @@ def save(model: Layer, path: str | os.PathLike[str]) -> Path:
 @contextlib.contextmanager
 def _default_rng_untouched() -> Iterator[None]:
     """Building layers draws initial weights; keep nnx's default generator where it was."""
-    rng = host.default()
+    rng = _random.default()
     state = rng.bit_generator.state
     try:
         yield
@@ -522,15 +523,15 @@ class _Builder:
                 path, f"layer {where} has type {name!r:.100}, which is not an allowed layer type "
                       f"({', '.join(sorted(_LAYERS))}); nnx never imports code named in a file; "
                       f"if it is your own class, register it with nnx.io.register_layer before loading")
-        if issubclass(cls, Sequential):
-            children = node.get("layers")
-            if set(node) != {"type", "layers"} or not isinstance(children, list):
-                raise CorruptModelFileError(path, f"layer {where} ({name}) needs exactly 'type' and a list of 'layers'")
-            prefix = "" if where == "model" else f"{where}."
-            return cls(*[self.build(c, f"{prefix}{i}", depth + 1) for i, c in enumerate(children)])
+        if set(node) == {"type", "layers"}:  # nnx 0.1's form of a Sequential
+            if not isinstance(node["layers"], list):
+                raise CorruptModelFileError(path, f"layer {where} ({name}) needs a list of 'layers'")
+            node = {"type": name, "config": {}, "children": [[str(i), c] for i, c in enumerate(node["layers"])]}
         config = node.get("config")
-        if set(node) != {"type", "config"} or not isinstance(config, dict):
-            raise CorruptModelFileError(path, f"layer {where} ({name}) needs exactly 'type' and a 'config' object")
+        if set(node) - {"children"} != {"type", "config"} or not isinstance(config, dict):
+            raise CorruptModelFileError(path, f"layer {where} ({name}) needs exactly 'type', a 'config' object "
+                                              f"and, for a layer with sub-layers, 'children'")
+        children = self._children(node.get("children", []), where, name, depth)
         self.budget -= _size_of(config)
         if self.budget < 0:
             raise CorruptModelFileError(
@@ -538,53 +539,37 @@ class _Builder:
                       f"whole file; the description is corrupted")
         try:
             with _default_rng_untouched():
-                return cls(**config)
+                return cls.from_config(config, children)
         except Exception as exc:  # whatever a constructor makes of arguments it never expected
             raise CorruptModelFileError(
                 path, f"layer {where} ({name}) has an invalid config {config!r:.200}: "
                       f"{type(exc).__name__}: {exc}") from None
 
+    def _children(self, pairs: Any, where: str, name: str, depth: int) -> dict[str, Layer]:
+        if not isinstance(pairs, list):
+            raise CorruptModelFileError(self.path, f"layer {where} ({name}) has 'children' that are not a list")
+        children: dict[str, Layer] = {}
+        prefix = "" if where == "model" else f"{where}."
+        for pair in pairs:
+            if not (isinstance(pair, list) and len(pair) == 2 and isinstance(pair[0], str)) or pair[0] in children:
+                raise CorruptModelFileError(
+                    self.path, f"layer {where} ({name}) has a child that is not a unique [name, layer] pair: "
+                               f"{pair!r:.200}")
+            children[pair[0]] = self.build(pair[1], f"{prefix}{pair[0]}", depth + 1)
+        return children
 
-def quote_names(names: Iterable[str]) -> str:
-    """Up to five names for an error message."""
-    names = sorted(names)
-    shown = ", ".join(repr(n) for n in names[:5])
-    return shown + (f" and {len(names) - 5} more" if len(names) > 5 else "")
 
-
-def fill_model(model: Layer, file: ModelFile, name: str) -> None:
+def fill_model(model: Layer, file: ModelFile) -> None:
     """Move the file's tensors into ``model``'s parameters and buffers, checking each."""
     path = file.path
-    targets: dict[str, tuple[str, Any]] = {n: ("parameter", p.data) for n, p in model.named_parameters()}
-    targets.update({n: ("buffer", v) for n, v in named_buffers(model)})
     stored = {n: a for n, a in file.tensors.items() if not n.startswith(STATE_PREFIX)}
     if file.description.get("kind") == "model" and len(stored) != len(file.tensors):
         extra = set(file.tensors) - set(stored)
         raise TensorMismatchError(path, f"has tensors the model does not have: {quote_names(extra)}")
-    missing, extra = set(targets) - set(stored), set(stored) - set(targets)
-    if missing:
-        raise TensorMismatchError(path, f"lacks tensors the architecture needs: {quote_names(missing)}")
-    if extra:
-        raise TensorMismatchError(path, f"has tensors the architecture does not have: {quote_names(extra)}")
-    for tname, (kind, current) in targets.items():
-        array = stored[tname]
-        if tuple(array.shape) != tuple(current.shape):
-            raise TensorMismatchError(
-                path, f"{kind} {tname!r} has shape {tuple(array.shape)} in the file but the architecture "
-                      f"needs {tuple(current.shape)}")
-        want = _backend.dtype_name(current)
-        if array.dtype.name != want:
-            raise TensorMismatchError(
-                path, f"{kind} {tname!r} is {array.dtype.name} in the file but the architecture makes it {want}")
-    params = dict(model.named_parameters())
-    setter = getattr(model, "set_buffer", None)
-    for tname, (kind, _) in targets.items():
-        value = _backend.to_device(stored[tname], name)
-        if kind == "parameter":
-            params[tname].data = value
-            params[tname].grad = None
-        else:
-            setter(tname, value)
+    try:
+        model.load_state_dict(stored, source="the file")
+    except (ShapeError, DTypeError) as exc:
+        raise TensorMismatchError(path, str(exc)) from None
 
 
 def build_model(file: ModelFile, backend: str | None = None) -> Layer:
@@ -593,7 +578,7 @@ def build_model(file: ModelFile, backend: str | None = None) -> Layer:
     _backend.get(name)
     with _backend.use(name):
         model = _Builder(file.path, file.size).build(file.description.get("model"), "model")
-    fill_model(model, file, name)
+    fill_model(model, file)
     return model
 
 

@@ -27,13 +27,19 @@ import math
 from typing import Any
 
 from nnx import backend as _backend
+from nnx import ops
 from nnx.errors import DTypeError, ShapeError, TargetError
-from nnx.layers.activations import sigmoid
-from nnx.layers.base import Layer, check_float, check_no_nan, check_same_dtype, finite_checks_enabled
+from nnx.layers.base import SavesForBackward
+from nnx.layers.checks import check_float, check_no_nan, check_same_dtype, finite_checks_enabled
 
 
-class Loss(Layer):
-    """Base class of losses: checks, saved state and the ``backward`` contract."""
+class Loss(SavesForBackward):
+    """Base class of losses: ``forward(pred, target)`` keeps the gradient, ``backward()`` returns it.
+
+    A loss is not a layer: it takes two arrays and has no parameters. Subclasses
+    implement ``forward`` (validating with ``_check`` or their own checks) and
+    keep d loss / d pred with ``save_for_backward``.
+    """
 
     def _check(self, pred: Any, target: Any) -> Any:
         where = repr(self)
@@ -52,16 +58,25 @@ class Loss(Layer):
             check_no_nan(target, xp, where, "target")
         return xp
 
-    def forward(self, pred: Any, target: Any) -> Any:  # type: ignore[override]
+    def forward(self, pred: Any, target: Any) -> Any:
+        """The loss as a 0-d array; keeps its gradient for :meth:`backward`."""
         raise NotImplementedError
 
-    def __call__(self, pred: Any, target: Any) -> Any:  # type: ignore[override]
+    def __call__(self, pred: Any, target: Any) -> Any:
         return self.forward(pred, target)
 
     def backward(self, grad: Any = None) -> Any:
         """The gradient with respect to ``pred``, times ``grad`` (a scalar, default 1)."""
-        (g,) = self._take()
+        (g,) = self.saved_tensors()
         return g if grad is None else g * grad
+
+    def drop_saved(self) -> None:
+        """Forget the gradient a forward kept (no backward will come)."""
+        self._saved = None
+
+    def config(self) -> dict[str, Any]:
+        """The constructor arguments."""
+        return {}
 
 
 _REDUCTIONS = ("mean", "sum")
@@ -76,7 +91,7 @@ class MSE(Loss):
             raise ValueError(f"MSE reduction must be one of {_REDUCTIONS}, got {reduction!r}")
         self.reduction = reduction
 
-    def forward(self, pred: Any, target: Any) -> Any:  # type: ignore[override]
+    def forward(self, pred: Any, target: Any) -> Any:
         xp = self._check(pred, target)
         diff = pred - target
         total = xp.sum(diff * diff)
@@ -85,7 +100,7 @@ class MSE(Loss):
             n = math.prod(diff.shape)  # not .size: torch tensors have a size() method
             total = total / n
             scale = 2.0 / n
-        self._save(diff * scale)
+        self.save_for_backward(diff * scale)
         return total
 
     def config(self) -> dict[str, Any]:
@@ -102,14 +117,14 @@ class SumSquaredError(Loss):
         super().__init__()
         self.half = bool(half)
 
-    def forward(self, pred: Any, target: Any) -> Any:  # type: ignore[override]
+    def forward(self, pred: Any, target: Any) -> Any:
         xp = self._check(pred, target)
         diff = pred - target
         total = xp.sum(diff * diff)
         if self.half:
-            self._save(diff)
+            self.save_for_backward(diff)
             return total / 2
-        self._save(2 * diff)
+        self.save_for_backward(2 * diff)
         return total
 
     def config(self) -> dict[str, Any]:
@@ -139,20 +154,20 @@ class BinaryCrossEntropyWithLogits(Loss):
         _check_reduction("BinaryCrossEntropyWithLogits", reduction)
         self.reduction = reduction
 
-    def forward(self, pred: Any, target: Any) -> Any:  # type: ignore[override]
+    def forward(self, pred: Any, target: Any) -> Any:
         xp = self._check(pred, target)
         # log(1 + exp(z)) - z t  ==  max(z, 0) - z t + log1p(exp(-|z|))
         per = xp.log1p(xp.exp(-xp.abs(pred)))
         per += xp.maximum(pred, 0.0)
         per -= pred * target
         total = xp.sum(per)
-        g = sigmoid(pred)
+        g = ops.sigmoid(pred)
         g -= target
         if self.reduction == "mean":
             n = math.prod(pred.shape)  # not .size: torch tensors have a size() method
             total = total / n
             g *= 1.0 / n
-        self._save(g)
+        self.save_for_backward(g)
         return total
 
     def config(self) -> dict[str, Any]:
@@ -227,7 +242,7 @@ class SoftmaxCrossEntropy(Loss):
             check_no_nan(target, xp, where, "target")
         return target, False
 
-    def forward(self, pred: Any, target: Any) -> Any:  # type: ignore[override]
+    def forward(self, pred: Any, target: Any) -> Any:
         where = repr(self)
         xp = check_float(pred, where)
         if pred.ndim != 2:
@@ -252,7 +267,7 @@ class SoftmaxCrossEntropy(Loss):
         if self.reduction == "mean":
             total = total / n
             g *= 1.0 / n
-        self._save(g)
+        self.save_for_backward(g)
         return total
 
     def config(self) -> dict[str, Any]:

@@ -1,7 +1,9 @@
-"""Optimizers: update parameters in place from their accumulated gradients.
+"""Optimizers: update parameters from their accumulated gradients.
 
-State (momentum buffers, moment estimates) lives on the parameters' backend
-and dtype, is updated in place, and can be read out with ``state_dict()``
+The update arithmetic is in :mod:`nnx.ops`; an optimizer stores the arrays an
+update returns (parameters and state), so it never relies on an array being
+changed in place. State (momentum buffers, moment estimates) lives on the
+parameters' backend and dtype, and can be read out with ``state_dict()``
 (host NumPy arrays plus JSON-able scalars) and restored with
 ``load_state_dict()``. Learning-rate schedules (:mod:`nnx.schedules`) and
 :func:`clip_grad_norm` are re-exported here.
@@ -15,7 +17,7 @@ import math
 from typing import Any, Iterable
 
 from nnx import backend as _backend
-from nnx.backend import fastpath
+from nnx import ops
 from nnx.errors import BackendMismatchError, ShapeError, StateError
 from nnx.layers.base import Parameter
 from nnx.schedules import CosineWithWarmup, ExponentialLR, Schedule, StepLR
@@ -144,32 +146,14 @@ class SGD(Optimizer):
         self.momentum, self.nesterov, self.weight_decay = float(momentum), bool(nesterov), float(weight_decay)
 
     def step(self) -> None:
-        lr, mu, wd = self.lr, self.momentum, self.weight_decay
-        fast = fastpath.op("sgd_update", self.params[0].data)
         for i, p in enumerate(self.params):
-            g = p.grad
-            if g is None:
+            if p.grad is None:
                 continue
             self.steps[i] += 1
-            if fast is not None and (not mu or "momentum" in self.state[i]):
-                fast(p.data, g, self.state[i]["momentum"] if mu else None, lr, mu, wd, self.nesterov)
-                continue
-            if wd:
-                g = g + wd * p.data
-            if not mu:
-                p.data -= lr * g
-                continue
-            buf = self.state[i].get("momentum")
-            if buf is None:
-                buf = self.state[i]["momentum"] = _backend.namespace_of(g).asarray(g, copy=True)
-            else:
-                buf *= mu
-                buf += g
-            if self.nesterov:
-                g = g + mu * buf
-                p.data -= lr * g
-            else:
-                p.data -= lr * buf
+            p.data, buf = ops.sgd_update(p.data, p.grad, self.state[i].get("momentum"), self.lr,
+                                         self.momentum, self.weight_decay, self.nesterov)
+            if buf is not None:
+                self.state[i]["momentum"] = buf
 
 
 class Adam(Optimizer):
@@ -203,25 +187,13 @@ class Adam(Optimizer):
     def step(self) -> None:
         (b1, b2), eps, lr = self.betas, self.eps, self.lr
         for i, p in enumerate(self.params):
-            g = p.grad
-            if g is None:
+            if p.grad is None:
                 continue
-            g = self._decay(p, g)
+            g = self._decay(p, p.grad)
             m, v = self._slot(i, "exp_avg", p.data), self._slot(i, "exp_avg_sq", p.data)
-            self.steps[i] = t = self.steps[i] + 1
-            m *= b1
-            m += (1.0 - b1) * g
-            g2 = g * g
-            g2 *= 1.0 - b2
-            v *= b2
-            v += g2
-            # lr * mhat / (sqrt(vhat) + eps) with the bias corrections folded into scalars
-            denom = _backend.namespace_of(v).sqrt(v)
-            denom *= 1.0 / math.sqrt(1.0 - b2**t)
-            denom += eps
-            update = m / denom
-            update *= lr / (1.0 - b1**t)
-            p.data -= update
+            self.steps[i] += 1
+            p.data, m, v = ops.adam_update(p.data, g, m, v, lr, b1, b2, eps, self.steps[i])
+            self.state[i]["exp_avg"], self.state[i]["exp_avg_sq"] = m, v
 
 
 class AdamW(Adam):
@@ -246,7 +218,9 @@ class AdamW(Adam):
 
     def _decay(self, p: Parameter, g: Any) -> Any:
         if self.weight_decay:
-            p.data *= 1.0 - self.lr * self.weight_decay
+            data = p.data
+            data *= 1.0 - self.lr * self.weight_decay
+            p.data = data
         return g
 
 
@@ -273,28 +247,19 @@ class RMSProp(Optimizer):
         self.momentum, self.weight_decay = float(momentum), float(weight_decay)
 
     def step(self) -> None:
-        a, eps, lr, mu, wd = self.alpha, self.eps, self.lr, self.momentum, self.weight_decay
         for i, p in enumerate(self.params):
             g = p.grad
             if g is None:
                 continue
             self.steps[i] += 1
-            if wd:
-                g = g + wd * p.data
+            if self.weight_decay:
+                g = g + self.weight_decay * p.data
             v = self._slot(i, "square_avg", p.data)
-            g2 = g * g
-            g2 *= 1.0 - a
-            v *= a
-            v += g2
-            denom = _backend.namespace_of(v).sqrt(v)
-            denom += eps
-            update = g / denom
-            if mu:
-                buf = self._slot(i, "momentum", p.data)
-                buf *= mu
-                buf += update
-                update = buf
-            p.data -= lr * update
+            buf = self._slot(i, "momentum", p.data) if self.momentum else None
+            p.data, v, buf = ops.rmsprop_update(p.data, g, v, buf, self.lr, self.alpha, self.eps, self.momentum)
+            self.state[i]["square_avg"] = v
+            if buf is not None:
+                self.state[i]["momentum"] = buf
 
 
 def clip_grad_norm(params: Iterable[Parameter], max_norm: float) -> Any:
@@ -306,7 +271,8 @@ def clip_grad_norm(params: Iterable[Parameter], max_norm: float) -> Any:
     """
     if not max_norm > 0:
         raise ValueError(f"clip_grad_norm max_norm must be > 0, got {max_norm}")
-    grads = [p.grad for p in params if p.grad is not None]
+    params = [p for p in params if p.grad is not None]
+    grads = [p.grad for p in params]
     if not grads:
         raise StateError("clip_grad_norm found no gradients; call backward first")
     xp = _backend.namespace_of(grads[0])
@@ -319,8 +285,10 @@ def clip_grad_norm(params: Iterable[Parameter], max_norm: float) -> Any:
         total = sq if total is None else total + xp.astype(sq, total.dtype)
     norm = xp.sqrt(total)
     coef = xp.clip(max_norm / (norm + 1e-6), max=1.0)
-    for g in grads:
+    for p in params:
+        g = p.grad
         g *= coef if coef.dtype == g.dtype else xp.astype(coef, g.dtype)
+        p.grad = g
     return norm
 
 

@@ -98,7 +98,7 @@ def build(directory: Path) -> list[tuple[str, str, str]]:
     flipped[20] ^= 0xFF
     add("flipped-header-byte.nnx", bytes(flipped), "CorruptModelFileError", "not valid JSON")
     add("edited-description.nnx",
-        _with_description(base, lambda d: d["model"]["layers"][2].update(type="Tanh"), checksum=False),
+        _with_description(base, lambda d: d["model"]["children"][2][1].update(type="Tanh"), checksum=False),
         "CorruptModelFileError", "does not match its SHA-256 checksum")
     # huge sizes: nothing of the declared size may be allocated
     add("huge-header-length.nnx", (2**63).to_bytes(8, "little") + raw[8:], "CorruptModelFileError",
@@ -107,7 +107,7 @@ def build(directory: Path) -> list[tuple[str, str, str]]:
     add("huge-tensor.nnx", _with_header(base, lambda h: h.__setitem__("0.weight", huge)),
         "CorruptModelFileError", "but the file holds only")
     add("huge-layer-config.nnx",
-        _with_description(base, lambda d: d["model"]["layers"][0]["config"].update(
+        _with_description(base, lambda d: d["model"]["children"][0][1]["config"].update(
             in_features=10**6, out_features=10**6)),
         "CorruptModelFileError", "larger than the whole file")
     # tensors that disagree with the JSON description
@@ -142,16 +142,26 @@ def build(directory: Path) -> list[tuple[str, str, str]]:
     add("format-version-0.nnx", _with_description(base, lambda d: d.update(format_version=0)),
         "FormatVersionError", "re-save it")
     add("unknown-layer.nnx",
-        _with_description(base, lambda d: d["model"]["layers"][1].update(type="os.system")),
+        _with_description(base, lambda d: d["model"]["children"][1][1].update(type="os.system")),
         "UnknownLayerError", "'os.system', which is not an allowed layer type")
     add("bad-layer-config.nnx",
-        _with_description(base, lambda d: d["model"]["layers"][0]["config"].update(activation="exec")),
+        _with_description(base, lambda d: d["model"]["children"][0][1]["config"].update(activation="exec")),
         "CorruptModelFileError", "invalid config")
     deep: dict[str, Any] = {"type": "Sigmoid", "config": {}}
     for _ in range(nio.MAX_DEPTH + 2):
         deep = {"type": "Sequential", "layers": [deep]}
     add("deep-nesting.nnx", _with_description(base, lambda d: d.update(model=deep)),
         "CorruptModelFileError", "nest deeper")
+    deep = {"type": "Sigmoid", "config": {}}
+    for _ in range(nio.MAX_DEPTH + 2):
+        deep = {"type": "Sequential", "config": {}, "children": [["0", deep]]}
+    add("deep-nesting-children.nnx", _with_description(base, lambda d: d.update(model=deep)),
+        "CorruptModelFileError", "nest deeper")
+    add("children-not-pairs.nnx",
+        _with_description(base, lambda d: d["model"].update(children=[c[1] for c in d["model"]["children"]])),
+        "CorruptModelFileError", "not a unique [name, layer] pair")
+    add("sequential-with-config.nnx", _with_description(base, lambda d: d["model"]["config"].update(extra=1)),
+        "CorruptModelFileError", "takes no config")
     bomb = dict(header, __metadata__={"format": "nnx", "nnx": "[" * 100_000 + "]" * 100_000})
     add("json-bomb.nnx", _raw(bomb, data), "CorruptModelFileError", "is not valid JSON")
     duplicated = b'{"0.bias":{},' + json.dumps(header).encode()[1:]

@@ -29,7 +29,7 @@ def test_env_var_selects_backend(name: str) -> None:
 
 def test_env_var_unknown_name_is_an_error(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("NNX_BACKEND", "tensorflow")
-    with pytest.raises(nnx.UnknownBackendError, match="numpy, array_api_strict, cupy, torch"):
+    with pytest.raises(nnx.errors.UnknownBackendError, match="numpy, array_api_strict, cupy, torch"):
         nnx.current()
 
 
@@ -45,7 +45,7 @@ def test_context_manager_restores_previous() -> None:
 
 
 def test_unknown_name_lists_valid_ones() -> None:
-    with pytest.raises(nnx.UnknownBackendError) as info:
+    with pytest.raises(nnx.errors.UnknownBackendError) as info:
         nnx.use("jax-gpu")
     message = str(info.value)
     for name in nb.names():
@@ -60,35 +60,35 @@ def test_available_reports_a_reason_for_each_unavailable_backend() -> None:
     for name, reason in report.items():
         assert reason is None or (isinstance(reason, str) and reason)
         if reason is not None:
-            with pytest.raises(nnx.BackendUnavailableError, match=name):
+            with pytest.raises(nnx.errors.BackendUnavailableError, match=name):
                 nnx.use(name)
 
 
-def test_round_trip_is_exact(backend: str) -> None:
+def test_round_trip_is_exact(nnx_backend: str) -> None:
     host = np.random.default_rng(3).standard_normal((5, 7))
-    dev = nnx.to_device(host, backend)
-    assert nb.backend_of(dev) == backend
+    dev = nnx.to_device(host, nnx_backend)
+    assert nb.backend_of(dev) == nnx_backend
     back = nnx.to_host(dev)
     assert isinstance(back, np.ndarray)
     np.testing.assert_array_equal(back, host)
     assert back.dtype == np.float64
 
 
-def test_to_host_is_a_copy(backend: str) -> None:
+def test_to_host_is_a_copy(nnx_backend: str) -> None:
     layer = nnx.Linear(2, 2, seed=0, dtype="float64")
     host = nnx.to_host(layer.weight.data)
     host[...] = 7.0
     assert not np.any(nnx.to_host(layer.weight.data) == 7.0)
 
 
-def test_to_device_casts_when_asked(backend: str) -> None:
-    dev = nnx.to_device([[1, 2], [3, 4]], backend, dtype="float32")
+def test_to_device_casts_when_asked(nnx_backend: str) -> None:
+    dev = nnx.to_device([[1, 2], [3, 4]], nnx_backend, dtype="float32")
     assert nnx.to_host(dev).dtype == np.float32
 
 
-def test_to_device_rejects_unknown_dtype(backend: str) -> None:
-    with pytest.raises(nnx.DTypeError, match="float32"):
-        nnx.to_device([1.0], backend, dtype="float17")
+def test_to_device_rejects_unknown_dtype(nnx_backend: str) -> None:
+    with pytest.raises(nnx.errors.DTypeError, match="float32"):
+        nnx.to_device([1.0], nnx_backend, dtype="float17")
 
 
 def test_model_to_moves_parameters_explicitly() -> None:

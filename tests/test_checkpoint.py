@@ -21,11 +21,11 @@ from resume_train import build
 WORKER = Path(__file__).with_name("resume_train.py")
 
 
-def _setup(backend: str) -> tuple[nnx.Sequential, nnx.Adam, Any, np.random.Generator, Any, Any]:
-    model, opt, schedule = build(backend)
+def _setup(nnx_backend: str) -> tuple[nnx.Sequential, nnx.Adam, Any, np.random.Generator, Any, Any]:
+    model, opt, schedule = build(nnx_backend)
     data = np.random.default_rng(1)
-    x = nnx.to_device(data.normal(size=(16, 4)), backend, dtype="float64")
-    y = nnx.to_device(data.normal(size=(16, 2)), backend, dtype="float64")
+    x = nnx.to_device(data.normal(size=(16, 4)), nnx_backend, dtype="float64")
+    y = nnx.to_device(data.normal(size=(16, 2)), nnx_backend, dtype="float64")
     return model, opt, schedule, nnx.random.make_rng(3), x, y
 
 
@@ -45,15 +45,15 @@ def _params(model: nnx.Layer) -> list[np.ndarray]:
     return [nnx.to_host(p.data) for p in model.parameters()]
 
 
-def test_restore_continues_exactly_in_process(backend: str, tmp_path: Path) -> None:
-    model, opt, schedule, rng, x, y = _setup(backend)
+def test_restore_continues_exactly_in_process(nnx_backend: str, tmp_path: Path) -> None:
+    model, opt, schedule, rng, x, y = _setup(nnx_backend)
     history = _steps(model, opt, schedule, rng, x, y, 5)
     path = nnx.save_checkpoint(tmp_path / "ck.nnx", model, opt, schedule=schedule, rng=rng,
                                epoch=2, step=5, history={"loss": history}, extra={"note": "mid-run"})
     saved_lr = opt.lr
     expected = _steps(model, opt, schedule, rng, x, y, 5)
 
-    model2, opt2, schedule2, rng2, _, _ = _setup(backend)
+    model2, opt2, schedule2, rng2, _, _ = _setup(nnx_backend)
     ck = nnx.load_checkpoint(path)
     assert (ck.epoch, ck.step, ck.history, ck.extra) == (2, 5, {"loss": history}, {"note": "mid-run"})
     ck.restore(model2, opt2, schedule2, rng2)
@@ -63,8 +63,8 @@ def test_restore_continues_exactly_in_process(backend: str, tmp_path: Path) -> N
         assert np.array_equal(a, b)
 
 
-def test_checkpoint_model_loads_like_a_model_file(backend: str, tmp_path: Path) -> None:
-    model, opt, schedule, rng, x, _ = _setup(backend)
+def test_checkpoint_model_loads_like_a_model_file(nnx_backend: str, tmp_path: Path) -> None:
+    model, opt, schedule, rng, x, _ = _setup(nnx_backend)
     path = nnx.save_checkpoint(tmp_path / "ck.nnx", model, opt, schedule=schedule, rng=rng)
     model.eval()
     for fresh in (nnx.load(path), nnx.load_checkpoint(path).build_model()):
@@ -88,17 +88,17 @@ def test_rng_state_is_json(tmp_path: Path) -> None:
     path = nnx.save_checkpoint(tmp_path / "ck.nnx", nnx.Linear(2, 1, seed=0), rng=np.random.default_rng(4))
     description = nnx.io.read_tensors(path).description
     state = description["checkpoint"]["rng"]
-    assert state == json.loads(json.dumps(nnx.checkpoint.rng_state(np.random.default_rng(4))))
+    assert state == json.loads(json.dumps(nnx.random.get_state(np.random.default_rng(4))))
     assert state["state"]["bit_generator"] == "PCG64"
 
 
 def test_default_generator_is_saved_and_restored(tmp_path: Path) -> None:
     nnx.random.seed(8)
     path = nnx.save_checkpoint(tmp_path / "ck.nnx", nnx.Linear(2, 1, seed=0))
-    expected = nnx.backend.host.default().random(3)
+    expected = nnx.random.default().random(3)
     nnx.random.seed(99)
     nnx.load_checkpoint(path).restore()
-    assert np.array_equal(nnx.backend.host.default().random(3), expected)
+    assert np.array_equal(nnx.random.default().random(3), expected)
 
 
 def test_restore_refuses_what_does_not_fit(tmp_path: Path) -> None:
@@ -107,13 +107,13 @@ def test_restore_refuses_what_does_not_fit(tmp_path: Path) -> None:
     ck = nnx.load_checkpoint(path)
     other, _, _ = build()
     other.layers[2] = nnx.Tanh()
-    with pytest.raises(nnx.TensorMismatchError, match="architecture"):
+    with pytest.raises(nnx.errors.TensorMismatchError, match="architecture"):
         ck.restore(other)
-    with pytest.raises(nnx.ModelFileError, match="no learning-rate schedule state"):
+    with pytest.raises(nnx.errors.ModelFileError, match="no learning-rate schedule state"):
         ck.restore(schedule=schedule)
-    with pytest.raises(nnx.ModelFileError, match="is a Adam, not a SGD"):
+    with pytest.raises(nnx.errors.ModelFileError, match="is a Adam, not a SGD"):
         ck.restore(optimizer=nnx.SGD(model.parameters(), lr=0.1))
-    with pytest.raises(nnx.ModelFileError, match="random state is for a 'Generator'"):
+    with pytest.raises(nnx.errors.ModelFileError, match="random state is for a 'Generator'"):
         ck.restore(rng=nnx.random.legacy(0))
 
 
@@ -181,9 +181,9 @@ _MODES = {
 
 
 @pytest.mark.skipif(not hasattr(signal, "SIGKILL"), reason="needs POSIX signals")
-@pytest.mark.backends("numpy", "array_api_strict")  # bit for bit is the CPU promise
+@pytest.mark.nnx_backends("numpy", "array_api_strict")  # bit for bit is the CPU promise
 @pytest.mark.parametrize("mode", list(_MODES))
-def test_run_killed_at_random_steps_resumes_bit_for_bit(backend: str, mode: str, tmp_path: Path) -> None:
+def test_run_killed_at_random_steps_resumes_bit_for_bit(nnx_backend: str, mode: str, tmp_path: Path) -> None:
     """Kill the training twice at random steps, resume each time: same parameters and history.
 
     ``loop`` is a hand-written loop with ``save_checkpoint`` every 7 steps;
@@ -192,7 +192,7 @@ def test_run_killed_at_random_steps_resumes_bit_for_bit(backend: str, mode: str,
     seeded dropout and random batches; ``fit`` also early stopping's best weights.
     """
     args, total, kill_range = _MODES[mode]
-    env = dict(os.environ, NNX_BACKEND=backend, PYTHONPATH=os.pathsep.join(sys.path))
+    env = dict(os.environ, NNX_BACKEND=nnx_backend, PYTHONPATH=os.pathsep.join(sys.path))
     _run(tmp_path / "whole", env, *args)
 
     first, second = sorted(random.sample(kill_range, 2))
@@ -216,7 +216,7 @@ def test_run_killed_at_random_steps_resumes_bit_for_bit(backend: str, mode: str,
 
 
 class _Noise(nnx.Layer):
-    """A test layer with its own seeded generator, as seeded dropout has."""
+    """A test layer with its own seeded generator (the attribute ``rng``), as seeded dropout has."""
 
     def __init__(self, seed: int = 0) -> None:
         super().__init__()
@@ -224,12 +224,6 @@ class _Noise(nnx.Layer):
 
     def forward(self, x: Any) -> Any:
         return x + nnx.to_device(self.rng.random(tuple(x.shape)), nnx.backend.backend_of(x), dtype="float64")
-
-    def random_state(self) -> Any:
-        return self.rng.get_state()
-
-    def set_random_state(self, state: Any) -> None:
-        self.rng.set_state(state)
 
 
 def test_layers_own_generators_are_restored(tmp_path: Path) -> None:

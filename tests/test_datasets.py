@@ -88,7 +88,7 @@ def test_truncated_idx_is_refused_naming_the_file(mnist_files: tuple, cut: int, 
     a = mnist_files[0]
     raw = a.read_bytes()
     a.write_bytes(raw[:cut])
-    with pytest.raises(nnx.DataFormatError, match=message) as info:
+    with pytest.raises(nnx.errors.DataFormatError, match=message) as info:
         datasets.read_idx(a)
     assert str(a) in str(info.value)
 
@@ -97,18 +97,18 @@ def test_corrupt_idx_is_refused(mnist_files: tuple, tmp_path: Path) -> None:
     a, b = mnist_files[0], mnist_files[1]
     raw = a.read_bytes()
     a.write_bytes(b"\x00\x01" + raw[2:])
-    with pytest.raises(nnx.DataFormatError, match="not an IDX file: magic bytes 00010803"):
+    with pytest.raises(nnx.errors.DataFormatError, match="not an IDX file: magic bytes 00010803"):
         datasets.read_idx(a)
     a.write_bytes(raw + b"\x00")
-    with pytest.raises(nnx.DataFormatError, match="longer than its header says"):
+    with pytest.raises(nnx.errors.DataFormatError, match="longer than its header says"):
         datasets.read_idx(a)
     a.write_bytes(raw)
     b.write_bytes(_idx(np.arange(6, dtype=np.uint8), 0x08))
-    with pytest.raises(nnx.DataFormatError, match="has 7 images but .* has 6 labels"):
+    with pytest.raises(nnx.errors.DataFormatError, match="has 7 images but .* has 6 labels"):
         datasets.load_mnist_idx(a, b)
     broken = tmp_path / "x.gz"
     broken.write_bytes(gzip.compress(raw)[:-12])
-    with pytest.raises(nnx.DataFormatError, match="not a complete gzip file"):
+    with pytest.raises(nnx.errors.DataFormatError, match="not a complete gzip file"):
         datasets.read_idx(broken)
 
 
@@ -119,13 +119,13 @@ def test_csv_with_header_and_label_column(tmp_path: Path) -> None:
     np.testing.assert_array_equal(ds.y, [1, 0, 2])
     np.testing.assert_array_equal(ds.x, [[0.5, 2], [1.5, 4], [2.5, 6]])
     f.write_text("0.5,2,1\n1.5,4\n")
-    with pytest.raises(nnx.DataFormatError, match="row 2 has 2 columns, the first row has 3"):
+    with pytest.raises(nnx.errors.DataFormatError, match="row 2 has 2 columns, the first row has 3"):
         datasets.load_csv(f)
     f.write_text("0.5,2,1.5\n")
-    with pytest.raises(nnx.DataFormatError, match="labels must be whole numbers"):
+    with pytest.raises(nnx.errors.DataFormatError, match="labels must be whole numbers"):
         datasets.load_csv(f)
     f.write_text("0.5,x,1\n0.5,y,1\n")
-    with pytest.raises(nnx.DataFormatError, match=str(f)):
+    with pytest.raises(nnx.errors.DataFormatError, match=str(f)):
         datasets.load_csv(f)
 
 

@@ -8,76 +8,76 @@ import pytest
 import nnx
 
 
-def _x(backend: str, shape: tuple[int, ...], dtype: str = "float32") -> object:
-    return nnx.to_device(np.ones(shape), backend, dtype=dtype)
+def _x(nnx_backend: str, shape: tuple[int, ...], dtype: str = "float32") -> object:
+    return nnx.to_device(np.ones(shape), nnx_backend, dtype=dtype)
 
 
-def test_wrong_input_width(backend: str) -> None:
+def test_wrong_input_width(nnx_backend: str) -> None:
     layer = nnx.Linear(3, 2, seed=0)
-    with pytest.raises(nnx.ShapeError, match=r"\(batch, 3\).*\(4, 5\)"):
-        layer.forward(_x(backend, (4, 5)))
+    with pytest.raises(nnx.errors.ShapeError, match=r"\(batch, 3\).*\(4, 5\)"):
+        layer.forward(_x(nnx_backend, (4, 5)))
 
 
-def test_wrong_rank(backend: str) -> None:
-    with pytest.raises(nnx.ShapeError, match="2-D"):
-        nnx.Linear(3, 2, seed=0).forward(_x(backend, (3,)))
+def test_wrong_rank(nnx_backend: str) -> None:
+    with pytest.raises(nnx.errors.ShapeError, match="2-D"):
+        nnx.Linear(3, 2, seed=0).forward(_x(nnx_backend, (3,)))
 
 
-def test_wrong_gradient_shape(backend: str) -> None:
+def test_wrong_gradient_shape(nnx_backend: str) -> None:
     layer = nnx.Linear(3, 2, seed=0)
-    layer.forward(_x(backend, (4, 3)))
-    with pytest.raises(nnx.ShapeError, match=r"\(4, 2\)"):
-        layer.backward(_x(backend, (4, 3)))
+    layer.forward(_x(nnx_backend, (4, 3)))
+    with pytest.raises(nnx.errors.ShapeError, match=r"\(4, 2\)"):
+        layer.backward(_x(nnx_backend, (4, 3)))
     act = nnx.Tanh()
-    act.forward(_x(backend, (4, 3)))
-    with pytest.raises(nnx.ShapeError, match=r"\(4, 3\)"):
-        act.backward(_x(backend, (3, 4)))
+    act.forward(_x(nnx_backend, (4, 3)))
+    with pytest.raises(nnx.errors.ShapeError, match=r"\(4, 3\)"):
+        act.backward(_x(nnx_backend, (3, 4)))
 
 
-def test_loss_never_broadcasts(backend: str) -> None:
-    with pytest.raises(nnx.ShapeError, match="broadcast"):
-        nnx.MSE().forward(_x(backend, (4, 1)), _x(backend, (4,)))
+def test_loss_never_broadcasts(nnx_backend: str) -> None:
+    with pytest.raises(nnx.errors.ShapeError, match="broadcast"):
+        nnx.MSE().forward(_x(nnx_backend, (4, 1)), _x(nnx_backend, (4,)))
 
 
-def test_dtype_mix_is_an_error(backend: str) -> None:
+def test_dtype_mix_is_an_error(nnx_backend: str) -> None:
     layer = nnx.Linear(3, 2, seed=0)  # float32
-    with pytest.raises(nnx.DTypeError, match="float32.*float64"):
-        layer.forward(_x(backend, (4, 3), "float64"))
-    with pytest.raises(nnx.DTypeError, match="float32"):
-        nnx.MSE().forward(_x(backend, (2, 1)), _x(backend, (2, 1), "float64"))
+    with pytest.raises(nnx.errors.DTypeError, match="float32.*float64"):
+        layer.forward(_x(nnx_backend, (4, 3), "float64"))
+    with pytest.raises(nnx.errors.DTypeError, match="float32"):
+        nnx.MSE().forward(_x(nnx_backend, (2, 1)), _x(nnx_backend, (2, 1), "float64"))
 
 
-def test_integer_input_is_an_error(backend: str) -> None:
-    ints = nnx.to_device(np.ones((2, 3), dtype=np.int64), backend)
-    with pytest.raises(nnx.DTypeError, match="floating-point.*int64"):
+def test_integer_input_is_an_error(nnx_backend: str) -> None:
+    ints = nnx.to_device(np.ones((2, 3), dtype=np.int64), nnx_backend)
+    with pytest.raises(nnx.errors.DTypeError, match="floating-point.*int64"):
         nnx.Sigmoid().forward(ints)
-    with pytest.raises(nnx.DTypeError, match="int64"):
+    with pytest.raises(nnx.errors.DTypeError, match="int64"):
         nnx.Linear(3, 1, seed=0).forward(ints)
 
 
 def test_non_array_input_is_an_error() -> None:
-    with pytest.raises(nnx.DTypeError, match="list"):
+    with pytest.raises(nnx.errors.DTypeError, match="list"):
         nnx.ReLU().forward([[1.0, 2.0]])
 
 
 def test_mixed_backends_name_both() -> None:
     layer = nnx.Linear(3, 2, seed=0, backend="array_api_strict")
-    with pytest.raises(nnx.BackendMismatchError, match="array_api_strict.*numpy"):
+    with pytest.raises(nnx.errors.BackendMismatchError, match="array_api_strict.*numpy"):
         layer.forward(_x("numpy", (4, 3)))
-    with pytest.raises(nnx.BackendMismatchError, match="numpy.*array_api_strict"):
+    with pytest.raises(nnx.errors.BackendMismatchError, match="numpy.*array_api_strict"):
         nnx.MSE().forward(_x("numpy", (2, 1)), _x("array_api_strict", (2, 1)))
 
 
-def test_backward_needs_a_forward(backend: str) -> None:
+def test_backward_needs_a_forward(nnx_backend: str) -> None:
     for layer in (nnx.Linear(3, 2, seed=0), nnx.Sigmoid(), nnx.Tanh(), nnx.ReLU()):
-        x = _x(backend, (4, 3))
-        with pytest.raises(nnx.StateError, match="without a forward"):
+        x = _x(nnx_backend, (4, 3))
+        with pytest.raises(nnx.errors.StateError, match="without a forward"):
             layer.backward(x)
         y = layer.forward(x)
-        layer.backward(nnx.to_device(np.ones(tuple(y.shape)), backend, dtype="float32"))
-        with pytest.raises(nnx.StateError, match="twice"):
-            layer.backward(nnx.to_device(np.ones(tuple(y.shape)), backend, dtype="float32"))
-    with pytest.raises(nnx.StateError):
+        layer.backward(nnx.to_device(np.ones(tuple(y.shape)), nnx_backend, dtype="float32"))
+        with pytest.raises(nnx.errors.StateError, match="twice"):
+            layer.backward(nnx.to_device(np.ones(tuple(y.shape)), nnx_backend, dtype="float32"))
+    with pytest.raises(nnx.errors.StateError):
         nnx.MSE().backward()
 
 
@@ -97,8 +97,8 @@ def test_bad_constructor_arguments() -> None:
 
 
 def test_errors_are_catchable_as_builtins() -> None:
-    assert issubclass(nnx.ShapeError, ValueError)
-    assert issubclass(nnx.DTypeError, TypeError)
-    assert issubclass(nnx.BackendMismatchError, TypeError)
-    for cls in (nnx.ShapeError, nnx.DTypeError, nnx.BackendMismatchError, nnx.StateError):
-        assert issubclass(cls, nnx.NnxError)
+    assert issubclass(nnx.errors.ShapeError, ValueError)
+    assert issubclass(nnx.errors.DTypeError, TypeError)
+    assert issubclass(nnx.errors.BackendMismatchError, TypeError)
+    for cls in (nnx.errors.ShapeError, nnx.errors.DTypeError, nnx.errors.BackendMismatchError, nnx.errors.StateError):
+        assert issubclass(cls, nnx.errors.NnxError)

@@ -14,13 +14,15 @@ from pathlib import Path
 
 import pytest
 
+import nnx
+
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 NUMBER = re.compile(r"-?\d+\.\d+(?:e-?\d+)?")
 
 
-def run_example(script: str, backend: str) -> str:
+def run_example(script: str, nnx_backend: str) -> str:
     result = subprocess.run(
-        [sys.executable, str(EXAMPLES / script), "--backend", backend],
+        [sys.executable, str(EXAMPLES / script), "--backend", nnx_backend],
         capture_output=True, text=True, timeout=600,
     )
     assert result.returncode == 0, result.stderr
@@ -31,8 +33,8 @@ def numbers(text: str) -> list[str]:
     return NUMBER.findall(text)
 
 
-def test_seed000_single_neuron(backend: str) -> None:
-    out = run_example("seed000_single_neuron.py", backend)
+def test_seed000_single_neuron(nnx_backend: str) -> None:
+    out = run_example("seed000_single_neuron.py", nnx_backend)
     assert numbers(out) == [
         "-0.16595599", "0.44064899", "-0.99977125",  # random starting weights
         "9.67299303", "-0.2078435", "-4.62963669",   # weights after 10,000 iterations
@@ -40,8 +42,8 @@ def test_seed000_single_neuron(backend: str) -> None:
     ]
 
 
-def test_seed001_iamtrask(backend: str) -> None:
-    out = run_example("seed001_iamtrask.py", backend)
+def test_seed001_iamtrask(nnx_backend: str) -> None:
+    out = run_example("seed001_iamtrask.py", nnx_backend)
     assert numbers(out) == [
         "0.00966449", "0.00786506", "0.99358898", "0.99211957",  # two-layer output
         "0.496410031903", "0.00858452565325", "0.00578945986251",  # three-layer error
@@ -49,8 +51,8 @@ def test_seed001_iamtrask(backend: str) -> None:
     ]
 
 
-def test_seed004_two_layer_sse(backend: str) -> None:
-    out = run_example("seed004_two_layer_sse.py", backend)
+def test_seed004_two_layer_sse(nnx_backend: str) -> None:
+    out = run_example("seed004_two_layer_sse.py", nnx_backend)
     assert re.findall(r"(\d\.\d{3})/(\d)", out) == [
         ("0.023", "0"), ("0.979", "1"), ("0.975", "1"), ("0.025", "0"),
     ]
@@ -87,13 +89,33 @@ def test_seed002_modular_xor_and_the_relu_bug() -> None:
     assert "trained at iteration 3142" in out  # the tutorial's backward, same seed
 
 
-def test_seed003_rashid_learns_mnist(backend: str) -> None:
-    out = run_script("seed003_rashid_mnist.py", "--backend", backend, "--epochs", "1", "--limit", "400")
+def test_seed003_rashid_learns_mnist(nnx_backend: str) -> None:
+    out = run_script("seed003_rashid_mnist.py", "--backend", nnx_backend, "--epochs", "1", "--limit", "400")
     accuracy = float(re.search(r"held-out accuracy after 1 epochs: ([\d.]+)%", out).group(1))
     assert accuracy > 60.0  # 400 one-sample steps; ten classes guessed would give 10%
 
 
-def test_modern_recipe_runs(backend: str) -> None:
-    out = run_script("modern_digits.py", "--backend", backend, "--data", "digits", "--epochs", "2", "--quiet")
+def test_modern_recipe_runs(nnx_backend: str) -> None:
+    out = run_script("modern_digits.py", "--backend", nnx_backend, "--data", "digits", "--epochs", "2", "--quiet")
     accuracy = float(re.search(r"digits: held-out accuracy ([\d.]+)%", out).group(1))
     assert accuracy > 80.0
+
+
+def test_custom_layer_example(nnx_backend: str) -> None:
+    out = run_example("custom_layer.py", nnx_backend)
+    assert "gradcheck in float64: ok" in out
+    assert "saved and reloaded: identical predictions" in out
+    accuracy = float(re.search(r"held-out accuracy on \w+: (\d+\.\d+)%", out).group(1))
+    assert accuracy >= 95.0
+    others = [b for b, reason in nnx.available().items() if reason is None and b != nnx_backend]
+    assert ("parity, agree:" in out) if others else ("parity" not in out)
+
+
+def test_readme_custom_layer_block_runs() -> None:
+    text = (EXAMPLES.parent / "README.md").read_text()
+    section = text[text.index("### Writing your own layer"):]
+    code = re.search(r"```python\n(.*?)```", section, re.S).group(1)
+    try:
+        exec(compile(code, "README.md", "exec"), {})
+    finally:
+        nnx.io._LAYERS.pop("Swish", None)

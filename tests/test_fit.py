@@ -19,24 +19,24 @@ def _blobs(n: int = 96, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     return centres[labels] + rng.normal(0, 0.6, (n, 4)), labels.astype(np.int64)
 
 
-def _net(backend: str, dtype: str = "float32", hidden: int = 16) -> nnx.Sequential:
+def _net(nnx_backend: str, dtype: str = "float32", hidden: int = 16) -> nnx.Sequential:
     return nnx.Sequential(
-        nnx.Linear(4, hidden, seed=0, dtype=dtype, backend=backend), nnx.Tanh(),
-        nnx.Linear(hidden, 3, seed=1, dtype=dtype, backend=backend), nnx.Sigmoid(),
+        nnx.Linear(4, hidden, seed=0, dtype=dtype, backend=nnx_backend), nnx.Tanh(),
+        nnx.Linear(hidden, 3, seed=1, dtype=dtype, backend=nnx_backend), nnx.Sigmoid(),
     )
 
 
-def _fit(backend: str, dtype: str = "float32", epochs: int = 8, **kw: object) -> tuple[nnx.Sequential, nnx.History]:
+def _fit(nnx_backend: str, dtype: str = "float32", epochs: int = 8, **kw: object) -> tuple[nnx.Sequential, nnx.History]:
     x, labels = _blobs()
-    net = _net(backend, dtype)
+    net = _net(nnx_backend, dtype)
     opt = nnx.SGD(net.parameters(), lr=kw.pop("lr", 2.0))
     history = nnx.fit(net, nnx.MSE(), opt, (x, one_hot(labels, 3)), epochs=epochs, batch_size=16,
                       seed=kw.pop("seed", 0), progress=kw.pop("progress", False), **kw)
     return net, history
 
 
-def test_fit_reduces_the_loss_and_learns(backend: str) -> None:
-    net, history = _fit(backend)
+def test_fit_reduces_the_loss_and_learns(nnx_backend: str) -> None:
+    net, history = _fit(nnx_backend)
     assert history.epochs == 8
     assert history["loss"][-1] < 0.5 * history["loss"][0]
     assert history["accuracy"][-1] > 0.9
@@ -64,10 +64,10 @@ def test_same_seed_same_history_on_numpy_and_array_api_strict() -> None:
         np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-15)
 
 
-def test_the_order_depends_on_the_seed_only(backend: str) -> None:
-    _, a = _fit(backend, "float64", epochs=2, seed=3)
-    _, b = _fit(backend, "float64", epochs=2, seed=3)
-    _, c = _fit(backend, "float64", epochs=2, seed=4)
+def test_the_order_depends_on_the_seed_only(nnx_backend: str) -> None:
+    _, a = _fit(nnx_backend, "float64", epochs=2, seed=3)
+    _, b = _fit(nnx_backend, "float64", epochs=2, seed=3)
+    _, c = _fit(nnx_backend, "float64", epochs=2, seed=4)
     assert a["loss"] == b["loss"]
     assert a["loss"] != c["loss"]
 
@@ -105,9 +105,9 @@ def test_tqdm_bar_on_request() -> None:
     assert "epoch 1/1" in text and "6/6" in text
 
 
-def test_class_index_targets_with_a_custom_metric(backend: str) -> None:
+def test_class_index_targets_with_a_custom_metric(nnx_backend: str) -> None:
     x, labels = _blobs()
-    net = _net(backend)
+    net = _net(nnx_backend)
     seen: list[int] = []
 
     def first_class(output: object, target: object) -> object:
@@ -182,13 +182,13 @@ def test_state_continues_a_run_exactly() -> None:
     (1e6, "the loss (every layer's output was finite)"),  # the squares overflow float32
     (1e12, "layer 2 (Linear(16, 3))"),                      # the last layer's output overflows
 ])
-def test_diverging_run_stops_with_epoch_step_and_where(backend: str, lr: float, where: str) -> None:
+def test_diverging_run_stops_with_epoch_step_and_where(nnx_backend: str, lr: float, where: str) -> None:
     x, labels = _blobs()
     net = nnx.Sequential(
-        nnx.Linear(4, 16, seed=0, backend=backend), nnx.ReLU(),
-        nnx.Linear(16, 3, seed=1, backend=backend),
+        nnx.Linear(4, 16, seed=0, backend=nnx_backend), nnx.ReLU(),
+        nnx.Linear(16, 3, seed=1, backend=nnx_backend),
     )
-    with pytest.raises(nnx.NonFiniteError) as info:
+    with pytest.raises(nnx.errors.NonFiniteError) as info:
         nnx.fit(net, nnx.MSE(), nnx.SGD(net.parameters(), lr=lr), (x * 1e3, one_hot(labels, 3)),
                 epochs=5, batch_size=16, progress=False, seed=0)
     message = str(info.value)
@@ -203,7 +203,7 @@ def test_nan_input_names_the_input_batch() -> None:
     x, labels = _blobs()
     x[40, 2] = np.nan
     net = _net("numpy")
-    with pytest.raises(nnx.NonFiniteError, match=r"epoch 1, step 3: .*the input batch"):
+    with pytest.raises(nnx.errors.NonFiniteError, match=r"epoch 1, step 3: .*the input batch"):
         nnx.fit(net, nnx.MSE(), nnx.SGD(net.parameters(), lr=0.1), (x, one_hot(labels, 3)),
                 epochs=1, batch_size=16, shuffle=False, progress=False)
 
@@ -212,11 +212,11 @@ class _InfGrad(nnx.Layer):
     """Identity forward whose backward returns an infinite gradient: a finite loss, a bad gradient."""
 
     def forward(self, x: object) -> object:
-        self._save(x)
+        self.save_for_backward(x)
         return x
 
     def backward(self, grad: object) -> object:
-        self._take()
+        self.saved_tensors()
         return grad * float("inf")
 
 
@@ -225,7 +225,7 @@ def test_non_finite_gradient_names_the_first_layer_in_backward_order() -> None:
     x, labels = _blobs()
     net = nnx.Sequential(nnx.Linear(4, 8, seed=0), nnx.Tanh(), nnx.Linear(8, 3, seed=1), _InfGrad(),
                          nnx.Sigmoid())
-    with pytest.raises(nnx.NonFiniteError, match=r"epoch 1, step 1: .*gradient.* layer 2 \(Linear.*2\.weight, 2\.bias"):
+    with pytest.raises(nnx.errors.NonFiniteError, match=r"epoch 1, step 1: .*gradient.* layer 2 \(Linear.*2\.weight, 2\.bias"):
         nnx.fit(net, nnx.MSE(), nnx.SGD(net.parameters(), lr=0.1), (x, one_hot(labels, 3)),
                 epochs=1, batch_size=16, progress=False)
 
@@ -234,7 +234,7 @@ def test_bad_arguments_are_clear() -> None:
     x, labels = _blobs()
     net = _net("numpy")
     opt = nnx.SGD(net.parameters(), lr=0.1)
-    with pytest.raises(nnx.ShapeError, match="96 inputs but 95 targets"):
+    with pytest.raises(nnx.errors.ShapeError, match="96 inputs but 95 targets"):
         nnx.fit(net, nnx.MSE(), opt, (x, one_hot(labels, 3)[:95]), epochs=1)
     with pytest.raises(ValueError, match="batch_size"):
         nnx.fit(net, nnx.MSE(), opt, (x, one_hot(labels, 3)), epochs=1, batch_size=0)
@@ -246,7 +246,7 @@ def test_bad_arguments_are_clear() -> None:
 
 
 def test_fit_restores_the_nan_checks_and_evaluate_the_mode() -> None:
-    from nnx.layers.base import finite_checks_enabled
+    from nnx.layers.checks import finite_checks_enabled
 
     x, labels = _blobs()
     net = nnx.Sequential(nnx.Linear(4, 8, seed=0), nnx.Dropout(0.5, seed=0), nnx.Linear(8, 3, seed=1))
@@ -259,13 +259,13 @@ def test_fit_restores_the_nan_checks_and_evaluate_the_mode() -> None:
     assert net.training
 
 
-def test_out_of_range_labels_stop_fit_before_any_update(backend: str) -> None:
+def test_out_of_range_labels_stop_fit_before_any_update(nnx_backend: str) -> None:
     net = nnx.Sequential(nnx.Linear(4, 3, seed=0), nnx.ReLU(), nnx.Linear(3, 3, seed=1))
     before = [nnx.to_host(p.data).copy() for p in net.parameters()]
     x = np.random.default_rng(0).standard_normal((20, 4)).astype("float32")
     labels = np.arange(20) % 3
     labels[17] = 3  # one bad label, in the last batch
-    with pytest.raises(nnx.TargetError, match=r"\[0, 3\) for 3 classes.*0 to 3"):
+    with pytest.raises(nnx.errors.TargetError, match=r"\[0, 3\) for 3 classes.*0 to 3"):
         nnx.fit(net, nnx.losses.SoftmaxCrossEntropy(), nnx.optim.Adam(net.parameters()), (x, labels),
                 epochs=1, batch_size=5, progress=False)
     for p, b in zip(net.parameters(), before):

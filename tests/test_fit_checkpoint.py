@@ -13,39 +13,39 @@ import nnx
 from nnx import cli
 
 
-def _problem(backend: str) -> tuple[nnx.Sequential, nnx.Adam, list[Any], tuple[Any, Any]]:
-    model = nnx.Sequential(nnx.Linear(3, 8, seed=0, dtype="float64", backend=backend), nnx.Tanh(),
-                           nnx.Dropout(0.1, seed=2), nnx.Linear(8, 2, seed=1, dtype="float64", backend=backend))
+def _problem(nnx_backend: str) -> tuple[nnx.Sequential, nnx.Adam, list[Any], tuple[Any, Any]]:
+    model = nnx.Sequential(nnx.Linear(3, 8, seed=0, dtype="float64", backend=nnx_backend), nnx.Tanh(),
+                           nnx.Dropout(0.1, seed=2), nnx.Linear(8, 2, seed=1, dtype="float64", backend=nnx_backend))
     opt = nnx.Adam(model.parameters(), lr=0.01)
     callbacks = [nnx.LRScheduler(nnx.schedules.StepLR(opt, step_size=3, gamma=0.5))]
     data = np.random.default_rng(0)
     return model, opt, callbacks, (data.normal(size=(40, 3)), data.normal(size=(40, 2)))
 
 
-def _fit(backend: str, epochs: int, directory: Path | None, resume: bool) -> tuple[nnx.Sequential, nnx.History]:
-    model, opt, callbacks, data = _problem(backend)
+def _fit(nnx_backend: str, epochs: int, directory: Path | None, resume: bool) -> tuple[nnx.Sequential, nnx.History]:
+    model, opt, callbacks, data = _problem(nnx_backend)
     history = nnx.fit(model, nnx.MSE(), opt, data, epochs=epochs, batch_size=8, seed=5, callbacks=callbacks,
                       progress=False, checkpoint=directory, resume=resume)
     return model, history
 
 
-def _same(a: Any, b: Any, backend: str) -> bool:
+def _same(a: Any, b: Any, nnx_backend: str) -> bool:
     """Bit for bit on the CPU backends; within 1e-9 elsewhere (GPU reductions may reorder)."""
     a, b = nnx.to_host(a), nnx.to_host(b)
-    return np.array_equal(a, b) if backend in ("numpy", "array_api_strict") else np.allclose(a, b, rtol=1e-9, atol=0)
+    return np.array_equal(a, b) if nnx_backend in ("numpy", "array_api_strict") else np.allclose(a, b, rtol=1e-9, atol=0)
 
 
-def test_fit_stopped_and_resumed_equals_one_run(backend: str, tmp_path: Path) -> None:
-    whole, whole_history = _fit(backend, 7, None, False)
-    _fit(backend, 3, tmp_path, resume=True)  # no checkpoint yet: starts afresh, stops after epoch 3
+def test_fit_stopped_and_resumed_equals_one_run(nnx_backend: str, tmp_path: Path) -> None:
+    whole, whole_history = _fit(nnx_backend, 7, None, False)
+    _fit(nnx_backend, 3, tmp_path, resume=True)  # no checkpoint yet: starts afresh, stops after epoch 3
     assert nnx.load_checkpoint(tmp_path / "checkpoint.nnx").epoch == 3
-    resumed, history = _fit(backend, 7, tmp_path, resume=True)
+    resumed, history = _fit(nnx_backend, 7, tmp_path, resume=True)
     for a, b in zip(whole.parameters(), resumed.parameters()):
-        assert _same(a.data, b.data, backend)
-    assert _same(np.array(history["loss"]), np.array(whole_history["loss"]), backend)
+        assert _same(a.data, b.data, nnx_backend)
+    assert _same(np.array(history["loss"]), np.array(whole_history["loss"]), nnx_backend)
     assert history["lr"] == whole_history["lr"]
     assert history.epochs == 7
-    again, history = _fit(backend, 7, tmp_path, resume=True)  # already done: nothing more to train
+    again, history = _fit(nnx_backend, 7, tmp_path, resume=True)  # already done: nothing more to train
     assert history.epochs == 7
     for a, b in zip(resumed.parameters(), again.parameters()):
         assert np.array_equal(nnx.to_host(a.data), nnx.to_host(b.data))
@@ -62,10 +62,10 @@ def test_fit_resume_errors(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="resume=True needs checkpoint=DIR"):
         nnx.fit(model, nnx.MSE(), opt, data, epochs=1, progress=False, resume=True)
     _fit("numpy", 1, tmp_path, resume=False)
-    with pytest.raises(nnx.ModelFileError, match="the saved run had 1 callbacks, this one has 0"):
+    with pytest.raises(nnx.errors.ModelFileError, match="the saved run had 1 callbacks, this one has 0"):
         nnx.fit(model, nnx.MSE(), opt, data, epochs=2, progress=False, checkpoint=tmp_path, resume=True)
     (tmp_path / "checkpoint.nnx").write_bytes(pickle.dumps({"weights": [1, 2]}, protocol=4))
-    with pytest.raises(nnx.NotAModelFileError, match="is a Python pickle"):
+    with pytest.raises(nnx.errors.NotAModelFileError, match="is a Python pickle"):
         nnx.fit(model, nnx.MSE(), opt, data, epochs=2, progress=False, checkpoint=tmp_path, resume=True)
 
 

@@ -20,7 +20,8 @@ from hostile_files import MARKER, build, valid_model
 
 CORPUS_DIR = "hostile"
 # Cases caught when the model is built from the description, not when the file is read.
-BUILD_STAGE = {"unknown-layer.nnx", "bad-layer-config.nnx", "huge-layer-config.nnx", "deep-nesting.nnx"}
+BUILD_STAGE = {"unknown-layer.nnx", "bad-layer-config.nnx", "huge-layer-config.nnx", "deep-nesting.nnx",
+               "deep-nesting-children.nnx", "children-not-pairs.nnx", "sequential-with-config.nnx"}
 
 
 @pytest.fixture(scope="module")
@@ -41,12 +42,12 @@ def test_each_hostile_file_gets_its_error(corpus: tuple[Path, list[tuple[str, st
     directory, cases = corpus
     _, error, phrase = next(c for c in cases if c[0] == name)
     path = directory / name
-    with pytest.raises(nnx.ModelFileError) as info:
+    with pytest.raises(nnx.errors.ModelFileError) as info:
         nnx.load(path)
     exc = info.value
     assert type(exc).__name__ == error, str(exc)
-    assert isinstance(exc, getattr(nnx, error))
-    assert isinstance(exc, (nnx.NnxError, ValueError))
+    assert isinstance(exc, getattr(nnx.errors, error))
+    assert isinstance(exc, (nnx.errors.NnxError, ValueError))
     assert phrase in str(exc)
     assert exc.path == str(path) and str(exc).startswith(str(path))
     assert not (directory / MARKER).exists()
@@ -66,9 +67,9 @@ def test_pickle_payload_is_live_but_never_runs(tmp_path: Path) -> None:
         pickle.loads(path.read_bytes())  # the control: unpickling does run the payload
         assert marker.exists()
         marker.unlink()
-        with pytest.raises(nnx.ModelFileError):
+        with pytest.raises(nnx.errors.ModelFileError):
             nnx.load(path)
-        with pytest.raises(nnx.ModelFileError):
+        with pytest.raises(nnx.errors.ModelFileError):
             nnx.load_checkpoint(path)
         assert not marker.exists()
 
@@ -79,7 +80,7 @@ def test_declared_huge_sizes_are_never_allocated(corpus: tuple[Path, list[tuple[
     nnx.load(directory / "valid.nnx")  # warm imports and caches outside the measurement
     tracemalloc.start()
     try:
-        with pytest.raises(nnx.CorruptModelFileError):
+        with pytest.raises(nnx.errors.CorruptModelFileError):
             nnx.load(directory / name)
         _, peak = tracemalloc.get_traced_memory()
     finally:
@@ -102,7 +103,7 @@ def test_every_truncation_and_every_flipped_byte_is_caught(tmp_path: Path) -> No
         variants.append(bytes(flipped))
     for variant in variants:
         path.write_bytes(variant)
-        with pytest.raises(nnx.ModelFileError):
+        with pytest.raises(nnx.errors.ModelFileError):
             nnx.load(path)
 
 
@@ -121,7 +122,7 @@ def test_no_changed_byte_loads_as_a_different_model(tmp_path: Path) -> None:
         path.write_bytes(bytes(changed))
         try:
             loaded = nnx.load(path)
-        except nnx.ModelFileError:
+        except nnx.errors.ModelFileError:
             continue
         identical += 1
         assert repr(loaded) == repr(model), f"byte {i}"
@@ -135,9 +136,9 @@ def test_checkpoint_reader_shares_the_checks(corpus: tuple[Path, list[tuple[str,
     directory, cases = corpus
     for name, error, _ in cases:
         if error != "TensorMismatchError" and name not in BUILD_STAGE:
-            with pytest.raises(getattr(nnx, error)):
+            with pytest.raises(getattr(nnx.errors, error)):
                 nnx.load_checkpoint(directory / name)
-    with pytest.raises(nnx.ModelFileError, match="is a model file, not a checkpoint"):
+    with pytest.raises(nnx.errors.ModelFileError, match="is a model file, not a checkpoint"):
         nnx.load_checkpoint(directory / "valid.nnx")
 
 
@@ -181,32 +182,32 @@ def _nested(depth: int) -> Any:
 _CHECKPOINT_CASES = {
     "optimizer state for a parameter it lacks": (
         lambda c, t: c["optimizer"]["state"]["state"].__setitem__("99", c["optimizer"]["state"]["state"].pop("0")),
-        nnx.ModelFileError, "the saved optimizer state does not fit"),
+        nnx.errors.ModelFileError, "the saved optimizer state does not fit"),
     "optimizer slot of the wrong shape": (
         lambda c, t: t.__setitem__("state/0", np.zeros((7,), np.float32)),
-        nnx.ModelFileError, "the saved optimizer state does not fit"),
+        nnx.errors.ModelFileError, "the saved optimizer state does not fit"),
     "random state of another generator": (
         lambda c, t: c["rng"]["state"].__setitem__("bit_generator", "MT19937"),
-        nnx.ModelFileError, "random state does not fit"),
+        nnx.errors.ModelFileError, "random state does not fit"),
     "random state that is not a dict": (
         lambda c, t: c["rng"].__setitem__("state", [1, 2, 3]),
-        nnx.ModelFileError, "random state does not fit"),
-    "negative step": (lambda c, t: c.__setitem__("step", -4), nnx.CorruptModelFileError, "not a count"),
+        nnx.errors.ModelFileError, "random state does not fit"),
+    "negative step": (lambda c, t: c.__setitem__("step", -4), nnx.errors.CorruptModelFileError, "not a count"),
     "dangling tensor reference": (
         lambda c, t: c.__setitem__("extra", {"__tensor__": "state/404"}),
-        nnx.CorruptModelFileError, "missing or reused tensor 'state/404'"),
+        nnx.errors.CorruptModelFileError, "missing or reused tensor 'state/404'"),
     "reused tensor reference": (
         lambda c, t: c.__setitem__("extra", {"__tensor__": "state/0"}),
-        nnx.CorruptModelFileError, "missing or reused tensor 'state/0'"),
+        nnx.errors.CorruptModelFileError, "missing or reused tensor 'state/0'"),
     "unreferenced state tensor": (
         lambda c, t: t.__setitem__("state/77", np.zeros(3)),
-        nnx.TensorMismatchError, "nothing refers to: 'state/77'"),
+        nnx.errors.TensorMismatchError, "nothing refers to: 'state/77'"),
     "deeply nested state": (
         lambda c, t: c.__setitem__("extra", _nested(900)),
-        nnx.CorruptModelFileError, "nests too deeply"),
+        nnx.errors.CorruptModelFileError, "nests too deeply"),
     "optimizer state without a type name": (
         lambda c, t: c["optimizer"].__setitem__("type", 5),
-        nnx.CorruptModelFileError, "the optimizer state is malformed"),
+        nnx.errors.CorruptModelFileError, "the optimizer state is malformed"),
 }
 
 

@@ -16,35 +16,35 @@ from nnx import backend as nb
 CPU_EXACT = ("numpy", "array_api_strict")
 
 
-def _net(backend: str | None = None, dtype: str = "float64") -> nnx.Sequential:
+def _net(nnx_backend: str | None = None, dtype: str = "float64") -> nnx.Sequential:
     return nnx.Sequential(
-        nnx.Linear(3, 5, seed=0, dtype=dtype, backend=backend), nnx.Tanh(),
-        nnx.Sequential(nnx.Linear(5, 4, seed=1, dtype=dtype, backend=backend), nnx.ReLU()),
-        nnx.Linear(4, 2, bias=False, seed=2, dtype=dtype, backend=backend), nnx.Sigmoid(),
+        nnx.Linear(3, 5, seed=0, dtype=dtype, backend=nnx_backend), nnx.Tanh(),
+        nnx.Sequential(nnx.Linear(5, 4, seed=1, dtype=dtype, backend=nnx_backend), nnx.ReLU()),
+        nnx.Linear(4, 2, bias=False, seed=2, dtype=dtype, backend=nnx_backend), nnx.Sigmoid(),
     )
 
 
-def _x(backend: str, dtype: str = "float64") -> object:
+def _x(nnx_backend: str, dtype: str = "float64") -> object:
     host = np.random.default_rng(5).normal(size=(7, 3))
-    return nnx.to_device(host, backend, dtype=dtype)
+    return nnx.to_device(host, nnx_backend, dtype=dtype)
 
 
-def _out(model: nnx.Layer, backend: str, dtype: str = "float64") -> np.ndarray:
-    return nnx.to_host(model.forward(_x(backend, dtype)))
+def _out(model: nnx.Layer, nnx_backend: str, dtype: str = "float64") -> np.ndarray:
+    return nnx.to_host(model.forward(_x(nnx_backend, dtype)))
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
-def test_round_trip_is_exact(backend: str, dtype: str, tmp_path: Path) -> None:
+def test_round_trip_is_exact(nnx_backend: str, dtype: str, tmp_path: Path) -> None:
     net = _net(dtype=dtype)
     path = nnx.save(net, tmp_path / "m.nnx")
     again = nnx.load(path)
-    assert again.backend == backend
+    assert again.backend == nnx_backend
     assert repr(again) == repr(net)
     for (n1, p1), (n2, p2) in zip(net.named_parameters(), again.named_parameters()):
         assert n1 == n2
         assert nb.dtype_name(p2.data) == dtype
         assert np.array_equal(nnx.to_host(p1.data), nnx.to_host(p2.data))
-    assert np.array_equal(_out(net, backend, dtype), _out(again, backend, dtype))
+    assert np.array_equal(_out(net, nnx_backend, dtype), _out(again, nnx_backend, dtype))
 
 
 def _saved_on(source: str, tmp_path: Path) -> Path:
@@ -52,15 +52,15 @@ def _saved_on(source: str, tmp_path: Path) -> Path:
         return nnx.save(_net(), tmp_path / f"{source}.nnx")
 
 
-def test_saved_on_one_backend_loads_on_every_other(backend: str, tmp_path: Path) -> None:
+def test_saved_on_one_backend_loads_on_every_other(nnx_backend: str, tmp_path: Path) -> None:
     """A file does not depend on the backend it came from: outputs agree bit for bit."""
     sources = [n for n, reason in nb.available().items() if reason is None]
     reference = _out(nnx.load(_saved_on("numpy", tmp_path), backend="numpy"), "numpy")
     for source in sources:
-        model = nnx.load(_saved_on(source, tmp_path), backend=backend)
-        assert model.backend == backend
-        out = _out(model, backend)
-        if backend not in CPU_EXACT:  # a GPU sums in another order; the weights are still identical
+        model = nnx.load(_saved_on(source, tmp_path), backend=nnx_backend)
+        assert model.backend == nnx_backend
+        out = _out(model, nnx_backend)
+        if nnx_backend not in CPU_EXACT:  # a GPU sums in another order; the weights are still identical
             np.testing.assert_allclose(out, reference, rtol=1e-12)
         else:
             assert np.array_equal(out, reference), f"saved on {source}, loaded on {backend}"
@@ -75,12 +75,12 @@ def test_load_leaves_the_default_generator_alone(tmp_path: Path) -> None:
     assert np.array_equal(nnx.Linear(3, 5).weight.data, expected)
 
 
-def test_loaded_model_trains(backend: str, tmp_path: Path) -> None:
+def test_loaded_model_trains(nnx_backend: str, tmp_path: Path) -> None:
     """Loaded parameters are writable arrays of their own, not views of the file's buffer."""
     model = nnx.load(nnx.save(_net(), tmp_path / "m.nnx"))
     before = [nnx.to_host(p.data).copy() for p in model.parameters()]
-    y = nnx.to_device(np.zeros((7, 2)), backend, dtype="float64")
-    nnx.train_step(model, nnx.MSE(), nnx.SGD(model.parameters(), lr=0.5), _x(backend), y)
+    y = nnx.to_device(np.zeros((7, 2)), nnx_backend, dtype="float64")
+    nnx.train_step(model, nnx.MSE(), nnx.SGD(model.parameters(), lr=0.5), _x(nnx_backend), y)
     assert any(not np.array_equal(b, nnx.to_host(p.data)) for b, p in zip(before, model.parameters()))
 
 
@@ -100,9 +100,9 @@ def test_file_is_readable_by_the_safetensors_package(tmp_path: Path) -> None:
     assert description["format_version"] == nnx.io.FORMAT_VERSION
     assert description["nnx_version"] == nnx.__version__
     assert description["dtype"] == "float32"
-    assert [layer["type"] for layer in description["model"]["layers"]] == [
-        "Linear", "Tanh", "Sequential", "Linear", "Sigmoid"]
-    assert description["model"]["layers"][0]["config"] == {
+    assert [(name, layer["type"]) for name, layer in description["model"]["children"]] == [
+        ("0", "Linear"), ("1", "Tanh"), ("2", "Sequential"), ("3", "Linear"), ("4", "Sigmoid")]
+    assert description["model"]["children"][0][1]["config"] == {
         "in_features": 3, "out_features": 5, "bias": True, "dtype": "float32"}
 
 
@@ -112,7 +112,7 @@ def test_safetensors_file_without_nnx_description_is_refused(tmp_path: Path) -> 
 
     path = tmp_path / "foreign.safetensors"
     save_file({"w": np.zeros((2, 2), dtype=np.float32)}, str(path))
-    with pytest.raises(nnx.NotAModelFileError, match="without an nnx description"):
+    with pytest.raises(nnx.errors.NotAModelFileError, match="without an nnx description"):
         nnx.load(path)
 
 
@@ -122,7 +122,7 @@ def test_layer_classes_must_be_registered(tmp_path: Path) -> None:
             return 2 * x
 
     model = nnx.Sequential(nnx.Linear(2, 2, seed=0), Doubler())
-    with pytest.raises(nnx.UnknownLayerError, match="register_layer"):
+    with pytest.raises(nnx.errors.UnknownLayerError, match="register_layer"):
         nnx.save(model, tmp_path / "m.nnx")
     assert not (tmp_path / "m.nnx").exists()
     nnx.register_layer(Doubler, "test_io.Doubler")
@@ -131,7 +131,7 @@ def test_layer_classes_must_be_registered(tmp_path: Path) -> None:
         assert type(loaded[1]) is Doubler
     finally:
         del nnx.io._LAYERS["test_io.Doubler"]
-    with pytest.raises(nnx.UnknownLayerError, match="'test_io.Doubler'"):
+    with pytest.raises(nnx.errors.UnknownLayerError, match="'test_io.Doubler'"):
         nnx.load(tmp_path / "m.nnx")
 
 
@@ -169,7 +169,7 @@ def test_failed_save_keeps_the_previous_file(tmp_path: Path, monkeypatch: pytest
 
 
 def test_save_to_a_directory_is_an_error(tmp_path: Path) -> None:
-    with pytest.raises(nnx.NotAModelFileError, match="is a directory"):
+    with pytest.raises(nnx.errors.NotAModelFileError, match="is a directory"):
         nnx.save(_net(), tmp_path)
 
 
@@ -195,32 +195,32 @@ class _Centre(nnx.Layer):
         self.mean = value
 
 
-def test_buffers_are_saved_and_restored(backend: str, tmp_path: Path) -> None:
+def test_buffers_are_saved_and_restored(nnx_backend: str, tmp_path: Path) -> None:
     nnx.register_layer(_Centre, "test_io.Centre")
     try:
         layer = _Centre(3)
         layer.mean = nnx.to_device([0.5, -1.0, 2.0], dtype="float64")
         path = nnx.save(layer, tmp_path / "c.nnx")
         loaded = nnx.load(path)
-        assert nnx.backend.backend_of(loaded.mean) == backend
+        assert nnx.backend.backend_of(loaded.mean) == nnx_backend
         assert np.array_equal(nnx.to_host(loaded.mean), [0.5, -1.0, 2.0])
         tensors = nnx.io.read_tensors(path).tensors
         del tensors["mean"]
         nnx.io.write_tensors(path, tensors, nnx.io.read_tensors(path).description)
-        with pytest.raises(nnx.TensorMismatchError, match="lacks tensors the architecture needs: 'mean'"):
+        with pytest.raises(nnx.errors.TensorMismatchError, match="lacks tensors the architecture needs: 'mean'"):
             nnx.load(path)
     finally:
         del nnx.io._LAYERS["test_io.Centre"]
 
 
-def _every_layer(backend: str | None = None) -> nnx.Sequential:
+def _every_layer(nnx_backend: str | None = None) -> nnx.Sequential:
     return nnx.Sequential(
         nnx.Flatten(),
-        nnx.Linear(6, 8, seed=0, dtype="float64", backend=backend), nnx.BatchNorm1d(8, momentum=0.3, dtype="float64", backend=backend),
+        nnx.Linear(6, 8, seed=0, dtype="float64", backend=nnx_backend), nnx.BatchNorm1d(8, momentum=0.3, dtype="float64", backend=nnx_backend),
         nnx.LeakyReLU(0.2), nnx.Dropout(0.25, seed=1),
-        nnx.Linear(8, 8, seed=2, dtype="float64", backend=backend), nnx.LayerNorm(8, dtype="float64", backend=backend),
-        nnx.GELU(), nnx.Sequential(nnx.Linear(8, 5, seed=3, dtype="float64", backend=backend), nnx.Tanh(), nnx.ReLU()),
-        nnx.Linear(5, 3, bias=False, seed=4, dtype="float64", backend=backend), nnx.Sigmoid(), nnx.Softmax(),
+        nnx.Linear(8, 8, seed=2, dtype="float64", backend=nnx_backend), nnx.LayerNorm(8, dtype="float64", backend=nnx_backend),
+        nnx.GELU(), nnx.Sequential(nnx.Linear(8, 5, seed=3, dtype="float64", backend=nnx_backend), nnx.Tanh(), nnx.ReLU()),
+        nnx.Linear(5, 3, bias=False, seed=4, dtype="float64", backend=nnx_backend), nnx.Sigmoid(), nnx.Softmax(),
     )
 
 
@@ -231,7 +231,7 @@ def test_every_exported_layer_is_allowed() -> None:
     assert {type(layer) for layer in _every_layer()} | {nnx.Sequential, nnx.Tanh, nnx.ReLU} == layer_classes
 
 
-def test_every_layer_and_its_buffers_cross_backends(backend: str, tmp_path: Path) -> None:
+def test_every_layer_and_its_buffers_cross_backends(nnx_backend: str, tmp_path: Path) -> None:
     """Trained running statistics included, a model saved on numpy gives identical outputs here."""
     with nnx.use("numpy"):
         model = _every_layer()
@@ -243,11 +243,42 @@ def test_every_layer_and_its_buffers_cross_backends(backend: str, tmp_path: Path
     loaded = nnx.load(path).eval()
     buffers = dict(loaded.named_buffers())
     assert set(buffers) == {"2.running_mean", "2.running_var"}
-    assert all(nnx.backend.backend_of(b) == backend for b in buffers.values())
+    assert all(nnx.backend.backend_of(b) == nnx_backend for b in buffers.values())
     assert np.array_equal(nnx.to_host(buffers["2.running_mean"]), nnx.to_host(dict(model.named_buffers())["2.running_mean"]))
-    out = nnx.to_host(loaded.forward(nnx.to_device(nnx.to_host(x), backend)))
-    if backend not in CPU_EXACT:
+    out = nnx.to_host(loaded.forward(nnx.to_device(nnx.to_host(x), nnx_backend)))
+    if nnx_backend not in CPU_EXACT:
         np.testing.assert_allclose(out, reference, rtol=1e-12)
     else:
         assert np.array_equal(out, reference)
     assert repr(loaded) == repr(model)
+
+
+OLD = Path(__file__).parent / "data" / "nnx-0.1"  # written by nnx 0.1, before the layer tree was generic
+
+
+def _old_build() -> nnx.Sequential:
+    return nnx.Sequential(nnx.Linear(4, 8, seed=0, dtype="float64"), nnx.BatchNorm1d(8, dtype="float64"),
+                          nnx.Dropout(0.25, seed=1), nnx.Sequential(nnx.Tanh(), nnx.Linear(8, 3, seed=2, dtype="float64")))
+
+
+def test_files_written_by_nnx_0_1_load_and_resume(tmp_path: Path) -> None:
+    """A model file and a fit checkpoint of nnx 0.1 (Sequential as {"type", "layers"}, a seeded
+    dropout's bare generator state) load, predict what 0.1 predicted, and resume bit for bit."""
+    import shutil
+
+    expected = json.loads((OLD / "expected.json").read_text())
+    x, y = np.array(expected["x"]), np.array(expected["y"])
+    with nnx.use("numpy"):
+        model = nnx.load(OLD / "model.nnx")
+        assert np.array_equal(nnx.to_host(nnx.predict(model, x)), np.array(expected["predictions"]))
+
+        shutil.copy(OLD / "checkpoint.nnx", tmp_path / "checkpoint.nnx")
+        resumed = _old_build()
+        opt = nnx.Adam(resumed.parameters(), lr=0.01)
+        nnx.fit(resumed, nnx.SoftmaxCrossEntropy(), opt, (x, y), epochs=3, batch_size=8, seed=3, progress=False,
+                checkpoint=tmp_path, resume=True)
+        straight = _old_build()
+        opt = nnx.Adam(straight.parameters(), lr=0.01)
+        nnx.fit(straight, nnx.SoftmaxCrossEntropy(), opt, (x, y), epochs=3, batch_size=8, seed=3, progress=False)
+    for name, value in straight.state_dict().items():
+        assert np.array_equal(nnx.to_host(resumed.state_dict()[name]), nnx.to_host(value)), name

@@ -20,8 +20,8 @@ C = [_rng.normal(0, 1, s) for s in SHAPES]
 P0 = [_rng.normal(0, 1, s) for s in SHAPES]
 
 
-def _params(backend: str, dtype: str = "float64") -> list[nnx.Parameter]:
-    return [nnx.Parameter(nnx.to_device(p, backend, dtype=dtype), f"p{i}") for i, p in enumerate(P0)]
+def _params(nnx_backend: str, dtype: str = "float64") -> list[nnx.Parameter]:
+    return [nnx.Parameter(nnx.to_device(p, nnx_backend, dtype=dtype), f"p{i}") for i, p in enumerate(P0)]
 
 
 def _set_grads(params: list[nnx.Parameter]) -> None:
@@ -115,16 +115,16 @@ CASES = {
 
 
 @pytest.mark.parametrize("name", sorted(CASES))
-def test_steps_match_the_papers(backend: str, name: str) -> None:
+def test_steps_match_the_papers(nnx_backend: str, name: str) -> None:
     make, rule = CASES[name]
-    got = _run(make(_params(backend)), 6)
+    got = _run(make(_params(nnx_backend)), 6)
     for g, r in zip(got, _ref(rule, 6)):
         np.testing.assert_allclose(g, r, rtol=1e-12, atol=1e-14)
 
 
-def test_adamw_decay_follows_the_schedule(backend: str) -> None:
+def test_adamw_decay_follows_the_schedule(nnx_backend: str) -> None:
     """With a schedule, the paper's multiplier eta_t scales both the step and the decay."""
-    opt = AdamW(_params(backend), lr=0.02, weight_decay=0.3)
+    opt = AdamW(_params(nnx_backend), lr=0.02, weight_decay=0.3)
     sched = ExponentialLR(opt, gamma=0.7)
     got = _run(opt, 5, sched)
     lrs = [0.02 * 0.7**t for t in range(5)]
@@ -132,14 +132,14 @@ def test_adamw_decay_follows_the_schedule(backend: str) -> None:
         np.testing.assert_allclose(g, r, rtol=1e-12, atol=1e-14)
 
 
-def test_adam_is_not_adamw(backend: str) -> None:
-    a = _run(Adam(_params(backend), lr=0.01, weight_decay=0.5), 4)
-    w = _run(AdamW(_params(backend), lr=0.01, weight_decay=0.5), 4)
+def test_adam_is_not_adamw(nnx_backend: str) -> None:
+    a = _run(Adam(_params(nnx_backend), lr=0.01, weight_decay=0.5), 4)
+    w = _run(AdamW(_params(nnx_backend), lr=0.01, weight_decay=0.5), 4)
     assert not np.allclose(a[0], w[0])
 
 
-def test_plain_sgd_is_bit_exact(backend: str) -> None:
-    params = _params(backend, "float32")
+def test_plain_sgd_is_bit_exact(nnx_backend: str) -> None:
+    params = _params(nnx_backend, "float32")
     _set_grads(params)
     expected = [nnx.to_host(p.data) - np.float32(0.3) * nnx.to_host(p.grad) for p in params]
     SGD(params, lr=0.3).step()
@@ -148,31 +148,31 @@ def test_plain_sgd_is_bit_exact(backend: str) -> None:
 
 
 @pytest.mark.parametrize("name", sorted(CASES))
-def test_float32_stays_float32(backend: str, name: str) -> None:
-    opt = CASES[name][0](_params(backend, "float32"))
+def test_float32_stays_float32(nnx_backend: str, name: str) -> None:
+    opt = CASES[name][0](_params(nnx_backend, "float32"))
     _run(opt, 2)
     for p in opt.params:
         assert nnx.backend.dtype_name(p.data) == "float32"
     for slots in opt.state:
         for v in slots.values():
             assert nnx.backend.dtype_name(v) == "float32"
-            assert nnx.backend.backend_of(v) == backend
+            assert nnx.backend.backend_of(v) == nnx_backend
 
 
 @pytest.mark.parametrize("name", sorted(CASES))
-def test_float32_steps_are_accurate(backend: str, name: str) -> None:
+def test_float32_steps_are_accurate(nnx_backend: str, name: str) -> None:
     """float32 state loses no more than float32 rounding (no cancellation in the moment updates)."""
     make, rule = CASES[name]
-    got = _run(make(_params(backend, "float32")), 6)
+    got = _run(make(_params(nnx_backend, "float32")), 6)
     for g, r in zip(got, _ref(rule, 6)):  # the parameters are of order 1
         np.testing.assert_allclose(g, r, rtol=0, atol=1e-6)
 
 
 @pytest.mark.parametrize("name", sorted(CASES))
-def test_state_dict_resumes_exactly(backend: str, name: str) -> None:
+def test_state_dict_resumes_exactly(nnx_backend: str, name: str) -> None:
     make = CASES[name][0]
-    straight = _run(make(_params(backend)), 5)
-    first = make(_params(backend))
+    straight = _run(make(_params(nnx_backend)), 5)
+    first = make(_params(nnx_backend))
     _run(first, 3)
     saved = first.state_dict()
     scalars = {k: v for k, v in saved.items() if k != "state"}
@@ -203,12 +203,12 @@ def test_state_restores_onto_another_backend() -> None:
 def test_state_dict_mismatches_are_errors() -> None:
     adam = Adam(_params("numpy"))
     _run(adam, 1)
-    with pytest.raises(nnx.StateError, match="Adam"):
+    with pytest.raises(nnx.errors.StateError, match="Adam"):
         SGD(_params("numpy"), lr=0.1).load_state_dict(adam.state_dict())
-    with pytest.raises(nnx.StateError, match="2 parameters.*1"):
+    with pytest.raises(nnx.errors.StateError, match="2 parameters.*1"):
         Adam(_params("numpy")[:1]).load_state_dict(adam.state_dict())
     swapped = Adam(_params("numpy")[::-1])
-    with pytest.raises(nnx.ShapeError, match="exp_avg"):
+    with pytest.raises(nnx.errors.ShapeError, match="exp_avg"):
         swapped.load_state_dict(adam.state_dict())
 
 
@@ -243,13 +243,13 @@ def test_schedule_state_dict() -> None:
     assert sched2.step() == sched.step()
 
 
-def test_clip_grad_norm(backend: str) -> None:
-    params = _params(backend)
+def test_clip_grad_norm(nnx_backend: str) -> None:
+    params = _params(nnx_backend)
     _set_grads(params)
     grads = [nnx.to_host(p.grad).copy() for p in params]
     norm = math.sqrt(sum(float((g**2).sum()) for g in grads))
     total = clip_grad_norm(params, max_norm=0.5 * norm)
-    assert nnx.backend.backend_of(total) == backend
+    assert nnx.backend.backend_of(total) == nnx_backend
     assert float(total) == pytest.approx(norm, rel=1e-14)
     clipped = math.sqrt(sum(float((nnx.to_host(p.grad) ** 2).sum()) for p in params))
     assert clipped == pytest.approx(0.5 * norm, rel=1e-6)
@@ -261,8 +261,8 @@ def test_clip_grad_norm(backend: str) -> None:
         np.testing.assert_array_equal(nnx.to_host(p.grad), g)
 
 
-def test_clip_grad_norm_keeps_float32(backend: str) -> None:
-    params = _params(backend, "float32")
+def test_clip_grad_norm_keeps_float32(nnx_backend: str) -> None:
+    params = _params(nnx_backend, "float32")
     _set_grads(params)
     total = clip_grad_norm(params, 0.1)
     assert nnx.backend.dtype_name(total) == "float32"
@@ -278,5 +278,102 @@ def test_bad_optimizer_arguments() -> None:
                  lambda: clip_grad_norm(ps, 0)):
         with pytest.raises(ValueError):
             make()
-    with pytest.raises(nnx.StateError, match="no gradients"):
+    with pytest.raises(nnx.errors.StateError, match="no gradients"):
         clip_grad_norm(_params("numpy"), 1.0)
+
+
+# A test-only backend whose arrays are never changed in place: ``a += b`` gives a new
+# array and leaves ``a`` as it was (as on JAX), so an optimizer that updates a local
+# alias in place and does not store the result back silently stops training.
+
+
+class FrozenArray(np.ndarray):
+    def __array_ufunc__(self, ufunc: object, method: str, *inputs: object, **kwargs: object) -> object:
+        kwargs.pop("out", None)  # the in-place form computes a new array instead
+        result = getattr(ufunc, method)(*(_thaw(i) for i in inputs), **kwargs)
+        return _freeze(result)
+
+    def __array_function__(self, func: object, types: object, args: object, kwargs: dict) -> object:
+        return _freeze(func(*_thaw(args), **{k: _thaw(v) for k, v in kwargs.items()}))
+
+    def __setitem__(self, key: object, value: object) -> None:
+        raise TypeError("FrozenArray is immutable")
+
+
+def _thaw(x: object) -> object:
+    if isinstance(x, FrozenArray):
+        return x.view(np.ndarray)
+    if isinstance(x, (list, tuple)):
+        return type(x)(_thaw(v) for v in x)
+    return x
+
+
+def _freeze(x: object) -> object:
+    if isinstance(x, tuple):
+        return tuple(_freeze(v) for v in x)
+    if isinstance(x, (np.ndarray, np.generic)):
+        return np.asarray(x).view(FrozenArray)
+    return x
+
+
+FROZEN = nnx.backend.Backend(
+    name="frozen",
+    module="numpy",
+    description="numpy arrays that are never changed in place, for tests",
+    probe=lambda: None,
+    namespace=lambda: nnx.backend.BACKENDS["numpy"].namespace(),
+    from_host=lambda a: np.array(a, copy=True).view(FrozenArray),
+    to_host=lambda x: np.array(x, copy=True).view(np.ndarray),
+    owns=lambda x: isinstance(x, FrozenArray),
+)
+
+
+@pytest.fixture
+def frozen() -> object:
+    nnx.backend.register(FROZEN)
+    try:
+        yield "frozen"
+    finally:
+        nnx.backend.unregister("frozen")
+
+
+def test_frozen_arrays_are_not_changed_in_place(frozen: str) -> None:
+    a = nnx.to_device([1.0, 2.0], frozen)
+    b = a
+    b += 1.0
+    assert nnx.to_host(a).tolist() == [1.0, 2.0] and nnx.to_host(b).tolist() == [2.0, 3.0]
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_optimizers_store_their_updates_on_immutable_arrays(frozen: str, name: str) -> None:
+    make, _ = CASES[name]
+    expected = _run(make(_params("numpy")), 4)
+    got = _run(make(_params(frozen)), 4)
+    for g, e in zip(got, expected):
+        assert np.array_equal(g, e), name
+
+
+def test_clip_grad_norm_stores_its_result_on_immutable_arrays(frozen: str) -> None:
+    for backend in ("numpy", frozen):
+        params = _params(backend)
+        _set_grads(params)
+        clip_grad_norm(params, max_norm=0.5)
+        total = math.sqrt(sum(float((nnx.to_host(p.grad) ** 2).sum()) for p in params))
+        assert total == pytest.approx(0.5, rel=1e-5), backend
+
+
+def test_a_network_trains_identically_on_immutable_arrays(frozen: str) -> None:
+    def train(backend: str) -> list[np.ndarray]:
+        model = nnx.Sequential(nnx.Linear(4, 6, seed=0, dtype="float64", backend=backend),
+                               nnx.BatchNorm1d(6, dtype="float64", backend=backend), nnx.Tanh(),
+                               nnx.Linear(6, 2, seed=1, dtype="float64", backend=backend))
+        opt = Adam(model.parameters(), lr=0.01)
+        rng = np.random.default_rng(2)
+        x = nnx.to_device(rng.normal(size=(8, 4)), backend, dtype="float64")
+        y = nnx.to_device(rng.normal(size=(8, 2)), backend, dtype="float64")
+        for _ in range(3):
+            nnx.train_step(model, nnx.MSE(), opt, x, y)
+        return [nnx.to_host(v) for v in model.state_dict().values()]
+
+    for got, expected in zip(train(frozen), train("numpy")):
+        assert np.array_equal(got, expected)

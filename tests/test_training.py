@@ -7,35 +7,35 @@ import numpy as np
 import nnx
 
 
-def _net(backend: str, dtype: str) -> nnx.Sequential:
+def _net(nnx_backend: str, dtype: str) -> nnx.Sequential:
     return nnx.Sequential(
-        nnx.Linear(3, 8, seed=0, dtype=dtype, backend=backend), nnx.Tanh(),
-        nnx.Linear(8, 1, seed=1, dtype=dtype, backend=backend), nnx.Sigmoid(),
+        nnx.Linear(3, 8, seed=0, dtype=dtype, backend=nnx_backend), nnx.Tanh(),
+        nnx.Linear(8, 1, seed=1, dtype=dtype, backend=nnx_backend), nnx.Sigmoid(),
     )
 
 
-def _xor(backend: str, dtype: str) -> tuple[object, object]:
-    x = nnx.to_device([[0, 0, 1], [0, 1, 1], [1, 0, 1], [1, 1, 1]], backend, dtype=dtype)
-    y = nnx.to_device([[0], [1], [1], [0]], backend, dtype=dtype)
+def _xor(nnx_backend: str, dtype: str) -> tuple[object, object]:
+    x = nnx.to_device([[0, 0, 1], [0, 1, 1], [1, 0, 1], [1, 1, 1]], nnx_backend, dtype=dtype)
+    y = nnx.to_device([[0], [1], [1], [0]], nnx_backend, dtype=dtype)
     return x, y
 
 
-def _train(backend: str, dtype: str, steps: int) -> tuple[list[float], list[np.ndarray]]:
-    net = _net(backend, dtype)
-    x, y = _xor(backend, dtype)
+def _train(nnx_backend: str, dtype: str, steps: int) -> tuple[list[float], list[np.ndarray]]:
+    net = _net(nnx_backend, dtype)
+    x, y = _xor(nnx_backend, dtype)
     loss, sgd = nnx.MSE(), nnx.SGD(net.parameters(), lr=2.0)
     losses = [float(nnx.train_step(net, loss, sgd, x, y)[0]) for _ in range(steps)]
     return losses, [nnx.to_host(p.data) for p in net.parameters()]
 
 
-def test_train_step_learns_xor(backend: str) -> None:
-    losses, _ = _train(backend, "float32", 400)
+def test_train_step_learns_xor(nnx_backend: str) -> None:
+    losses, _ = _train(nnx_backend, "float32", 400)
     assert losses[-1] < 0.2 * losses[0]
 
 
-def test_float32_stays_float32(backend: str) -> None:
-    net = _net(backend, "float32")
-    x, y = _xor(backend, "float32")
+def test_float32_stays_float32(nnx_backend: str) -> None:
+    net = _net(nnx_backend, "float32")
+    x, y = _xor(nnx_backend, "float32")
     value, out = nnx.train_step(net, nnx.MSE(), nnx.SGD(net.parameters(), lr=0.1), x, y)
     assert nnx.backend.dtype_name(out) == "float32"
     assert nnx.backend.dtype_name(value) == "float32"
@@ -51,10 +51,10 @@ def test_cpu_backends_agree_in_float64() -> None:
         np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-15)
 
 
-def test_gradients_accumulate_until_cleared(backend: str) -> None:
+def test_gradients_accumulate_until_cleared(nnx_backend: str) -> None:
     layer = nnx.Linear(2, 1, seed=0, dtype="float64")
-    x = nnx.to_device([[1.0, 2.0]], backend, dtype="float64")
-    g = nnx.to_device([[1.0]], backend, dtype="float64")
+    x = nnx.to_device([[1.0, 2.0]], nnx_backend, dtype="float64")
+    g = nnx.to_device([[1.0]], nnx_backend, dtype="float64")
     layer.forward(x)
     layer.backward(g)
     once = nnx.to_host(layer.weight.grad).copy()

@@ -26,9 +26,11 @@ __all__ = [
     "Backend",
     "available",
     "backend_of",
+    "backend_of_type",
     "current",
     "disable_fast_path",
     "enable_fast_path",
+    "fast_path",
     "fast_path_enabled",
     "get",
     "matmul_precision",
@@ -150,6 +152,11 @@ def backend_of(x: Any) -> str:
     )
 
 
+def backend_of_type(kind: type) -> str | None:
+    """The backend whose arrays have type ``kind``, if an array of it was seen (else ``None``)."""
+    return _OWNER_BY_TYPE.get(kind)
+
+
 def namespace_of(x: Any) -> ModuleType:
     """The array-API namespace of an array (``array_api_compat.array_namespace``, cached by type)."""
     kind = type(x)
@@ -216,28 +223,43 @@ def dtype_name(x: Any) -> str:
 
 
 def enable_fast_path(name: str) -> None:
-    """Opt in to backend ``name``'s fused kernels (``"cupy"``); the generic code stays the reference.
+    """Opt in to backend ``name``'s overrides of :mod:`nnx.ops` (``"cupy"``: fused kernels).
 
-    See :mod:`nnx.backend.fastpath`; :class:`nnx.backend.cupy_fast.GraphedStep`
-    is the CUDA-graph training step, used explicitly.
+    The generic ops stay the reference the overrides are tested against.
     """
-    from nnx.backend import fastpath
+    from nnx import ops
 
-    fastpath.enable(name)
+    ops.enable(name)
 
 
 def disable_fast_path(name: str | None = None) -> None:
-    """Back to the generic code for backend ``name`` (every backend with ``None``)."""
-    from nnx.backend import fastpath
+    """Back to the generic ops for backend ``name`` (every backend with ``None``)."""
+    from nnx import ops
 
-    fastpath.disable(name)
+    ops.disable(name)
 
 
 def fast_path_enabled(name: str) -> bool:
-    """Whether backend ``name``'s fast path is on."""
-    from nnx.backend import fastpath
+    """Whether backend ``name``'s overrides are installed."""
+    from nnx import ops
 
-    return fastpath.enabled(name)
+    return ops.enabled(name)
+
+
+class fast_path:
+    """``with nnx.backend.fast_path("cupy"): ...`` — the backend's overrides inside the block only."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self._was = fast_path_enabled(name)
+
+    def __enter__(self) -> str:
+        enable_fast_path(self.name)
+        return self.name
+
+    def __exit__(self, *exc: object) -> None:
+        if not self._was:
+            disable_fast_path(self.name)
 
 
 def register(record: Backend) -> None:

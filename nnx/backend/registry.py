@@ -1,7 +1,7 @@
 """One record per backend: how to probe it, reach its namespace and move data.
 
-This module and :mod:`nnx.backend.host` are the only places in nnx that import
-array libraries by name. Adding a backend that array-api-compat supports means
+This module, :mod:`nnx.backend.cupy_ops` and the host side (:mod:`nnx.random`,
+files, data) are the only places in nnx that import array libraries by name. Adding a backend that array-api-compat supports means
 adding one :class:`Backend` record to ``BACKENDS``.
 """
 

@@ -1,7 +1,8 @@
 """Layers: each computes its own forward and backward against the array API."""
 
-from nnx.layers.activations import GELU, LeakyReLU, ReLU, Sigmoid, Softmax, Tanh, sigmoid
-from nnx.layers.base import Layer, Parameter, set_finite_checks
+from nnx.layers.activations import GELU, LeakyReLU, ReLU, Sigmoid, Softmax, Tanh
+from nnx.layers.base import Layer, Parameter
+from nnx.layers.checks import set_finite_checks
 from nnx.layers.container import Sequential
 from nnx.layers.dropout import Dropout
 from nnx.layers.linear import Linear
@@ -24,5 +25,4 @@ __all__ = [
     "Softmax",
     "Tanh",
     "set_finite_checks",
-    "sigmoid",
 ]

@@ -1,75 +1,26 @@
-"""Elementwise activations. Each keeps what its backward needs in forward."""
+"""Elementwise activations. Each keeps what its backward needs; the math is in :mod:`nnx.ops`."""
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
-from nnx.backend import fastpath
-from nnx.errors import ShapeError
-from nnx.layers.base import Layer, check_float, check_same_dtype
-
-# exp(-x) overflows for x below about -709 (float64) or -88.7 (float32). Clamping
-# x at these cuts keeps the textbook 1/(1+exp(-x)) bit-exact above them and, below
-# them, returns 1/(1+exp(cut)), which is within the smallest normal number of the
-# true value (whose magnitude is already below it).
-_SIGMOID_CUT = {4: 88.0, 8: 709.0}
-
-
-def _check_grad(layer: Layer, grad: Any, like: Any) -> Any:
-    xp = check_float(grad, f"{layer!r}.backward")
-    if grad.dtype != like.dtype and xp.isdtype(like.dtype, "real floating"):  # no silent float64 promotion
-        check_same_dtype(grad, like.dtype, f"{layer!r}.backward")
-    if tuple(grad.shape) != tuple(like.shape):
-        raise ShapeError(
-            f"{layer!r}.backward expected a gradient of shape {tuple(like.shape)}, "
-            f"got {tuple(grad.shape)}"
-        )
-    return xp
-
-
-_CUTS: dict[Any, float] = {}
-
-
-def sigmoid(x: Any) -> Any:
-    """The logistic function ``1/(1+exp(-x))`` without overflow for any ``x``.
-
-    Three arrays instead of five: negation by ``*= -1`` and ``+= 1`` happen in
-    place and round exactly as the textbook expression does.
-    """
-    xp = check_float(x, "sigmoid")
-    key = (type(x.dtype), x.dtype)
-    cut = _CUTS.get(key)
-    if cut is None:
-        cut = _CUTS[key] = _SIGMOID_CUT[xp.finfo(x.dtype).bits // 8]
-    fast = fastpath.op("sigmoid_forward", x)
-    if fast is not None:
-        return fast(x, cut)
-    e = xp.maximum(x, -cut)
-    e *= -1
-    e = xp.exp(e)
-    e += 1
-    return 1 / e
+from nnx import ops
+from nnx.layers.base import Layer
+from nnx.layers.checks import check_float
 
 
 class Sigmoid(Layer):
     """``1/(1+exp(-x))``, stable for large ``|x|``; backward uses the saved output."""
 
     def forward(self, x: Any) -> Any:
-        s = sigmoid(x)
-        self._save(s)
+        check_float(x, self)
+        s = ops.sigmoid(x)
+        self.save_for_backward(s)
         return s
 
     def backward(self, grad: Any) -> Any:
-        (s,) = self._take()
-        _check_grad(self, grad, s)
-        fast = fastpath.op("sigmoid_backward", s)
-        if fast is not None:
-            return fast(s, grad)
-        d = 1 - s  # grad * (s * (1 - s)), one array instead of three
-        d *= s
-        d *= grad
-        return d
+        (s,) = self.saved_tensors()
+        return ops.sigmoid_backward(s, grad)
 
     def __repr__(self) -> str:
         return "Sigmoid()"
@@ -79,22 +30,14 @@ class Tanh(Layer):
     """Hyperbolic tangent; backward uses the saved output."""
 
     def forward(self, x: Any) -> Any:
-        xp = check_float(x, repr(self))
-        y = xp.tanh(x)
-        self._save(y)
+        check_float(x, self)
+        y = ops.tanh(x)
+        self.save_for_backward(y)
         return y
 
     def backward(self, grad: Any) -> Any:
-        (y,) = self._take()
-        _check_grad(self, grad, y)
-        fast = fastpath.op("tanh_backward", y)
-        if fast is not None:
-            return fast(y, grad)
-        d = y * y  # grad * (1 - y*y), one array instead of three; -a + 1 rounds as 1 - a
-        d *= -1
-        d += 1
-        d *= grad
-        return d
+        (y,) = self.saved_tensors()
+        return ops.tanh_backward(y, grad)
 
     def __repr__(self) -> str:
         return "Tanh()"
@@ -108,17 +51,14 @@ class ReLU(Layer):
     """
 
     def forward(self, x: Any) -> Any:
-        xp = check_float(x, self)
-        fast = fastpath.op("relu_forward", x)
-        y = xp.where(x > 0, x, 0.0) if fast is None else fast(x)
-        self._save(y)
+        check_float(x, self)
+        y = ops.relu(x)
+        self.save_for_backward(y)
         return y
 
     def backward(self, grad: Any) -> Any:
-        (y,) = self._take()
-        xp = _check_grad(self, grad, y)
-        fast = fastpath.op("relu_backward", y)
-        return xp.where(y > 0, grad, 0.0) if fast is None else fast(y, grad)
+        (y,) = self.saved_tensors()
+        return ops.relu_backward(y, grad)
 
     def __repr__(self) -> str:
         return "ReLU()"
@@ -132,25 +72,16 @@ class LeakyReLU(Layer):
         self.negative_slope = float(negative_slope)
 
     def forward(self, x: Any) -> Any:
-        xp = check_float(x, repr(self))
-        mask = x > 0
-        self._save(mask)
-        return xp.where(mask, x, x * self.negative_slope)
+        check_float(x, self)
+        self.save_for_backward(x)
+        return ops.leaky_relu(x, self.negative_slope)
 
     def backward(self, grad: Any) -> Any:
-        (mask,) = self._take()
-        xp = _check_grad(self, grad, mask)
-        return xp.where(mask, grad, grad * self.negative_slope)
+        (x,) = self.saved_tensors()
+        return ops.leaky_relu_backward(x, grad, self.negative_slope)
 
     def config(self) -> dict[str, Any]:
         return {"negative_slope": self.negative_slope}
-
-    def __repr__(self) -> str:
-        return f"LeakyReLU(negative_slope={self.negative_slope})"
-
-
-_GELU_C = math.sqrt(2.0 / math.pi)
-_GELU_A = 0.044715
 
 
 class GELU(Layer):
@@ -170,24 +101,13 @@ class GELU(Layer):
         self.approximate = approximate
 
     def forward(self, x: Any) -> Any:
-        xp = check_float(x, repr(self))
-        # beyond |x| = 10 the tanh is exactly +-1 in float64 and float32 and its derivative
-        # exactly 0; clamping there keeps x^3 from overflowing for huge inputs.
-        xc = xp.clip(x, -10.0, 10.0)
-        x2 = xc * xc
-        t = xp.tanh(_GELU_C * xc * (1 + _GELU_A * x2))
-        self._save(x, x2, t)
-        return 0.5 * x * (1 + t)
+        check_float(x, self)
+        self.save_for_backward(x)
+        return ops.gelu(x)
 
     def backward(self, grad: Any) -> Any:
-        x, x2, t = self._take()
-        _check_grad(self, grad, x)
-        # d/dx = (1 + t)/2 + x/2 (1 - t^2) c (1 + 3a x^2)
-        inner = (1 - t * t) * (_GELU_C * (1 + 3 * _GELU_A * x2))
-        inner *= x
-        inner += 1 + t
-        inner *= 0.5
-        return grad * inner
+        (x,) = self.saved_tensors()
+        return ops.gelu_backward(x, grad)
 
     def config(self) -> dict[str, Any]:
         return {"approximate": self.approximate}
@@ -208,21 +128,14 @@ class Softmax(Layer):
         self.axis = int(axis)
 
     def forward(self, x: Any) -> Any:
-        xp = check_float(x, repr(self))
-        e = xp.exp(x - xp.max(x, axis=self.axis, keepdims=True))
-        e /= xp.sum(e, axis=self.axis, keepdims=True)
-        self._save(e)
-        return e
+        check_float(x, self)
+        y = ops.softmax(x, self.axis)
+        self.save_for_backward(y)
+        return y
 
     def backward(self, grad: Any) -> Any:
-        (y,) = self._take()
-        xp = _check_grad(self, grad, y)
-        g = grad - xp.sum(grad * y, axis=self.axis, keepdims=True)
-        g *= y
-        return g
+        (y,) = self.saved_tensors()
+        return ops.softmax_backward(y, grad, self.axis)
 
     def config(self) -> dict[str, Any]:
         return {"axis": self.axis}
-
-    def __repr__(self) -> str:
-        return f"Softmax(axis={self.axis})"

@@ -1,17 +1,37 @@
-"""The pieces every layer shares: parameters, the forward/backward contract, checks.
+"""The base class of every layer: the layer tree and the forward/backward contract.
 
-A layer's ``forward(x)`` keeps what its ``backward`` needs; ``backward(grad)``
-returns the gradient with respect to the input and *adds* into its parameters'
-``grad``. Calling ``backward`` without a ``forward`` before it, or twice after
-one, raises :class:`~nnx.errors.StateError`.
+Writing a layer (see README, "Writing your own layer"):
+
+* ``forward(x)`` computes the output and keeps what backward needs with
+  ``self.save_for_backward(...)``;
+* ``backward(grad)`` takes them back with ``self.saved_tensors()``, *adds*
+  into its parameters' ``grad`` (``Parameter.accumulate``) and returns the
+  gradient with respect to ``x``; ``backward_params(grad)`` may skip the
+  input's gradient (the first layer of a network needs none);
+* parameters are :class:`Parameter` attributes, non-trainable arrays
+  (running statistics) are attributes named in ``buffer_names``, a host
+  generator for random draws is the attribute ``rng``, and sub-layers are
+  :class:`Layer` attributes. ``config()`` returns the constructor arguments.
+
+The base class checks every incoming gradient against the output of the
+forward before it (backend, dtype and shape), and a backward without a
+forward before it, or a second one, raises :class:`~nnx.errors.StateError`.
+Everything that concerns the whole tree (parameters, buffers, modes,
+``to()``, state dicts, random states, summaries) is implemented here once,
+from :meth:`Layer.named_children`; containers only wire their children.
 """
 
 from __future__ import annotations
 
-from typing import Any, Iterator
+import contextlib
+import functools
+import json
+from typing import Any, Callable, ClassVar, Iterator, Mapping
 
 from nnx import backend as _backend
-from nnx.errors import DTypeError, NonFiniteError, ShapeError, StateError
+from nnx import random as _random
+from nnx.errors import BackendMismatchError, DTypeError, ShapeError, StateError
+from nnx.layers.checks import check_float, check_same_dtype
 
 
 class Parameter:
@@ -46,90 +66,80 @@ class Parameter:
         return f"Parameter({self.name}, shape={self.shape}, dtype={_backend.dtype_name(self.data)})"
 
 
-_IS_FLOAT: dict[tuple[type, Any], bool] = {}
+class SavesForBackward:
+    """Keeping tensors from a forward for the one backward after it (layers and losses)."""
+
+    _saved: Any = None
+
+    def save_for_backward(self, *values: Any) -> None:
+        """Keep ``values`` for the next backward (replacing what an earlier forward kept)."""
+        self._saved = values
+
+    def saved_tensors(self) -> tuple[Any, ...]:
+        """Take back what the forward kept; a second call, or one without a forward, raises."""
+        saved = self._saved
+        if saved is None:
+            raise StateError(
+                f"{self!r}.backward called without a forward before it "
+                f"(or twice after one forward); call forward first"
+            )
+        self._saved = None
+        return saved
 
 
-def check_float(x: Any, where: str) -> Any:
-    """Return the namespace of ``x`` after checking it is a real floating-point array."""
-    try:
-        xp = _backend.namespace_of(x)
-    except TypeError:
-        raise DTypeError(
-            f"{where} expected an array, got {type(x).__name__}; "
-            f"move data with nnx.to_device(x, dtype='float32')"
-        ) from None
-    key = (type(x.dtype), x.dtype)  # dtypes of different libraries must never be compared
-    is_float = _IS_FLOAT.get(key)
-    if is_float is None:
-        is_float = _IS_FLOAT[key] = bool(xp.isdtype(x.dtype, "real floating"))
-    if not is_float:
-        raise DTypeError(
-            f"{where} expected a floating-point array (float32 or float64), got dtype "
-            f"{_backend.dtype_name(x)}; cast with nnx.to_device(x, dtype='float32')"
-        )
-    return xp
+def _records_output(forward: Callable[..., Any]) -> Callable[..., Any]:
+    @functools.wraps(forward)
+    def wrapper(self: "Layer", *args: Any, **kwargs: Any) -> Any:
+        out = forward(self, *args, **kwargs)
+        self._grad_spec = (type(out), out.dtype, out.shape) if hasattr(out, "dtype") else None
+        return out
+
+    wrapper._nnx_contract = True  # type: ignore[attr-defined]
+    return wrapper
 
 
-def check_same_dtype(x: Any, expected: Any, where: str) -> None:
-    """Raise :class:`DTypeError` when ``x``'s dtype differs from ``expected`` (no silent upcast)."""
-    if x.dtype != expected:
-        raise DTypeError(
-            f"{where} expected {_backend.dtype_name_of(expected)} input, got "
-            f"{_backend.dtype_name(x)}; nnx never mixes dtypes silently: cast the input with "
-            f"nnx.to_device(x, dtype={_backend.dtype_name_of(expected)!r}) "
-            f"or build the layer with that dtype"
-        )
+def _checks_gradient(backward: Callable[..., Any]) -> Callable[..., Any]:
+    @functools.wraps(backward)
+    def wrapper(self: "Layer", grad: Any) -> Any:
+        spec = self._grad_spec
+        if spec is not None and not (type(grad) is spec[0] and grad.dtype == spec[1] and grad.shape == spec[2]):
+            self._gradient_mismatch(grad)
+        return backward(self, grad)
+
+    wrapper._nnx_contract = True  # type: ignore[attr-defined]
+    return wrapper
 
 
-_FINITE_CHECKS = [True]
+def _join(prefix: str, name: str) -> str:
+    return f"{prefix}.{name}" if prefix else name
 
 
-def set_finite_checks(enabled: bool) -> bool:
-    """Switch the NaN checks of losses and of ``Sequential``'s input on or off; returns the old setting.
+class Layer(SavesForBackward):
+    """Base class of layers and containers (see the module docstring for the contract)."""
 
-    Each check costs one pass over the array and one device-to-host sync, so it
-    runs only at the edges of a network (its input and the loss), never per layer.
-    """
-    old = _FINITE_CHECKS[0]
-    _FINITE_CHECKS[0] = bool(enabled)
-    return old
+    #: attribute names of this layer's non-trainable arrays, saved with the model
+    buffer_names: ClassVar[tuple[str, ...]] = ()
+    _grad_spec: Any = None
 
-
-def finite_checks_enabled() -> bool:
-    """Whether the NaN checks run (see :func:`set_finite_checks`)."""
-    return _FINITE_CHECKS[0]
-
-
-def check_no_nan(x: Any, xp: Any, where: str, what: str = "input") -> None:
-    """Raise :class:`NonFiniteError` if ``x`` holds a NaN (skipped when checks are off)."""
-    if _FINITE_CHECKS[0] and bool(xp.any(xp.isnan(x))):
-        count = int(xp.sum(xp.astype(xp.isnan(x), xp.int64)))
-        raise NonFiniteError(
-            f"{where} expected a finite {what}, got {count} NaN value(s) in an array of shape "
-            f"{tuple(x.shape)}; find where they come from (data loading, a too large learning "
-            f"rate) — nnx.set_finite_checks(False) turns this check off"
-        )
-
-
-def check_ndim(x: Any, ndim: int, where: str, meaning: str) -> None:
-    """Raise :class:`ShapeError` unless ``x`` has ``ndim`` dimensions."""
-    if x.ndim != ndim:
-        raise ShapeError(f"{where} expected a {ndim}-D array {meaning}, got shape {tuple(x.shape)}")
-
-
-class Layer:
-    """Base class of layers: parameters, train/eval mode, backend moves, saved state."""
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        for name, wrap in (("forward", _records_output), ("backward", _checks_gradient),
+                           ("backward_params", _checks_gradient)):
+            fn = cls.__dict__.get(name)
+            if fn is not None and not getattr(fn, "_nnx_contract", False):
+                setattr(cls, name, wrap(fn))
 
     def __init__(self) -> None:
         self.training = True
-        self._saved: Any = None
 
     # the forward/backward contract ------------------------------------------------
 
     def forward(self, x: Any) -> Any:
+        """The output for input ``x``; keeps what backward needs (``save_for_backward``)."""
         raise NotImplementedError
 
     def backward(self, grad: Any) -> Any:
+        """The gradient with respect to the input; adds into the parameters' gradients."""
         raise NotImplementedError
 
     def backward_params(self, grad: Any) -> None:
@@ -143,29 +153,147 @@ class Layer:
     def __call__(self, x: Any) -> Any:
         return self.forward(x)
 
-    def _save(self, *values: Any) -> None:
-        self._saved = values
+    def _gradient_mismatch(self, grad: Any) -> None:
+        """Raise the error that says how ``grad`` differs from the output it is the gradient of."""
+        kind, dtype, shape = self._grad_spec
+        where = f"{self!r}.backward"
+        try:
+            got = _backend.backend_of(grad)
+        except BackendMismatchError:
+            raise DTypeError(f"{where} expected an array as the gradient, got {type(grad).__name__}") from None
+        expected = _backend.backend_of_type(kind)
+        if got != expected:
+            raise BackendMismatchError(f"{where} got a gradient on {got!r} for an output on {expected!r}; "
+                                       f"move it with nnx.to_device(grad, {expected!r})")
+        check_same_dtype(grad, dtype, where)
+        if tuple(grad.shape) != tuple(shape):
+            raise ShapeError(f"{where} expected a gradient of shape {tuple(shape)}, got {tuple(grad.shape)}")
 
-    def _take(self) -> tuple[Any, ...]:
-        saved = self._saved
-        if saved is None:
-            raise StateError(
-                f"{self!r}.backward called without a forward before it "
-                f"(or twice after one forward); call forward first"
-            )
-        self._saved = None
-        return saved
+    # the tree ----------------------------------------------------------------------
 
-    # parameters and modes ---------------------------------------------------------
+    def named_children(self) -> Iterator[tuple[str, "Layer"]]:
+        """The layers directly inside this one, by attribute name (Sequential: ``"0"``, ``"1"``, ...)."""
+        for name, value in vars(self).items():
+            if isinstance(value, Layer):
+                yield name, value
+
+    def children(self) -> list["Layer"]:
+        """The layers directly inside this one."""
+        return [child for _, child in self.named_children()]
+
+    def named_modules(self, prefix: str = "") -> Iterator[tuple[str, "Layer"]]:
+        """This layer and every layer inside it, each once, as ``(dotted path, layer)``; the root is ``""``."""
+        seen: set[int] = set()
+        stack = [(prefix, self)]
+        while stack:
+            path, layer = stack.pop()
+            if id(layer) in seen:
+                continue
+            seen.add(id(layer))
+            yield path, layer
+            stack.extend(reversed([(_join(path, n), c) for n, c in layer.named_children()]))
+
+    def get_submodule(self, path: str) -> "Layer":
+        """The layer at dotted ``path`` (``""`` is this one); ``KeyError`` when there is none."""
+        for name, layer in self.named_modules():
+            if name == path:
+                return layer
+        raise KeyError(f"{type(self).__name__} has no layer {path!r}")
+
+    def _own_parameters(self) -> Iterator[tuple[str, Parameter]]:
+        for name, value in vars(self).items():
+            if isinstance(value, Parameter):
+                yield name, value
+
+    def named_parameters(self, prefix: str = "") -> Iterator[tuple[str, Parameter]]:
+        """``(dotted name, parameter)`` pairs such as ``("0.weight", p)``, in a fixed order."""
+        seen: set[int] = set()
+        for path, layer in self.named_modules(prefix):
+            for name, p in layer._own_parameters():
+                if id(p) not in seen:
+                    seen.add(id(p))
+                    yield _join(path, name), p
 
     def parameters(self) -> list[Parameter]:
         """The trainable parameters, in a fixed order."""
-        return [v for v in vars(self).values() if isinstance(v, Parameter)]
+        return [p for _, p in self.named_parameters()]
 
-    def named_parameters(self, prefix: str = "") -> Iterator[tuple[str, Parameter]]:
-        """``(name, parameter)`` pairs; names are stable and used by save/load."""
-        for p in self.parameters():
-            yield prefix + p.name, p
+    def named_buffers(self, prefix: str = "") -> Iterator[tuple[str, Any]]:
+        """``(dotted name, array)`` pairs of non-trainable state, such as ``("2.running_mean", a)``."""
+        for path, layer in self.named_modules(prefix):
+            for name in layer.buffer_names:
+                yield _join(path, name), getattr(layer, name)
+
+    def set_buffer(self, name: str, value: Any) -> None:
+        """Replace buffer ``name`` (dotted) by ``value``: same shape, dtype and backend as the buffer
+        it replaces (move it first with ``nnx.to_device(value, layer_backend, dtype)``)."""
+        path, _, attr = name.rpartition(".")
+        try:
+            owner = self.get_submodule(path)
+        except KeyError:
+            owner = None
+        if owner is None or attr not in owner.buffer_names:
+            raise KeyError(f"{type(self).__name__} has no buffer {name!r}; it has {[n for n, _ in self.named_buffers()]}")
+        old = getattr(owner, attr)
+        where = f"{owner!r} buffer {attr!r}"
+        _backend.check_backend(value, _backend.backend_of(old), where)
+        check_same_dtype(value, old.dtype, where)
+        if tuple(value.shape) != tuple(old.shape):
+            raise ShapeError(f"{where} must have shape {tuple(old.shape)}, got {tuple(value.shape)}")
+        setattr(owner, attr, value)
+
+    def state_dict(self) -> dict[str, Any]:
+        """Every parameter and buffer by dotted name (the arrays themselves, on their backend)."""
+        state = {name: p.data for name, p in self.named_parameters()}
+        for name, value in self.named_buffers():
+            if name in state:
+                raise ValueError(f"buffer {name!r} has the name of a parameter")
+            state[name] = value
+        return state
+
+    def load_state_dict(self, state: Mapping[str, Any], *, source: str = "the state") -> None:
+        """Copy arrays (of any backend, or NumPy) into the parameters and buffers of the same names.
+
+        Names, shapes and dtypes must match exactly (nothing is cast); each array
+        moves onto the backend its target lives on. Everything is checked before
+        anything changes. Raises :class:`~nnx.errors.ShapeError` for missing,
+        extra or misshapen tensors and :class:`~nnx.errors.DTypeError` for dtypes.
+        """
+        params = dict(self.named_parameters())
+        targets = {n: ("parameter", p.data) for n, p in params.items()}
+        targets.update({n: ("buffer", v) for n, v in self.named_buffers()})
+        missing, extra = set(targets) - set(state), set(state) - set(targets)
+        if missing:
+            raise ShapeError(f"lacks tensors the architecture needs: {quote_names(missing)}")
+        if extra:
+            raise ShapeError(f"has tensors the architecture does not have: {quote_names(extra)}")
+        for name, (kind, current) in targets.items():
+            value = state[name]
+            if tuple(value.shape) != tuple(current.shape):
+                raise ShapeError(f"{kind} {name!r} has shape {tuple(value.shape)} in {source} but the "
+                                 f"architecture needs {tuple(current.shape)}")
+            have, want = _backend.dtype_name(value), _backend.dtype_name(current)
+            if have != want:
+                raise DTypeError(f"{kind} {name!r} is {have} in {source} but the architecture makes it {want}")
+        for name, (kind, current) in targets.items():
+            value = _backend.to_device(state[name], _backend.backend_of(current))
+            if kind == "parameter":
+                params[name].data, params[name].grad = value, None
+            else:
+                self.set_buffer(name, value)
+
+    def random_states(self) -> dict[str, Any]:
+        """The state of every layer's own host generator (attribute ``rng``), by dotted path."""
+        return {path: _random.get_state(layer.rng) for path, layer in self.named_modules()
+                if _random.is_generator(getattr(layer, "rng", None))}
+
+    def set_random_states(self, states: Mapping[str, Any]) -> None:
+        """Restore generator states from :meth:`random_states` (layers not named keep theirs)."""
+        for path, layer in self.named_modules():
+            if path in states and _random.is_generator(getattr(layer, "rng", None)):
+                _random.set_state(layer.rng, states[path])
+
+    # modes and placement -----------------------------------------------------------------
 
     def zero_grad(self) -> None:
         """Forget accumulated gradients."""
@@ -173,57 +301,35 @@ class Layer:
             p.grad = None
 
     def train(self, mode: bool = True) -> "Layer":
-        """Switch to training mode (or evaluation mode with ``mode=False``)."""
-        self.training = mode
+        """Switch this layer and every layer inside it to training mode (evaluation with ``False``)."""
+        for _, layer in self.named_modules():
+            layer.training = mode
         return self
 
     def eval(self) -> "Layer":
         """Switch to evaluation mode."""
         return self.train(False)
 
+    def drop_saved(self) -> None:
+        """Forget what forwards kept for a backward that will not come (frees device memory)."""
+        for _, layer in self.named_modules():
+            layer._saved = None
+
     def to(self, name: str) -> "Layer":
         """Move every parameter and buffer onto backend ``name`` (an explicit copy); returns self."""
-        for p in self.parameters():
-            p.data = _backend.to_device(p.data, name)
-            p.grad = None
-        for key in self._buffer_names:
-            setattr(self, key, _backend.to_device(getattr(self, key), name))
-        self._saved = None
+        _backend.get(name)
+        for _, layer in self.named_modules():
+            layer._to(name)
         return self
 
-    # architecture and non-trainable state ------------------------------------------
-
-    _buffer_names: tuple[str, ...] = ()
-
-    def config(self) -> dict[str, Any]:
-        """The constructor arguments that define the architecture (JSON-serialisable)."""
-        return {}
-
-    def named_buffers(self, prefix: str = "") -> Iterator[tuple[str, Any]]:
-        """``(name, array)`` pairs of non-trainable state (running statistics); none by default."""
-        for name in self._buffer_names:
-            yield prefix + name, getattr(self, name)
-
-    def set_buffer(self, name: str, value: Any) -> None:
-        """Replace buffer ``name`` by ``value``: same shape, dtype and backend as the buffer it
-        replaces (move it first with ``nnx.to_device(value, layer_backend, dtype)``)."""
-        if name not in self._buffer_names:
-            raise KeyError(f"{self!r} has no buffer {name!r}; it has {list(self._buffer_names)}")
-        old = getattr(self, name)
-        where = f"{self!r} buffer {name!r}"
-        _backend.check_backend(value, _backend.backend_of(old), where)
-        check_same_dtype(value, old.dtype, where)
-        if tuple(value.shape) != tuple(old.shape):
-            raise ShapeError(f"{where} must have shape {tuple(old.shape)}, got {tuple(value.shape)}")
-        setattr(self, name, value)
-
-    def children(self) -> list["Layer"]:
-        """The layers this one contains (none for a plain layer)."""
-        return []
-
-    def output_shape(self, input_shape: tuple[int, ...]) -> tuple[int, ...]:
-        """The shape ``forward`` returns for an input of ``input_shape`` (same shape by default)."""
-        return tuple(input_shape)
+    def _to(self, name: str) -> None:
+        """Move this layer's own arrays (not its children's); layers that cache a backend extend it."""
+        for _, p in self._own_parameters():
+            p.data = _backend.to_device(p.data, name)
+            p.grad = None
+        for key in self.buffer_names:
+            setattr(self, key, _backend.to_device(getattr(self, key), name))
+        self._saved = None
 
     @property
     def backend(self) -> str | None:
@@ -232,10 +338,95 @@ class Layer:
         return _backend.backend_of(params[0].data) if params else None
 
     def num_parameters(self) -> int:
+        """How many trainable numbers the layer (and every layer inside it) has."""
         return sum(p.size for p in self.parameters())
 
+    # watching calls ------------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def observe(self, callback: Callable[[str, "Layer", str, Any, Any], None],
+                methods: tuple[str, ...] = ("forward",)) -> Iterator[None]:
+        """Inside the block, call ``callback(path, layer, method, argument, result)`` after each
+        call of ``methods`` on this layer or any layer inside it (innermost calls first)."""
+        patched = []
+        for path, layer in self.named_modules():
+            for method in methods:
+                original = getattr(layer, method)
+
+                def watched(arg: Any, *rest: Any, _f: Any = original, _p: str = path, _l: Layer = layer,
+                            _m: str = method) -> Any:
+                    result = _f(arg, *rest)
+                    callback(_p, _l, _m, arg, result)
+                    return result
+
+                layer.__dict__[method] = watched
+                patched.append((layer, method))
+        try:
+            yield
+        finally:
+            for layer, method in patched:
+                layer.__dict__.pop(method, None)
+
+    # architecture ------------------------------------------------------------------
+
+    def config(self) -> dict[str, Any]:
+        """The constructor arguments that define the architecture (JSON), children excluded."""
+        return {}
+
+    def describe(self, type_name: Callable[[type], str] | None = None) -> dict[str, Any]:
+        """The architecture as JSON: ``{"type", "config", "children": [[name, description], ...]}``
+        (no ``children`` for a layer without sub-layers). ``type_name`` names a class (default:
+        its ``__name__``; model files use the name it was registered under)."""
+        name = type_name(type(self)) if type_name is not None else type(self).__name__
+        config = self.config()
+        try:
+            if json.loads(json.dumps(config)) != config:
+                raise TypeError("it does not survive a JSON round trip")
+        except (TypeError, ValueError) as exc:
+            raise TypeError(f"cannot describe {self!r}: its config() {config!r} is not plain JSON ({exc})") from None
+        node: dict[str, Any] = {"type": name, "config": config}
+        children = [[n, child.describe(type_name)] for n, child in self.named_children()]
+        if children:
+            node["children"] = children
+        return node
+
+    @classmethod
+    def from_config(cls, config: Mapping[str, Any], children: Mapping[str, "Layer"]) -> "Layer":
+        """Build a layer from :meth:`config` and its children (rebuilt first), as a model file does.
+
+        By default children are passed as keyword arguments named as their
+        attributes; a container with another wiring (``Sequential``) overrides this.
+        """
+        return cls(**config, **children)
+
+    def output_shape(self, input_shape: tuple[int, ...]) -> tuple[int, ...]:
+        """The shape ``forward`` returns for an input of ``input_shape`` (same shape by default)."""
+        return tuple(input_shape)
+
+    def summary(self, input_shape: tuple[int, ...]) -> str:
+        """A table of every layer inside this one, its output shape for ``input_shape`` (batch
+        axis included) and its parameter count, with the total. Computes shapes only; runs no forward."""
+        shapes: dict[str, tuple[int, ...]] = {}
+        with self.observe(lambda path, layer, method, arg, result: shapes.setdefault(path, result),
+                          methods=("output_shape",)):
+            self.output_shape(tuple(input_shape))
+        rows = [("layer", "output shape", "params")]
+        for path, layer in self.named_modules():
+            if not path:
+                continue
+            label = type(layer).__name__ if layer.children() else repr(layer)
+            indent = "  " * path.count(".")
+            rows.append((f"{indent}({path}) {label}", str(shapes.get(path, "-")), f"{layer.num_parameters():,}"))
+        widths = [max(len(r[c]) for r in rows) for c in range(3)]
+        line = "-" * (sum(widths) + 4)
+        out = [f"{rows[0][0]:<{widths[0]}}  {rows[0][1]:<{widths[1]}}  {rows[0][2]:>{widths[2]}}", line]
+        out += [f"{a:<{widths[0]}}  {b:<{widths[1]}}  {c:>{widths[2]}}" for a, b, c in rows[1:]]
+        out += [line, f"total parameters: {self.num_parameters():,}"]
+        return "\n".join(out)
+
     def __repr__(self) -> str:
-        return f"{type(self).__name__}()"
+        args = ", ".join(f"{k}={v!r}" for k, v in self.config().items())
+        return f"{type(self).__name__}({args})"
 
 
 class ParamLayer(Layer):
@@ -249,8 +440,14 @@ class ParamLayer(Layer):
         """Check ``x`` against the parameters; ``where`` (a string, or an object whose
         ``str`` is one, so hot paths format it only on failure) names the caller."""
         first = self._reference().data
-        name = _backend.backend_of(first)
-        _backend.check_backend(x, name, where)
+        _backend.check_backend(x, _backend.backend_of(first), where)
         xp = check_float(x, where)
         check_same_dtype(x, first.dtype, where)
         return xp
+
+
+def quote_names(names: Any) -> str:
+    """Up to five names for an error message."""
+    names = sorted(names)
+    shown = ", ".join(repr(n) for n in names[:5])
+    return shown + (f" and {len(names) - 5} more" if len(names) > 5 else "")

@@ -6,29 +6,18 @@ from typing import Any
 
 from nnx import backend as _backend
 from nnx import init as _init
-from nnx.backend import host
+from nnx import random as _random
 from nnx.errors import ShapeError
-from nnx.layers.base import Parameter, ParamLayer, check_ndim
+from nnx.layers.base import Parameter, ParamLayer
+from nnx.layers.checks import check_ndim
 
 
 def _initial(values: Any, shape: tuple[int, ...], what: str) -> Any:
     """User-given initial values as a host float64 array of exactly ``shape``."""
-    arr = host.asarray(_backend.to_host(values))
+    arr = _random.asarray(_backend.to_host(values))
     if tuple(arr.shape) != shape:
         raise ShapeError(f"{what} must have shape {shape}, got {tuple(arr.shape)}")
     return arr
-
-
-class _Backward:
-    """``"<layer>.backward"`` for error messages, formatted only when one is raised."""
-
-    __slots__ = ("layer",)
-
-    def __init__(self, layer: Any) -> None:
-        self.layer = layer
-
-    def __str__(self) -> str:
-        return f"{self.layer!r}.backward"
 
 
 class Linear(ParamLayer):
@@ -66,7 +55,7 @@ class Linear(ParamLayer):
         if bias_value is not None and not bias:
             raise ValueError("Linear got bias_value but bias=False")
         self.in_features, self.out_features, self.dtype = in_features, out_features, dtype
-        rng = host.make_rng(seed)
+        rng = _random.make_rng(seed)
         shape = (in_features, out_features)
         w = _initial(weight, shape, "weight") if weight is not None else _init.get(init)(shape, rng)
         name = backend or _backend.current()
@@ -91,7 +80,7 @@ class Linear(ParamLayer):
         y = x @ self.weight.data
         if self.bias is not None:
             y += self.bias.data  # y is fresh: add in place, no second array
-        self._save(x)
+        self.save_for_backward(x)
         return y
 
     def backward(self, grad: Any) -> Any:
@@ -101,16 +90,10 @@ class Linear(ParamLayer):
         self._backward(grad, False)
 
     def _backward(self, grad: Any, input_grad: bool) -> Any:
-        (x,) = self._take()
-        xp = self._check_input(grad, _Backward(self))
-        if grad.ndim != 2 or grad.shape[0] != x.shape[0] or grad.shape[1] != self.out_features:
-            raise ShapeError(
-                f"{self!r}.backward expected a gradient of shape {(x.shape[0], self.out_features)}, "
-                f"got {tuple(grad.shape)}"
-            )
+        (x,) = self.saved_tensors()
         self.weight.accumulate(x.T @ grad)
         if self.bias is not None:
-            self.bias.accumulate(xp.sum(grad, axis=0))
+            self.bias.accumulate(_backend.namespace_of(grad).sum(grad, axis=0))
         return grad @ self.weight.data.T if input_grad else None
 
     def _reference(self) -> Parameter:

@@ -5,9 +5,10 @@ from __future__ import annotations
 from typing import Any
 
 from nnx import backend as _backend
-from nnx.backend import host
+from nnx import random as _random
 from nnx.errors import ShapeError
-from nnx.layers.base import Layer, Parameter, check_float, check_same_dtype
+from nnx.layers.base import Layer, Parameter
+from nnx.layers.checks import check_float, check_same_dtype
 
 
 def _check_positive_int(name: str, n: Any, owner: str) -> None:
@@ -39,17 +40,15 @@ class _Norm(Layer):
         self._dtype_obj = getattr(_backend.namespace(name), self.dtype)
 
     def _full(self, value: float) -> Any:
-        return _backend.to_device(host.full((self.num_features,), value), self._backend_name, self.dtype)
+        return _backend.to_device(_random.full((self.num_features,), value), self._backend_name, self.dtype)
 
-    def _check_input(self, x: Any, where: str, like: Any = None) -> Any:
-        """Check backend, dtype and shape of an input (or of a gradient shaped ``like``)."""
+    def _check_input(self, x: Any) -> Any:
+        """Check backend, dtype and shape of an input."""
+        where = repr(self)
         _backend.check_backend(x, self._backend_name, where)
         xp = check_float(x, where)
         check_same_dtype(x, self._dtype_obj, where)
-        if like is not None:
-            if tuple(x.shape) != tuple(like.shape):
-                raise ShapeError(f"{where} expected a gradient of shape {tuple(like.shape)}, got {tuple(x.shape)}")
-        elif x.ndim < 1 or x.shape[-1] != self.num_features:
+        if x.ndim < 1 or x.shape[-1] != self.num_features:
             raise ShapeError(self._shape_message(x))
         return xp
 
@@ -67,10 +66,9 @@ class _Norm(Layer):
     def _affine_repr(self) -> str:
         return "" if self.weight is not None else ", affine=False"
 
-    def to(self, name: str) -> "_Norm":
-        super().to(name)
+    def _to(self, name: str) -> None:
+        super()._to(name)
         self._set_backend(name)
-        return self
 
 
 class LayerNorm(_Norm):
@@ -93,18 +91,18 @@ class LayerNorm(_Norm):
         super().__init__(num_features, eps, affine, dtype, backend)
 
     def forward(self, x: Any) -> Any:
-        xp = self._check_input(x, repr(self))
+        xp = self._check_input(x)
         xc = x - xp.mean(x, axis=-1, keepdims=True)
         rstd = 1 / xp.sqrt(xp.mean(xc * xc, axis=-1, keepdims=True) + self.eps)
         xc *= rstd  # now xhat
-        self._save(xc, rstd)
+        self.save_for_backward(xc, rstd)
         if self.weight is None:
             return xc
         return xc * self.weight.data + self.bias.data
 
     def backward(self, grad: Any) -> Any:
-        xhat, rstd = self._take()
-        xp = self._check_input(grad, f"{self!r}.backward", like=xhat)
+        xhat, rstd = self.saved_tensors()
+        xp = _backend.namespace_of(grad)
         g = self._affine_backward(grad, xhat, xp, tuple(range(grad.ndim - 1)))
         # dx = rstd * (g - mean(g) - xhat * mean(g * xhat))
         dx = g - xp.mean(g, axis=-1, keepdims=True)
@@ -130,7 +128,7 @@ class BatchNorm1d(_Norm):
     running statistics are buffers (``named_buffers``), saved with the model.
     """
 
-    _buffer_names = ("running_mean", "running_var")
+    buffer_names = ("running_mean", "running_var")
 
     def __init__(
         self,
@@ -153,7 +151,7 @@ class BatchNorm1d(_Norm):
         return f"{self!r} expected input of shape (batch, {self.num_features}), got {tuple(x.shape)}"
 
     def forward(self, x: Any) -> Any:
-        xp = self._check_input(x, repr(self))
+        xp = self._check_input(x)
         if x.ndim != 2:
             raise ShapeError(self._shape_message(x))
         if self.training:
@@ -176,14 +174,14 @@ class BatchNorm1d(_Norm):
             xc = x - self.running_mean
             rstd = 1 / xp.sqrt(self.running_var + self.eps)
         xc *= rstd  # now xhat
-        self._save(xc, rstd, self.training)
+        self.save_for_backward(xc, rstd, self.training)
         if self.weight is None:
             return xc
         return xc * self.weight.data + self.bias.data
 
     def backward(self, grad: Any) -> Any:
-        xhat, rstd, training = self._take()
-        xp = self._check_input(grad, f"{self!r}.backward", like=xhat)
+        xhat, rstd, training = self.saved_tensors()
+        xp = _backend.namespace_of(grad)
         g = self._affine_backward(grad, xhat, xp, (0,))
         if not training:  # the statistics are constants in evaluation mode
             return g * rstd

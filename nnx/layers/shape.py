@@ -16,14 +16,11 @@ class Flatten(Layer):
         xp = _backend.namespace_of(x)
         if x.ndim < 1:
             raise ShapeError(f"{self!r} expected an array with a batch axis, got shape {tuple(x.shape)}")
-        self._save(tuple(x.shape))
+        self.save_for_backward(tuple(x.shape))
         return xp.reshape(x, self.output_shape(tuple(x.shape)))
 
     def backward(self, grad: Any) -> Any:
-        (shape,) = self._take()
-        expected = self.output_shape(shape)
-        if tuple(grad.shape) != expected:
-            raise ShapeError(f"{self!r}.backward expected a gradient of shape {expected}, got {tuple(grad.shape)}")
+        (shape,) = self.saved_tensors()
         return _backend.namespace_of(grad).reshape(grad, shape)
 
     def output_shape(self, input_shape: tuple[int, ...]) -> tuple[int, ...]:

@@ -20,6 +20,9 @@ from typing import Any
 
 import numpy as np
 
+from nnx import backend as _backend
+from nnx.errors import ParityError
+
 RTOL: dict[str, float] = {"float64": 1e-12, "float32": 1e-5, "float16": 1e-2}
 
 
@@ -128,6 +131,21 @@ def compare(actual: np.ndarray, expected: np.ndarray, rtol: float | None = None,
     return _verdict(a, b, diff, rt, at, ulps=True)
 
 
+def assert_close(actual: Any, expected: Any, rtol: float | None = None, atol: float | None = None,
+                 *, name: str = "array") -> Comparison:
+    """Raise :class:`~nnx.errors.ParityError` unless ``actual`` agrees with ``expected``.
+
+    The arrays may live on any backends (they are copied to the host). Default
+    tolerances depend on the dtype (float64: ``rtol=1e-12``; float32:
+    ``rtol=1e-5``; ``atol`` is ``rtol`` times the largest ``|expected|``; see
+    the module docstring). Returns the :class:`Comparison` when they agree.
+    """
+    result = compare(_backend.to_host(actual), _backend.to_host(expected), rtol, atol)
+    if not result.ok:
+        raise ParityError(f"{name} differs: {result.describe()}")
+    return result
+
+
 def _verdict(a: np.ndarray, b: np.ndarray, diff: np.ndarray, rtol: float, atol: float,
              ulps: bool) -> Comparison:
     mag = np.abs(b.astype(np.float64))
@@ -159,3 +177,6 @@ def _verdict(a: np.ndarray, b: np.ndarray, diff: np.ndarray, rtol: float, atol: 
         expected=b[index].item(),
         ulps=ulp,
     )
+
+
+__all__ = ["Comparison", "RTOL", "assert_close", "compare", "default_rtol", "magnitude"]

@@ -1,6 +1,5 @@
 """Backend parity: do two backends agree, and if not, where do they first part ways?
 
-:func:`assert_close` compares two arrays of any backends on the host.
 :func:`check_parity` trains copies of one model (same weights, same data, same
 loss and optimizer) on two or more backends for a few steps, recording every
 layer's forward output, every backward gradient (input and parameters) and
@@ -16,32 +15,16 @@ from __future__ import annotations
 
 import copy
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any, Callable, Sequence
 
 from nnx import backend as _backend
-from nnx.backend.compare import Comparison, compare, default_rtol, magnitude
 from nnx.errors import ParityError
-from nnx.layers.base import Layer, Parameter
-from nnx.layers.container import Sequential
+from nnx.layers import Layer, Parameter
 from nnx.losses import Loss
 from nnx.optim import SGD, Optimizer
+from nnx.testing.compare import Comparison, compare, default_rtol, magnitude
 
 OptimizerFactory = Callable[[list[Parameter]], Optimizer]
-
-
-def assert_close(actual: Any, expected: Any, rtol: float | None = None, atol: float | None = None,
-                 *, name: str = "array") -> Comparison:
-    """Raise :class:`~nnx.errors.ParityError` unless ``actual`` agrees with ``expected``.
-
-    The arrays may live on any backends (they are copied to the host). Default
-    tolerances depend on the dtype (float64: ``rtol=1e-12``; float32:
-    ``rtol=1e-5``; ``atol`` is ``rtol`` times the largest ``|expected|``; see
-    :mod:`nnx.backend.compare`). Returns the :class:`Comparison` when they agree.
-    """
-    result = compare(_backend.to_host(actual), _backend.to_host(expected), rtol, atol)
-    if not result.ok:
-        raise ParityError(f"{name} differs: {result.describe()}")
-    return result
 
 
 @dataclass(frozen=True)
@@ -63,7 +46,10 @@ class TensorCheck:
     comparison: Comparison
 
     def where(self) -> str:
-        place = "loss" if self.layer is None else f"layer {self.layer} {self.layer_name}"
+        if self.layer is None:
+            place = "loss"
+        else:
+            place = f"layer {self.layer} {self.layer_name}" if self.layer else f"the model {self.layer_name}"
         return f"step {self.step}, {place}, {self.phase} {self.tensor}"
 
     def to_dict(self) -> dict[str, Any]:
@@ -138,75 +124,67 @@ class ParityReport:
         return "\n".join(lines)
 
 
-def _top_layers(model: Layer) -> list[Layer]:
-    return list(model) if isinstance(model, Sequential) else [model]
+def clone_to(obj: Layer | Loss, name: str) -> Any:
+    """A deep copy of a model (or loss) with its parameters and buffers copied onto backend ``name``.
 
-
-def _all_layers(obj: Any) -> Iterator[Layer]:
-    """``obj`` and every layer reachable through its attributes (lists and tuples included)."""
-    if isinstance(obj, Layer):
-        yield obj
-        for value in vars(obj).values():
-            yield from _all_layers(value)
-    elif isinstance(obj, (list, tuple)):
-        for value in obj:
-            yield from _all_layers(value)
-
-
-def clone_to(model: Layer, name: str) -> Layer:
-    """A deep copy of ``model`` with its parameters copied onto backend ``name``.
-
-    Parameters go through the host unchanged, so every clone starts
-    bit-identical; buffers (running statistics) and host generators (dropout)
-    are copied too, so every clone draws the same masks; gradients and saved
-    forward state are not copied.
+    Arrays go through the host unchanged, so every clone starts bit-identical;
+    host generators (dropout) are copied too, so every clone draws the same
+    masks; gradients and what forwards kept for backward are not copied.
     """
-    memo: dict[int, Any] = {}
-    for layer in _all_layers(model):
-        memo[id(layer._saved)] = None
-        for p in layer.parameters():
-            memo[id(p.data)] = _backend.to_host(p.data)
-            memo[id(p.grad)] = None
-        for _, buffer in layer.named_buffers():
+    memo: dict[int, Any] = {id(obj._saved): None}
+    if isinstance(obj, Layer):
+        for _, layer in obj.named_modules():
+            memo[id(layer._saved)] = None
+        for _, p in obj.named_parameters():
+            memo[id(p.data)], memo[id(p.grad)] = _backend.to_host(p.data), None
+        for _, buffer in obj.named_buffers():
             memo[id(buffer)] = _backend.to_host(buffer)
-    clone = copy.deepcopy(model, memo)
-    return clone.to(name)
+    clone = copy.deepcopy(obj, memo)
+    return clone.to(name) if isinstance(clone, Layer) else clone
 
 
-Key = tuple[int, str, "int | None", str, str]
+Key = tuple[int, str, "str | None", str, str]
+
+
+def _label(layer: Layer) -> str:
+    return type(layer).__name__ if layer.children() else repr(layer)
 
 
 def _trace(model: Layer, loss: Loss, make_optimizer: OptimizerFactory, x: Any, y: Any,
            steps: int, record: Callable[..., None]) -> None:
-    """Train ``steps`` steps layer by layer, passing every tensor to ``record``.
+    """Train ``steps`` steps, passing every layer's every tensor to ``record``.
 
     A forward output is recorded with the layer's input and a gradient with the
     gradient the layer received, as the context its tolerance is scaled by.
+    Layers inside layers are recorded too, innermost first.
     """
-    layers = _top_layers(model)
-    names = [repr(layer) for layer in layers]
+    labels = {path: _label(layer) for path, layer in model.named_modules()}
     optimizer = make_optimizer(model.parameters())
-    for step in range(1, steps + 1):
-        optimizer.zero_grad()
-        h = x
-        for i, layer in enumerate(layers):
-            h_in, h = h, layer.forward(h)
-            record((step, "forward", i, names[i], "output"), h, h_in)
-        value = loss.forward(h, y)
-        record((step, "loss", None, repr(loss), "value"), value)
-        g = loss.backward()
-        record((step, "loss", None, repr(loss), "grad"), g)
-        for i in reversed(range(len(layers))):
-            g_in, g = g, layers[i].backward(g)
-            record((step, "backward", i, names[i], "input_grad"), g, g_in)
-            for pname, p in layers[i].named_parameters():
-                record((step, "backward", i, names[i], f"{pname}.grad"), p.grad, g_in)
-        optimizer.step()
-        for i, layer in enumerate(layers):
-            for pname, p in layer.named_parameters():
-                record((step, "update", i, names[i], pname), p.data)
-            for bname, buffer in layer.named_buffers():
-                record((step, "update", i, names[i], bname), buffer)
+    step = 0
+
+    def watch(path: str, layer: Layer, method: str, arg: Any, result: Any) -> None:
+        if method == "forward":
+            record((step, "forward", path, labels[path], "output"), result, arg)
+            return
+        record((step, "backward", path, labels[path], "input_grad"), result, arg)
+        for pname, p in layer.named_parameters():
+            if "." not in pname:  # the layer's own parameters; those inside it were recorded already
+                record((step, "backward", path, labels[path], f"{pname}.grad"), p.grad, arg)
+
+    with model.observe(watch, methods=("forward", "backward")):
+        for step in range(1, steps + 1):
+            optimizer.zero_grad()
+            h = model.forward(x)
+            value = loss.forward(h, y)
+            record((step, "loss", None, repr(loss), "value"), value)
+            g = loss.backward()
+            record((step, "loss", None, repr(loss), "grad"), g)
+            model.backward(g)
+            optimizer.step()
+            for tensors in (((n, p.data) for n, p in model.named_parameters()), model.named_buffers()):
+                for name, value in tensors:
+                    path, _, local = name.rpartition(".")
+                    record((step, "update", path, labels[path], local), value)
 
 
 def _run(name: str, model: Layer, loss: Loss, make_optimizer: OptimizerFactory, x: Any, y: Any,
@@ -313,7 +291,6 @@ def assert_parity(*args: Any, **kwargs: Any) -> ParityReport:
 __all__ = [
     "ParityReport",
     "TensorCheck",
-    "assert_close",
     "assert_parity",
     "check_parity",
     "clone_to",

@@ -1,9 +1,10 @@
 """The models ``nnx parity`` checks by name: the tutorials' networks and a small MLP.
 
 Each example is built on the host (numpy) from fixed seeds, in the dtype asked
-for, with its own data, loss and optimizer; :func:`nnx.parity.check_parity`
-copies it onto each backend. :func:`case_for_model` wraps any model (a saved
-one, say) with seeded random data shaped for it.
+for, with its own data, loss and optimizer; :func:`nnx.testing.check_parity`
+copies it onto each backend (``nnx parity --model NAME`` runs them).
+:func:`case_for_model` wraps any model (a saved one, say) with seeded random
+data shaped for it.
 """
 
 from __future__ import annotations
@@ -13,12 +14,12 @@ from typing import Any, Callable
 
 from nnx import backend as _backend
 from nnx import init
-from nnx.backend import host
+from nnx import random as _random
 from nnx.layers import GELU, BatchNorm1d, Dropout, LayerNorm, Layer, Linear, ReLU, Sequential, Sigmoid, Tanh
 from nnx.losses import MSE, Loss, SoftmaxCrossEntropy, SumSquaredError
 from nnx.optim import SGD, Adam, Optimizer
-from nnx.parity import clone_to
 from nnx.random import legacy
+from nnx.testing.parity import clone_to
 
 _XOR_X = [[0, 0, 1], [0, 1, 1], [1, 0, 1], [1, 1, 1]]
 
@@ -90,9 +91,9 @@ def _mlp(dtype: str) -> ParityCase:
         Linear(16, 4, seed=2, dtype=dtype, backend="numpy"),
         Sigmoid(),
     )
-    rng = host.make_rng(3)
-    x = _data(host.normal(rng, (32, 8), 0.0, 1.0), dtype)
-    y = _data(host.uniform(rng, (32, 4), 0.0, 1.0), dtype)
+    rng = _random.make_rng(3)
+    x = _data(_random.normal(rng, (32, 8), 0.0, 1.0), dtype)
+    y = _data(_random.uniform(rng, (32, 4), 0.0, 1.0), dtype)
     return ParityCase("mlp", "8-16-16-4 MLP with biases (tanh, relu, sigmoid), MSE, SGD lr 0.5",
                       model, MSE(), x, y, _sgd(0.5))
 
@@ -110,9 +111,9 @@ def _classifier(dtype: str) -> ParityCase:
         Tanh(),
         Linear(16, 5, seed=7, dtype=dtype, backend="numpy"),
     )
-    rng = host.make_rng(8)
-    x = _data(host.normal(rng, (32, 8), 0.0, 1.0), dtype)
-    y = _backend.to_device(host.permutation(rng, 32) % 5, "numpy", dtype="int64")
+    rng = _random.make_rng(8)
+    x = _data(_random.normal(rng, (32, 8), 0.0, 1.0), dtype)
+    y = _backend.to_device(_random.permutation(rng, 32) % 5, "numpy", dtype="int64")
     return ParityCase("classifier", "8-16-16-5 classifier (batch norm, GELU, dropout, layer norm, tanh), "
                       "softmax cross-entropy on class indices, Adam lr 0.01",
                       model, SoftmaxCrossEntropy(), x, y, lambda params: Adam(params, lr=0.01))
@@ -142,21 +143,16 @@ def case_for_model(model: Layer, name: str, *, batch: int = 16, seed: int = 0, l
     The input width is the first Linear layer's ``in_features``; the target
     shape is that of the model's output on those inputs.
     """
-    first = next((layer for layer in _linear_layers(model)), None)
+    first = next((layer for _, layer in model.named_modules() if isinstance(layer, Linear)), None)
     if first is None:
         raise ValueError(f"cannot size inputs for {name}: the model has no Linear layer")
     params = model.parameters()
     dtype = _backend.dtype_name(params[0].data)
-    rng = host.make_rng(seed)
-    x = _data(host.normal(rng, (batch, first.in_features), 0.0, 1.0), dtype)
+    rng = _random.make_rng(seed)
+    x = _data(_random.normal(rng, (batch, first.in_features), 0.0, 1.0), dtype)
     out = clone_to(model, "numpy").forward(x)
-    y = _data(host.uniform(rng, tuple(out.shape), 0.0, 1.0), dtype)
+    y = _data(_random.uniform(rng, tuple(out.shape), 0.0, 1.0), dtype)
     return ParityCase(name, f"{name} with random data, MSE, SGD lr {lr}", model, MSE(), x, y, _sgd(lr))
 
 
-def _linear_layers(model: Layer) -> Any:
-    if isinstance(model, Linear):
-        yield model
-    elif isinstance(model, Sequential):
-        for layer in model:
-            yield from _linear_layers(layer)
+__all__ = ["EXAMPLES", "ParityCase", "case_for_model", "example"]

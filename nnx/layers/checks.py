@@ -1,0 +1,82 @@
+"""Input checks shared by layers and losses: array kind, dtype, NaN, number of dimensions."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from nnx import backend as _backend
+from nnx.errors import DTypeError, NonFiniteError, ShapeError
+
+_IS_FLOAT: dict[tuple[type, Any], bool] = {}
+
+
+def check_float(x: Any, where: Any) -> Any:
+    """Return the namespace of ``x`` after checking it is a real floating-point array.
+
+    ``where`` names the caller in messages: a string, or an object whose ``str``
+    is one (hot paths pass such an object so the text is built only on failure).
+    """
+    try:
+        xp = _backend.namespace_of(x)
+    except TypeError:
+        raise DTypeError(
+            f"{where} expected an array, got {type(x).__name__}; "
+            f"move data with nnx.to_device(x, dtype='float32')"
+        ) from None
+    key = (type(x.dtype), x.dtype)  # dtypes of different libraries must never be compared
+    is_float = _IS_FLOAT.get(key)
+    if is_float is None:
+        is_float = _IS_FLOAT[key] = bool(xp.isdtype(x.dtype, "real floating"))
+    if not is_float:
+        raise DTypeError(
+            f"{where} expected a floating-point array (float32 or float64), got dtype "
+            f"{_backend.dtype_name(x)}; cast with nnx.to_device(x, dtype='float32')"
+        )
+    return xp
+
+
+def check_same_dtype(x: Any, expected: Any, where: Any) -> None:
+    """Raise :class:`DTypeError` when ``x``'s dtype differs from ``expected`` (no silent upcast)."""
+    if x.dtype != expected:
+        raise DTypeError(
+            f"{where} expected {_backend.dtype_name_of(expected)} input, got "
+            f"{_backend.dtype_name(x)}; nnx never mixes dtypes silently: cast the input with "
+            f"nnx.to_device(x, dtype={_backend.dtype_name_of(expected)!r}) "
+            f"or build the layer with that dtype"
+        )
+
+
+_FINITE_CHECKS = [True]
+
+
+def set_finite_checks(enabled: bool) -> bool:
+    """Switch the NaN checks of losses and of ``Sequential``'s input on or off; returns the old setting.
+
+    Each check costs one pass over the array and one device-to-host sync, so it
+    runs only at the edges of a network (its input and the loss), never per layer.
+    """
+    old = _FINITE_CHECKS[0]
+    _FINITE_CHECKS[0] = bool(enabled)
+    return old
+
+
+def finite_checks_enabled() -> bool:
+    """Whether the NaN checks run (see :func:`set_finite_checks`)."""
+    return _FINITE_CHECKS[0]
+
+
+def check_no_nan(x: Any, xp: Any, where: str, what: str = "input") -> None:
+    """Raise :class:`NonFiniteError` if ``x`` holds a NaN (skipped when checks are off)."""
+    if _FINITE_CHECKS[0] and bool(xp.any(xp.isnan(x))):
+        count = int(xp.sum(xp.astype(xp.isnan(x), xp.int64)))
+        raise NonFiniteError(
+            f"{where} expected a finite {what}, got {count} NaN value(s) in an array of shape "
+            f"{tuple(x.shape)}; find where they come from (data loading, a too large learning "
+            f"rate) — nnx.set_finite_checks(False) turns this check off"
+        )
+
+
+def check_ndim(x: Any, ndim: int, where: str, meaning: str) -> None:
+    """Raise :class:`ShapeError` unless ``x`` has ``ndim`` dimensions."""
+    if x.ndim != ndim:
+        raise ShapeError(f"{where} expected a {ndim}-D array {meaning}, got shape {tuple(x.shape)}")

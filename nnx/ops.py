@@ -1,0 +1,360 @@
+"""The elementwise work of layers and optimizers, written once against the array API.
+
+Each op here is the generic implementation and the reference. A backend may
+register a faster override for its array type (:func:`enable` installs the
+overrides of ``nnx/backend/<name>_ops.py``, opt-in through
+``nnx.backend.enable_fast_path``); the override must take the same arguments
+and compute the same values, and ``tests/test_ops.py`` checks both on inputs
+with NaN, infinities and signed zeros. Layers call the op; they never ask
+which backend they run on.
+
+Optimizer updates return the arrays they computed (they may also have
+updated them in place, where the backend allows it); callers store the
+returned arrays, so a backend whose arrays are immutable still trains right.
+"""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+import math
+from typing import Any, Callable, TypeVar
+
+from nnx.backend import namespace_of
+from nnx.errors import BackendUnavailableError, UnknownBackendError
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+# op name -> generic implementation
+GENERIC: dict[str, Callable[..., Any]] = {}
+# (op name, array type) -> override
+_OVERRIDES: dict[tuple[str, type], Callable[..., Any]] = {}
+# backend name -> the module that holds its overrides
+_MODULES = {"cupy": "nnx.backend.cupy_ops"}
+_ENABLED: dict[str, type] = {}
+
+
+def op(fn: F) -> F:
+    """Make ``fn`` an op: calls go to the override registered for the first argument's type, if any."""
+    name = fn.__name__
+    GENERIC[name] = fn
+
+    def dispatch(*args: Any, **kwargs: Any) -> Any:
+        if _OVERRIDES:
+            override = _OVERRIDES.get((name, type(args[0])))
+            if override is not None:
+                return override(*args, **kwargs)
+        return fn(*args, **kwargs)
+
+    dispatch.__name__, dispatch.__qualname__, dispatch.__doc__ = name, fn.__qualname__, fn.__doc__
+    dispatch.__signature__ = inspect.signature(fn)  # type: ignore[attr-defined]
+    dispatch.generic = fn  # type: ignore[attr-defined]
+    return dispatch  # type: ignore[return-value]
+
+
+def register_override(name: str, array_type: type, fn: Callable[..., Any]) -> None:
+    """Use ``fn`` instead of the generic op ``name`` for arrays of ``array_type``.
+
+    ``fn`` must take exactly the generic op's parameters (same names, order and
+    defaults); a different signature is a ``TypeError``.
+    """
+    if name not in GENERIC:
+        raise KeyError(f"no op named {name!r}; ops are: {', '.join(sorted(GENERIC))}")
+    if inspect.signature(fn) != inspect.signature(GENERIC[name]):
+        raise TypeError(
+            f"override of {name} has signature {inspect.signature(fn)}, the op has "
+            f"{inspect.signature(GENERIC[name])}"
+        )
+    _OVERRIDES[(name, array_type)] = fn
+
+
+def remove_override(name: str, array_type: type) -> None:
+    """Stop using the override of ``name`` for ``array_type`` (if there is one)."""
+    _OVERRIDES.pop((name, array_type), None)
+
+
+def backends_with_overrides() -> list[str]:
+    """The backends that have an override module."""
+    return list(_MODULES)
+
+
+def override_module(backend: str) -> Any:
+    """The module holding backend ``backend``'s overrides (importing it needs no GPU)."""
+    return importlib.import_module(_MODULES[backend])
+
+
+def enable(backend: str) -> None:
+    """Install backend ``backend``'s overrides; raises if it has none or cannot run here."""
+    from nnx import backend as _backend
+
+    if backend not in _MODULES:
+        if backend not in _backend.names():
+            _backend.get(backend)  # raises UnknownBackendError with the valid names
+        raise UnknownBackendError(
+            f"backend {backend!r} has no fast path; backends with one: {', '.join(_MODULES)}"
+        )
+    _backend.get(backend)  # raises BackendUnavailableError with the reason
+    try:
+        array_type, overrides = override_module(backend).overrides()
+    except Exception as exc:  # a kernel that cannot compile is a reason, not a crash later
+        raise BackendUnavailableError(f"the {backend} fast path could not start: {exc}") from exc
+    for name, fn in overrides.items():
+        register_override(name, array_type, fn)
+    _ENABLED[backend] = array_type
+
+
+def disable(backend: str | None = None) -> None:
+    """Remove backend ``backend``'s overrides (every backend's with ``None``): the generic ops again."""
+    names = list(_ENABLED) if backend is None else [backend]
+    for name in names:
+        array_type = _ENABLED.pop(name, None)
+        for key in [k for k in _OVERRIDES if k[1] is array_type]:
+            del _OVERRIDES[key]
+
+
+def enabled(backend: str) -> bool:
+    """Whether backend ``backend``'s overrides are installed."""
+    return backend in _ENABLED
+
+
+# activations ------------------------------------------------------------------------
+
+# exp(-x) overflows for x below about -709 (float64) or -88.7 (float32). Clamping
+# x at these cuts keeps the textbook 1/(1+exp(-x)) bit-exact above them and, below
+# them, returns 1/(1+exp(cut)), which is within the smallest normal number of the
+# true value (whose magnitude is already below it).
+_SIGMOID_CUT = {4: 88.0, 8: 709.0}
+_CUTS: dict[Any, float] = {}
+
+
+def sigmoid_cut(x: Any) -> float:
+    """Where :func:`sigmoid` clamps ``-x`` for ``x``'s dtype (88 for float32, 709 for float64)."""
+    key = (type(x.dtype), x.dtype)  # dtypes of different libraries must never be compared
+    cut = _CUTS.get(key)
+    if cut is None:
+        cut = _CUTS[key] = _SIGMOID_CUT[namespace_of(x).finfo(x.dtype).bits // 8]
+    return cut
+
+
+@op
+def sigmoid(x: Any) -> Any:
+    """``1/(1+exp(-x))`` without overflow for any ``x`` (NaN stays NaN).
+
+    Three arrays instead of five: negation by ``*= -1`` and ``+= 1`` happen in
+    place and round exactly as the textbook expression does.
+    """
+    xp = namespace_of(x)
+    e = xp.maximum(x, -sigmoid_cut(x))
+    e *= -1
+    e = xp.exp(e)
+    e += 1
+    return 1 / e
+
+
+@op
+def sigmoid_backward(s: Any, grad: Any) -> Any:
+    """``grad * s * (1 - s)`` from the sigmoid's output ``s``, one array instead of three."""
+    d = 1 - s
+    d *= s
+    d *= grad
+    return d
+
+
+@op
+def tanh(x: Any) -> Any:
+    """The hyperbolic tangent."""
+    return namespace_of(x).tanh(x)
+
+
+@op
+def tanh_backward(y: Any, grad: Any) -> Any:
+    """``grad * (1 - y*y)`` from the output ``y``; ``-a + 1`` rounds as ``1 - a``."""
+    d = y * y
+    d *= -1
+    d += 1
+    d *= grad
+    return d
+
+
+@op
+def relu(x: Any) -> Any:
+    """``x`` where ``x > 0``, else 0."""
+    return namespace_of(x).where(x > 0, x, 0.0)
+
+
+@op
+def relu_backward(y: Any, grad: Any) -> Any:
+    """``grad`` where the output ``y > 0`` (exactly where the input was), else 0."""
+    return namespace_of(y).where(y > 0, grad, 0.0)
+
+
+@op
+def leaky_relu(x: Any, negative_slope: float) -> Any:
+    """``x`` where ``x > 0``, else ``negative_slope * x``."""
+    return namespace_of(x).where(x > 0, x, x * negative_slope)
+
+
+@op
+def leaky_relu_backward(x: Any, grad: Any, negative_slope: float) -> Any:
+    """``grad`` where the input ``x > 0``, else ``negative_slope * grad``."""
+    return namespace_of(x).where(x > 0, grad, grad * negative_slope)
+
+
+_GELU_C = math.sqrt(2.0 / math.pi)
+_GELU_A = 0.044715
+
+
+def _gelu_parts(x: Any) -> tuple[Any, Any]:
+    # beyond |x| = 10 the tanh is exactly +-1 in float64 and float32 and its derivative
+    # exactly 0; clamping there keeps x^3 from overflowing for huge inputs.
+    xp = namespace_of(x)
+    xc = xp.clip(x, -10.0, 10.0)
+    x2 = xc * xc
+    return x2, xp.tanh(_GELU_C * xc * (1 + _GELU_A * x2))
+
+
+@op
+def gelu(x: Any) -> Any:
+    """GELU, tanh form: ``x/2 (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3)))``."""
+    _, t = _gelu_parts(x)
+    return 0.5 * x * (1 + t)
+
+
+@op
+def gelu_backward(x: Any, grad: Any) -> Any:
+    """``grad`` times d GELU/dx at the input ``x``: ``(1 + t)/2 + x/2 (1 - t^2) c (1 + 3a x^2)``."""
+    x2, t = _gelu_parts(x)
+    inner = (1 - t * t) * (_GELU_C * (1 + 3 * _GELU_A * x2))
+    inner *= x
+    inner += 1 + t
+    inner *= 0.5
+    return grad * inner
+
+
+@op
+def softmax(x: Any, axis: int) -> Any:
+    """``exp(x) / sum(exp(x))`` along ``axis``, shifted by the maximum (no overflow)."""
+    xp = namespace_of(x)
+    e = xp.exp(x - xp.max(x, axis=axis, keepdims=True))
+    e /= xp.sum(e, axis=axis, keepdims=True)
+    return e
+
+
+@op
+def softmax_backward(y: Any, grad: Any, axis: int) -> Any:
+    """``y * (grad - sum(grad * y))`` along ``axis``, from the softmax's output ``y``."""
+    xp = namespace_of(y)
+    g = grad - xp.sum(grad * y, axis=axis, keepdims=True)
+    g *= y
+    return g
+
+
+# optimizer updates --------------------------------------------------------------------
+
+
+@op
+def sgd_update(
+    p: Any, grad: Any, momentum_buffer: Any, lr: float, momentum: float, weight_decay: float, nesterov: bool
+) -> tuple[Any, Any]:
+    """One SGD step; returns ``(p, momentum_buffer)`` (the buffer is ``None`` without momentum).
+
+    With ``g = grad + weight_decay * p``: ``p - lr * g``; with momentum
+    ``b = momentum * b + g`` (``b = g`` when ``momentum_buffer`` is ``None``)
+    and ``p - lr * b``, or ``p - lr * (g + momentum * b)`` for Nesterov.
+    """
+    g = grad + weight_decay * p if weight_decay else grad
+    if not momentum:
+        p -= lr * g
+        return p, None
+    b = momentum_buffer
+    if b is None:
+        b = namespace_of(g).asarray(g, copy=True)
+    else:
+        b *= momentum
+        b += g
+    if nesterov:
+        p -= lr * (g + momentum * b)
+    else:
+        p -= lr * b
+    return p, b
+
+
+@op
+def adam_update(
+    p: Any, grad: Any, exp_avg: Any, exp_avg_sq: Any, lr: float, beta1: float, beta2: float, eps: float, step: int
+) -> tuple[Any, Any, Any]:
+    """One Adam step (step counts from 1); returns ``(p, exp_avg, exp_avg_sq)``.
+
+    ``m = b1 m + (1-b1) g``, ``v = b2 v + (1-b2) g^2``,
+    ``p - lr * (m / (1-b1^t)) / (sqrt(v / (1-b2^t)) + eps)`` with the bias
+    corrections folded into scalars.
+    """
+    m, v = exp_avg, exp_avg_sq
+    m *= beta1
+    m += (1.0 - beta1) * grad
+    g2 = grad * grad
+    g2 *= 1.0 - beta2
+    v *= beta2
+    v += g2
+    denom = namespace_of(v).sqrt(v)
+    denom *= 1.0 / math.sqrt(1.0 - beta2**step)
+    denom += eps
+    update = m / denom
+    update *= lr / (1.0 - beta1**step)
+    p -= update
+    return p, m, v
+
+
+@op
+def rmsprop_update(
+    p: Any, grad: Any, square_avg: Any, momentum_buffer: Any, lr: float, alpha: float, eps: float, momentum: float
+) -> tuple[Any, Any, Any]:
+    """One RMSProp step; returns ``(p, square_avg, momentum_buffer)``.
+
+    ``v = alpha v + (1-alpha) g^2``, ``u = g / (sqrt(v) + eps)``; with
+    momentum ``b = momentum b + u`` and ``u = b``; then ``p - lr * u``.
+    ``momentum_buffer`` (zeros at first) is used only when ``momentum`` is set.
+    """
+    v = square_avg
+    g2 = grad * grad
+    g2 *= 1.0 - alpha
+    v *= alpha
+    v += g2
+    denom = namespace_of(v).sqrt(v)
+    denom += eps
+    update = grad / denom
+    b = momentum_buffer
+    if momentum:
+        b *= momentum
+        b += update
+        update = b
+    p -= lr * update
+    return p, v, b
+
+
+__all__ = [
+    "GENERIC",
+    "adam_update",
+    "backends_with_overrides",
+    "disable",
+    "enable",
+    "enabled",
+    "gelu",
+    "gelu_backward",
+    "leaky_relu",
+    "leaky_relu_backward",
+    "op",
+    "register_override",
+    "remove_override",
+    "relu",
+    "relu_backward",
+    "rmsprop_update",
+    "sgd_update",
+    "sigmoid",
+    "sigmoid_backward",
+    "sigmoid_cut",
+    "softmax",
+    "softmax_backward",
+    "tanh",
+    "tanh_backward",
+]

@@ -1,0 +1,423 @@
+"""Whole training runs (:func:`fit`), :func:`evaluate` and :func:`predict`.
+
+How :func:`fit` treats data and the device:
+
+* ``data`` (and ``validation``) move onto the model's backend once, before the
+  first epoch; each epoch gathers them once in the shuffled order and the
+  batches are slices of that device array.
+* The order comes from a seeded host generator (:mod:`nnx.random`), so the
+  same seed visits the samples in the same order on every backend.
+* Per step, at most one small array (loss, gradient checksum, correct count)
+  leaves the device, and only when something needs it: the non-finite guard
+  or the progress bar. With both off, the sums stay on the device until the
+  end of the epoch.
+* Everything a resumed run needs (epoch, step, history, the host generator,
+  the optimizer, callbacks) is one :class:`TrainState`; ``fit(..., state=s)``
+  continues from it, and ``s.state_dict()`` / ``s.load_state_dict()`` turn it
+  into the plain data a checkpoint holds.
+* Each step is :func:`nnx.train_step`; fit counts and checks the step between
+  its backward and its update (``before_update``).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import sys
+import time
+from typing import Any, Iterable, TextIO
+
+from nnx import backend as _backend
+from nnx import checkpoint as _checkpoint
+from nnx import random as _random
+from nnx.errors import NnxError, NonFiniteError, ShapeError
+from nnx.layers import Layer, set_finite_checks
+from nnx.losses import Loss
+from nnx.optim import Optimizer
+from nnx.train.callbacks import Callback
+from nnx.train.metrics import Metric, resolve_metrics
+from nnx.train.progress import Progress
+from nnx.train.state import History, TrainState
+from nnx.train.step import train_step
+
+
+# data ---------------------------------------------------------------------------------
+
+
+def _model_placement(model: Layer) -> tuple[str, str]:
+    params = model.parameters()
+    if not params:
+        return _backend.current(), "float32"
+    return _backend.backend_of(params[0].data), _backend.dtype_name(params[0].data)
+
+
+def _to_model(values: Any, name: str, dtype: str) -> Any:
+    """Move inputs or targets onto the model's backend once; floats take the model's dtype."""
+    try:
+        on = _backend.backend_of(values)
+    except NnxError:
+        on = None
+    if on == name:
+        xp = _backend.namespace_of(values)
+        if xp.isdtype(values.dtype, "real floating") and _backend.dtype_name(values) != dtype:
+            return xp.astype(values, getattr(xp, dtype))
+        return values
+    host = _backend.to_host(values)
+    if host.dtype.kind == "f" or host.dtype.kind == "b":
+        return _backend.to_device(host, name, dtype=dtype)
+    if host.dtype.kind in "iu":
+        return _backend.to_device(host, name, dtype="int64")
+    raise TypeError(f"expected numeric data, got dtype {host.dtype}")
+
+
+def _check_class_labels(model: Layer, loss: Loss, x: Any, y: Any) -> None:
+    """Check integer class labels once for the whole data set, before training.
+
+    The loss's own per-batch range check costs a device-to-host read every step;
+    fit turns it off, so it runs the loss once here on all labels (against one
+    prediction row, in evaluation mode so no statistic or random stream moves).
+    """
+    xp = _backend.namespace_of(y)
+    if not xp.isdtype(y.dtype, "integral") or int(y.shape[0]) == 0:
+        return
+    was_training = model.training
+    model.eval()
+    try:
+        row = model.forward(x[:1, ...])
+    finally:
+        model.train(was_training)
+    if row.ndim != 2:
+        return
+    scores = xp.broadcast_to(row, (int(y.shape[0]), int(row.shape[1])))
+    loss.forward(scores, y)
+
+
+def _pair(data: Any, what: str) -> tuple[Any, Any]:
+    if not (isinstance(data, (tuple, list)) and len(data) == 2):
+        raise TypeError(f"{what} must be a pair (inputs, targets), got {type(data).__name__}")
+    x, y = data
+    nx, ny = int(x.shape[0]), int(y.shape[0])
+    if nx != ny:
+        raise ShapeError(f"{what}: {nx} inputs but {ny} targets; both need one row per sample")
+    if nx == 0:
+        raise ShapeError(f"{what} is empty")
+    return x, y
+
+
+def _check_batch_size(batch_size: int | None, n: int) -> int:
+    if batch_size is None:
+        return n
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
+    return min(batch_size, n)
+
+
+# the non-finite guard -----------------------------------------------------------------
+
+
+def _first_bad_forward(model: Layer, x: Any) -> str:
+    """Run the batch again and name the first layer, in forward order, whose output is not finite."""
+    xp = _backend.namespace_of(x)
+    if not bool(xp.all(xp.isfinite(x))):
+        return "the input batch itself"
+    found: list[str] = []
+
+    def check(path: str, layer: Layer, method: str, arg: Any, out: Any) -> None:
+        if not found and not bool(xp.all(xp.isfinite(out))):
+            found.append(f"layer {path} ({layer!r})" if path else repr(layer))
+
+    with model.observe(check):
+        model.forward(x)
+    model.drop_saved()
+    return found[0] if found else "the loss (every layer's output was finite)"
+
+
+def _first_bad_gradient(model: Layer) -> str | None:
+    """The layer last in forward order (so first in backward order) with a non-finite parameter gradient."""
+    bad: dict[str, list[str]] = {}
+    for name, p in model.named_parameters():
+        if p.grad is not None:
+            xp = _backend.namespace_of(p.grad)
+            if not bool(xp.all(xp.isfinite(p.grad))):
+                bad.setdefault(name.rpartition(".")[0], []).append(name)
+    if not bad:
+        return None
+    path, names = list(bad.items())[-1]
+    layer = model.get_submodule(path)
+    where = f"layer {path} ({layer!r})" if path else repr(layer)
+    return f"{where}, in the gradient of {', '.join(names)}"
+
+
+def _raise_non_finite(what: str, epoch: int, step: int, where: str) -> None:
+    raise NonFiniteError(
+        f"training stopped at epoch {epoch}, step {step}: {what} {where}; nothing was updated "
+        f"with it. Usual fixes: a smaller learning rate, inputs scaled to a small range, or a "
+        f"numerically stable loss (softmax cross-entropy on logits)"
+    )
+
+
+# fit, evaluate, predict ---------------------------------------------------------------
+
+
+def fit(
+    model: Layer,
+    loss: Loss,
+    optimizer: Optimizer,
+    data: tuple[Any, Any],
+    epochs: int,
+    batch_size: int | None = 32,
+    shuffle: bool = True,
+    validation: tuple[Any, Any] | None = None,
+    callbacks: Iterable[Callback] | None = None,
+    seed: Any = None,
+    progress: Any = None,
+    metrics: Any = None,
+    check_finite: bool = True,
+    state: TrainState | None = None,
+    stream: TextIO | None = None,
+    checkpoint: str | os.PathLike[str] | None = None,
+    resume: bool = False,
+) -> History:
+    """Train ``model`` for ``epochs`` epochs on ``data = (inputs, targets)``; return the :class:`History`.
+
+    ``inputs`` and ``targets`` may be NumPy arrays, lists or arrays of any
+    backend; they move to the model's backend once (float data in the model's
+    dtype, integer class labels as int64). ``shuffle`` draws a new order per
+    epoch from the host generator made from ``seed`` (an int, a NumPy
+    generator, or ``None`` for nnx's default generator). ``validation`` is a
+    second ``(inputs, targets)`` pair scored after every epoch.
+
+    ``metrics``: ``None`` (accuracy when the targets are class labels, one-hot
+    or 0/1), ``"accuracy"``, a list of names and functions, or ``{name: fn}``
+    (see :func:`accuracy_count` for a metric's contract).
+
+    ``progress``: ``None`` shows a bar on a terminal (tqdm if installed, else a
+    plain one) and one line per epoch otherwise; ``"lines"`` forces the lines,
+    ``False`` is silent. ``stream`` defaults to ``sys.stdout``.
+
+    ``check_finite`` stops the run with :class:`~nnx.errors.NonFiniteError`
+    before any update that a NaN or infinite loss or gradient would make.
+
+    ``state``: a :class:`TrainState` (new, of an earlier run, or restored from
+    a checkpoint) to run in and continue; ``epochs`` is the total, not the
+    number still to run, and ``seed``/``callbacks`` then belong to the state.
+
+    ``checkpoint``: a directory; after every epoch the whole run (model,
+    optimizer, generator, epoch, step, history, callbacks such as a learning-rate
+    scheduler) is saved atomically to ``checkpoint/checkpoint.nnx``. With
+    ``resume=True`` a run first continues from the checkpoint there, if there
+    is one (built with the same model, optimizer, callbacks and seed), and
+    otherwise starts afresh; on CPU the result is bit for bit that of a run
+    never interrupted.
+    """
+    if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 0:
+        raise ValueError(f"epochs must be a non-negative int, got {epochs!r}")
+    x, y = _pair(data, "data")
+    name, dtype = _model_placement(model)
+    n = int(x.shape[0])
+    batch_size = _check_batch_size(batch_size, n)
+    x, y = _to_model(x, name, dtype), _to_model(y, name, dtype)
+    if validation is not None:
+        vx, vy = _pair(validation, "validation")
+        validation = (_to_model(vx, name, dtype), _to_model(vy, name, dtype))
+    metric_fns = resolve_metrics(metrics, y)
+    if state is None:
+        state = TrainState(model, optimizer, seed, callbacks=list(callbacks or ()))
+    elif callbacks is not None or seed is not None:
+        raise ValueError("pass seed and callbacks either to fit or to the TrainState, not both")
+    elif state.model is not model or state.optimizer is not optimizer:
+        raise ValueError("the TrainState belongs to another model or optimizer")
+    save_to = None if checkpoint is None else _checkpoint.checkpoint_path(checkpoint)
+    if resume:
+        if save_to is None:
+            raise ValueError("resume=True needs checkpoint=DIR, the directory to resume from")
+        if save_to.is_file():
+            _checkpoint.restore_train_state(save_to, state)
+    _check_class_labels(model, loss, x, y)
+    # fit's own guard replaces the per-call checks of Sequential and the losses (NaN
+    # inputs, class-index range): one transfer per step instead of two or three
+    old_checks = set_finite_checks(False)
+    try:
+        _run(model, loss, optimizer, (x, y), validation, epochs, batch_size, shuffle, metric_fns,
+             check_finite, state, Progress(progress, epochs, stream if stream is not None else sys.stdout),
+             save_to)
+    finally:
+        set_finite_checks(old_checks)
+    return state.history
+
+
+class _StepCount:
+    """fit's work between a step's backward and its update: the step's sums and the non-finite guard.
+
+    Per step at most one small array leaves the device, and only when the guard
+    or the progress bar needs it; otherwise the sums stay on the device until
+    the end of the epoch.
+    """
+
+    def __init__(self, model: Layer, metric_fns: dict[str, Metric], check_finite: bool, need_host: bool) -> None:
+        self.model, self.metric_fns, self.check_finite, self.need_host = model, metric_fns, check_finite, need_host
+        self.params = model.parameters()
+        self.keys = ["loss", *metric_fns]
+        self.epoch = 0
+        self.begin_epoch(0)
+
+    def begin_epoch(self, epoch: int) -> None:
+        self.epoch, self.step = epoch, 0
+        self.host_sums = [0.0] * len(self.keys)
+        self.device_sums: Any = None
+        self.seen = 0
+        self.logs: dict[str, float] = {}
+
+    def __call__(self, x: Any, y: Any, value: Any, output: Any) -> None:
+        xp = _backend.namespace_of(value)
+        count = int(x.shape[0])
+        self.step += 1
+        parts = [value * count, *(fn(output, y) for fn in self.metric_fns.values())]
+        if self.check_finite:
+            checksum = value * 0
+            for p in self.params:
+                if p.grad is not None:
+                    checksum = checksum + xp.sum(p.grad)
+            parts.append(checksum)
+        numbers = xp.stack([xp.astype(v, value.dtype) for v in parts])
+        self.seen += count
+        if not self.need_host:
+            numbers = numbers[:len(self.keys)]
+            self.device_sums = numbers if self.device_sums is None else self.device_sums + numbers
+            return
+        got = [float(v) for v in _backend.to_host(numbers)]
+        if self.check_finite:
+            if not math.isfinite(got[0]):
+                _raise_non_finite(f"the loss is {got[0] / count}; the first non-finite value, in forward "
+                                  f"order, comes from", self.epoch, self.step, _first_bad_forward(self.model, x))
+            if not math.isfinite(got[-1]):
+                bad = _first_bad_gradient(self.model)
+                if bad is not None:
+                    _raise_non_finite("the loss is finite but a gradient is not; the first non-finite "
+                                      "gradient, in backward order, is at", self.epoch, self.step, bad)
+        for i in range(len(self.keys)):
+            self.host_sums[i] += got[i]
+        self.logs = {k: self.host_sums[i] / self.seen for i, k in enumerate(self.keys)}
+
+    def epoch_logs(self) -> dict[str, float]:
+        """The epoch's means over the samples seen (one transfer, if the sums stayed on the device)."""
+        if self.device_sums is not None:
+            self.host_sums = [float(v) for v in _backend.to_host(self.device_sums)]
+        return {k: self.host_sums[i] / self.seen for i, k in enumerate(self.keys)}
+
+
+def _run(model: Layer, loss: Loss, optimizer: Optimizer, data: tuple[Any, Any], validation: Any,
+         epochs: int, batch_size: int, shuffle: bool, metric_fns: dict[str, Metric],
+         check_finite: bool, state: TrainState, bar: Progress, save_to: Any = None) -> None:
+    """The epochs of :func:`fit`, on data already on the device; checkpoints to ``save_to``."""
+    x, y = data
+    xp = _backend.namespace_of(x)
+    n = int(x.shape[0])
+    name = _backend.backend_of(x)
+    steps_per_epoch = math.ceil(n / batch_size)
+    count = _StepCount(model, metric_fns, check_finite, check_finite or bar.wants_step_numbers)
+
+    for cb in state.callbacks:
+        cb.on_train_begin(state)
+    while state.epoch < epochs and not state.stop:
+        epoch = state.epoch + 1
+        started = time.perf_counter()
+        model.train()
+        for cb in state.callbacks:
+            cb.on_epoch_begin(state)
+        if shuffle:
+            order = _backend.to_device(_random.permutation(state.rng, n), name)
+            xs, ys = xp.take(x, order, axis=0), xp.take(y, order, axis=0)
+        else:
+            xs, ys = x, y
+        bar.begin_epoch(epoch, steps_per_epoch)
+        count.begin_epoch(epoch)
+        for b in range(steps_per_epoch):
+            lo, hi = b * batch_size, min((b + 1) * batch_size, n)
+            train_step(model, loss, optimizer, xs[lo:hi, ...], ys[lo:hi, ...], before_update=count)
+            state.step += 1
+            bar.step(count.logs)
+            for cb in state.callbacks:
+                cb.on_step_end(state, count.logs)
+            if state.stop:
+                break
+        logs = count.epoch_logs()
+        if validation is not None:
+            scores = evaluate(model, loss, validation, batch_size=max(batch_size, 1024), metrics=metric_fns)
+            logs.update({f"val_{k}": v for k, v in scores.items()})
+        logs["lr"] = float(optimizer.lr)
+        logs["seconds"] = time.perf_counter() - started
+        state.epoch = epoch
+        state.history.append(logs)
+        bar.end_epoch(logs)
+        for cb in state.callbacks:
+            cb.on_epoch_end(state, logs)
+        if save_to is not None:
+            _checkpoint.save_train_state(save_to, state)
+    model.train()
+    for cb in state.callbacks:
+        cb.on_train_end(state)
+
+
+def evaluate(
+    model: Layer,
+    loss: Loss | None,
+    data: tuple[Any, Any],
+    batch_size: int | None = 1024,
+    metrics: Any = None,
+) -> dict[str, float]:
+    """Loss and metrics of ``model`` (in evaluation mode) on ``data = (inputs, targets)``.
+
+    Returns ``{"loss": ..., "accuracy": ...}`` (no ``loss`` when ``loss`` is
+    ``None``); the sums stay on the device and leave it once, at the end.
+    """
+    x, y = _pair(data, "data")
+    name, dtype = _model_placement(model)
+    n = int(x.shape[0])
+    batch_size = _check_batch_size(batch_size, n)
+    x, y = _to_model(x, name, dtype), _to_model(y, name, dtype)
+    metric_fns = resolve_metrics(metrics, y)
+    xp = _backend.namespace_of(x)
+    keys = (["loss"] if loss is not None else []) + list(metric_fns)
+    if not keys:
+        return {}
+    was_training = model.training
+    model.eval()
+    try:
+        sums: Any = None
+        for start in range(0, n, batch_size):
+            stop = min(start + batch_size, n)
+            xb, yb = x[start:stop, ...], y[start:stop, ...]
+            output = model.forward(xb)
+            parts = []
+            if loss is not None:
+                value = loss.forward(output, yb)
+                loss.drop_saved()
+                parts.append(value * int(xb.shape[0]))
+            parts.extend(fn(output, yb) for fn in metric_fns.values())
+            numbers = xp.stack([xp.astype(v, output.dtype) for v in parts])
+            sums = numbers if sums is None else sums + numbers
+        model.drop_saved()
+    finally:
+        model.train(was_training)
+    return {k: float(v) / n for k, v in zip(keys, _backend.to_host(sums))}
+
+
+def predict(model: Layer, x: Any, batch_size: int | None = 1024) -> Any:
+    """The model's outputs for inputs ``x`` (evaluation mode), as one array on the model's backend."""
+    name, dtype = _model_placement(model)
+    x = _to_model(x, name, dtype)
+    n = int(x.shape[0])
+    batch_size = _check_batch_size(batch_size, n)
+    xp = _backend.namespace_of(x)
+    was_training = model.training
+    model.eval()
+    try:
+        outputs = [model.forward(x[s:min(s + batch_size, n), ...]) for s in range(0, n, batch_size)]
+        model.drop_saved()
+    finally:
+        model.train(was_training)
+    return outputs[0] if len(outputs) == 1 else xp.concat(outputs, axis=0)
+
+
+__all__ = ["evaluate", "fit", "predict"]

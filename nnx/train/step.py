@@ -1,0 +1,35 @@
+"""One training step, the one both a hand-written loop and :func:`nnx.fit` run."""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+from nnx.layers import Layer
+from nnx.losses import Loss
+from nnx.optim import Optimizer
+
+BeforeUpdate = Callable[[Any, Any, Any, Any], None]
+
+
+def train_step(model: Layer, loss: Loss, optimizer: Optimizer, x: Any, y: Any,
+               before_update: BeforeUpdate | None = None) -> tuple[Any, Any]:
+    """Clear gradients, run forward and backward, update.
+
+    Returns ``(loss_value, output)``: the loss as a 0-d array and the model's
+    output, both computed before the update and both still on the device
+    (convert with ``float()`` or ``nnx.to_host`` only when they are shown).
+    ``before_update(x, y, loss_value, output)``, when given, runs after the
+    backward and before the update (``fit`` counts and checks there); if it
+    raises, nothing is updated.
+    """
+    optimizer.zero_grad()
+    output = model.forward(x)
+    value = loss.forward(output, y)
+    model.backward_params(loss.backward())  # the input's gradient is not needed here
+    if before_update is not None:
+        before_update(x, y, value, output)
+    optimizer.step()
+    return value, output
+
+
+__all__ = ["train_step"]

@@ -1,0 +1,112 @@
+"""The gradcheck table: one case (or more) for every layer and loss nnx exports.
+
+``tests/test_gradients.py`` checks each case on every CPU backend, in
+training and evaluation mode, and fails when an exported layer or loss has
+no case here; ``benchmarks/gradcheck_table.py`` prints the worst errors.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import numpy as np
+
+import nnx
+
+
+def inputs(backend: str, shape: tuple[int, ...], seed: int = 0, off_kinks: bool = False) -> Any:
+    """Standard normal float64 inputs; ``off_kinks`` moves them off 0, where ReLU-like derivatives jump."""
+    host = np.random.default_rng(seed).standard_normal(shape)
+    if off_kinks:
+        host = np.where(np.abs(host) < 0.05, 0.5, host)
+    return nnx.to_device(host, backend, dtype="float64")
+
+
+@dataclass(frozen=True)
+class LayerCase:
+    """A layer built fresh for each check, the input shape, and how to prepare it."""
+
+    make: Callable[[], nnx.Layer]
+    shape: tuple[int, ...]
+    off_kinks: bool = False
+
+    def build(self, backend: str) -> nnx.Layer:
+        """The layer with random affine values and, if it has them, non-trivial running statistics."""
+        layer = self.make()
+        rng = np.random.default_rng(7)
+        for _, module in layer.named_modules():
+            if isinstance(module, (nnx.LayerNorm, nnx.BatchNorm1d)):  # they start at weight 1, bias 0
+                for p in module.parameters():
+                    p.data = nnx.to_device(rng.uniform(0.5, 1.5, p.shape), backend, dtype="float64")
+        if list(layer.named_buffers()):
+            layer.train().forward(inputs(backend, self.shape, 11) * 2.0 + 0.5)
+            layer.drop_saved()
+        return layer
+
+
+def _f64(cls: type, *args: Any, **kwargs: Any) -> Callable[[], nnx.Layer]:
+    return lambda: cls(*args, dtype="float64", **kwargs)
+
+
+LAYERS: dict[str, LayerCase] = {
+    "Linear": LayerCase(_f64(nnx.Linear, 4, 3, seed=1, bias_init=nnx.init.Normal(0, 1)), (6, 4)),
+    "Linear(bias=False)": LayerCase(_f64(nnx.Linear, 4, 3, bias=False, seed=2), (6, 4)),
+    "Sigmoid": LayerCase(nnx.Sigmoid, (6, 4)),
+    "Tanh": LayerCase(nnx.Tanh, (6, 4)),
+    "ReLU": LayerCase(nnx.ReLU, (6, 4), off_kinks=True),
+    "LeakyReLU(0.1)": LayerCase(lambda: nnx.LeakyReLU(0.1), (6, 4), off_kinks=True),
+    "GELU": LayerCase(nnx.GELU, (6, 4)),
+    "Softmax": LayerCase(nnx.Softmax, (6, 4)),
+    "Softmax(axis=0)": LayerCase(lambda: nnx.Softmax(axis=0), (6, 4)),
+    "Flatten": LayerCase(nnx.Flatten, (3, 2, 2)),
+    "Dropout(0.4)": LayerCase(lambda: nnx.Dropout(0.4, seed=5), (6, 4)),
+    "LayerNorm": LayerCase(_f64(nnx.LayerNorm, 4), (6, 4)),
+    "LayerNorm(affine=False), 3-D": LayerCase(_f64(nnx.LayerNorm, 4, affine=False), (2, 3, 4)),
+    "BatchNorm1d": LayerCase(_f64(nnx.BatchNorm1d, 4), (6, 4)),
+    "BatchNorm1d(affine=False)": LayerCase(_f64(nnx.BatchNorm1d, 4, affine=False), (6, 4)),
+    # no bias before BatchNorm1d: in training mode its true gradient is exactly 0
+    "Sequential (every layer, nested)": LayerCase(lambda: nnx.Sequential(
+        nnx.Flatten(), nnx.Linear(4, 5, bias=False, seed=3, dtype="float64"), nnx.BatchNorm1d(5, dtype="float64"),
+        nnx.GELU(), nnx.Dropout(0.3, seed=1),
+        nnx.Sequential(nnx.Linear(5, 4, seed=4, dtype="float64"), nnx.LayerNorm(4, dtype="float64")),
+        nnx.LeakyReLU(), nnx.Linear(4, 3, seed=6, dtype="float64"), nnx.Tanh(), nnx.Softmax(),
+    ), (6, 2, 2), off_kinks=True),
+}
+
+
+def _classes(backend: str) -> Any:
+    return nnx.to_device(np.random.default_rng(0).integers(0, 3, 5), backend)
+
+
+def _probabilities(backend: str) -> Any:
+    p = np.random.default_rng(0).uniform(0.1, 1.0, (5, 3))
+    return nnx.to_device(p / p.sum(axis=1, keepdims=True), backend, dtype="float64")
+
+
+def _unit(backend: str) -> Any:
+    return nnx.to_device(np.random.default_rng(2).uniform(0, 1, (5, 3)), backend, dtype="float64")
+
+
+def _normal(backend: str) -> Any:
+    return inputs(backend, (5, 3), 2)
+
+
+# name -> (loss, target for a backend); predictions are 3 * standard normal of shape (5, 3)
+LOSSES: dict[str, tuple[Any, Callable[[str], Any]]] = {
+    "MSE": (nnx.MSE(), _normal),
+    "MSE(sum)": (nnx.MSE(reduction="sum"), _normal),
+    "SumSquaredError": (nnx.SumSquaredError(), _normal),
+    "SumSquaredError(half=True)": (nnx.SumSquaredError(half=True), _normal),
+    "BinaryCrossEntropyWithLogits": (nnx.BinaryCrossEntropyWithLogits(), _unit),
+    "BinaryCrossEntropyWithLogits(sum)": (nnx.BinaryCrossEntropyWithLogits(reduction="sum"), _unit),
+    "SoftmaxCrossEntropy (indices)": (nnx.SoftmaxCrossEntropy(), _classes),
+    "SoftmaxCrossEntropy (indices, sum)": (nnx.SoftmaxCrossEntropy(reduction="sum"), _classes),
+    "SoftmaxCrossEntropy (smoothing 0.1)": (nnx.SoftmaxCrossEntropy(label_smoothing=0.1), _classes),
+    "SoftmaxCrossEntropy (probabilities)": (nnx.SoftmaxCrossEntropy(), _probabilities),
+    "SoftmaxCrossEntropy (probabilities, sum, smoothing 0.2)": (nnx.SoftmaxCrossEntropy("sum", 0.2), _probabilities),
+}
+
+
+def loss_prediction(backend: str) -> Any:
+    return inputs(backend, (5, 3), 1) * 3.0

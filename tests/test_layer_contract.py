@@ -1,0 +1,192 @@
+"""The layer contract and the layer tree, checked once for every layer nnx exports.
+
+Every layer's incoming gradient is checked by the base class against the
+output of the forward before it; containers only wire their children, and
+everything about the whole tree (parameters, buffers, modes, moves, state
+dicts, random states) comes from the base class.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+import nnx
+from gradcheck_cases import LAYERS, inputs
+
+
+def _forwarded(name: str, backend: str) -> tuple[nnx.Layer, Any]:
+    case = LAYERS[name]
+    layer = case.build(backend)
+    return layer, layer.forward(inputs(backend, case.shape, 0, case.off_kinks))
+
+
+@pytest.mark.parametrize("name", sorted(LAYERS))
+def test_every_layer_checks_its_incoming_gradient(nnx_backend: str, name: str) -> None:
+    layer, out = _forwarded(name, nnx_backend)
+    shape = tuple(out.shape)
+    wrong_shape = nnx.to_device(np.ones((shape[0] + 1,) + shape[1:]), nnx_backend, dtype="float64")
+    with pytest.raises(nnx.errors.ShapeError, match=rf"expected a gradient of shape \({shape[0]}, "):
+        layer.backward(wrong_shape)
+    with pytest.raises(nnx.errors.DTypeError, match="float64.*float32"):
+        layer.backward(nnx.to_device(np.ones(shape), nnx_backend, dtype="float32"))
+    other = "numpy" if nnx_backend != "numpy" else "array_api_strict"
+    with pytest.raises(nnx.errors.BackendMismatchError, match=other):
+        layer.backward(nnx.to_device(np.ones(shape), other, dtype="float64"))
+    layer.backward(nnx.to_device(np.ones(shape), nnx_backend, dtype="float64"))  # the saved tensors were kept
+    with pytest.raises(nnx.errors.StateError, match="twice"):
+        layer.backward(nnx.to_device(np.ones(shape), nnx_backend, dtype="float64"))
+
+
+def test_dropout_refuses_a_gradient_of_another_shape(nnx_backend: str) -> None:
+    drop = nnx.Dropout(0.5, seed=0)
+    drop.forward(inputs(nnx_backend, (4, 3)))
+    with pytest.raises(nnx.errors.ShapeError, match=r"\(4, 3\).*\(1, 3\)"):
+        drop.backward(inputs(nnx_backend, (1, 3)))
+
+
+class Doubler(nnx.Layer):
+    """A minimal user layer written only against the public contract."""
+
+    def forward(self, x: Any) -> Any:
+        self.save_for_backward(x.shape)
+        return x * 2
+
+    def backward(self, grad: Any) -> Any:
+        self.saved_tensors()
+        return grad * 2
+
+
+def test_a_user_layer_gets_the_contract_from_the_base_class(nnx_backend: str) -> None:
+    layer = Doubler()
+    with pytest.raises(nnx.errors.StateError, match="without a forward"):
+        layer.backward(inputs(nnx_backend, (2, 2)))
+    layer.forward(inputs(nnx_backend, (2, 2)))
+    with pytest.raises(nnx.errors.ShapeError, match=r"\(2, 2\).*\(2, 3\)"):
+        layer.backward(inputs(nnx_backend, (2, 3)))
+    assert repr(layer) == "Doubler()"
+
+
+def _tree(backend: str | None = None) -> nnx.Sequential:
+    return nnx.Sequential(
+        nnx.Linear(3, 4, seed=0, dtype="float64", backend=backend),
+        nnx.Sequential(nnx.BatchNorm1d(4, dtype="float64", backend=backend), nnx.Dropout(0.5, seed=1),
+                       nnx.Sequential(nnx.Linear(4, 4, seed=2, dtype="float64", backend=backend), nnx.Tanh())),
+        nnx.Linear(4, 2, seed=3, dtype="float64", backend=backend),
+    )
+
+
+def test_named_modules_parameters_and_buffers_use_dotted_paths() -> None:
+    net = _tree()
+    assert [p for p, _ in net.named_modules()] == ["", "0", "1", "1.0", "1.1", "1.2", "1.2.0", "1.2.1", "2"]
+    assert [n for n, _ in net.named_parameters()] == [
+        "0.weight", "0.bias", "1.0.weight", "1.0.bias", "1.2.0.weight", "1.2.0.bias", "2.weight", "2.bias"]
+    assert [n for n, _ in net.named_buffers()] == ["1.0.running_mean", "1.0.running_var"]
+    assert list(net.state_dict()) == [n for n, _ in net.named_parameters()] + ["1.0.running_mean", "1.0.running_var"]
+    assert net.get_submodule("1.2.1") is net[1][2][1]
+    assert list(net.random_states()) == ["1.1"]
+
+
+def test_a_shared_layer_counts_once() -> None:
+    shared = nnx.Linear(3, 3, seed=0)
+    net = nnx.Sequential(shared, nnx.Tanh(), shared)
+    assert len(net.parameters()) == 2 and [p for p, _ in net.named_modules()] == ["", "0", "1"]
+
+
+def test_modes_and_moves_reach_every_nested_layer() -> None:
+    net = _tree("numpy")
+    net.eval()
+    assert all(not m.training for _, m in net.named_modules())
+    net.train()
+    assert all(m.training for _, m in net.named_modules())
+    net.to("array_api_strict")
+    for value in net.state_dict().values():
+        assert nnx.backend.backend_of(value) == "array_api_strict"
+    net.forward(nnx.to_device(np.ones((5, 3)), "array_api_strict", dtype="float64"))
+
+
+def test_predict_leaves_nothing_saved_in_nested_layers(nnx_backend: str) -> None:
+    net = _tree()
+    nnx.predict(net, np.ones((5, 3)))
+    nnx.evaluate(net, nnx.MSE(), (np.ones((5, 3)), np.zeros((5, 2))))
+    assert all(m._saved is None for _, m in net.named_modules())
+
+
+def test_state_dict_round_trip_and_its_errors(nnx_backend: str) -> None:
+    source, target = _tree("numpy"), _tree(nnx_backend)
+    source.forward(nnx.to_device(np.random.default_rng(0).normal(size=(5, 3)), "numpy", dtype="float64"))
+    target.load_state_dict({k: nnx.to_host(v) for k, v in source.state_dict().items()})
+    for name, value in target.state_dict().items():
+        assert nnx.backend.backend_of(value) == nnx_backend
+        assert np.array_equal(nnx.to_host(value), nnx.to_host(source.state_dict()[name])), name
+    state = {k: nnx.to_host(v) for k, v in source.state_dict().items()}
+    with pytest.raises(nnx.errors.ShapeError, match="lacks tensors the architecture needs: '2.bias'"):
+        target.load_state_dict({k: v for k, v in state.items() if k != "2.bias"})
+    with pytest.raises(nnx.errors.ShapeError, match="does not have: 'extra'"):
+        target.load_state_dict({**state, "extra": np.zeros(1)})
+    with pytest.raises(nnx.errors.ShapeError, match=r"'0.weight' has shape \(4, 3\) in the state"):
+        target.load_state_dict({**state, "0.weight": state["0.weight"].T})
+    with pytest.raises(nnx.errors.DTypeError, match="'0.bias' is float32 in the state"):
+        target.load_state_dict({**state, "0.bias": state["0.bias"].astype(np.float32)})
+
+
+def test_observe_sees_every_call_and_leaves_nothing_behind(nnx_backend: str) -> None:
+    net = _tree()
+    seen: list[tuple[str, str]] = []
+    with net.observe(lambda path, layer, method, arg, out: seen.append((path, method)), ("forward", "backward")):
+        out = net.forward(inputs(nnx_backend, (5, 3)))
+        net.backward(nnx.to_device(np.ones(tuple(out.shape)), nnx_backend, dtype="float64"))
+    forward = [p for p, m in seen if m == "forward"]
+    assert forward == ["0", "1.0", "1.1", "1.2.0", "1.2.1", "1.2", "1", "2", ""]
+    assert [p for p, m in seen if m == "backward"][:3] == ["2", "1.2.1", "1.2.0"]
+    assert all("forward" not in vars(m) and "backward" not in vars(m) for _, m in net.named_modules())
+
+
+def test_register_layer_as_a_decorator_saves_and_loads(tmp_path: Path) -> None:
+    @nnx.register_layer(name="test_layer_contract.Scaled")
+    class Scaled(nnx.Layer):
+        def __init__(self, factor: float = 2.0) -> None:
+            super().__init__()
+            self.factor = factor
+
+        def forward(self, x: Any) -> Any:
+            self.save_for_backward(None)
+            return x * self.factor
+
+        def backward(self, grad: Any) -> Any:
+            self.saved_tensors()
+            return grad * self.factor
+
+        def config(self) -> dict[str, Any]:
+            return {"factor": self.factor}
+
+    try:
+        net = nnx.Sequential(nnx.Linear(2, 2, seed=0), Scaled(3.0))
+        loaded = nnx.load(nnx.save(net, tmp_path / "m.nnx"))
+        assert isinstance(loaded[1], Scaled) and loaded[1].factor == 3.0
+        assert repr(loaded[1]) == "Scaled(factor=3.0)"
+    finally:
+        del nnx.io._LAYERS["test_layer_contract.Scaled"]
+
+
+def test_a_model_file_of_nnx_0_1_still_loads(tmp_path: Path) -> None:
+    """nnx 0.1 described a Sequential as {"type", "layers"}; such files load and resume as before."""
+    net = nnx.Sequential(nnx.Linear(3, 4, seed=0), nnx.Sequential(nnx.Tanh(), nnx.Linear(4, 2, seed=1)))
+    path = nnx.save(net, tmp_path / "new.nnx")
+    file = nnx.io.read_tensors(path)
+
+    def legacy(node: dict[str, Any]) -> dict[str, Any]:
+        if "children" in node:
+            return {"type": node["type"], "layers": [legacy(child) for _, child in node["children"]]}
+        return node
+
+    description = dict(file.description, model=legacy(file.description["model"]))
+    old = nnx.io.write_tensors(tmp_path / "old.nnx", dict(file.tensors), description)
+    assert "children" not in str(nnx.io.read_tensors(old).description["model"])
+    loaded = nnx.load(old)
+    assert repr(loaded) == repr(net)
+    x = nnx.to_device(np.ones((2, 3)), dtype="float32")
+    assert np.array_equal(nnx.to_host(loaded.forward(x)), nnx.to_host(net.forward(x)))

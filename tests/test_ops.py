@@ -1,0 +1,219 @@
+"""The ops table: generic ops, backend overrides with the same signatures and values, and dispatch.
+
+Each override is run against the generic op it stands in for, on the same
+inputs, NaN, infinities and signed zeros included. Where a backend with
+overrides cannot run here (CuPy without a GPU), its value tests skip with
+the reason; the signature check needs no GPU.
+"""
+
+from __future__ import annotations
+
+import inspect
+from typing import Any, Callable
+
+import numpy as np
+import pytest
+
+import nnx
+from nnx import ops
+from nnx.testing import compare
+
+SPECIAL = np.array([np.nan, np.inf, -np.inf, 0.0, -0.0, 1e-300, -1e-300, 1e300, -1e300, 30.0, -30.0, 1000.0])
+
+
+def _values(seed: int, shape: tuple[int, ...] = (5, 12), special: bool = True) -> np.ndarray:
+    a = np.random.default_rng(seed).normal(scale=3.0, size=shape)
+    if special:
+        a[0, :] = SPECIAL
+    return a
+
+
+def _positive(seed: int) -> np.ndarray:
+    return np.abs(_values(seed, special=False)) + 0.1
+
+
+# op name -> host arguments (arrays as float64 NumPy, scalars as they are)
+CASES: dict[str, Callable[[], tuple[Any, ...]]] = {
+    "sigmoid": lambda: (_values(0),),
+    "sigmoid_backward": lambda: (1 / (1 + np.exp(-_values(1, special=False))), _values(2)),
+    "tanh": lambda: (_values(3),),
+    "tanh_backward": lambda: (np.tanh(_values(4)), _values(5)),
+    "relu": lambda: (_values(6),),
+    "relu_backward": lambda: (np.maximum(_values(7), 0.0), _values(8)),
+    "leaky_relu": lambda: (_values(9), 0.1),
+    "leaky_relu_backward": lambda: (_values(10), _values(11), 0.1),
+    "gelu": lambda: (_values(12),),
+    "gelu_backward": lambda: (_values(13), _values(14)),
+    "softmax": lambda: (_values(15, special=False), -1),
+    "softmax_backward": lambda: (np.full((5, 12), 1 / 12), _values(16), -1),
+    "sgd_update": lambda: (_values(17, special=False), _values(18), _values(19, special=False), 0.1, 0.9, 0.01, True),
+    "adam_update": lambda: (_values(20, special=False), _values(21), _values(22, special=False), _positive(23),
+                            1e-3, 0.9, 0.999, 1e-8, 3),
+    "rmsprop_update": lambda: (_values(24, special=False), _values(25), _positive(26), _values(27, special=False),
+                               1e-2, 0.99, 1e-8, 0.9),
+}
+
+_RTOL = {"float32": 1e-6, "float64": 1e-14}  # overrides round as the generic operations do
+
+
+def test_every_op_has_a_case() -> None:
+    assert set(CASES) == set(ops.GENERIC)
+
+
+@pytest.mark.parametrize("backend_name", ops.backends_with_overrides())
+def test_overrides_have_their_ops_signatures(backend_name: str) -> None:
+    module = ops.override_module(backend_name)
+    assert module.OVERRIDES, f"{backend_name} registers no overrides"
+    for name, fn in module.OVERRIDES.items():
+        assert name in ops.GENERIC, f"{backend_name} overrides unknown op {name!r}"
+        assert inspect.signature(fn) == inspect.signature(ops.GENERIC[name]), name
+
+
+def _on(name: str, args: tuple[Any, ...], backend: str, dtype: str) -> tuple[Any, ...]:
+    return tuple(nnx.to_device(a, backend, dtype) if isinstance(a, np.ndarray) else a for a in args)
+
+
+def _outputs(result: Any) -> list[np.ndarray]:
+    results = result if isinstance(result, tuple) else (result,)
+    return [nnx.to_host(r) for r in results if r is not None]
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("backend_name", ops.backends_with_overrides())
+def test_overrides_compute_what_the_generic_ops_compute(backend_name: str, dtype: str) -> None:
+    reason = nnx.available()[backend_name]
+    if reason is not None:
+        pytest.skip(f"backend {backend_name!r} unavailable: {reason}")
+    overrides = ops.override_module(backend_name).OVERRIDES
+    for name, override in overrides.items():
+        args = CASES[name]()
+        with np.errstate(all="ignore"):
+            expected = _outputs(ops.GENERIC[name](*_on(name, args, backend_name, dtype)))
+            actual = _outputs(override(*_on(name, args, backend_name, dtype)))
+        assert len(actual) == len(expected), name
+        for a, e in zip(actual, expected):
+            verdict = compare(a, e, rtol=_RTOL[dtype], atol=1e-30)
+            assert verdict.ok, f"{name} ({dtype}): {verdict.describe()}"
+
+
+def test_generic_ops_agree_across_cpu_backends(nnx_backend: str) -> None:
+    """Each generic op on this backend, special values included, against NumPy bit for bit."""
+    for name, case in CASES.items():
+        args = case()
+        with np.errstate(all="ignore"):
+            expected = _outputs(ops.GENERIC[name](*_on(name, args, "numpy", "float64")))
+            actual = _outputs(getattr(ops, name)(*_on(name, args, nnx_backend, "float64")))
+        for a, e in zip(actual, expected):
+            if nnx_backend in ("numpy", "array_api_strict"):
+                assert np.array_equal(a, e, equal_nan=True), name
+            else:
+                assert compare(a, e, rtol=1e-12, atol=1e-300).ok, name
+
+
+def test_special_values_of_the_activations() -> None:
+    x = nnx.to_device([[np.nan, np.inf, -np.inf, -0.0]], "numpy", "float64")
+    s = nnx.to_host(ops.sigmoid(x))
+    assert np.isnan(s[0, 0]) and s[0, 1] == 1.0 and 0.0 <= s[0, 2] < 1e-300 and s[0, 3] == 0.5
+    assert np.isnan(nnx.to_host(ops.tanh(x))[0, 0])
+
+
+class _Tagged(np.ndarray):
+    """NumPy arrays of their own type, to register a test override for."""
+
+
+def test_an_override_replaces_the_op_for_its_array_type_only() -> None:
+    calls: list[str] = []
+
+    def relu(x: Any) -> Any:
+        calls.append("override")
+        return ops.GENERIC["relu"](x)
+
+    ops.register_override("relu", _Tagged, relu)
+    try:
+        plain = np.array([[-1.0, 2.0]])
+        assert np.array_equal(ops.relu(plain), [[0.0, 2.0]]) and calls == []
+        assert np.array_equal(ops.relu(plain.view(_Tagged)), [[0.0, 2.0]]) and calls == ["override"]
+    finally:
+        ops.remove_override("relu", _Tagged)
+    ops.relu(np.array([1.0]).view(_Tagged))
+    assert calls == ["override"]
+
+
+def test_an_override_with_another_signature_is_refused() -> None:
+    with pytest.raises(TypeError, match="signature"):
+        ops.register_override("relu", _Tagged, lambda x, slope: x)
+    with pytest.raises(KeyError, match="no op named"):
+        ops.register_override("no_such_op", _Tagged, lambda x: x)
+
+
+def test_only_backends_with_a_fast_path_can_enable_one() -> None:
+    with pytest.raises(nnx.errors.UnknownBackendError, match="no fast path"):
+        nnx.backend.enable_fast_path("numpy")
+    with pytest.raises(nnx.errors.UnknownBackendError, match="valid names"):
+        nnx.backend.enable_fast_path("no-such-backend")
+    if nnx.available()["cupy"] is not None:
+        with pytest.raises(nnx.errors.BackendUnavailableError):
+            nnx.backend.enable_fast_path("cupy")
+        assert not nnx.backend.fast_path_enabled("cupy")
+
+
+@pytest.fixture
+def cupy_backend() -> Any:
+    reason = nnx.available()["cupy"]
+    if reason is not None:
+        pytest.skip(f"backend 'cupy' unavailable: {reason}")
+    with nnx.use("cupy"):
+        yield "cupy"
+    nnx.backend.disable_fast_path()
+
+
+def _both(fn: Callable[[], Any]) -> tuple[Any, Any]:
+    """``fn()`` with the generic ops, then with the fast path, as host arrays."""
+    nnx.backend.disable_fast_path()
+    generic = fn()
+    with nnx.backend.fast_path("cupy"):
+        fast = fn()
+    return generic, fast
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("layer", [nnx.ReLU, nnx.Sigmoid, nnx.Tanh])
+def test_fused_activations_match_generic_in_layers(cupy_backend: str, layer: Any, dtype: str) -> None:
+    rng = np.random.default_rng(3)
+    x_host = rng.normal(scale=4.0, size=(33, 17))
+    x_host[0, :3] = (0.0, -1000.0, 1000.0)
+    x = nnx.to_device(x_host, "cupy", dtype)
+    g = nnx.to_device(rng.normal(size=(33, 17)), "cupy", dtype)
+
+    def run() -> tuple[Any, Any]:
+        act = layer()
+        y = act.forward(x)
+        return nnx.to_host(y), nnx.to_host(act.backward(g))
+
+    (y0, d0), (y1, d1) = _both(run)
+    assert y1.dtype == y0.dtype == np.dtype(dtype)
+    np.testing.assert_allclose(y1, y0, rtol=_RTOL[dtype], atol=0)
+    np.testing.assert_allclose(d1, d0, rtol=_RTOL[dtype], atol=1e-30)
+
+
+@pytest.mark.parametrize("kw", [{}, {"momentum": 0.9}, {"momentum": 0.9, "nesterov": True, "weight_decay": 0.01},
+                                {"weight_decay": 0.1}])
+def test_fused_sgd_matches_generic_in_the_optimizer(cupy_backend: str, kw: dict[str, Any]) -> None:
+    rng = np.random.default_rng(4)
+    w0 = rng.normal(size=(6, 5))
+    grads = [rng.normal(size=(6, 5)) for _ in range(4)]
+
+    def run() -> tuple[Any, Any, int]:
+        p = nnx.Parameter(nnx.to_device(w0, "cupy", "float32"), "w")
+        opt = nnx.optim.SGD([p], lr=0.1, **kw)
+        for g in grads:
+            p.grad = nnx.to_device(g, "cupy", "float32")
+            opt.step()
+        buf = opt.state[0].get("momentum")
+        return nnx.to_host(p.data), None if buf is None else nnx.to_host(buf), opt.steps[0]
+
+    (p0, b0, s0), (p1, b1, s1) = _both(run)
+    np.testing.assert_allclose(p1, p0, rtol=1e-6, atol=1e-7)
+    if b0 is not None:
+        np.testing.assert_allclose(b1, b0, rtol=1e-6, atol=1e-7)
+    assert s0 == s1 == 4
