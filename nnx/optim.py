@@ -13,7 +13,6 @@ Parameters whose ``grad`` is ``None`` are skipped by ``step()``.
 
 from __future__ import annotations
 
-import math
 from typing import Any, Iterable
 
 from nnx import backend as _backend

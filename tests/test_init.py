@@ -8,7 +8,6 @@ import numpy as np
 import pytest
 
 import nnx
-from nnx import backend as nb
 
 INITS = [
     nnx.init.Uniform(-0.5, 2.0), nnx.init.Normal(0.1, 0.3), nnx.init.XavierUniform(),

@@ -63,7 +63,7 @@ def test_saved_on_one_backend_loads_on_every_other(nnx_backend: str, tmp_path: P
         if nnx_backend not in CPU_EXACT:  # a GPU sums in another order; the weights are still identical
             np.testing.assert_allclose(out, reference, rtol=1e-12)
         else:
-            assert np.array_equal(out, reference), f"saved on {source}, loaded on {backend}"
+            assert np.array_equal(out, reference), f"saved on {source}, loaded on {nnx_backend}"
 
 
 def test_load_leaves_the_default_generator_alone(tmp_path: Path) -> None:
