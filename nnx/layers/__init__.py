@@ -4,20 +4,28 @@ from nnx.layers.activations import GELU, LeakyReLU, ReLU, Sigmoid, Softmax, Tanh
 from nnx.layers.base import Layer, Parameter
 from nnx.layers.checks import set_finite_checks
 from nnx.layers.container import Sequential
+from nnx.layers.conv import Conv1d, Conv2d
 from nnx.layers.dropout import Dropout
 from nnx.layers.linear import Linear
-from nnx.layers.norm import BatchNorm1d, LayerNorm
+from nnx.layers.norm import BatchNorm1d, BatchNorm2d, LayerNorm
+from nnx.layers.pooling import AvgPool2d, GlobalAvgPool2d, MaxPool2d
 from nnx.layers.shape import Flatten
 
 __all__ = [
+    "AvgPool2d",
     "BatchNorm1d",
+    "BatchNorm2d",
+    "Conv1d",
+    "Conv2d",
     "Dropout",
     "Flatten",
     "GELU",
+    "GlobalAvgPool2d",
     "Layer",
     "LayerNorm",
     "LeakyReLU",
     "Linear",
+    "MaxPool2d",
     "Parameter",
     "ReLU",
     "Sequential",
