@@ -104,12 +104,6 @@ class _Conv(ParamLayer):
         self.save_for_backward(cols, tuple(x.shape), out)
         return y
 
-    def backward(self, grad: Any) -> Any:
-        return self._backward(grad, True)
-
-    def backward_params(self, grad: Any) -> None:
-        self._backward(grad, False)
-
     def _backward(self, grad: Any, input_grad: bool) -> Any:
         cols, shape, out = self.saved_tensors()
         xp = _backend.namespace_of(grad)

@@ -83,12 +83,6 @@ class Linear(ParamLayer):
         self.save_for_backward(x)
         return y
 
-    def backward(self, grad: Any) -> Any:
-        return self._backward(grad, True)
-
-    def backward_params(self, grad: Any) -> None:
-        self._backward(grad, False)
-
     def _backward(self, grad: Any, input_grad: bool) -> Any:
         (x,) = self.saved_tensors()
         self.weight.accumulate(x.T @ grad)
