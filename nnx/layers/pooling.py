@@ -51,21 +51,33 @@ class _Pool2d(Layer):
 
 class MaxPool2d(_Pool2d):
     """The maximum of each ``kernel_size`` window (padding counts as -inf); the gradient goes to
-    the first position holding the maximum."""
+    the first position, in row-major order within the window, holding the maximum."""
 
     def forward(self, x: Any) -> Any:
-        cols, out = self._windows(x, -math.inf)
+        check_float(x, self)
+        if x.ndim != 4:
+            raise ShapeError(f"{self!r} expected input of shape (batch, channels, height, width), "
+                             f"got {tuple(x.shape)}")
+        out = self.window.check(x, repr(self))
         xp = _backend.namespace_of(x)
-        self.save_for_backward(xp.argmax(cols, axis=2), tuple(x.shape), out)
-        return xp.max(cols, axis=2)
+        padded = self.window.pad(x, -math.inf)
+        slices = self.window.slices(out)
+        y = padded[slices[0]]
+        for s in slices[1:]:
+            y = xp.maximum(y, padded[s])
+        self.save_for_backward(padded, y, tuple(x.shape), out)
+        return y
 
     def backward(self, grad: Any) -> Any:
-        where, shape, out = self.saved_tensors()
+        padded, y, shape, out = self.saved_tensors()
         xp = _backend.namespace_of(grad)
-        offsets = xp.reshape(xp.arange(self.window.size, dtype=where.dtype, device=_backend.device_of(where)),
-                             (1, 1, -1, 1, 1))
-        cols = xp.where(where[:, :, None, ...] == offsets, grad[:, :, None, ...], 0.0)
-        return self.window.scatter(cols, shape, out)
+        dx = xp.zeros(tuple(padded.shape), dtype=grad.dtype, device=_backend.device_of(grad))
+        open_ = xp.ones(tuple(y.shape), dtype=xp.bool, device=_backend.device_of(grad))
+        for s in self.window.slices(out):
+            first = open_ & (padded[s] == y)
+            dx[s] += xp.where(first, grad, 0.0)
+            open_ = open_ & ~first
+        return dx[self.window.interior(shape)] if tuple(dx.shape) != shape else dx
 
 
 class AvgPool2d(_Pool2d):

@@ -83,5 +83,5 @@ class Window:
         shape = (*input_shape[:2], *(n + lo + hi for n, (lo, hi) in zip(input_shape[2:], self.pads)))
         dx = xp.zeros(shape, dtype=cols.dtype, device=_backend.device_of(cols))
         for k, s in enumerate(self.slices(out)):
-            dx[s] = dx[s] + cols[:, :, k, ...]
+            dx[s] += cols[:, :, k, ...]
         return dx[self.interior(input_shape)] if shape != tuple(input_shape) else dx
