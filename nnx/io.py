@@ -58,6 +58,7 @@ from nnx.layers import (
     Conv1d,
     Conv2d,
     Dropout,
+    Embedding,
     Flatten,
     GlobalAvgPool2d,
     Layer,
@@ -65,7 +66,9 @@ from nnx.layers import (
     LeakyReLU,
     Linear,
     MaxPool2d,
+    Mean,
     ReLU,
+    Residual,
     Sequential,
     Sigmoid,
     Softmax,
@@ -97,7 +100,7 @@ _HOST_DTYPES = {code: np.dtype(name).newbyteorder("<") for name, code in _CODES.
 # for a convolution), summed over layers, may not exceed the file size, so a
 # lying config cannot make the constructors allocate more than the file could hold.
 _SIZE_KEYS = ("in_features", "out_features", "num_features", "normalized_shape", "in_channels",
-              "out_channels", "kernel_size")
+              "out_channels", "kernel_size", "num_embeddings", "embedding_dim")
 
 
 # the allow-list of layer classes -------------------------------------------------
@@ -130,7 +133,8 @@ def registered_layers() -> dict[str, type[Layer]]:
 
 
 for _cls in (Linear, Sigmoid, Tanh, ReLU, LeakyReLU, GELU, Softmax, Flatten, Dropout, LayerNorm,
-             BatchNorm1d, Sequential, Conv1d, Conv2d, MaxPool2d, AvgPool2d, GlobalAvgPool2d, BatchNorm2d):
+             BatchNorm1d, Sequential, Conv1d, Conv2d, MaxPool2d, AvgPool2d, GlobalAvgPool2d, BatchNorm2d,
+             Embedding, Mean, Residual):
     register_layer(_cls)
 
 

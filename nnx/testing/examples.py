@@ -23,6 +23,7 @@ from nnx.layers import (
     Conv1d,
     Conv2d,
     Dropout,
+    Embedding,
     Flatten,
     LayerNorm,
     Layer,
@@ -171,38 +172,37 @@ def example(name: str, dtype: str = "float64") -> ParityCase:
     return EXAMPLES[name](dtype)
 
 
-def _input_shape(model: Layer, batch: int) -> tuple[int, ...]:
-    """An input shape ``model`` accepts: its first Linear's width, or its first convolution's
-    channels with the smallest of a few spatial sizes that fits every layer."""
-    first = next((layer for _, layer in model.named_modules() if isinstance(layer, (Linear, Conv1d, Conv2d))), None)
+def _inputs(model: Layer, batch: int, rng: Any, dtype: str) -> Any:
+    """Seeded inputs ``model`` accepts: normal rows as wide as its first Linear, sequences of 8
+    indices for a first Embedding, or images with its first convolution's channels and the
+    smallest of a few sizes that fits every layer."""
+    kinds = (Linear, Conv1d, Conv2d, Embedding)
+    first = next((layer for _, layer in model.named_modules() if isinstance(layer, kinds)), None)
     if first is None:
-        raise ValueError("cannot size inputs: the model has no Linear or convolution layer")
+        raise ValueError("cannot size inputs: the model has no Linear, convolution or Embedding layer")
+    if isinstance(first, Embedding):
+        return _backend.to_device(rng.integers(0, first.num_embeddings, (batch, 8)), "numpy", dtype="int64")
     if isinstance(first, Linear):
-        return (batch, first.in_features)
+        return _data(_random.normal(rng, (batch, first.in_features), 0.0, 1.0), dtype)
     for size in (8, 12, 16, 28, 32, 64, 128, 224):
         shape = (batch, first.in_channels, *(size,) * first.spatial)
         try:
             model.output_shape(shape)
         except ShapeError:
             continue
-        return shape
+        return _data(_random.normal(rng, shape, 0.0, 1.0), dtype)
     raise ValueError(f"cannot size inputs: no square input up to 224 fits {first!r} and the layers after it")
 
 
 def case_for_model(model: Layer, name: str, *, batch: int = 16, seed: int = 0, lr: float = 0.1) -> ParityCase:
-    """Wrap ``model`` with seeded normal inputs, uniform targets, MSE and SGD.
-
-    The input shape comes from the first Linear (its ``in_features``) or
-    convolution (its channels, and a spatial size every layer accepts); the
-    target shape is that of the model's output on those inputs.
-    """
-    try:
-        shape = _input_shape(model, batch)
-    except ValueError as exc:
-        raise ValueError(f"{name}: {exc}") from None
+    """Wrap ``model`` with seeded inputs (see :func:`_inputs`), uniform targets, MSE and SGD;
+    the target shape is that of the model's output on those inputs."""
     dtype = _backend.dtype_name(model.parameters()[0].data)
     rng = _random.make_rng(seed)
-    x = _data(_random.normal(rng, shape, 0.0, 1.0), dtype)
+    try:
+        x = _inputs(model, batch, rng, dtype)
+    except ValueError as exc:
+        raise ValueError(f"{name}: {exc}") from None
     out = clone_to(model, "numpy").forward(x)
     y = _data(_random.uniform(rng, tuple(out.shape), 0.0, 1.0), dtype)
     return ParityCase(name, f"{name} with random data, MSE, SGD lr {lr}", model, MSE(), x, y, _sgd(lr))
