@@ -133,3 +133,9 @@ def test_readme_convolution_block_runs() -> None:
     text = (EXAMPLES.parent / "README.md").read_text()
     section = text[text.index("### Convolutional networks"):]
     exec(compile(re.search(r"```python\n(.*?)```", section, re.S).group(1), "README.md", "exec"), {})
+
+
+def test_readme_sequence_block_runs() -> None:
+    text = (EXAMPLES.parent / "README.md").read_text()
+    section = text[text.index("### Sequences and residual blocks"):]
+    exec(compile(re.search(r"```python\n(.*?)```", section, re.S).group(1), "README.md", "exec"), {})
