@@ -165,15 +165,15 @@ def peak_memory(impl: str, name: str, backend: str, steps: int = 5) -> float:
 
 
 def _memory_child(impl: str, name: str, backend: str, steps: int = 5) -> None:
+    """Print the peak bytes ``steps`` training steps add to a process that holds the model and data."""
     runner = Runner(impl, name, backend)
-    runner.step(0)
     runner.sync()
     if backend == "cupy" and impl == "torch":
         import torch
 
         base = torch.cuda.memory_allocated()
         torch.cuda.reset_peak_memory_stats()
-        for i in range(1, steps + 1):
+        for i in range(steps):
             runner.step(i)
         runner.sync()
         print(torch.cuda.max_memory_allocated() - base)
@@ -182,16 +182,15 @@ def _memory_child(impl: str, name: str, backend: str, steps: int = 5) -> None:
         import cupy
 
         pool = cupy.get_default_memory_pool()
-        base = pool.used_bytes()
-        peak = base
-        for i in range(1, steps + 1):
+        base = peak = pool.total_bytes()
+        for i in range(steps):
             runner.step(i)
             runner.sync()
             peak = max(peak, pool.total_bytes())
         print(peak - base)
         return
     base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    for i in range(1, steps + 1):
+    for i in range(steps):
         runner.step(i)
     print((resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - base) * 1024)
 

@@ -204,3 +204,23 @@ def test_a_cnn_trains(nnx_backend: str) -> None:
     history = nnx.fit(model, nnx.SoftmaxCrossEntropy(), nnx.Adam(model.parameters(), lr=0.01), (x, y),
                       epochs=15, batch_size=16, seed=0, progress=False)
     assert history["loss"][-1] < 0.5 * history["loss"][0]
+
+
+def test_chunked_windows_give_the_same_results(nnx_backend: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A batch whose windows exceed the chunk budget is processed in chunks of samples, with the same results."""
+    import nnx.layers.conv as conv_module
+
+    x = nnx.to_device(np.random.default_rng(6).normal(size=(5, 2, 6, 6)), nnx_backend, dtype="float64")
+
+    def run() -> list[np.ndarray]:
+        layer = nnx.Conv2d(2, 3, 3, padding=1, groups=1, seed=3, dtype="float64")
+        y = layer.forward(x)
+        dx = layer.backward(nnx.to_device(np.arange(y.size, dtype=float).reshape(y.shape) / y.size, nnx_backend,
+                                          dtype="float64"))
+        return [nnx.to_host(v) for v in (y, dx, layer.weight.grad, layer.bias.grad)]
+
+    whole = run()
+    monkeypatch.setattr(conv_module, "_WINDOW_ELEMENTS", 2 * 2 * 9 * 36)  # two samples per chunk
+    assert len(nnx.Conv2d(2, 3, 3, padding=1)._chunks(5, (6, 6))) == 3
+    for chunked, expected in zip(run(), whole):
+        np.testing.assert_allclose(chunked, expected, rtol=1e-13, atol=1e-13)

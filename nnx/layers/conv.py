@@ -5,7 +5,9 @@ Layout: inputs ``(batch, in_channels, *spatial)``, kernels
 ``(batch, out_channels, *output)`` — PyTorch's layout. The windows of the
 input (:mod:`nnx.layers.windows`) are gathered into ``(batch, in_channels *
 kernel positions, output positions)`` and multiplied by the kernel matrix;
-the backward multiplies back and adds each window's gradient where it came from.
+the backward gathers the windows again (keeping the padded input, not the
+windows, between forward and backward: a 3x3 kernel's windows are nine times
+the input), multiplies back and adds each window's gradient where it came from.
 """
 
 from __future__ import annotations
@@ -19,6 +21,10 @@ from nnx import random as _random
 from nnx.errors import ShapeError
 from nnx.layers.base import Parameter, ParamLayer
 from nnx.layers.windows import Pads, Window, as_tuple
+
+# The windows of a batch are gathered in chunks of samples holding at most this many values
+# (16 MiB in float32), so a large batch of large images does not need its whole im2col at once.
+_WINDOW_ELEMENTS = 2**22
 
 
 def _pads(padding: Any, kernel: tuple[int, ...], stride: tuple[int, ...], dilation: tuple[int, ...],
@@ -94,31 +100,51 @@ class _Conv(ParamLayer):
     def forward(self, x: Any) -> Any:
         out = self._check(x)
         xp = _backend.namespace_of(x)
-        n, g, length = x.shape[0], self.groups, math.prod(out)
-        cols = self.window.gather(self.window.pad(x, 0.0), out)
-        cols = xp.reshape(cols, (n, g, self.in_channels // g * self.window.size, length))
-        w = xp.reshape(self.weight.data, (g, self.out_channels // g, -1))
-        y = xp.reshape(w @ cols, (n, self.out_channels, *out))
+        padded = self.window.pad(x, 0.0)
+        w = self._kernel_matrix(xp)
+        parts = [w @ self._columns(padded[chunk, ...], out) for chunk in self._chunks(x.shape[0], out)]
+        y = parts[0] if len(parts) == 1 else xp.concat(parts, axis=0)
+        y = xp.reshape(y, (x.shape[0], self.out_channels, *out))
         if self.bias is not None:
             y += xp.reshape(self.bias.data, (1, self.out_channels) + (1,) * self.spatial)
-        self.save_for_backward(cols, tuple(x.shape), out)
+        self.save_for_backward(padded, tuple(x.shape), out)  # the windows are gathered again in backward
         return y
 
+    def _kernel_matrix(self, xp: Any) -> Any:
+        """The kernel as ``(groups, out_channels / groups, in_channels / groups * kernel positions)``."""
+        return xp.reshape(self.weight.data, (self.groups, self.out_channels // self.groups, -1))
+
+    def _chunks(self, n: int, out: tuple[int, ...]) -> list[slice]:
+        """Slices of the batch whose windows hold at most ``_WINDOW_ELEMENTS`` values each."""
+        per_sample = self.in_channels * self.window.size * math.prod(out)
+        step = max(1, _WINDOW_ELEMENTS // per_sample)
+        return [slice(start, min(start + step, n)) for start in range(0, n, step)]
+
+    def _columns(self, padded: Any, out: tuple[int, ...]) -> Any:
+        """The windows of ``padded`` as ``(batch, groups, in_channels / groups * kernel positions, positions)``."""
+        cols = self.window.gather(padded, out)
+        g = self.groups
+        return _backend.namespace_of(cols).reshape(
+            cols, (padded.shape[0], g, self.in_channels // g * self.window.size, math.prod(out)))
+
     def _backward(self, grad: Any, input_grad: bool) -> Any:
-        cols, shape, out = self.saved_tensors()
+        padded, shape, out = self.saved_tensors()
         xp = _backend.namespace_of(grad)
-        n, g = shape[0], self.groups
-        gr = xp.reshape(grad, (n, g, self.out_channels // g, -1))
-        dw = xp.sum(gr @ xp.matrix_transpose(cols), axis=0)
+        gr = xp.reshape(grad, (shape[0], self.groups, self.out_channels // self.groups, -1))
+        w = self._kernel_matrix(xp)
+        dw, dx = None, []
+        for chunk in self._chunks(shape[0], out):
+            part = xp.sum(gr[chunk, ...] @ xp.matrix_transpose(self._columns(padded[chunk, ...], out)), axis=0)
+            dw = part if dw is None else dw + part
+            if input_grad:
+                dcols = xp.reshape(xp.matrix_transpose(w) @ gr[chunk, ...], (-1, self.in_channels, self.window.size, *out))
+                dx.append(self.window.scatter(dcols, (dcols.shape[0], *shape[1:]), out))
         self.weight.accumulate(xp.reshape(dw, tuple(self.weight.data.shape)))
         if self.bias is not None:
             self.bias.accumulate(xp.sum(grad, axis=(0, *range(2, 2 + self.spatial))))
         if not input_grad:
             return None
-        w = xp.reshape(self.weight.data, (g, self.out_channels // g, -1))
-        dcols = xp.matrix_transpose(w) @ gr
-        dcols = xp.reshape(dcols, (n, self.in_channels, self.window.size, *out))
-        return self.window.scatter(dcols, shape, out)
+        return dx[0] if len(dx) == 1 else xp.concat(dx, axis=0)
 
     def output_shape(self, input_shape: tuple[int, ...]) -> tuple[int, ...]:
         if len(input_shape) != 2 + self.spatial or input_shape[1] != self.in_channels:
