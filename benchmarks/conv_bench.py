@@ -13,8 +13,8 @@ Workloads, batch 64, softmax cross-entropy, SGD (lr 0.05, momentum 0.9):
 
 Times are per training step, medians and minima over repeats in which nnx
 and PyTorch alternate. Peak memory is measured for each implementation in a
-fresh subprocess: the growth of the peak resident set size (or, on a GPU, of
-the allocator's peak) over a few training steps, the model and data already
+fresh subprocess: the growth of the peak resident set size (VmHWM; on a GPU,
+of the allocator's peak) over five training steps, the model and data already
 built. nnx runs with its per-call checks off, as inside ``nnx.fit``; PyTorch
 checks nothing either. Results go to benchmarks/results/ as JSON and markdown.
 """
@@ -189,10 +189,21 @@ def _memory_child(impl: str, name: str, backend: str, steps: int = 5) -> None:
             peak = max(peak, pool.total_bytes())
         print(peak - base)
         return
-    base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    base = _peak_rss()
     for i in range(steps):
         runner.step(i)
-    print((resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - base) * 1024)
+    print(_peak_rss() - base)
+
+
+def _peak_rss() -> int:
+    """This process's peak resident set size in bytes: VmHWM where Linux has it (ru_maxrss of a
+    child started by a large process begins at the parent's size, so it hides small peaks)."""
+    status = Path("/proc/self/status")
+    if status.exists():
+        for line in status.read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
 
 def machine(backend: str, threads: int) -> dict[str, Any]:
