@@ -16,7 +16,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
 import nnx  # noqa: E402
-from gradcheck_cases import LAYERS, LOSSES, inputs, loss_prediction  # noqa: E402
+from gradcheck_cases import LAYERS, LOSSES, loss_prediction  # noqa: E402
 from nnx.testing import gradcheck  # noqa: E402
 
 
@@ -29,7 +29,7 @@ def main() -> None:
         for b in backends:
             with nnx.use(b):
                 for training in (True, False):
-                    x = inputs(b, case.shape, 0, case.off_kinks)
+                    x = case.input(b)
                     cells.append(f"{gradcheck(case.build(b), x, training=training).worst:.2f}")
         print(f"| {name} | " + " | ".join(cells) + " |")
     for name, (loss, target) in LOSSES.items():

@@ -12,6 +12,7 @@ import argparse
 import datetime
 import importlib.util
 import json
+import math
 import os
 import platform
 import sys
@@ -107,17 +108,23 @@ def _train(args: argparse.Namespace) -> int:
         x, y = x[keep], y[keep]
     if len(y) < 4:
         raise _UsageError(f"{args.dataset} has {len(y)} samples; training needs at least 4")
-    (xt, yt), (xv, yv) = datasets.train_val_split(x, y, val=args.val, seed=args.seed)
     classes = max(int(y.max()) + 1, 2)
     inputs = int(x.shape[1])
-    model = nnx.Sequential(
-        nnx.Linear(inputs, args.hidden, seed=args.seed, dtype=args.dtype, backend=name), nnx.ReLU(),
-        nnx.Linear(args.hidden, classes, seed=args.seed + 1, dtype=args.dtype, backend=name),
-    )
+    if args.model == "cnn":
+        shape = _image_shape(ds, inputs)
+        x = x.reshape(-1, 1, *shape)
+        model, summary = _lenet(shape, classes, args.seed, args.dtype, name)
+    else:
+        model = nnx.Sequential(
+            nnx.Linear(inputs, args.hidden, seed=args.seed, dtype=args.dtype, backend=name), nnx.ReLU(),
+            nnx.Linear(args.hidden, classes, seed=args.seed + 1, dtype=args.dtype, backend=name),
+        )
+        summary = f"{inputs} -> {args.hidden} ReLU -> {classes}"
+    (xt, yt), (xv, yv) = datasets.train_val_split(x, y, val=args.val, seed=args.seed)
     loss, optimizer, train_targets, val_targets = _recipe(model, args, yt, yv, classes)
     print(f"nnx train {ds.name}: {len(yt)} training and {len(yv)} held-out samples, {inputs} inputs, "
           f"{classes} classes; backend {name} ({args.dtype})")
-    print(f"model: {inputs} -> {args.hidden} ReLU -> {classes}, softmax cross-entropy, Adam lr {optimizer.lr:g}, "
+    print(f"model: {summary}, softmax cross-entropy, Adam lr {optimizer.lr:g}, "
           f"batch size {args.batch_size}, {args.epochs} epochs, seed {args.seed}")
     if args.resume and nnx.checkpoint.latest_checkpoint(args.checkpoint):
         done = nnx.load_checkpoint(nnx.checkpoint.checkpoint_path(args.checkpoint)).epoch
@@ -138,6 +145,36 @@ def _train(args: argparse.Namespace) -> int:
     if args.save:
         print(f"saved the model to {nnx.save(model, args.save)}")
     return 0
+
+
+def _image_shape(ds: Any, inputs: int) -> tuple[int, int]:
+    """The (height, width) of the data's images: known for MNIST and the digits, square for a CSV."""
+    shape = tuple(getattr(ds, "image_shape", ()) or ())
+    if len(shape) == 2 and min(shape) > 1 and shape[0] * shape[1] == inputs:
+        return (int(shape[0]), int(shape[1]))
+    side = math.isqrt(inputs)
+    if side * side != inputs or side < 4:
+        raise _UsageError(f"--model cnn needs square images of at least 4x4 pixels, one per row; "
+                          f"{inputs} values per row are not a square image (use --model mlp)")
+    return (side, side)
+
+
+def _lenet(shape: tuple[int, int], classes: int, seed: int, dtype: str, name: str) -> tuple[Any, str]:
+    """A LeNet-like network: two convolutions ("same" padding; 5x5 kernels for images of 16
+    pixels or more, else 3x3), each with ReLU and a 2x2 max pool, then 120 and 84 hidden units."""
+    rng = nnx.random.make_rng(seed)
+    k = 5 if min(shape) >= 16 else 3
+    f = {"seed": rng, "dtype": dtype, "backend": name}
+    height, width = shape[0] // 4, shape[1] // 4
+    model = nnx.Sequential(
+        nnx.Conv2d(1, 6, k, padding="same", **f), nnx.ReLU(), nnx.MaxPool2d(2),
+        nnx.Conv2d(6, 16, k, padding="same", **f), nnx.ReLU(), nnx.MaxPool2d(2), nnx.Flatten(),
+        nnx.Linear(16 * height * width, 120, init="he_uniform", **f), nnx.ReLU(),
+        nnx.Linear(120, 84, init="he_uniform", **f), nnx.ReLU(), nnx.Linear(84, classes, **f),
+    )
+    summary = (f"1x{shape[0]}x{shape[1]} -> conv 6@{k}x{k} ReLU pool -> conv 16@{k}x{k} ReLU pool -> "
+               f"120 ReLU -> 84 ReLU -> {classes} ({model.num_parameters():,} parameters)")
+    return model, summary
 
 
 def _recipe(model: Any, args: argparse.Namespace, yt: Any, yv: Any, classes: int) -> tuple[Any, Any, Any, Any]:
@@ -263,7 +300,10 @@ def build_parser() -> argparse.ArgumentParser:
     p_train.add_argument("--epochs", type=_positive(int), default=20, help="passes over the data (20)")
     p_train.add_argument("--batch-size", type=_positive(int), default=32, help="samples per step (32)")
     p_train.add_argument("--lr", type=_positive(float), default=None, help="learning rate")
-    p_train.add_argument("--hidden", type=_positive(int), default=128, help="hidden units (128)")
+    p_train.add_argument("--model", choices=("mlp", "cnn"), default="mlp",
+                         help="mlp: one hidden ReLU layer (default); cnn: a LeNet-like convolutional network "
+                              "on square images (two conv + pool stages, then 120 and 84 units)")
+    p_train.add_argument("--hidden", type=_positive(int), default=128, help="hidden units of the mlp (128)")
     p_train.add_argument("--seed", type=int, default=0, help="seed of weights, split and order (0)")
     p_train.add_argument("--val", type=_fraction, default=0.2, help="held-out fraction (0.2)")
     p_train.add_argument("--limit", type=_positive(int), default=None, help="use only this many samples")

@@ -71,6 +71,10 @@ class NonFiniteError(NnxError, ValueError):
     or a training run whose loss or gradient stopped being finite."""
 
 
+class IndexRangeError(NnxError, ValueError):
+    """An integer index outside the table it indexes (an Embedding's token id, say)."""
+
+
 class TargetError(NnxError, ValueError):
     """A loss target that does not fit the prediction: a class index out of range, a wrong kind."""
 

@@ -4,7 +4,9 @@ An initialiser is a callable ``init(shape, rng) -> host array``: it draws in
 float64 on the host from ``rng`` (see :mod:`nnx.random`), and the layer then
 casts and moves the result to its backend. Weights of a ``Linear`` layer have
 shape ``(in_features, out_features)``, so ``fan_in = shape[0]`` and
-``fan_out = shape[1]``.
+``fan_out = shape[1]``. Convolution kernels have shape
+``(out_channels, in_channels // groups, *kernel_size)``, so
+``fan_in = shape[1] * prod(kernel_size)`` and ``fan_out = shape[0] * prod(kernel_size)``.
 
 To reproduce ``np.random.seed(1); W = 2*np.random.random((3, 1)) - 1``::
 
@@ -27,9 +29,14 @@ class Initializer(Protocol):
 
 
 def _fans(shape: tuple[int, ...]) -> tuple[int, int]:
+    """``(fan_in, fan_out)``: a 2-D shape is a Linear weight ``(in, out)``, a longer one a
+    convolution kernel ``(out, in / groups, *kernel)``."""
     if len(shape) < 2:
-        raise ShapeError(f"fan-based initialisers need a 2-D weight shape, got {shape}")
-    return shape[0], shape[1]
+        raise ShapeError(f"fan-based initialisers need a weight of 2 or more dimensions, got {shape}")
+    if len(shape) == 2:
+        return shape[0], shape[1]
+    receptive = math.prod(shape[2:])
+    return shape[1] * receptive, shape[0] * receptive
 
 
 class Uniform:

@@ -52,14 +52,23 @@ from nnx.errors import (
 )
 from nnx.layers import (
     GELU,
+    AvgPool2d,
     BatchNorm1d,
+    BatchNorm2d,
+    Conv1d,
+    Conv2d,
     Dropout,
+    Embedding,
     Flatten,
+    GlobalAvgPool2d,
     Layer,
     LayerNorm,
     LeakyReLU,
     Linear,
+    MaxPool2d,
+    Mean,
     ReLU,
+    Residual,
     Sequential,
     Sigmoid,
     Softmax,
@@ -87,10 +96,11 @@ _CODES = {
 }
 _HOST_DTYPES = {code: np.dtype(name).newbyteorder("<") for name, code in _CODES.items()}
 
-# Config keys whose values size a layer's arrays; their product, summed over
-# layers, may not exceed the file size, so a lying config cannot make the
-# constructors allocate more than the file could hold.
-_SIZE_KEYS = ("in_features", "out_features", "num_features", "normalized_shape")
+# Config keys whose values size a layer's arrays; their product (over groups,
+# for a convolution), summed over layers, may not exceed the file size, so a
+# lying config cannot make the constructors allocate more than the file could hold.
+_SIZE_KEYS = ("in_features", "out_features", "num_features", "normalized_shape", "in_channels",
+              "out_channels", "kernel_size", "num_embeddings", "embedding_dim")
 
 
 # the allow-list of layer classes -------------------------------------------------
@@ -123,7 +133,8 @@ def registered_layers() -> dict[str, type[Layer]]:
 
 
 for _cls in (Linear, Sigmoid, Tanh, ReLU, LeakyReLU, GELU, Softmax, Flatten, Dropout, LayerNorm,
-             BatchNorm1d, Sequential):
+             BatchNorm1d, Sequential, Conv1d, Conv2d, MaxPool2d, AvgPool2d, GlobalAvgPool2d, BatchNorm2d,
+             Embedding, Mean, Residual):
     register_layer(_cls)
 
 
@@ -500,6 +511,9 @@ def _size_of(config: dict[str, Any]) -> int:
             if isinstance(v, int) and not isinstance(v, bool) and v > 0:
                 product *= v
                 n += 1
+    groups = config.get("groups")
+    if isinstance(groups, int) and not isinstance(groups, bool) and groups > 0:
+        product //= groups  # a grouped convolution's kernel holds in_channels / groups per output
     return product if n else 0
 
 

@@ -72,6 +72,23 @@ def test_train_reads_mnist_idx_and_csv_files(tmp_path) -> None:
     assert "2 inputs, 3 classes" in result.stdout
 
 
+def test_train_a_cnn(tmp_path) -> None:
+    result = run_nnx("train", "mnist_5k", "--model", "cnn", "--limit", "300", "--epochs", "2", "--quiet",
+                     "--save", str(tmp_path / "lenet.nnx"))
+    assert result.returncode == 0, result.stderr
+    assert ("model: 1x28x28 -> conv 6@5x5 ReLU pool -> conv 16@5x5 ReLU pool -> 120 ReLU -> 84 ReLU -> 10 "
+            "(107,786 parameters)") in result.stdout
+    assert "held-out accuracy" in result.stdout
+    assert type(nnx.load(tmp_path / "lenet.nnx")[0]).__name__ == "Conv2d"
+    digits = run_nnx("train", "digits", "--model", "cnn", "--limit", "200", "--epochs", "1", "--quiet")
+    assert digits.returncode == 0, digits.stderr
+    assert "1x8x8 -> conv 6@3x3" in digits.stdout
+    csv = tmp_path / "rows.csv"
+    csv.write_text("".join(f"{i % 2},{i},{i + 1}\n" for i in range(20)))
+    refused = run_nnx("train", str(csv), "--model", "cnn", "--label-column", "0")
+    assert refused.returncode == 2 and "not a square image" in refused.stderr
+
+
 def test_train_bad_arguments_exit_2_with_a_message() -> None:
     for args, message in (
         (["nowhere"], "neither a bundled data set (digits, mnist_5k)"),

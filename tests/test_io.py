@@ -224,11 +224,60 @@ def _every_layer(nnx_backend: str | None = None) -> nnx.Sequential:
     )
 
 
+def _every_image_layer() -> nnx.Sequential:
+    f = {"dtype": "float64"}
+    return nnx.Sequential(
+        nnx.Conv2d(2, 4, 3, padding="same", bias=False, seed=5, **f), nnx.BatchNorm2d(4, momentum=0.3, **f),
+        nnx.ReLU(), nnx.MaxPool2d(2),
+        nnx.Residual(nnx.Conv2d(4, 6, 3, padding=1, groups=2, seed=6, **f), shortcut=nnx.Conv2d(4, 6, 1, seed=7, **f)),
+        nnx.AvgPool2d(2, stride=1), nnx.GlobalAvgPool2d(), nnx.Linear(6, 3, seed=8, **f),
+    )
+
+
+def _every_sequence_layer() -> nnx.Sequential:
+    return nnx.Sequential(nnx.Embedding(11, 6, padding_idx=0, seed=9, dtype="float64"), nnx.Mean(1),
+                          nnx.Residual(nnx.Linear(6, 6, seed=10, dtype="float64")), nnx.Linear(6, 2, dtype="float64"))
+
+
+def _every_signal_layer() -> nnx.Sequential:
+    return nnx.Sequential(nnx.Conv1d(3, 4, 3, stride=2, dilation=2, seed=11, dtype="float64"), nnx.Flatten())
+
+
+# each model and an input for it: together they hold every layer nnx exports
+MODELS = {
+    "dense": (_every_layer, lambda rng: rng.normal(size=(9, 2, 3))),
+    "image": (_every_image_layer, lambda rng: rng.normal(size=(9, 2, 6, 6))),
+    "sequence": (_every_sequence_layer, lambda rng: rng.integers(0, 11, (9, 5))),
+    "signal": (_every_signal_layer, lambda rng: rng.normal(size=(9, 3, 12))),
+}
+
+
 def test_every_exported_layer_is_allowed() -> None:
     exported = {getattr(nnx.layers, n) for n in nnx.layers.__all__}
     layer_classes = {c for c in exported if isinstance(c, type) and issubclass(c, nnx.Layer) and c is not nnx.Layer}
     assert layer_classes <= set(nnx.io.registered_layers().values())
-    assert {type(layer) for layer in _every_layer()} | {nnx.Sequential, nnx.Tanh, nnx.ReLU} == layer_classes
+    used = {type(layer) for make, _ in MODELS.values() for _, layer in make().named_modules()}
+    assert used == layer_classes
+
+
+@pytest.mark.parametrize("name", sorted(set(MODELS) - {"dense"}))
+def test_every_other_model_crosses_backends(nnx_backend: str, name: str, tmp_path: Path) -> None:
+    make, data = MODELS[name]
+    with nnx.use("numpy"):
+        model = make()
+        host = data(np.random.default_rng(1))
+        x = nnx.to_device(host, "numpy", dtype="float64" if host.dtype.kind == "f" else "int64")
+        for _ in range(3):
+            model.forward(x)  # training mode: BatchNorm2d updates its running statistics
+        reference = nnx.to_host(model.eval().forward(x))
+        path = nnx.save(model, tmp_path / f"{name}.nnx")
+    loaded = nnx.load(path).eval()
+    out = nnx.to_host(loaded.forward(nnx.to_device(nnx.to_host(x), nnx_backend)))
+    if nnx_backend not in CPU_EXACT:
+        np.testing.assert_allclose(out, reference, rtol=1e-12)
+    else:
+        assert np.array_equal(out, reference)
+    assert repr(loaded) == repr(model)
 
 
 def test_every_layer_and_its_buffers_cross_backends(nnx_backend: str, tmp_path: Path) -> None:

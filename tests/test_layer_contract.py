@@ -21,7 +21,7 @@ from gradcheck_cases import LAYERS, inputs
 def _forwarded(name: str, backend: str) -> tuple[nnx.Layer, Any]:
     case = LAYERS[name]
     layer = case.build(backend)
-    return layer, layer.forward(inputs(backend, case.shape, 0, case.off_kinks))
+    return layer, layer.forward(case.input(backend))
 
 
 @pytest.mark.parametrize("name", sorted(LAYERS))

@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 from array_api_compat import array_namespace
+from array_api_compat import device as _device
 
 from nnx.backend.registry import BACKENDS, Backend
 from nnx.errors import BackendMismatchError, BackendUnavailableError, DTypeError, UnknownBackendError
@@ -28,6 +29,7 @@ __all__ = [
     "backend_of",
     "backend_of_type",
     "current",
+    "device_of",
     "disable_fast_path",
     "enable_fast_path",
     "fast_path",
@@ -165,6 +167,11 @@ def namespace_of(x: Any) -> ModuleType:
         xp = array_namespace(x)
         _NAMESPACE_BY_TYPE[kind] = xp
     return xp
+
+
+def device_of(x: Any) -> Any:
+    """The device an array lives on, to create new arrays beside it (``xp.zeros(..., device=...)``)."""
+    return _device(x)
 
 
 def check_backend(x: Any, expected: str, where: str) -> None:

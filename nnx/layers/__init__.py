@@ -3,23 +3,35 @@
 from nnx.layers.activations import GELU, LeakyReLU, ReLU, Sigmoid, Softmax, Tanh
 from nnx.layers.base import Layer, Parameter
 from nnx.layers.checks import set_finite_checks
-from nnx.layers.container import Sequential
+from nnx.layers.container import Residual, Sequential
+from nnx.layers.conv import Conv1d, Conv2d
 from nnx.layers.dropout import Dropout
+from nnx.layers.embedding import Embedding
 from nnx.layers.linear import Linear
-from nnx.layers.norm import BatchNorm1d, LayerNorm
-from nnx.layers.shape import Flatten
+from nnx.layers.norm import BatchNorm1d, BatchNorm2d, LayerNorm
+from nnx.layers.pooling import AvgPool2d, GlobalAvgPool2d, MaxPool2d
+from nnx.layers.shape import Flatten, Mean
 
 __all__ = [
+    "AvgPool2d",
     "BatchNorm1d",
+    "BatchNorm2d",
+    "Conv1d",
+    "Conv2d",
     "Dropout",
+    "Embedding",
     "Flatten",
     "GELU",
+    "GlobalAvgPool2d",
     "Layer",
     "LayerNorm",
     "LeakyReLU",
     "Linear",
+    "MaxPool2d",
+    "Mean",
     "Parameter",
     "ReLU",
+    "Residual",
     "Sequential",
     "Sigmoid",
     "Softmax",

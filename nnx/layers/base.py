@@ -430,7 +430,19 @@ class Layer(SavesForBackward):
 
 
 class ParamLayer(Layer):
-    """A layer with parameters: checks that inputs share their backend and dtype."""
+    """A layer with parameters whose input gradient costs work of its own (a matrix product):
+    it implements ``_backward(grad, input_grad)``, and ``backward_params`` skips the input's
+    gradient. It also checks that inputs share the parameters' backend and dtype."""
+
+    def backward(self, grad: Any) -> Any:
+        return self._backward(grad, True)
+
+    def backward_params(self, grad: Any) -> None:
+        self._backward(grad, False)
+
+    def _backward(self, grad: Any, input_grad: bool) -> Any:
+        """Accumulate the parameters' gradients; return the input's gradient if ``input_grad``."""
+        raise NotImplementedError
 
     def _reference(self) -> Parameter:
         """The parameter whose backend and dtype inputs must match (the first one)."""

@@ -1,11 +1,11 @@
-"""Input checks shared by layers and losses: array kind, dtype, NaN, number of dimensions."""
+"""Input checks shared by layers and losses: array kind, dtype, NaN."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from nnx import backend as _backend
-from nnx.errors import DTypeError, NonFiniteError, ShapeError
+from nnx.errors import DTypeError, NonFiniteError
 
 _IS_FLOAT: dict[tuple[type, Any], bool] = {}
 
@@ -74,9 +74,3 @@ def check_no_nan(x: Any, xp: Any, where: str, what: str = "input") -> None:
             f"{tuple(x.shape)}; find where they come from (data loading, a too large learning "
             f"rate) — nnx.set_finite_checks(False) turns this check off"
         )
-
-
-def check_ndim(x: Any, ndim: int, where: str, meaning: str) -> None:
-    """Raise :class:`ShapeError` unless ``x`` has ``ndim`` dimensions."""
-    if x.ndim != ndim:
-        raise ShapeError(f"{where} expected a {ndim}-D array {meaning}, got shape {tuple(x.shape)}")

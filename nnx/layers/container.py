@@ -1,16 +1,17 @@
-"""Sequential: layers applied in order, backpropagated in reverse.
+"""Containers: Sequential (layers in order) and Residual (``x + f(x)``).
 
-Its ``forward`` checks the network's input for NaN once (see
+Sequential's ``forward`` checks the network's input for NaN once (see
 :func:`nnx.set_finite_checks`); the layers inside do not, so a deep network
 pays one check per step, not one per layer. Everything else a container
 needs (parameters, modes, ``to()``, state dicts, summaries) comes from the
-base class; Sequential only says how its children are wired.
+base class; a container only says how its children are wired.
 """
 
 from __future__ import annotations
 
 from typing import Any, Iterator, Mapping
 
+from nnx.errors import ShapeError
 from nnx.layers.base import Layer
 from nnx.layers.checks import check_float, check_no_nan
 
@@ -26,7 +27,7 @@ class Sequential(Layer):
         self.layers: list[Layer] = list(layers)
 
     def forward(self, x: Any) -> Any:
-        if self.layers:
+        if self.layers and not getattr(self.layers[0], "takes_indices", False):
             xp = check_float(x, "Sequential (its input)")
             check_no_nan(x, xp, "Sequential (its input)")
         for layer in self.layers:
@@ -73,3 +74,51 @@ class Sequential(Layer):
     def __repr__(self) -> str:
         inner = "".join(f"\n  ({i}): " + repr(layer).replace("\n", "\n  ") for i, layer in enumerate(self.layers))
         return f"Sequential({inner}\n)"
+
+
+class Residual(Layer):
+    """``body(x) + x``, or ``body(x) + shortcut(x)`` with a projection ``shortcut`` (a 1x1
+    convolution, a Linear) where the body changes the shape; the backward adds both paths.
+
+    ResNet-style blocks compose from it, e.g.
+    ``Sequential(Residual(Sequential(Conv2d(c, c, 3, padding=1), BatchNorm2d(c), ReLU(),
+    Conv2d(c, c, 3, padding=1), BatchNorm2d(c))), ReLU())``.
+    """
+
+    def __init__(self, body: Layer, shortcut: Layer | None = None) -> None:
+        super().__init__()
+        for name, layer in (("body", body), ("shortcut", shortcut)):
+            if layer is not None and not isinstance(layer, Layer):
+                raise TypeError(f"Residual {name} must be an nnx layer, got {type(layer).__name__}")
+        self.body = body
+        self.shortcut = shortcut
+
+    def forward(self, x: Any) -> Any:
+        y = self.body.forward(x)
+        skip = x if self.shortcut is None else self.shortcut.forward(x)
+        if tuple(y.shape) != tuple(skip.shape):
+            raise ShapeError(
+                f"Residual: the body's output has shape {tuple(y.shape)} but the "
+                f"{'input' if self.shortcut is None else 'shortcut output'} has {tuple(skip.shape)}; "
+                f"give a shortcut projection that maps the input to the body's output shape"
+            )
+        return y + skip
+
+    def backward(self, grad: Any) -> Any:
+        dx = self.body.backward(grad)
+        return dx + (grad if self.shortcut is None else self.shortcut.backward(grad))
+
+    def backward_params(self, grad: Any) -> None:
+        self.body.backward_params(grad)
+        if self.shortcut is not None:
+            self.shortcut.backward_params(grad)
+
+    def output_shape(self, input_shape: tuple[int, ...]) -> tuple[int, ...]:
+        return self.body.output_shape(input_shape)
+
+    def __repr__(self) -> str:
+        body = repr(self.body).replace("\n", "\n  ")
+        if self.shortcut is None:
+            return f"Residual(\n  (body): {body}\n)"
+        shortcut = repr(self.shortcut).replace("\n", "\n  ")
+        return f"Residual(\n  (body): {body}\n  (shortcut): {shortcut}\n)"

@@ -9,7 +9,6 @@ from nnx import init as _init
 from nnx import random as _random
 from nnx.errors import ShapeError
 from nnx.layers.base import Parameter, ParamLayer
-from nnx.layers.checks import check_ndim
 
 
 def _initial(values: Any, shape: tuple[int, ...], what: str) -> Any:
@@ -21,7 +20,8 @@ def _initial(values: Any, shape: tuple[int, ...], what: str) -> Any:
 
 
 class Linear(ParamLayer):
-    """``y = x @ W + b`` for ``x`` of shape ``(batch, in_features)``.
+    """``y = x @ W + b`` for ``x`` of shape ``(batch, in_features)``, or ``(..., in_features)``
+    (a sequence of vectors, after an :class:`~nnx.Embedding`: every leading axis is kept).
 
     ``W`` has shape ``(in_features, out_features)``, as in the tutorials'
     ``np.dot(X, syn0)``; ``b`` has shape ``(out_features,)``. Initial values
@@ -71,38 +71,44 @@ class Linear(ParamLayer):
 
     def forward(self, x: Any) -> Any:
         self._check_input(x, self)  # messages say repr(self); built only on failure
-        if x.ndim != 2:
-            check_ndim(x, 2, repr(self), f"of shape (batch, {self.in_features})")
-        if x.shape[1] != self.in_features:
+        if x.ndim < 2:
+            raise ShapeError(f"{self!r} expected a 2-D (or larger) array of shape (batch, {self.in_features}) "
+                             f"or (..., {self.in_features}), got shape {tuple(x.shape)}")
+        if x.shape[-1] != self.in_features:
             raise ShapeError(
-                f"{self!r} expected input of shape (batch, {self.in_features}), got {tuple(x.shape)}"
+                f"{self!r} expected input of shape (batch, {self.in_features}) or (..., {self.in_features}), "
+                f"got {tuple(x.shape)}"
             )
+        lead = tuple(x.shape[:-1])
+        if x.ndim > 2:  # (..., in) as one (rows, in) matrix
+            x = _backend.namespace_of(x).reshape(x, (-1, self.in_features))
         y = x @ self.weight.data
         if self.bias is not None:
             y += self.bias.data  # y is fresh: add in place, no second array
-        self.save_for_backward(x)
-        return y
-
-    def backward(self, grad: Any) -> Any:
-        return self._backward(grad, True)
-
-    def backward_params(self, grad: Any) -> None:
-        self._backward(grad, False)
+        self.save_for_backward(x, lead)
+        return y if len(lead) == 1 else _backend.namespace_of(y).reshape(y, (*lead, self.out_features))
 
     def _backward(self, grad: Any, input_grad: bool) -> Any:
-        (x,) = self.saved_tensors()
+        x, lead = self.saved_tensors()
+        xp = _backend.namespace_of(grad)
+        if len(lead) > 1:
+            grad = xp.reshape(grad, (-1, self.out_features))
         self.weight.accumulate(x.T @ grad)
         if self.bias is not None:
-            self.bias.accumulate(_backend.namespace_of(grad).sum(grad, axis=0))
-        return grad @ self.weight.data.T if input_grad else None
+            self.bias.accumulate(xp.sum(grad, axis=0))
+        if not input_grad:
+            return None
+        dx = grad @ self.weight.data.T
+        return dx if len(lead) == 1 else xp.reshape(dx, (*lead, self.in_features))
 
     def _reference(self) -> Parameter:
         return self.weight
 
     def output_shape(self, input_shape: tuple[int, ...]) -> tuple[int, ...]:
-        if len(input_shape) != 2 or input_shape[1] != self.in_features:
-            raise ShapeError(f"{self!r} expected input of shape (batch, {self.in_features}), got {tuple(input_shape)}")
-        return (input_shape[0], self.out_features)
+        if len(input_shape) < 2 or input_shape[-1] != self.in_features:
+            raise ShapeError(f"{self!r} expected input of shape (batch, {self.in_features}) or "
+                             f"(..., {self.in_features}), got {tuple(input_shape)}")
+        return (*input_shape[:-1], self.out_features)
 
     def config(self) -> dict[str, Any]:
         """The constructor arguments that describe this layer's architecture."""

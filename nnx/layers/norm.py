@@ -1,4 +1,5 @@
-"""Normalisation layers: LayerNorm (per sample) and BatchNorm1d (per feature, over the batch)."""
+"""Normalisation layers: LayerNorm (per sample), BatchNorm1d and BatchNorm2d (per feature or
+channel, over the batch and, for images, the spatial positions)."""
 
 from __future__ import annotations
 
@@ -55,13 +56,17 @@ class _Norm(Layer):
     def _shape_message(self, x: Any) -> str:
         return f"{self!r} expected input of shape (..., {self.num_features}), got {tuple(x.shape)}"
 
+    def _view(self, v: Any) -> Any:
+        """A per-feature vector shaped to broadcast against the input (features last by default)."""
+        return v
+
     def _affine_backward(self, grad: Any, xhat: Any, xp: Any, axes: tuple[int, ...]) -> Any:
         """Accumulate ``gamma``/``beta`` gradients; return d loss / d xhat."""
         if self.weight is None:
             return grad
         self.weight.accumulate(xp.sum(grad * xhat, axis=axes))
         self.bias.accumulate(xp.sum(grad, axis=axes))
-        return grad * self.weight.data
+        return grad * self._view(self.weight.data)
 
     def _affine_repr(self) -> str:
         return "" if self.weight is not None else ", affine=False"
@@ -129,6 +134,7 @@ class BatchNorm1d(_Norm):
     """
 
     buffer_names = ("running_mean", "running_var")
+    _spatial = 0  # spatial axes after (batch, features)
 
     def __init__(
         self,
@@ -142,57 +148,94 @@ class BatchNorm1d(_Norm):
     ) -> None:
         super().__init__(num_features, eps, affine, dtype, backend)
         if not 0.0 <= momentum <= 1.0:
-            raise ValueError(f"BatchNorm1d momentum must be in [0, 1], got {momentum}")
+            raise ValueError(f"{type(self).__name__} momentum must be in [0, 1], got {momentum}")
         self.momentum = float(momentum)
         self.running_mean = self._full(0.0)
         self.running_var = self._full(1.0)
 
+    def _layout(self) -> str:
+        return "(batch, " + str(self.num_features) + "".join(f", d{i + 1}" for i in range(self._spatial)) + ")"
+
     def _shape_message(self, x: Any) -> str:
-        return f"{self!r} expected input of shape (batch, {self.num_features}), got {tuple(x.shape)}"
+        return f"{self!r} expected input of shape {self._layout()}, got {tuple(x.shape)}"
+
+    def _check_input(self, x: Any) -> Any:
+        xp = super()._check_input(x) if not self._spatial else self._check_channels(x)
+        if x.ndim != 2 + self._spatial:
+            raise ShapeError(self._shape_message(x))
+        return xp
+
+    def _check_channels(self, x: Any) -> Any:
+        where = repr(self)
+        _backend.check_backend(x, self._backend_name, where)
+        xp = check_float(x, where)
+        check_same_dtype(x, self._dtype_obj, where)
+        if x.ndim != 2 + self._spatial or x.shape[1] != self.num_features:
+            raise ShapeError(self._shape_message(x))
+        return xp
+
+    def _axes(self) -> tuple[int, ...]:
+        return (0, *range(2, 2 + self._spatial))
 
     def forward(self, x: Any) -> Any:
         xp = self._check_input(x)
-        if x.ndim != 2:
-            raise ShapeError(self._shape_message(x))
+        axes = self._axes()
         if self.training:
-            n = x.shape[0]
+            n = 1
+            for a in axes:
+                n *= x.shape[a]
             if n < 2:
                 raise ShapeError(
-                    f"{self!r} in training mode needs a batch of at least 2 samples to estimate "
-                    f"a variance, got shape {tuple(x.shape)}; use a larger batch or call eval()"
+                    f"{self!r} in training mode needs at least 2 samples (batch times positions) to "
+                    f"estimate a variance, got shape {tuple(x.shape)}; use a larger batch or call eval()"
                 )
-            mean = xp.mean(x, axis=0)
-            xc = x - mean
-            var = xp.mean(xc * xc, axis=0)
+            mean = xp.mean(x, axis=axes)
+            xc = x - self._view(mean)
+            var = xp.mean(xc * xc, axis=axes)
             m = self.momentum
             self.running_mean *= 1.0 - m
             self.running_mean += m * mean
             self.running_var *= 1.0 - m
             self.running_var += (m * n / (n - 1)) * var
-            rstd = 1 / xp.sqrt(var + self.eps)
+            rstd = self._view(1 / xp.sqrt(var + self.eps))
         else:
-            xc = x - self.running_mean
-            rstd = 1 / xp.sqrt(self.running_var + self.eps)
+            xc = x - self._view(self.running_mean)
+            rstd = self._view(1 / xp.sqrt(self.running_var + self.eps))
         xc *= rstd  # now xhat
         self.save_for_backward(xc, rstd, self.training)
         if self.weight is None:
             return xc
-        return xc * self.weight.data + self.bias.data
+        return xc * self._view(self.weight.data) + self._view(self.bias.data)
 
     def backward(self, grad: Any) -> Any:
         xhat, rstd, training = self.saved_tensors()
         xp = _backend.namespace_of(grad)
-        g = self._affine_backward(grad, xhat, xp, (0,))
+        axes = self._axes()
+        g = self._affine_backward(grad, xhat, xp, axes)
         if not training:  # the statistics are constants in evaluation mode
             return g * rstd
-        dx = g - xp.mean(g, axis=0)
-        dx -= xhat * xp.mean(g * xhat, axis=0)
+        dx = g - xp.mean(g, axis=axes, keepdims=True)
+        dx -= xhat * xp.mean(g * xhat, axis=axes, keepdims=True)
         dx *= rstd
         return dx
+
+    def output_shape(self, input_shape: tuple[int, ...]) -> tuple[int, ...]:
+        return tuple(input_shape)
 
     def config(self) -> dict[str, Any]:
         return {"num_features": self.num_features, "momentum": self.momentum, "eps": self.eps,
                 "affine": self.weight is not None, "dtype": self.dtype}
 
     def __repr__(self) -> str:
-        return f"BatchNorm1d({self.num_features}, momentum={self.momentum}, eps={self.eps}{self._affine_repr()})"
+        return (f"{type(self).__name__}({self.num_features}, momentum={self.momentum}, eps={self.eps}"
+                f"{self._affine_repr()})")
+
+
+class BatchNorm2d(BatchNorm1d):
+    """:class:`BatchNorm1d` for images: each of ``num_features`` channels of an NCHW input
+    ``(batch, channels, height, width)`` is normalised over the batch and all positions."""
+
+    _spatial = 2
+
+    def _view(self, v: Any) -> Any:
+        return _backend.namespace_of(v).reshape(v, (1, self.num_features, 1, 1))

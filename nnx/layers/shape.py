@@ -1,4 +1,4 @@
-"""Layers that only change an array's shape."""
+"""Layers that change an array's shape: Flatten, and Mean over one axis."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ from typing import Any
 from nnx import backend as _backend
 from nnx.errors import ShapeError
 from nnx.layers.base import Layer
+from nnx.layers.checks import check_float
 
 
 class Flatten(Layer):
@@ -31,3 +32,36 @@ class Flatten(Layer):
 
     def __repr__(self) -> str:
         return "Flatten()"
+
+
+class Mean(Layer):
+    """The mean over one axis: by default the positions of a ``(batch, length, dim)`` sequence,
+    giving ``(batch, dim)`` (after an :class:`~nnx.Embedding`, a bag-of-words text encoder)."""
+
+    def __init__(self, axis: int = 1) -> None:
+        super().__init__()
+        if not isinstance(axis, int) or isinstance(axis, bool) or axis == 0:
+            raise ValueError(f"Mean axis must be an int other than 0 (the batch axis), got {axis!r}")
+        self.axis = axis
+
+    def forward(self, x: Any) -> Any:
+        xp = check_float(x, self)
+        if not -x.ndim < self.axis < x.ndim or self.axis % x.ndim == 0:
+            raise ShapeError(f"{self!r} needs an input with a batch axis and axis {self.axis}, got shape "
+                             f"{tuple(x.shape)}")
+        self.save_for_backward(tuple(x.shape))
+        return xp.mean(x, axis=self.axis)
+
+    def backward(self, grad: Any) -> Any:
+        (shape,) = self.saved_tensors()
+        xp = _backend.namespace_of(grad)
+        axis = self.axis % len(shape)
+        share = xp.expand_dims(grad * (1.0 / shape[axis]), axis=axis)
+        return xp.asarray(xp.broadcast_to(share, shape), copy=True)
+
+    def output_shape(self, input_shape: tuple[int, ...]) -> tuple[int, ...]:
+        axis = self.axis % len(input_shape)
+        return tuple(n for i, n in enumerate(input_shape) if i != axis)
+
+    def config(self) -> dict[str, Any]:
+        return {"axis": self.axis}

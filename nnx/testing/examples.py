@@ -1,4 +1,4 @@
-"""The models ``nnx parity`` checks by name: the tutorials' networks and a small MLP.
+"""The models ``nnx parity`` checks by name: the tutorials' networks, an MLP, a classifier and a CNN.
 
 Each example is built on the host (numpy) from fixed seeds, in the dtype asked
 for, with its own data, loss and optimizer; :func:`nnx.testing.check_parity`
@@ -15,7 +15,26 @@ from typing import Any, Callable
 from nnx import backend as _backend
 from nnx import init
 from nnx import random as _random
-from nnx.layers import GELU, BatchNorm1d, Dropout, LayerNorm, Layer, Linear, ReLU, Sequential, Sigmoid, Tanh
+from nnx.layers import (
+    GELU,
+    AvgPool2d,
+    BatchNorm1d,
+    BatchNorm2d,
+    Conv1d,
+    Conv2d,
+    Dropout,
+    Embedding,
+    Flatten,
+    LayerNorm,
+    Layer,
+    Linear,
+    MaxPool2d,
+    ReLU,
+    Sequential,
+    Sigmoid,
+    Tanh,
+)
+from nnx.errors import ShapeError
 from nnx.losses import MSE, Loss, SoftmaxCrossEntropy, SumSquaredError
 from nnx.optim import SGD, Adam, Optimizer
 from nnx.random import legacy
@@ -119,12 +138,28 @@ def _classifier(dtype: str) -> ParityCase:
                       model, SoftmaxCrossEntropy(), x, y, lambda params: Adam(params, lr=0.01))
 
 
+def _cnn(dtype: str) -> ParityCase:
+    f = {"dtype": dtype, "backend": "numpy"}
+    model = Sequential(
+        Conv2d(1, 6, 3, padding="same", bias=False, seed=9, **f), BatchNorm2d(6, **f), ReLU(), MaxPool2d(2),
+        Conv2d(6, 8, 3, groups=2, seed=10, **f), Tanh(), AvgPool2d(2, stride=1), Flatten(),
+        Linear(8, 4, seed=11, **f),
+    )
+    rng = _random.make_rng(12)
+    x = _data(_random.normal(rng, (16, 1, 8, 8), 0.0, 1.0), dtype)
+    y = _backend.to_device(_random.permutation(rng, 16) % 4, "numpy", dtype="int64")
+    return ParityCase("cnn", "1x8x8 CNN (conv, batch norm 2d, max pool, grouped conv, avg pool), "
+                      "softmax cross-entropy on class indices, SGD lr 0.1 momentum 0.9",
+                      model, SoftmaxCrossEntropy(), x, y, lambda params: SGD(params, lr=0.1, momentum=0.9))
+
+
 EXAMPLES: dict[str, Callable[[str], ParityCase]] = {
     "seed000": _seed000,
     "seed001": _seed001,
     "seed004": _seed004,
     "mlp": _mlp,
     "classifier": _classifier,
+    "cnn": _cnn,
 }
 
 
@@ -137,19 +172,37 @@ def example(name: str, dtype: str = "float64") -> ParityCase:
     return EXAMPLES[name](dtype)
 
 
-def case_for_model(model: Layer, name: str, *, batch: int = 16, seed: int = 0, lr: float = 0.1) -> ParityCase:
-    """Wrap ``model`` with seeded normal inputs, uniform targets, MSE and SGD.
-
-    The input width is the first Linear layer's ``in_features``; the target
-    shape is that of the model's output on those inputs.
-    """
-    first = next((layer for _, layer in model.named_modules() if isinstance(layer, Linear)), None)
+def _inputs(model: Layer, batch: int, rng: Any, dtype: str) -> Any:
+    """Seeded inputs ``model`` accepts: normal rows as wide as its first Linear, sequences of 8
+    indices for a first Embedding, or images with its first convolution's channels and the
+    smallest of a few sizes that fits every layer."""
+    kinds = (Linear, Conv1d, Conv2d, Embedding)
+    first = next((layer for _, layer in model.named_modules() if isinstance(layer, kinds)), None)
     if first is None:
-        raise ValueError(f"cannot size inputs for {name}: the model has no Linear layer")
-    params = model.parameters()
-    dtype = _backend.dtype_name(params[0].data)
+        raise ValueError("cannot size inputs: the model has no Linear, convolution or Embedding layer")
+    if isinstance(first, Embedding):
+        return _backend.to_device(rng.integers(0, first.num_embeddings, (batch, 8)), "numpy", dtype="int64")
+    if isinstance(first, Linear):
+        return _data(_random.normal(rng, (batch, first.in_features), 0.0, 1.0), dtype)
+    for size in (8, 12, 16, 28, 32, 64, 128, 224):
+        shape = (batch, first.in_channels, *(size,) * first.spatial)
+        try:
+            model.output_shape(shape)
+        except ShapeError:
+            continue
+        return _data(_random.normal(rng, shape, 0.0, 1.0), dtype)
+    raise ValueError(f"cannot size inputs: no square input up to 224 fits {first!r} and the layers after it")
+
+
+def case_for_model(model: Layer, name: str, *, batch: int = 16, seed: int = 0, lr: float = 0.1) -> ParityCase:
+    """Wrap ``model`` with seeded inputs (see :func:`_inputs`), uniform targets, MSE and SGD;
+    the target shape is that of the model's output on those inputs."""
+    dtype = _backend.dtype_name(model.parameters()[0].data)
     rng = _random.make_rng(seed)
-    x = _data(_random.normal(rng, (batch, first.in_features), 0.0, 1.0), dtype)
+    try:
+        x = _inputs(model, batch, rng, dtype)
+    except ValueError as exc:
+        raise ValueError(f"{name}: {exc}") from None
     out = clone_to(model, "numpy").forward(x)
     y = _data(_random.uniform(rng, tuple(out.shape), 0.0, 1.0), dtype)
     return ParityCase(name, f"{name} with random data, MSE, SGD lr {lr}", model, MSE(), x, y, _sgd(lr))

@@ -91,7 +91,9 @@ def gradcheck(
     equal inputs drawn from the same seed, which for a normalisation layer
     makes the checked gradient vanish); for a loss, the loss itself (``target`` is then
     required: a float array, or integer class indices where the loss takes
-    them). Inputs and parameters must be float64. An element agrees when
+    them). Inputs and parameters must be float64, except integer inputs (an
+    Embedding's indices), which have no gradient: then only the parameters
+    are checked. An element agrees when
     ``|backward - numeric| <= atol + rtol * |numeric|``, so a wrong small
     element cannot hide under the tensor's largest one. ``training=True``/``False``
     checks the module in training/evaluation mode (default: its current mode,
@@ -100,7 +102,9 @@ def gradcheck(
     buffers (BatchNorm running statistics) are restored afterwards.
     Assert with ``assert r.ok, r``: the message names the worst element.
     """
-    _require_float64(inputs, "inputs")
+    integer = _backend.namespace_of(inputs).isdtype(inputs.dtype, "integral")
+    if not integer:
+        _require_float64(inputs, "inputs")
     x = _backend.to_device(inputs, _backend.backend_of(inputs))
 
     def judged(analytic: Any, numeric: Any) -> Comparison:
@@ -142,7 +146,7 @@ def gradcheck(
         forward()
         grad_x = module.backward(r)
         analytic = {name: p.grad for name, p in module.named_parameters()}
-        checks = {"input": judged(grad_x, _numeric(g, x, eps))}
+        checks = {} if integer else {"input": judged(grad_x, _numeric(g, x, eps))}
         for name, p in module.named_parameters():
             checks[name] = judged(analytic[name], _numeric(g, p.data, eps))
     finally:

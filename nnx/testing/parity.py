@@ -166,7 +166,8 @@ def _trace(model: Layer, loss: Loss, make_optimizer: OptimizerFactory, x: Any, y
         if method == "forward":
             record((step, "forward", path, labels[path], "output"), result, arg)
             return
-        record((step, "backward", path, labels[path], "input_grad"), result, arg)
+        if result is not None:  # integer inputs (an Embedding's indices) have no gradient
+            record((step, "backward", path, labels[path], "input_grad"), result, arg)
         for pname, p in layer.named_parameters():
             if "." not in pname:  # the layer's own parameters; those inside it were recorded already
                 record((step, "backward", path, labels[path], f"{pname}.grad"), p.grad, arg)

@@ -1,0 +1,197 @@
+"""Convolutions over one (NCL) or two (NCHW) spatial axes, as one matrix product per group.
+
+Layout: inputs ``(batch, in_channels, *spatial)``, kernels
+``(out_channels, in_channels // groups, *kernel_size)``, outputs
+``(batch, out_channels, *output)`` — PyTorch's layout. The windows of the
+input (:mod:`nnx.layers.windows`) are gathered into ``(batch, in_channels *
+kernel positions, output positions)`` and multiplied by the kernel matrix;
+the backward gathers the windows again (keeping the padded input, not the
+windows, between forward and backward: a 3x3 kernel's windows are nine times
+the input), multiplies back and adds each window's gradient where it came from.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from nnx import backend as _backend
+from nnx import init as _init
+from nnx import random as _random
+from nnx.errors import ShapeError
+from nnx.layers.base import Parameter, ParamLayer
+from nnx.layers.windows import Pads, Window, as_tuple
+
+# The windows of a batch are gathered in chunks of samples holding at most this many values
+# (16 MiB in float32), so a large batch of large images does not need its whole im2col at once.
+_WINDOW_ELEMENTS = 2**22
+
+
+def _pads(padding: Any, kernel: tuple[int, ...], stride: tuple[int, ...], dilation: tuple[int, ...],
+          owner: str) -> Pads:
+    """(low, high) padding per axis from an int, a sequence, ``"valid"`` or ``"same"``."""
+    n = len(kernel)
+    if padding == "valid":
+        return ((0, 0),) * n
+    if padding == "same":
+        if any(s != 1 for s in stride):
+            raise ValueError(f"{owner} padding='same' needs stride 1, got stride {stride}")
+        totals = [d * (k - 1) for k, d in zip(kernel, dilation)]
+        return tuple((t // 2, t - t // 2) for t in totals)
+    return tuple((p, p) for p in as_tuple(padding, n, "padding", owner, minimum=0))
+
+
+class _Conv(ParamLayer):
+    """What Conv1d and Conv2d share; ``spatial`` is the number of spatial axes."""
+
+    spatial = 0
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel_size: Any,
+        stride: Any = 1,
+        padding: Any = 0,
+        dilation: Any = 1,
+        groups: int = 1,
+        bias: bool = True,
+        *,
+        init: str | _init.Initializer = "he_uniform",
+        bias_init: str | _init.Initializer = "zeros",
+        seed: Any = None,
+        dtype: str = "float32",
+        backend: str | None = None,
+    ) -> None:
+        super().__init__()
+        owner, n = type(self).__name__, self.spatial
+        for name, v in (("in_channels", in_channels), ("out_channels", out_channels), ("groups", groups)):
+            if not isinstance(v, int) or isinstance(v, bool) or v < 1:
+                raise ValueError(f"{owner} needs a positive int {name}, got {v!r}")
+        if in_channels % groups or out_channels % groups:
+            raise ValueError(f"{owner} groups={groups} must divide in_channels={in_channels} "
+                             f"and out_channels={out_channels}")
+        if dtype not in _backend.FLOAT_DTYPES:
+            raise ValueError(f"{owner} dtype must be one of {_backend.FLOAT_DTYPES}, got {dtype!r}")
+        kernel = as_tuple(kernel_size, n, "kernel_size", owner)
+        strides = as_tuple(stride, n, "stride", owner)
+        dilations = as_tuple(dilation, n, "dilation", owner)
+        self.window = Window(kernel, strides, dilations, _pads(padding, kernel, strides, dilations, owner))
+        self.in_channels, self.out_channels, self.groups, self.dtype = in_channels, out_channels, groups, dtype
+        self.padding = padding if isinstance(padding, str) else list(as_tuple(padding, n, "padding", owner, 0))
+        rng = _random.make_rng(seed)
+        name = backend or _backend.current()
+        shape = (out_channels, in_channels // groups, *kernel)
+        self.weight = Parameter(_backend.to_device(_init.get(init)(shape, rng), name, dtype), "weight")
+        self.bias: Parameter | None = None
+        if bias:
+            b = _init.get(bias_init)((out_channels,), rng)
+            self.bias = Parameter(_backend.to_device(b, name, dtype), "bias")
+
+    def _layout(self) -> str:
+        return "(batch, " + str(self.in_channels) + "".join(f", d{i + 1}" for i in range(self.spatial)) + ")"
+
+    def _check(self, x: Any) -> tuple[int, ...]:
+        self._check_input(x, self)
+        if x.ndim != 2 + self.spatial or x.shape[1] != self.in_channels:
+            raise ShapeError(f"{self!r} expected input of shape {self._layout()}, got {tuple(x.shape)}")
+        return self.window.check(x, repr(self))
+
+    def forward(self, x: Any) -> Any:
+        out = self._check(x)
+        xp = _backend.namespace_of(x)
+        padded = self.window.pad(x, 0.0)
+        w = self._kernel_matrix(xp)
+        parts = [w @ self._columns(padded[chunk, ...], out) for chunk in self._chunks(x.shape[0], out)]
+        y = parts[0] if len(parts) == 1 else xp.concat(parts, axis=0)
+        y = xp.reshape(y, (x.shape[0], self.out_channels, *out))
+        if self.bias is not None:
+            y += xp.reshape(self.bias.data, (1, self.out_channels) + (1,) * self.spatial)
+        self.save_for_backward(padded, tuple(x.shape), out)  # the windows are gathered again in backward
+        return y
+
+    def _kernel_matrix(self, xp: Any) -> Any:
+        """The kernel as ``(groups, out_channels / groups, in_channels / groups * kernel positions)``."""
+        return xp.reshape(self.weight.data, (self.groups, self.out_channels // self.groups, -1))
+
+    def _chunks(self, n: int, out: tuple[int, ...]) -> list[slice]:
+        """Slices of the batch whose windows hold at most ``_WINDOW_ELEMENTS`` values each."""
+        per_sample = self.in_channels * self.window.size * math.prod(out)
+        step = max(1, _WINDOW_ELEMENTS // per_sample)
+        return [slice(start, min(start + step, n)) for start in range(0, n, step)]
+
+    def _columns(self, padded: Any, out: tuple[int, ...]) -> Any:
+        """The windows of ``padded`` as ``(batch, groups, in_channels / groups * kernel positions, positions)``."""
+        cols = self.window.gather(padded, out)
+        g = self.groups
+        return _backend.namespace_of(cols).reshape(
+            cols, (padded.shape[0], g, self.in_channels // g * self.window.size, math.prod(out)))
+
+    def _backward(self, grad: Any, input_grad: bool) -> Any:
+        padded, shape, out = self.saved_tensors()
+        xp = _backend.namespace_of(grad)
+        gr = xp.reshape(grad, (shape[0], self.groups, self.out_channels // self.groups, -1))
+        w = self._kernel_matrix(xp)
+        dw, dx = None, []
+        for chunk in self._chunks(shape[0], out):
+            part = xp.sum(gr[chunk, ...] @ xp.matrix_transpose(self._columns(padded[chunk, ...], out)), axis=0)
+            dw = part if dw is None else dw + part
+            if input_grad:
+                dcols = xp.reshape(xp.matrix_transpose(w) @ gr[chunk, ...], (-1, self.in_channels, self.window.size, *out))
+                dx.append(self.window.scatter(dcols, (dcols.shape[0], *shape[1:]), out))
+        self.weight.accumulate(xp.reshape(dw, tuple(self.weight.data.shape)))
+        if self.bias is not None:
+            self.bias.accumulate(xp.sum(grad, axis=(0, *range(2, 2 + self.spatial))))
+        if not input_grad:
+            return None
+        return dx[0] if len(dx) == 1 else xp.concat(dx, axis=0)
+
+    def output_shape(self, input_shape: tuple[int, ...]) -> tuple[int, ...]:
+        if len(input_shape) != 2 + self.spatial or input_shape[1] != self.in_channels:
+            raise ShapeError(f"{self!r} expected input of shape {self._layout()}, got {tuple(input_shape)}")
+        padded = [s + lo + hi for s, (lo, hi) in zip(input_shape[2:], self.window.pads)]
+        out = [(p - self.window.span(a)) // self.window.stride[a] + 1 for a, p in enumerate(padded)]
+        return (input_shape[0], self.out_channels, *out)
+
+    def config(self) -> dict[str, Any]:
+        w = self.window
+        return {"in_channels": self.in_channels, "out_channels": self.out_channels,
+                "kernel_size": list(w.kernel), "stride": list(w.stride), "padding": self.padding,
+                "dilation": list(w.dilation), "groups": self.groups, "bias": self.bias is not None,
+                "dtype": self.dtype}
+
+    def __repr__(self) -> str:
+        w = self.window
+        parts = [str(self.in_channels), str(self.out_channels), f"kernel_size={tuple(w.kernel)}"]
+        for name, value, default in (("stride", tuple(w.stride), (1,) * self.spatial),
+                                     ("dilation", tuple(w.dilation), (1,) * self.spatial)):
+            if value != default:
+                parts.append(f"{name}={value}")
+        if self.padding not in ([0] * self.spatial, "valid"):
+            parts.append(f"padding={self.padding!r}" if isinstance(self.padding, str)
+                         else f"padding={tuple(self.padding)}")
+        if self.groups != 1:
+            parts.append(f"groups={self.groups}")
+        if self.bias is None:
+            parts.append("bias=False")
+        return f"{type(self).__name__}({', '.join(parts)})"
+
+
+class Conv1d(_Conv):
+    """1-D convolution of ``(batch, in_channels, length)`` inputs (NCL), cross-correlation as in
+    PyTorch. ``kernel_size``, ``stride``, ``padding`` (an int, ``"valid"`` or ``"same"``) and
+    ``dilation`` are ints; ``groups`` splits the channels (``groups=in_channels``: depthwise).
+    Initial weights ``init`` (He uniform by default, fan-in ``in_channels/groups * kernel``)."""
+
+    spatial = 1
+
+
+class Conv2d(_Conv):
+    """2-D convolution of ``(batch, in_channels, height, width)`` inputs (NCHW), cross-correlation
+    as in PyTorch. ``kernel_size``, ``stride``, ``padding`` and ``dilation`` are ints or
+    ``(height, width)`` pairs; ``padding`` may also be ``"valid"`` (none) or ``"same"`` (output
+    as large as the input; stride 1). ``groups`` splits the channels into independent groups
+    (``groups=in_channels``: depthwise). Initial weights ``init`` (He uniform by default, fan-in
+    ``in_channels/groups * kh * kw``) and ``bias_init`` are drawn from ``seed``, weight first."""
+
+    spatial = 2

@@ -1,0 +1,104 @@
+"""Embedding: integer indices (token ids) to rows of a learned table."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from nnx import backend as _backend
+from nnx import init as _init
+from nnx import random as _random
+from nnx.errors import DTypeError, IndexRangeError
+from nnx.layers.base import Parameter, ParamLayer
+
+# Rows of the one-hot matrix the weight gradient is built from, at most, per matrix product.
+_CHUNK_ELEMENTS = 2**22
+
+
+class Embedding(ParamLayer):
+    """Rows of a ``(num_embeddings, embedding_dim)`` table for integer indices of any shape:
+    ``(batch, length)`` → ``(batch, length, embedding_dim)``.
+
+    ``padding_idx``: a row that starts at zero and never receives a gradient
+    (for the padding token of sequences of different lengths). Indices are
+    checked against the table on every forward (CuPy would otherwise wrap an
+    out-of-range index silently): one small device-to-host read per call.
+    Initial rows are drawn from ``init`` (standard normal by default) with ``seed``.
+    The gradient of the table is a matrix product with one-hot rows (the array
+    API has no scatter-add), in chunks, so memory stays bounded.
+    """
+
+    takes_indices = True
+
+    def __init__(
+        self,
+        num_embeddings: int,
+        embedding_dim: int,
+        padding_idx: int | None = None,
+        *,
+        init: str | _init.Initializer = "normal",
+        seed: Any = None,
+        dtype: str = "float32",
+        backend: str | None = None,
+    ) -> None:
+        super().__init__()
+        for name, n in (("num_embeddings", num_embeddings), ("embedding_dim", embedding_dim)):
+            if not isinstance(n, int) or isinstance(n, bool) or n < 1:
+                raise ValueError(f"Embedding needs a positive int {name}, got {n!r}")
+        if padding_idx is not None and not (isinstance(padding_idx, int) and 0 <= padding_idx < num_embeddings):
+            raise ValueError(f"Embedding padding_idx must be an int in [0, {num_embeddings}), got {padding_idx!r}")
+        if dtype not in _backend.FLOAT_DTYPES:
+            raise ValueError(f"Embedding dtype must be one of {_backend.FLOAT_DTYPES}, got {dtype!r}")
+        self.num_embeddings, self.embedding_dim, self.padding_idx, self.dtype = (
+            num_embeddings, embedding_dim, padding_idx, dtype)
+        table = _init.get(init)((num_embeddings, embedding_dim), _random.make_rng(seed))
+        if padding_idx is not None:
+            table[padding_idx] = 0.0
+        self.weight = Parameter(_backend.to_device(table, backend or _backend.current(), dtype), "weight")
+
+    def forward(self, indices: Any) -> Any:
+        where = repr(self)
+        _backend.check_backend(indices, _backend.backend_of(self.weight.data), where)
+        xp = _backend.namespace_of(indices)
+        if not xp.isdtype(indices.dtype, "integral"):
+            raise DTypeError(f"{where} expected integer indices, got dtype {_backend.dtype_name(indices)}; "
+                             f"move token ids with nnx.to_device(ids, dtype='int64')")
+        flat = xp.reshape(indices, (-1,))
+        if flat.shape[0] and bool(xp.any(flat < 0) | xp.any(flat >= self.num_embeddings)):
+            lo, hi = int(xp.min(flat)), int(xp.max(flat))
+            bad = lo if lo < 0 else hi
+            raise IndexRangeError(f"{where} got index {bad} (indices range from {lo} to {hi}), but the table has "
+                                  f"{self.num_embeddings} rows: valid indices are 0 to {self.num_embeddings - 1}")
+        self.save_for_backward(flat)
+        rows = xp.take(self.weight.data, flat, axis=0)
+        return xp.reshape(rows, (*indices.shape, self.embedding_dim))
+
+    def _backward(self, grad: Any, input_grad: bool) -> None:
+        (flat,) = self.saved_tensors()
+        xp = _backend.namespace_of(grad)
+        g = xp.reshape(grad, (-1, self.embedding_dim))
+        device = _backend.device_of(grad)
+        rows = xp.arange(self.num_embeddings, dtype=flat.dtype, device=device)
+        if self.padding_idx is not None:
+            rows = xp.where(rows == self.padding_idx, -1, rows)  # matches no index: no gradient
+        n, step = int(flat.shape[0]), max(1, _CHUNK_ELEMENTS // self.num_embeddings)
+        total = None
+        for start in range(0, n, step):
+            stop = min(start + step, n)
+            onehot = xp.astype(flat[start:stop, None] == rows, g.dtype)
+            part = xp.matrix_transpose(onehot) @ g[start:stop, ...]
+            total = part if total is None else total + part
+        if total is None:
+            total = xp.zeros(tuple(self.weight.data.shape), dtype=g.dtype, device=device)
+        self.weight.accumulate(total)
+        return None
+
+    def output_shape(self, input_shape: tuple[int, ...]) -> tuple[int, ...]:
+        return (*input_shape, self.embedding_dim)
+
+    def config(self) -> dict[str, Any]:
+        return {"num_embeddings": self.num_embeddings, "embedding_dim": self.embedding_dim,
+                "padding_idx": self.padding_idx, "dtype": self.dtype}
+
+    def __repr__(self) -> str:
+        extra = "" if self.padding_idx is None else f", padding_idx={self.padding_idx}"
+        return f"Embedding({self.num_embeddings}, {self.embedding_dim}{extra})"

@@ -1,0 +1,117 @@
+"""Pooling of NCHW images: the maximum or the mean of each window, and the mean over all positions."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from nnx import backend as _backend
+from nnx.errors import ShapeError
+from nnx.layers.base import Layer
+from nnx.layers.checks import check_float
+from nnx.layers.windows import Window, as_tuple
+
+
+class _Pool2d(Layer):
+    """What the window pools share: kernel, stride (default: the kernel) and padding, checks."""
+
+    def __init__(self, kernel_size: Any, stride: Any = None, padding: Any = 0) -> None:
+        super().__init__()
+        owner = type(self).__name__
+        kernel = as_tuple(kernel_size, 2, "kernel_size", owner)
+        strides = kernel if stride is None else as_tuple(stride, 2, "stride", owner)
+        pads = as_tuple(padding, 2, "padding", owner, minimum=0)
+        if any(2 * p > k for p, k in zip(pads, kernel)):
+            raise ValueError(f"{owner} padding {pads} must be at most half the kernel {kernel}")
+        self.window = Window(kernel, strides, (1, 1), tuple((p, p) for p in pads))
+
+    def _windows(self, x: Any, fill: float) -> tuple[Any, tuple[int, ...]]:
+        check_float(x, self)
+        if x.ndim != 4:
+            raise ShapeError(f"{self!r} expected input of shape (batch, channels, height, width), "
+                             f"got {tuple(x.shape)}")
+        out = self.window.check(x, repr(self))
+        return self.window.gather(self.window.pad(x, fill), out), out
+
+    def output_shape(self, input_shape: tuple[int, ...]) -> tuple[int, ...]:
+        w = self.window
+        out = [(n + 2 * p - k) // s + 1 for n, (p, _), k, s in zip(input_shape[2:], w.pads, w.kernel, w.stride)]
+        return (*input_shape[:2], *out)
+
+    def config(self) -> dict[str, Any]:
+        w = self.window
+        return {"kernel_size": list(w.kernel), "stride": list(w.stride), "padding": [p for p, _ in w.pads]}
+
+    def __repr__(self) -> str:
+        w = self.window
+        extra = "" if w.stride == w.kernel else f", stride={w.stride}"
+        extra += "" if not any(p for p, _ in w.pads) else f", padding={tuple(p for p, _ in w.pads)}"
+        return f"{type(self).__name__}({w.kernel}{extra})"
+
+
+class MaxPool2d(_Pool2d):
+    """The maximum of each ``kernel_size`` window (padding counts as -inf); the gradient goes to
+    the first position, in row-major order within the window, holding the maximum."""
+
+    def forward(self, x: Any) -> Any:
+        check_float(x, self)
+        if x.ndim != 4:
+            raise ShapeError(f"{self!r} expected input of shape (batch, channels, height, width), "
+                             f"got {tuple(x.shape)}")
+        out = self.window.check(x, repr(self))
+        xp = _backend.namespace_of(x)
+        padded = self.window.pad(x, -math.inf)
+        slices = self.window.slices(out)
+        y = padded[slices[0]]
+        for s in slices[1:]:
+            y = xp.maximum(y, padded[s])
+        self.save_for_backward(padded, y, tuple(x.shape), out)
+        return y
+
+    def backward(self, grad: Any) -> Any:
+        padded, y, shape, out = self.saved_tensors()
+        xp = _backend.namespace_of(grad)
+        dx = xp.zeros(tuple(padded.shape), dtype=grad.dtype, device=_backend.device_of(grad))
+        open_ = xp.ones(tuple(y.shape), dtype=xp.bool, device=_backend.device_of(grad))
+        for s in self.window.slices(out):
+            first = open_ & (padded[s] == y)
+            dx[s] += xp.where(first, grad, 0.0)
+            open_ = open_ & ~first
+        return dx[self.window.interior(shape)] if tuple(dx.shape) != shape else dx
+
+
+class AvgPool2d(_Pool2d):
+    """The mean of each ``kernel_size`` window; padding counts as zeros in the mean (as PyTorch's default)."""
+
+    def forward(self, x: Any) -> Any:
+        cols, out = self._windows(x, 0.0)
+        self.save_for_backward(tuple(x.shape), out)
+        return _backend.namespace_of(x).mean(cols, axis=2)
+
+    def backward(self, grad: Any) -> Any:
+        shape, out = self.saved_tensors()
+        xp = _backend.namespace_of(grad)
+        share = grad[:, :, None, ...] * (1.0 / self.window.size)
+        cols = xp.broadcast_to(share, (*share.shape[:2], self.window.size, *share.shape[3:]))
+        return self.window.scatter(cols, shape, out)
+
+
+class GlobalAvgPool2d(Layer):
+    """The mean over all positions of each channel: ``(batch, channels, height, width)`` → ``(batch, channels)``."""
+
+    def forward(self, x: Any) -> Any:
+        xp = check_float(x, self)
+        if x.ndim != 4:
+            raise ShapeError(f"{self!r} expected input of shape (batch, channels, height, width), "
+                             f"got {tuple(x.shape)}")
+        self.save_for_backward(tuple(x.shape))
+        return xp.mean(x, axis=(2, 3))
+
+    def backward(self, grad: Any) -> Any:
+        (shape,) = self.saved_tensors()
+        xp = _backend.namespace_of(grad)
+        share = xp.broadcast_to(grad[:, :, None, None] * (1.0 / (shape[2] * shape[3])), shape)
+        return xp.asarray(share, copy=True)  # a writable array, as every other backward returns
+
+    def output_shape(self, input_shape: tuple[int, ...]) -> tuple[int, ...]:
+        return tuple(input_shape[:2])
