@@ -288,3 +288,13 @@ def test_out_of_range_labels_stop_fit_before_any_update(nnx_backend: str) -> Non
     for p, b in zip(net.parameters(), before):
         np.testing.assert_array_equal(nnx.to_host(p.data), b)
     assert net.training
+
+
+def test_fit_refuses_an_optimizer_of_another_model() -> None:
+    x, labels = _blobs()
+    net, other = _net("numpy"), _net("numpy")
+    with pytest.raises(nnx.errors.ConfigError, match=r"not the model's .*model.parameters\(\)"):
+        nnx.fit(net, nnx.SoftmaxCrossEntropy(), nnx.SGD(other.parameters(), lr=0.1), (x, labels), epochs=1,
+                progress=False)
+    last = net.parameters()[-2:]  # fine-tuning a part of the model is allowed
+    nnx.fit(net, nnx.SoftmaxCrossEntropy(), nnx.SGD(last, lr=0.1), (x, labels), epochs=1, progress=False)
