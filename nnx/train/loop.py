@@ -30,7 +30,7 @@ from typing import Any, Iterable, TextIO
 from nnx import backend as _backend
 from nnx import checkpoint as _checkpoint
 from nnx import random as _random
-from nnx.errors import NnxError, NonFiniteError, ShapeError, TargetError
+from nnx.errors import ConfigError, NnxError, NonFiniteError, ShapeError, TargetError
 from nnx.layers import Layer, set_finite_checks
 from nnx.losses import Loss
 from nnx.optim import Optimizer
@@ -104,6 +104,18 @@ def _check_data(model: Layer, loss: Loss, x: Any, y: Any, what: str) -> None:
         raise TargetError(f"{what}: {exc}") from None
     finally:
         loss.drop_saved()
+
+
+def _check_optimizer(model: Layer, optimizer: Optimizer) -> None:
+    """The optimizer must update the model's own parameters (all of them, or some for fine-tuning)."""
+    own = {id(p) for p in model.parameters()}
+    foreign = [i for i, p in enumerate(optimizer.params) if id(p) not in own]
+    if foreign:
+        raise ConfigError(
+            f"the optimizer updates {len(foreign)} of its {len(optimizer.params)} parameters that are not the "
+            f"model's (the first is its parameter {foreign[0]}); it would train nothing of this model: build it "
+            f"from this model's parameters, e.g. nnx.Adam(model.parameters())"
+        )
 
 
 def _pair(data: Any, what: str) -> tuple[Any, Any]:
@@ -226,6 +238,7 @@ def fit(
     if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 0:
         raise ValueError(f"epochs must be a non-negative int, got {epochs!r}")
     x, y = _pair(data, "data")
+    _check_optimizer(model, optimizer)
     name, dtype = _model_placement(model)
     n = int(x.shape[0])
     batch_size = _check_batch_size(batch_size, n)
