@@ -89,9 +89,25 @@ def _load_data(spec: str, label_column: int) -> Any:
     return datasets.load_mnist_idx(*datasets.find_idx_pair(path))
 
 
+def _writable_target(option: str, value: str | None) -> None:
+    """Refuse an output path whose folder is missing or read-only now, not after training."""
+    if value is None:
+        return
+    path = Path(value)
+    if path.is_dir():
+        raise _UsageError(f"{option} {value!r} is a directory; give a file name inside it")
+    folder = path.parent if str(path.parent) else Path(".")
+    if not folder.is_dir():
+        raise _UsageError(f"{option} {value!r}: the folder {str(folder)!r} does not exist; create it first")
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise _UsageError(f"{option} {value!r}: the folder {str(folder)!r} is not writable")
+
+
 def _train(args: argparse.Namespace) -> int:
     if args.resume and not args.checkpoint:
         raise _UsageError("--resume needs --checkpoint DIR, the directory to resume from")
+    _writable_target("--save", args.save)
+    _writable_target("--plot", args.plot)
     if args.plot and importlib.util.find_spec("matplotlib") is None:
         print("nnx: error: --plot needs matplotlib: pip install matplotlib "
               "(or the extra: pip install 'nnx-array[plot]')", file=sys.stderr)
@@ -330,7 +346,7 @@ def main(argv: list[str] | None = None) -> int:
         return args.func(args)
     except _UsageError as exc:
         parser.exit(2, f"nnx: error: {exc}\n")
-    except (NnxError, FileNotFoundError) as exc:
+    except (NnxError, OSError) as exc:  # bad data, model files, permissions, a full disk: no traceback
         print(f"nnx: error: {exc}", file=sys.stderr)
         return 1
 

@@ -107,7 +107,12 @@ def _finish(x: np.ndarray, y: np.ndarray, name: str, shape: tuple[int, int], max
 
 
 def _read(path: Path) -> bytes:
+    """The bytes of a data file (gunzipped if compressed); a pipe, socket or device is refused
+    before it is opened, as reading one could block forever."""
     try:
+        if path.exists() and not (path.is_file() or path.is_dir()):
+            raise DataFormatError(f"{path}: is not a regular file (a pipe, socket or device); "
+                                  f"give nnx a file on disk")
         raw = path.read_bytes()
     except OSError as exc:
         raise FileNotFoundError(f"cannot read data file {path}: {exc.strerror or exc}") from None

@@ -71,6 +71,10 @@ class NonFiniteError(NnxError, ValueError):
     or a training run whose loss or gradient stopped being finite."""
 
 
+class ConfigError(NnxError, ValueError):
+    """Arguments that do not fit together, such as an optimizer built for another model's parameters."""
+
+
 class IndexRangeError(NnxError, ValueError):
     """An integer index outside the table it indexes (an Embedding's token id, say)."""
 

@@ -185,6 +185,8 @@ def atomic_write(path: str | os.PathLike[str], chunks: Iterable[Any]) -> Path:
     The bytes go to a temporary file in the same directory, which is flushed,
     fsynced and renamed over ``path`` (``os.replace``, atomic on POSIX and
     Windows); then the directory is fsynced so the rename survives a power cut.
+    Overwriting keeps the old file's permission bits (a private 0600 model stays
+    private; the temporary file is never more open than the target).
     A crash at any point leaves the previous file intact.
     """
     path = Path(path)
@@ -194,8 +196,14 @@ def atomic_write(path: str | os.PathLike[str], chunks: Iterable[Any]) -> Path:
     _remove_stale_temps(path)
     tmp = directory / f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp"
     flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
-    fd = os.open(tmp, flags, 0o644)
     try:
+        keep_mode: int | None = stat.S_IMODE(os.stat(path).st_mode)  # an overwrite keeps the target's permissions
+    except OSError:
+        keep_mode = None
+    fd = os.open(tmp, flags, 0o644 if keep_mode is None else 0o600)
+    try:
+        if keep_mode is not None:
+            os.chmod(tmp, keep_mode)
         with os.fdopen(fd, "wb") as f:
             for chunk in chunks:
                 f.write(chunk)

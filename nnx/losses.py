@@ -17,8 +17,9 @@ Conventions (``N`` is the number of elements of ``pred``):
   ``(batch, classes)``; log-softmax through log-sum-exp, fused with its
   gradient ``softmax(z) * sum(q) - q``. ``"mean"`` averages over the batch.
 
-Every loss checks its prediction (and float target) for NaN: one pass and one
-device-to-host sync per call (switch off with ``nnx.set_finite_checks(False)``).
+Every loss checks that its prediction (and float target) is finite, no NaN and
+no ±inf: one pass and one device-to-host sync per call (switch off with
+``nnx.set_finite_checks(False)``).
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ from nnx import backend as _backend
 from nnx import ops
 from nnx.errors import DTypeError, ShapeError, TargetError
 from nnx.layers.base import SavesForBackward
-from nnx.layers.checks import check_float, check_no_nan, check_same_dtype, finite_checks_enabled
+from nnx.layers.checks import check_finite, check_float, check_same_dtype, finite_checks_enabled
 
 
 class Loss(SavesForBackward):
@@ -53,9 +54,9 @@ class Loss(SavesForBackward):
                 f"{tuple(target.shape)}; nnx never broadcasts a loss (a (4,) target against a "
                 f"(4, 1) prediction would silently become a 4x4 matrix)"
             )
-        if finite_checks_enabled() and bool(xp.any(xp.isnan(pred)) | xp.any(xp.isnan(target))):
-            check_no_nan(pred, xp, where, "prediction")
-            check_no_nan(target, xp, where, "target")
+        if finite_checks_enabled() and not bool(xp.all(xp.isfinite(pred)) & xp.all(xp.isfinite(target))):
+            check_finite(pred, xp, where, "prediction")
+            check_finite(target, xp, where, "target")
         return xp
 
     def forward(self, pred: Any, target: Any) -> Any:
@@ -215,9 +216,9 @@ class SoftmaxCrossEntropy(Loss):
                 )
             # one device-to-host read; nnx.fit checks all labels once instead and turns this off
             if finite_checks_enabled() and bool(
-                xp.any(target < 0) | xp.any(target >= c) | xp.any(xp.isnan(pred))
+                xp.any(target < 0) | xp.any(target >= c) | ~xp.all(xp.isfinite(pred))
             ):
-                check_no_nan(pred, xp, where, "prediction")
+                check_finite(pred, xp, where, "prediction")
                 lo, hi = int(xp.min(target)), int(xp.max(target))
                 raise TargetError(
                     f"{where} expected class indices in [0, {c}) for {c} classes, got values from "
@@ -237,9 +238,9 @@ class SoftmaxCrossEntropy(Loss):
                 f"{where} expected one-hot targets of the logits' shape {(n, c)} (or integer class "
                 f"indices of shape ({n},)), got a float array of shape {tuple(target.shape)}"
             )
-        if finite_checks_enabled() and bool(xp.any(xp.isnan(pred)) | xp.any(xp.isnan(target))):
-            check_no_nan(pred, xp, where, "prediction")
-            check_no_nan(target, xp, where, "target")
+        if finite_checks_enabled() and not bool(xp.all(xp.isfinite(pred)) & xp.all(xp.isfinite(target))):
+            check_finite(pred, xp, where, "prediction")
+            check_finite(target, xp, where, "target")
         return target, False
 
     def forward(self, pred: Any, target: Any) -> Any:

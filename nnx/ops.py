@@ -178,8 +178,8 @@ def tanh_backward(y: Any, grad: Any) -> Any:
 
 @op
 def relu(x: Any) -> Any:
-    """``x`` where ``x > 0``, else 0."""
-    return namespace_of(x).where(x > 0, x, 0.0)
+    """``max(x, 0)``; NaN stays NaN, so a later check still sees it."""
+    return namespace_of(x).maximum(x, 0.0)
 
 
 @op

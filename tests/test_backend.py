@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import ast
+import os
 import subprocess
 import sys
 
@@ -107,3 +109,34 @@ def _env() -> dict[str, str]:
     import os
 
     return {k: v for k, v in os.environ.items() if k != "NNX_BACKEND"}
+
+
+THREADS = """
+import threading
+import nnx
+
+seen = {}
+
+def worker(key):
+    seen[key] = (nnx.current(), nnx.backend.backend_of(nnx.Linear(2, 2, seed=0).weight.data))
+
+nnx.use("array_api_strict")                      # the whole process
+t = threading.Thread(target=worker, args=("plain",)); t.start(); t.join()
+with nnx.use("numpy"):                           # this thread only
+    t = threading.Thread(target=worker, args=("block",)); t.start(); t.join()
+    seen["inside"] = nnx.current()
+seen["after"] = nnx.current()
+print(seen)
+"""
+
+
+def test_a_plain_use_reaches_every_thread_and_a_block_stays_local() -> None:
+    if nnx.available()["array_api_strict"] is not None:
+        pytest.skip("needs array_api_strict")
+    result = subprocess.run([sys.executable, "-c", THREADS], capture_output=True, text=True, timeout=120,
+                            env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)})
+    assert result.returncode == 0, result.stderr
+    seen = ast.literal_eval(result.stdout)
+    assert seen["plain"] == ("array_api_strict", "array_api_strict")
+    assert seen["block"] == ("array_api_strict", "array_api_strict")  # the block does not leak to other threads
+    assert seen["inside"] == "numpy" and seen["after"] == "array_api_strict"

@@ -109,3 +109,11 @@ def test_train_on_a_corrupt_file_exits_1_naming_it(tmp_path) -> None:
     result = run_nnx("train", str(tmp_path))
     assert result.returncode == 1
     assert "IDX file truncated" in result.stderr and str(bad) in result.stderr
+
+
+def test_output_paths_are_checked_before_training(tmp_path) -> None:
+    for option, value in (("--save", str(tmp_path / "missing" / "m.nnx")), ("--plot", str(tmp_path / "nope" / "c.png")),
+                          ("--save", str(tmp_path))):
+        result = run_nnx("train", "digits", "--epochs", "1", "--quiet", option, value)
+        assert result.returncode == 2, result.stderr
+        assert option in result.stderr and "held-out accuracy" not in result.stdout  # nothing was trained

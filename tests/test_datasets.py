@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import os
 import struct
 from pathlib import Path
 
@@ -150,3 +151,11 @@ def test_one_hot() -> None:
     assert t.dtype == np.float32
     with pytest.raises(ValueError, match=r"labels must be in \[0, 2\)"):
         datasets.one_hot(np.array([2]), 2)
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="no named pipes on this system")
+def test_a_pipe_is_refused_not_read(tmp_path: Path) -> None:
+    fifo = tmp_path / "data.csv"
+    os.mkfifo(fifo)
+    with pytest.raises(nnx.errors.DataFormatError, match="not a regular file"):
+        nnx.datasets.load_csv(fifo)

@@ -199,13 +199,30 @@ def test_diverging_run_stops_with_epoch_step_and_where(nnx_backend: str, lr: flo
 
 
 @pytest.mark.filterwarnings("ignore::RuntimeWarning")
-def test_nan_input_names_the_input_batch() -> None:
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+def test_non_finite_data_is_refused_before_training(bad: float) -> None:
     x, labels = _blobs()
-    x[40, 2] = np.nan
+    x[40, 2] = bad
     net = _net("numpy")
-    with pytest.raises(nnx.errors.NonFiniteError, match=r"epoch 1, step 3: .*the input batch"):
+    before = [nnx.to_host(p.data) for p in net.parameters()]
+    with pytest.raises(nnx.errors.NonFiniteError, match=r"data: the inputs hold 1 non-finite value"):
         nnx.fit(net, nnx.MSE(), nnx.SGD(net.parameters(), lr=0.1), (x, one_hot(labels, 3)),
                 epochs=1, batch_size=16, shuffle=False, progress=False)
+    assert all(np.array_equal(a, nnx.to_host(p.data)) for a, p in zip(before, net.parameters()))
+
+
+def test_validation_data_is_checked_like_training_data() -> None:
+    x, labels = _blobs()
+    net = _net("numpy")
+    opt = nnx.SGD(net.parameters(), lr=0.1)
+    vx = x[:10].copy()
+    vx[3, 1] = np.inf
+    with pytest.raises(nnx.errors.NonFiniteError, match=r"validation: the inputs hold 1 non-finite"):
+        nnx.fit(net, nnx.SoftmaxCrossEntropy(), opt, (x, labels), epochs=1, validation=(vx, labels[:10]),
+                progress=False)
+    with pytest.raises(nnx.errors.TargetError, match=r"validation: .*\[0, 3\)"):
+        nnx.fit(net, nnx.SoftmaxCrossEntropy(), opt, (x, labels), epochs=1,
+                validation=(x[:10], np.full(10, 7)), progress=False)
 
 
 class _InfGrad(nnx.Layer):
@@ -271,3 +288,13 @@ def test_out_of_range_labels_stop_fit_before_any_update(nnx_backend: str) -> Non
     for p, b in zip(net.parameters(), before):
         np.testing.assert_array_equal(nnx.to_host(p.data), b)
     assert net.training
+
+
+def test_fit_refuses_an_optimizer_of_another_model() -> None:
+    x, labels = _blobs()
+    net, other = _net("numpy"), _net("numpy")
+    with pytest.raises(nnx.errors.ConfigError, match=r"not the model's .*model.parameters\(\)"):
+        nnx.fit(net, nnx.SoftmaxCrossEntropy(), nnx.SGD(other.parameters(), lr=0.1), (x, labels), epochs=1,
+                progress=False)
+    last = net.parameters()[-2:]  # fine-tuning a part of the model is allowed
+    nnx.fit(net, nnx.SoftmaxCrossEntropy(), nnx.SGD(last, lr=0.1), (x, labels), epochs=1, progress=False)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import stat
 from pathlib import Path
 
 import numpy as np
@@ -331,3 +332,13 @@ def test_files_written_by_nnx_0_1_load_and_resume(tmp_path: Path) -> None:
         nnx.fit(straight, nnx.SoftmaxCrossEntropy(), opt, (x, y), epochs=3, batch_size=8, seed=3, progress=False)
     for name, value in straight.state_dict().items():
         assert np.array_equal(nnx.to_host(resumed.state_dict()[name]), nnx.to_host(value)), name
+
+
+def test_overwriting_keeps_the_files_permissions(tmp_path: Path) -> None:
+    path = nnx.save(_net(), tmp_path / "private.nnx")
+    os.chmod(path, 0o600)
+    nnx.save(_net(), path)
+    assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
+    os.chmod(path, 0o640)
+    nnx.save(_net(), path)
+    assert stat.S_IMODE(os.stat(path).st_mode) == 0o640

@@ -244,3 +244,18 @@ def test_bad_constructor_arguments() -> None:
                  lambda: nnx.LayerNorm(3, dtype="int32"), lambda: nnx.GELU(approximate="none")):
         with pytest.raises(ValueError):
             make()
+
+
+def test_infinite_input_or_target_is_an_error_and_relu_keeps_nan(nnx_backend: str) -> None:
+    host = np.ones((3, 4))
+    host[2, 1] = -np.inf
+    x = nnx.to_device(host, nnx_backend, dtype="float32")
+    with pytest.raises(nnx.errors.NonFiniteError, match=r"1 non-finite value\(s\) \(0 NaN, 1 infinite\)"):
+        nnx.Sequential(nnx.Linear(4, 2, seed=0)).forward(x)
+    good = nnx.to_device(np.ones((3, 4)), nnx_backend, dtype="float32")
+    with pytest.raises(nnx.errors.NonFiniteError, match="finite target"):
+        nnx.MSE().forward(good, x)
+    with pytest.raises(nnx.errors.NonFiniteError, match="finite prediction"):
+        nnx.losses.SoftmaxCrossEntropy().forward(x, nnx.to_device([0, 1, 2], nnx_backend))
+    nan = nnx.to_device([[np.nan, -1.0, 2.0]], nnx_backend, dtype="float32")
+    assert np.isnan(nnx.to_host(nnx.ReLU().forward(nan))[0, 0])  # a NaN stays visible to later checks

@@ -52,6 +52,7 @@ DEFAULT = "numpy"
 FLOAT_DTYPES = ("float32", "float64")
 
 _selected: ContextVar[str | None] = ContextVar("nnx_backend", default=None)
+_process_choice: list[str | None] = [None]  # the last plain nnx.use(name), seen by every thread
 
 
 def names() -> list[str]:
@@ -94,8 +95,10 @@ def get(name: str) -> Backend:
 
 
 def current() -> str:
-    """The name of the selected backend: ``use()``, else ``$NNX_BACKEND``, else ``numpy``."""
-    name = _selected.get()
+    """The name of the selected backend: the innermost ``with nnx.use(...)`` block of this thread
+    or task, else the last plain ``nnx.use(...)`` call of the process, else ``$NNX_BACKEND``,
+    else ``numpy``."""
+    name = _selected.get() or _process_choice[0]
     if name is None:
         name = os.environ.get(ENV_VAR, "").strip() or DEFAULT
         _record(name)
@@ -105,16 +108,21 @@ def current() -> str:
 class use:
     """Select the backend ``name``.
 
-    ``nnx.use("cupy")`` selects it from now on; ``with nnx.use("cupy"): ...``
-    selects it inside the block and restores the previous choice after it.
+    ``nnx.use("cupy")`` selects it from now on, for the whole process: threads
+    started before or after see it too. ``with nnx.use("cupy"): ...`` selects it
+    inside the block only, and only for the thread (or asyncio task) running the
+    block; the previous choice is back after it.
     """
 
     def __init__(self, name: str) -> None:
         get(name)
         self.name = name
+        self._previous = _process_choice[0]
+        _process_choice[0] = name
         self._token = _selected.set(name)
 
     def __enter__(self) -> str:
+        _process_choice[0] = self._previous  # a block selects for its own context only
         return self.name
 
     def __exit__(self, *exc: object) -> None:

@@ -28,7 +28,7 @@ def _kernels() -> SimpleNamespace:
 
     return SimpleNamespace(
         cp=cp,
-        relu=kernel("T x", "T y", "y = x > (T)0 ? x : (T)0", "nnx_relu"),
+        relu=kernel("T x", "T y", "y = (x > (T)0 || x != x) ? x : (T)0", "nnx_relu"),  # NaN stays NaN
         relu_backward=kernel("T y, T g", "T d", "d = y > (T)0 ? g : (T)0", "nnx_relu_backward"),
         # NaN compares false with everything: keep it (the generic maximum propagates NaN)
         sigmoid=kernel("T x, T cut", "T s", "s = (T)1 / ((T)1 + exp(-((x != x || x > -cut) ? x : -cut)))",

@@ -1,4 +1,4 @@
-"""Input checks shared by layers and losses: array kind, dtype, NaN."""
+"""Input checks shared by layers and losses: array kind, dtype, finiteness."""
 
 from __future__ import annotations
 
@@ -50,7 +50,8 @@ _FINITE_CHECKS = [True]
 
 
 def set_finite_checks(enabled: bool) -> bool:
-    """Switch the NaN checks of losses and of ``Sequential``'s input on or off; returns the old setting.
+    """Switch the finiteness checks (NaN and ±inf) of losses and of ``Sequential``'s input on or off;
+    returns the old setting.
 
     Each check costs one pass over the array and one device-to-host sync, so it
     runs only at the edges of a network (its input and the loss), never per layer.
@@ -61,16 +62,17 @@ def set_finite_checks(enabled: bool) -> bool:
 
 
 def finite_checks_enabled() -> bool:
-    """Whether the NaN checks run (see :func:`set_finite_checks`)."""
+    """Whether the finiteness checks run (see :func:`set_finite_checks`)."""
     return _FINITE_CHECKS[0]
 
 
-def check_no_nan(x: Any, xp: Any, where: str, what: str = "input") -> None:
-    """Raise :class:`NonFiniteError` if ``x`` holds a NaN (skipped when checks are off)."""
-    if _FINITE_CHECKS[0] and bool(xp.any(xp.isnan(x))):
-        count = int(xp.sum(xp.astype(xp.isnan(x), xp.int64)))
+def check_finite(x: Any, xp: Any, where: str, what: str = "input") -> None:
+    """Raise :class:`NonFiniteError` if ``x`` holds a NaN or an infinity (skipped when checks are off)."""
+    if _FINITE_CHECKS[0] and not bool(xp.all(xp.isfinite(x))):
+        count = int(xp.sum(xp.astype(~xp.isfinite(x), xp.int64)))
+        nans = int(xp.sum(xp.astype(xp.isnan(x), xp.int64)))
         raise NonFiniteError(
-            f"{where} expected a finite {what}, got {count} NaN value(s) in an array of shape "
-            f"{tuple(x.shape)}; find where they come from (data loading, a too large learning "
-            f"rate) — nnx.set_finite_checks(False) turns this check off"
+            f"{where} expected a finite {what}, got {count} non-finite value(s) ({nans} NaN, "
+            f"{count - nans} infinite) in an array of shape {tuple(x.shape)}; find where they come from "
+            f"(data loading, a too large learning rate) — nnx.set_finite_checks(False) turns this check off"
         )

@@ -1,6 +1,6 @@
 """Containers: Sequential (layers in order) and Residual (``x + f(x)``).
 
-Sequential's ``forward`` checks the network's input for NaN once (see
+Sequential's ``forward`` checks once that the network's input is finite (see
 :func:`nnx.set_finite_checks`); the layers inside do not, so a deep network
 pays one check per step, not one per layer. Everything else a container
 needs (parameters, modes, ``to()``, state dicts, summaries) comes from the
@@ -13,7 +13,7 @@ from typing import Any, Iterator, Mapping
 
 from nnx.errors import ShapeError
 from nnx.layers.base import Layer
-from nnx.layers.checks import check_float, check_no_nan
+from nnx.layers.checks import check_finite, check_float
 
 
 class Sequential(Layer):
@@ -29,7 +29,7 @@ class Sequential(Layer):
     def forward(self, x: Any) -> Any:
         if self.layers and not getattr(self.layers[0], "takes_indices", False):
             xp = check_float(x, "Sequential (its input)")
-            check_no_nan(x, xp, "Sequential (its input)")
+            check_finite(x, xp, "Sequential (its input)")
         for layer in self.layers:
             x = layer.forward(x)
         return x

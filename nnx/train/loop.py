@@ -30,7 +30,7 @@ from typing import Any, Iterable, TextIO
 from nnx import backend as _backend
 from nnx import checkpoint as _checkpoint
 from nnx import random as _random
-from nnx.errors import NnxError, NonFiniteError, ShapeError
+from nnx.errors import ConfigError, NnxError, NonFiniteError, ShapeError, TargetError
 from nnx.layers import Layer, set_finite_checks
 from nnx.losses import Loss
 from nnx.optim import Optimizer
@@ -70,15 +70,23 @@ def _to_model(values: Any, name: str, dtype: str) -> Any:
     raise TypeError(f"expected numeric data, got dtype {host.dtype}")
 
 
-def _check_class_labels(model: Layer, loss: Loss, x: Any, y: Any) -> None:
-    """Check integer class labels once for the whole data set, before training.
+def _check_data(model: Layer, loss: Loss, x: Any, y: Any, what: str) -> None:
+    """Check a whole data set once, before training: float inputs and targets finite (no NaN,
+    no ±inf), integer class labels in range.
 
-    The loss's own per-batch range check costs a device-to-host read every step;
-    fit turns it off, so it runs the loss once here on all labels (against one
-    prediction row, in evaluation mode so no statistic or random stream moves).
+    The per-batch checks of Sequential and the losses cost a device-to-host read
+    every step; fit turns them off, so it checks everything here once: the range
+    through the loss itself on all labels (against one prediction row, in
+    evaluation mode so no statistic or random stream moves).
     """
+    for values, part in ((x, "inputs"), (y, "targets")):
+        xp = _backend.namespace_of(values)
+        if xp.isdtype(values.dtype, "real floating") and not bool(xp.all(xp.isfinite(values))):
+            bad = int(xp.sum(xp.astype(~xp.isfinite(values), xp.int64)))
+            raise NonFiniteError(f"{what}: the {part} hold {bad} non-finite value(s) (NaN or ±inf) in an array "
+                                 f"of shape {tuple(values.shape)}; clean or drop those samples before fit")
     xp = _backend.namespace_of(y)
-    if not xp.isdtype(y.dtype, "integral") or int(y.shape[0]) == 0:
+    if not xp.isdtype(y.dtype, "integral"):
         return
     was_training = model.training
     model.eval()
@@ -86,10 +94,28 @@ def _check_class_labels(model: Layer, loss: Loss, x: Any, y: Any) -> None:
         row = model.forward(x[:1, ...])
     finally:
         model.train(was_training)
+        model.drop_saved()
     if row.ndim != 2:
         return
     scores = xp.broadcast_to(row, (int(y.shape[0]), int(row.shape[1])))
-    loss.forward(scores, y)
+    try:
+        loss.forward(scores, y)
+    except TargetError as exc:
+        raise TargetError(f"{what}: {exc}") from None
+    finally:
+        loss.drop_saved()
+
+
+def _check_optimizer(model: Layer, optimizer: Optimizer) -> None:
+    """The optimizer must update the model's own parameters (all of them, or some for fine-tuning)."""
+    own = {id(p) for p in model.parameters()}
+    foreign = [i for i, p in enumerate(optimizer.params) if id(p) not in own]
+    if foreign:
+        raise ConfigError(
+            f"the optimizer updates {len(foreign)} of its {len(optimizer.params)} parameters that are not the "
+            f"model's (the first is its parameter {foreign[0]}); it would train nothing of this model: build it "
+            f"from this model's parameters, e.g. nnx.Adam(model.parameters())"
+        )
 
 
 def _pair(data: Any, what: str) -> tuple[Any, Any]:
@@ -116,10 +142,9 @@ def _check_batch_size(batch_size: int | None, n: int) -> int:
 
 
 def _first_bad_forward(model: Layer, x: Any) -> str:
-    """Run the batch again and name the first layer, in forward order, whose output is not finite."""
+    """Run the batch (finite: fit checked the data) again and name the first layer, in forward
+    order, whose output is not finite."""
     xp = _backend.namespace_of(x)
-    if not bool(xp.all(xp.isfinite(x))):
-        return "the input batch itself"
     found: list[str] = []
 
     def check(path: str, layer: Layer, method: str, arg: Any, out: Any) -> None:
@@ -213,6 +238,7 @@ def fit(
     if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 0:
         raise ValueError(f"epochs must be a non-negative int, got {epochs!r}")
     x, y = _pair(data, "data")
+    _check_optimizer(model, optimizer)
     name, dtype = _model_placement(model)
     n = int(x.shape[0])
     batch_size = _check_batch_size(batch_size, n)
@@ -233,9 +259,11 @@ def fit(
             raise ValueError("resume=True needs checkpoint=DIR, the directory to resume from")
         if save_to.is_file():
             _checkpoint.restore_train_state(save_to, state)
-    _check_class_labels(model, loss, x, y)
-    # fit's own guard replaces the per-call checks of Sequential and the losses (NaN
-    # inputs, class-index range): one transfer per step instead of two or three
+    _check_data(model, loss, x, y, "data")
+    if validation is not None:
+        _check_data(model, loss, *validation, "validation")
+    # fit's own checks (the data once, above; the loss and gradients per step) replace the
+    # per-call checks of Sequential and the losses: one transfer per step instead of two or three
     old_checks = set_finite_checks(False)
     try:
         _run(model, loss, optimizer, (x, y), validation, epochs, batch_size, shuffle, metric_fns,
