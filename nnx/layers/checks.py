@@ -7,6 +7,15 @@ from typing import Any
 from nnx import backend as _backend
 from nnx.errors import DTypeError, NonFiniteError
 
+def check_arguments(owner: str, dtype: str | None = None, **counts: Any) -> None:
+    """Constructor checks: each of ``counts`` a positive int, ``dtype`` a float dtype name."""
+    for name, n in counts.items():
+        if not isinstance(n, int) or isinstance(n, bool) or n < 1:
+            raise ValueError(f"{owner} needs a positive int {name}, got {n!r}")
+    if dtype is not None and dtype not in _backend.FLOAT_DTYPES:
+        raise ValueError(f"{owner} dtype must be one of {_backend.FLOAT_DTYPES}, got {dtype!r}")
+
+
 _IS_FLOAT: dict[tuple[type, Any], bool] = {}
 
 

@@ -20,6 +20,7 @@ from nnx import init as _init
 from nnx import random as _random
 from nnx.errors import ShapeError
 from nnx.layers.base import Parameter, ParamLayer
+from nnx.layers.checks import check_arguments
 from nnx.layers.windows import Pads, Window, as_tuple
 
 # The windows of a batch are gathered in chunks of samples holding at most this many values
@@ -65,14 +66,10 @@ class _Conv(ParamLayer):
     ) -> None:
         super().__init__()
         owner, n = type(self).__name__, self.spatial
-        for name, v in (("in_channels", in_channels), ("out_channels", out_channels), ("groups", groups)):
-            if not isinstance(v, int) or isinstance(v, bool) or v < 1:
-                raise ValueError(f"{owner} needs a positive int {name}, got {v!r}")
+        check_arguments(owner, dtype, in_channels=in_channels, out_channels=out_channels, groups=groups)
         if in_channels % groups or out_channels % groups:
             raise ValueError(f"{owner} groups={groups} must divide in_channels={in_channels} "
                              f"and out_channels={out_channels}")
-        if dtype not in _backend.FLOAT_DTYPES:
-            raise ValueError(f"{owner} dtype must be one of {_backend.FLOAT_DTYPES}, got {dtype!r}")
         kernel = as_tuple(kernel_size, n, "kernel_size", owner)
         strides = as_tuple(stride, n, "stride", owner)
         dilations = as_tuple(dilation, n, "dilation", owner)

@@ -9,6 +9,7 @@ from nnx import init as _init
 from nnx import random as _random
 from nnx.errors import DTypeError, IndexRangeError
 from nnx.layers.base import Parameter, ParamLayer
+from nnx.layers.checks import check_arguments
 
 # Rows of the one-hot matrix the weight gradient is built from, at most, per matrix product.
 _CHUNK_ELEMENTS = 2**22
@@ -41,13 +42,9 @@ class Embedding(ParamLayer):
         backend: str | None = None,
     ) -> None:
         super().__init__()
-        for name, n in (("num_embeddings", num_embeddings), ("embedding_dim", embedding_dim)):
-            if not isinstance(n, int) or isinstance(n, bool) or n < 1:
-                raise ValueError(f"Embedding needs a positive int {name}, got {n!r}")
+        check_arguments("Embedding", dtype, num_embeddings=num_embeddings, embedding_dim=embedding_dim)
         if padding_idx is not None and not (isinstance(padding_idx, int) and 0 <= padding_idx < num_embeddings):
             raise ValueError(f"Embedding padding_idx must be an int in [0, {num_embeddings}), got {padding_idx!r}")
-        if dtype not in _backend.FLOAT_DTYPES:
-            raise ValueError(f"Embedding dtype must be one of {_backend.FLOAT_DTYPES}, got {dtype!r}")
         self.num_embeddings, self.embedding_dim, self.padding_idx, self.dtype = (
             num_embeddings, embedding_dim, padding_idx, dtype)
         table = _init.get(init)((num_embeddings, embedding_dim), _random.make_rng(seed))

@@ -9,6 +9,7 @@ from nnx import init as _init
 from nnx import random as _random
 from nnx.errors import ShapeError
 from nnx.layers.base import Parameter, ParamLayer
+from nnx.layers.checks import check_arguments
 
 
 def _initial(values: Any, shape: tuple[int, ...], what: str) -> Any:
@@ -47,11 +48,7 @@ class Linear(ParamLayer):
         backend: str | None = None,
     ) -> None:
         super().__init__()
-        for name, n in (("in_features", in_features), ("out_features", out_features)):
-            if not isinstance(n, int) or isinstance(n, bool) or n < 1:
-                raise ValueError(f"Linear needs a positive int {name}, got {n!r}")
-        if dtype not in _backend.FLOAT_DTYPES:
-            raise ValueError(f"Linear dtype must be one of {_backend.FLOAT_DTYPES}, got {dtype!r}")
+        check_arguments("Linear", dtype, in_features=in_features, out_features=out_features)
         if bias_value is not None and not bias:
             raise ValueError("Linear got bias_value but bias=False")
         self.in_features, self.out_features, self.dtype = in_features, out_features, dtype

@@ -9,12 +9,7 @@ from nnx import backend as _backend
 from nnx import random as _random
 from nnx.errors import ShapeError
 from nnx.layers.base import Layer, Parameter
-from nnx.layers.checks import check_float, check_same_dtype
-
-
-def _check_positive_int(name: str, n: Any, owner: str) -> None:
-    if not isinstance(n, int) or isinstance(n, bool) or n < 1:
-        raise ValueError(f"{owner} needs a positive int {name}, got {n!r}")
+from nnx.layers.checks import check_arguments, check_float, check_same_dtype
 
 
 class _Norm(Layer):
@@ -23,9 +18,7 @@ class _Norm(Layer):
     def __init__(self, num_features: int, eps: float, affine: bool, dtype: str, backend: str | None) -> None:
         super().__init__()
         owner = type(self).__name__
-        _check_positive_int("num_features", num_features, owner)
-        if dtype not in _backend.FLOAT_DTYPES:
-            raise ValueError(f"{owner} dtype must be one of {_backend.FLOAT_DTYPES}, got {dtype!r}")
+        check_arguments(owner, dtype, num_features=num_features)
         if not eps > 0:
             raise ValueError(f"{owner} eps must be > 0, got {eps}")
         self.num_features, self.eps, self.dtype = num_features, float(eps), dtype
