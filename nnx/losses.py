@@ -48,6 +48,7 @@ class Loss(SavesForBackward):
         _backend.check_backend(target, _backend.backend_of(pred), f"{where} (the prediction)")
         check_float(target, f"{where} target")
         check_same_dtype(target, pred.dtype, f"{where} target")
+        _check_not_empty(pred, where)
         if tuple(pred.shape) != tuple(target.shape):
             raise ShapeError(
                 f"{where} expected target of the prediction's shape {tuple(pred.shape)}, got "
@@ -81,6 +82,12 @@ class Loss(SavesForBackward):
 
 
 _REDUCTIONS = ("mean", "sum")
+
+
+def _check_not_empty(pred: Any, where: str) -> None:
+    if math.prod(pred.shape) == 0:
+        raise ShapeError(f"{where} expected a non-empty prediction, got shape {tuple(pred.shape)}: an empty batch "
+                         f"has no loss; skip it before calling the loss")
 
 
 class MSE(Loss):
@@ -248,6 +255,7 @@ class SoftmaxCrossEntropy(Loss):
         xp = check_float(pred, where)
         if pred.ndim != 2:
             raise ShapeError(f"{where} expected logits of shape (batch, classes), got {tuple(pred.shape)}")
+        _check_not_empty(pred, where)
         q, indices = self._targets(pred, target, xp)
         n, c = pred.shape
         s = self.label_smoothing

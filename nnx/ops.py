@@ -119,16 +119,16 @@ def enabled(backend: str) -> bool:
 
 # activations ------------------------------------------------------------------------
 
-# exp(-x) overflows for x below about -709 (float64) or -88.7 (float32). Clamping
+# exp(-x) overflows for x below about -709 (float64), -88.7 (float32) or -11.1 (float16). Clamping
 # x at these cuts keeps the textbook 1/(1+exp(-x)) bit-exact above them and, below
 # them, returns 1/(1+exp(cut)), which is within the smallest normal number of the
 # true value (whose magnitude is already below it).
-_SIGMOID_CUT = {4: 88.0, 8: 709.0}
+_SIGMOID_CUT = {2: 11.0, 4: 88.0, 8: 709.0}
 _CUTS: dict[Any, float] = {}
 
 
 def sigmoid_cut(x: Any) -> float:
-    """Where :func:`sigmoid` clamps ``-x`` for ``x``'s dtype (88 for float32, 709 for float64)."""
+    """Where :func:`sigmoid` clamps ``-x`` for ``x``'s dtype (11 for float16, 88 for float32, 709 for float64)."""
     key = (type(x.dtype), x.dtype)  # dtypes of different libraries must never be compared
     cut = _CUTS.get(key)
     if cut is None:

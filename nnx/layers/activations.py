@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from nnx import ops
+from nnx.errors import ShapeError
 from nnx.layers.base import Layer
 from nnx.layers.checks import check_float
 
@@ -129,6 +130,8 @@ class Softmax(Layer):
 
     def forward(self, x: Any) -> Any:
         check_float(x, self)
+        if not -x.ndim <= self.axis < x.ndim or x.shape[self.axis] == 0:
+            raise ShapeError(f"{self!r} needs at least one value along axis {self.axis}, got shape {tuple(x.shape)}")
         y = ops.softmax(x, self.axis)
         self.save_for_backward(y)
         return y

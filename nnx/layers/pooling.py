@@ -101,9 +101,9 @@ class GlobalAvgPool2d(Layer):
 
     def forward(self, x: Any) -> Any:
         xp = check_float(x, self)
-        if x.ndim != 4:
-            raise ShapeError(f"{self!r} expected input of shape (batch, channels, height, width), "
-                             f"got {tuple(x.shape)}")
+        if x.ndim != 4 or x.shape[2] * x.shape[3] == 0:
+            raise ShapeError(f"{self!r} expected input of shape (batch, channels, height, width) with at least "
+                             f"one position, got {tuple(x.shape)}")
         self.save_for_backward(tuple(x.shape))
         return xp.mean(x, axis=(2, 3))
 

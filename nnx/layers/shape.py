@@ -46,9 +46,9 @@ class Mean(Layer):
 
     def forward(self, x: Any) -> Any:
         xp = check_float(x, self)
-        if not -x.ndim < self.axis < x.ndim or self.axis % x.ndim == 0:
-            raise ShapeError(f"{self!r} needs an input with a batch axis and axis {self.axis}, got shape "
-                             f"{tuple(x.shape)}")
+        if not -x.ndim < self.axis < x.ndim or self.axis % x.ndim == 0 or x.shape[self.axis] == 0:
+            raise ShapeError(f"{self!r} needs an input with a batch axis and at least one value along axis "
+                             f"{self.axis}, got shape {tuple(x.shape)}")
         self.save_for_backward(tuple(x.shape))
         return xp.mean(x, axis=self.axis)
 

@@ -132,10 +132,10 @@ def _pair(data: Any, what: str) -> tuple[Any, Any]:
 
 def _check_batch_size(batch_size: int | None, n: int) -> int:
     if batch_size is None:
-        return n
+        return max(n, 1)
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
-    return min(batch_size, n)
+    return max(min(batch_size, n), 1)
 
 
 # the non-finite guard -----------------------------------------------------------------
@@ -441,7 +441,8 @@ def predict(model: Layer, x: Any, batch_size: int | None = 1024) -> Any:
     was_training = model.training
     model.eval()
     try:
-        outputs = [model.forward(x[s:min(s + batch_size, n), ...]) for s in range(0, n, batch_size)]
+        starts = range(0, n, batch_size) if n else [0]  # no samples: the model's empty output
+        outputs = [model.forward(x[s:min(s + batch_size, n), ...]) for s in starts]
         model.drop_saved()
     finally:
         model.train(was_training)

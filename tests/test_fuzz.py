@@ -1,0 +1,99 @@
+"""Property-based checks: any array into any layer or loss either gives a result or an nnx error.
+
+Random shapes (empty ones included), dtypes (float16/32/64, integers, bool,
+complex) and values (NaN, ±inf) go into every layer's forward and backward
+and every loss; a raw Python or NumPy exception is a failure. Runs on numpy
+(the CPU backends share the code paths).
+"""
+
+from __future__ import annotations
+
+import warnings
+from typing import Any, Callable
+
+import hypothesis.extra.numpy as hnp
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import nnx
+
+LAYERS: list[Callable[[], nnx.Layer]] = [
+    lambda: nnx.Linear(3, 2, seed=0), nnx.ReLU, nnx.Sigmoid, nnx.Tanh, nnx.GELU, nnx.Softmax, nnx.Flatten,
+    lambda: nnx.LeakyReLU(0.1), lambda: nnx.Dropout(0.3, seed=0), lambda: nnx.LayerNorm(3),
+    lambda: nnx.BatchNorm1d(3), lambda: nnx.Conv1d(3, 2, 2, seed=0), lambda: nnx.Conv2d(3, 2, 2, seed=0),
+    lambda: nnx.MaxPool2d(2), lambda: nnx.AvgPool2d(2), nnx.GlobalAvgPool2d, lambda: nnx.BatchNorm2d(3),
+    lambda: nnx.Embedding(5, 2, seed=0), lambda: nnx.Mean(1), lambda: nnx.Residual(nnx.Linear(3, 3, seed=0)),
+    lambda: nnx.Sequential(nnx.Linear(3, 3, seed=0), nnx.ReLU()),
+]
+LOSSES: list[Callable[[], Any]] = [
+    nnx.MSE, lambda: nnx.MSE("sum"), nnx.SumSquaredError, nnx.BinaryCrossEntropyWithLogits,
+    nnx.SoftmaxCrossEntropy, lambda: nnx.SoftmaxCrossEntropy(label_smoothing=0.1),
+]
+DTYPES = st.sampled_from([np.float16, np.float32, np.float64, np.int64, np.int32, np.uint8, np.bool_, np.complex64])
+SHAPES = hnp.array_shapes(min_dims=0, max_dims=4, min_side=0, max_side=4)
+FUZZ = settings(max_examples=300, deadline=None, suppress_health_check=list(HealthCheck), derandomize=True)
+
+
+def _array(data: st.DataObject, dtype: Any, shape: tuple[int, ...]) -> np.ndarray:
+    return data.draw(hnp.arrays(dtype, shape))
+
+
+def _nnx_error_or_result(fn: Callable[[], Any]) -> None:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # overflow in float16 and the like: a value, not an error
+        try:
+            fn()
+        except nnx.errors.NnxError:
+            pass
+
+
+@pytest.fixture(autouse=True)
+def _on_numpy() -> Any:
+    with nnx.use("numpy"):
+        yield
+
+
+@FUZZ
+@given(index=st.integers(0, len(LAYERS) - 1), dtype=DTYPES, shape=SHAPES, data=st.data(), backward=st.booleans())
+def test_any_array_into_any_layer(index: int, dtype: Any, shape: tuple[int, ...], data: st.DataObject,
+                                  backward: bool) -> None:
+    layer = LAYERS[index]()
+    x = _array(data, dtype, shape)
+
+    def run() -> None:
+        y = layer.forward(nnx.to_device(x))
+        if backward:
+            layer.backward(nnx.to_device(np.ones(tuple(y.shape)), dtype=nnx.backend.dtype_name(y)))
+
+    _nnx_error_or_result(run)
+
+
+@FUZZ
+@given(index=st.integers(0, len(LOSSES) - 1), pred_dtype=DTYPES, target_dtype=DTYPES, shape=SHAPES,
+       other=SHAPES, same=st.booleans(), data=st.data())
+def test_any_arrays_into_any_loss(index: int, pred_dtype: Any, target_dtype: Any, shape: tuple[int, ...],
+                                  other: tuple[int, ...], same: bool, data: st.DataObject) -> None:
+    loss = LOSSES[index]()
+    pred = _array(data, pred_dtype, shape)
+    target = _array(data, target_dtype, shape if same else other)
+
+    def run() -> None:
+        loss.forward(nnx.to_device(pred), nnx.to_device(target))
+        loss.backward()
+
+    _nnx_error_or_result(run)
+
+
+def test_empty_inputs_give_empty_predictions_or_clear_errors() -> None:
+    model = nnx.Sequential(nnx.Linear(3, 2, seed=0))
+    assert tuple(nnx.predict(model, np.zeros((0, 3))).shape) == (0, 2)
+    with pytest.raises(nnx.errors.ShapeError, match="empty"):
+        nnx.evaluate(model, nnx.MSE(), (np.zeros((0, 3)), np.zeros((0, 2))))
+    with pytest.raises(nnx.errors.ShapeError, match="non-empty prediction"):
+        nnx.MSE().forward(nnx.to_device(np.zeros((0, 2))), nnx.to_device(np.zeros((0, 2))))
+    with pytest.raises(nnx.errors.ShapeError, match="non-empty prediction"):
+        nnx.SoftmaxCrossEntropy().forward(nnx.to_device(np.zeros((0, 3))), nnx.to_device(np.zeros(0, np.int64)))
+    half = nnx.to_device(np.array([[-20.0, 0.0, 20.0]]), dtype="float16")
+    assert np.isfinite(nnx.to_host(nnx.Sigmoid().forward(half))).all()  # float16 sigmoid clamps too
