@@ -82,6 +82,17 @@ class Optimizer:
                 f"{type(self).__name__}.load_state_dict: the state is for {len(d['steps'])} parameters, "
                 f"this optimizer has {len(self.params)}"
             )
+        hyper = {k: tuple(v) if isinstance(v, list) else v for k, v in d["hyper"].items()}
+        if set(hyper) != set(self._hyper):
+            raise StateError(f"{type(self).__name__}.load_state_dict: the state has hyper-parameters "
+                             f"{sorted(hyper)}, this optimizer has {sorted(self._hyper)}")
+        lr = float(d["lr"])
+        try:  # the constructor's own checks judge the saved values (a negative lr, a beta of 1, NaN)
+            type(self)(self.params, lr=lr, **hyper)
+        except (TypeError, ValueError) as exc:
+            raise StateError(f"{type(self).__name__}.load_state_dict: the saved settings are invalid: {exc}") from None
+        if not all(isinstance(s, int) and not isinstance(s, bool) and s >= 0 for s in d["steps"]):
+            raise StateError(f"{type(self).__name__}.load_state_dict: the step counts must be non-negative ints")
         state: list[dict[str, Any]] = [{} for _ in self.params]
         for key, slots in d["state"].items():
             p = self.params[int(key)]
@@ -94,11 +105,10 @@ class Optimizer:
                 state[int(key)][name] = _backend.to_device(
                     value, _backend.backend_of(p.data), _backend.dtype_name(p.data)
                 )
-        self.lr = float(d["lr"])
-        for k in self._hyper:
-            v = d["hyper"][k]
-            setattr(self, k, tuple(v) if isinstance(v, list) else v)
-        self.steps = [int(s) for s in d["steps"]]
+        self.lr = lr
+        for k, v in hyper.items():
+            setattr(self, k, v)
+        self.steps = list(d["steps"])
         self.state = state
 
     def _hyper_repr(self) -> str:

@@ -377,3 +377,21 @@ def test_a_network_trains_identically_on_immutable_arrays(frozen: str) -> None:
 
     for got, expected in zip(train(frozen), train("numpy")):
         assert np.array_equal(got, expected)
+
+
+def test_loaded_settings_are_checked_like_constructor_arguments() -> None:
+    params = _params("numpy")
+    good = Adam(params, lr=0.01).state_dict()
+    for change, message in (({"lr": -1.0}, "learning rate must be > 0"), ({"lr": float("nan")}, "learning rate"),
+                            ({"hyper": {**good["hyper"], "betas": [0.9, 1.0]}}, r"betas\[1\]"),
+                            ({"hyper": {"betas": [0.9, 0.999]}}, "hyper-parameters"),
+                            ({"steps": [-1, 0]}, "non-negative ints")):
+        opt = Adam(params, lr=0.01)
+        with pytest.raises(nnx.errors.StateError, match=message):
+            opt.load_state_dict({**good, **change})
+        assert opt.lr == 0.01  # nothing changed
+
+
+def test_a_model_file_config_with_unknown_keys_is_refused_before_the_constructor_runs() -> None:
+    with pytest.raises(TypeError, match=r"Linear takes no argument\(s\) \['activation'\]"):
+        nnx.Linear.from_config({"in_features": 2, "out_features": 2, "activation": "exec"}, {})

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import inspect
 import json
 from typing import Any, Callable, ClassVar, Iterator, Mapping
 
@@ -396,7 +397,14 @@ class Layer(SavesForBackward):
 
         By default children are passed as keyword arguments named as their
         attributes; a container with another wiring (``Sequential``) overrides this.
+        A key the constructor does not take is a ``TypeError`` naming it, before
+        the constructor runs.
         """
+        params = inspect.signature(cls).parameters
+        if not any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
+            unknown = sorted((set(config) | set(children)) - set(params))
+            if unknown:
+                raise TypeError(f"{cls.__name__} takes no argument(s) {unknown}; it takes {sorted(params)}")
         return cls(**config, **children)
 
     def output_shape(self, input_shape: tuple[int, ...]) -> tuple[int, ...]:
