@@ -15,6 +15,7 @@ file's.
 from __future__ import annotations
 
 import os
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -24,7 +25,7 @@ import numpy as np
 from nnx import backend as _backend
 from nnx import io as _io
 from nnx import random as _random
-from nnx.errors import CorruptModelFileError, ModelFileError, TensorMismatchError
+from nnx.errors import ConfigError, CorruptModelFileError, ModelFileError, TensorMismatchError
 from nnx.layers import Layer
 
 # The file a checkpoint directory holds (see ``checkpoint_path``).
@@ -289,11 +290,29 @@ def save_train_state(path: str | os.PathLike[str], state: Any) -> Path:
     return write_run(path, state.model, state.state_dict())
 
 
-def restore_train_state(path: str | os.PathLike[str], state: Any) -> Checkpoint:
+def changed_settings(saved: Any, now: Any, prefix: str = "") -> list[str]:
+    """The settings (see :func:`nnx.fit`) that differ between a checkpoint and this run, as
+    ``"name: saved -> now"`` lines; none when the checkpoint predates recorded settings."""
+    if not isinstance(saved, dict) or not isinstance(now, dict):
+        return []
+    changes = []
+    for k in sorted(set(saved) | set(now)):
+        a, b = saved.get(k), now.get(k)
+        if isinstance(a, dict) and isinstance(b, dict):
+            changes += changed_settings(a, b, f"{prefix}{k}.")
+        elif a != b:
+            changes.append(f"{prefix}{k}: {a!r} -> {b!r}")
+    return changes
+
+
+def restore_train_state(path: str | os.PathLike[str], state: Any, allow_changes: bool = False) -> Checkpoint:
     """Put the checkpoint at ``path`` into a :class:`~nnx.TrainState` built as the saved run's was.
 
-    The callbacks and history are checked before anything changes; the model's
-    tensors, then the run's state (:meth:`~nnx.TrainState.load_state_dict`) follow.
+    The callbacks, history and settings are checked before anything changes;
+    the model's tensors, then the run's state (:meth:`~nnx.TrainState.load_state_dict`)
+    follow. Settings that differ from the saved run's raise
+    :class:`~nnx.errors.ConfigError`; with ``allow_changes`` the optimizer
+    keeps this run's learning rate and hyper-parameters and a warning lists the changes.
     """
     ck = load_checkpoint(path)
     saved = ck.extra.get("callbacks") if isinstance(ck.extra, dict) else None
@@ -303,19 +322,33 @@ def restore_train_state(path: str | os.PathLike[str], state: Any) -> Checkpoint:
         raise ModelFileError(
             ck.path, f"the saved run had {len(saved)} callbacks, this one has {len(state.callbacks)}; "
                      f"pass the same callbacks to resume")
+    changes = changed_settings(ck.extra.get("settings") if isinstance(ck.extra, dict) else None,
+                               getattr(state, "settings", None))
+    if changes and not allow_changes:
+        raise ConfigError(f"{ck.path}: this run's settings differ from the checkpointed run's "
+                          f"({'; '.join(changes)}); resume with the same settings, or allow the changes "
+                          f"(fit(..., allow_changes=True), nnx train --allow-changes)")
     ck.restore_model(state.model)
+    optimizer = state.optimizer
+    chosen = {k: getattr(optimizer, k) for k in ("lr", *optimizer._hyper)}
     try:
         state.load_state_dict(ck.state)
     except ModelFileError:
         raise
     except Exception as exc:  # the state came from a file: whatever it makes the setters do
         raise ModelFileError(ck.path, f"the saved run does not fit this one: {type(exc).__name__}: {exc}") from None
+    if changes:
+        for k, v in chosen.items():
+            setattr(optimizer, k, v)
+        warnings.warn(f"resuming {ck.path} with changed settings: {'; '.join(changes)} (the optimizer uses "
+                      f"this run's values; the shuffle order continues from the checkpoint)", stacklevel=3)
     return ck
 
 
 __all__ = [
     "CHECKPOINT_NAME",
     "Checkpoint",
+    "changed_settings",
     "checkpoint_path",
     "latest_checkpoint",
     "load_checkpoint",

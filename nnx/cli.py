@@ -17,6 +17,7 @@ import os
 import platform
 import sys
 import time
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -58,6 +59,16 @@ def _positive(kind: type) -> Any:
     return parse
 
 
+def _seed(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {text}")
+    return value
+
+
 def _fraction(text: str) -> float:
     try:
         value = float(text)
@@ -68,7 +79,7 @@ def _fraction(text: str) -> float:
     return value
 
 
-def _load_data(spec: str, label_column: int) -> Any:
+def _load_data(spec: str, label_column: int | str, header: bool | None) -> Any:
     """A bundled name, a folder or file of MNIST IDX data, or a CSV file."""
     if spec in datasets.BUNDLED or spec in datasets.ALIASES:
         return datasets.load(spec)
@@ -79,7 +90,7 @@ def _load_data(spec: str, label_column: int) -> Any:
             f"nor an existing path to MNIST IDX or CSV files"
         )
     if path.is_file() and path.name.lower().endswith((".csv", ".csv.gz")):
-        ds = datasets.load_csv(path, label_column=label_column)
+        ds = datasets.load_csv(path, label_column=label_column, header=header)
         top = float(ds.x.max()) if ds.x.size else 0.0
         if top > 1.0:
             ds.x = (ds.x / top).astype("float32")
@@ -87,6 +98,14 @@ def _load_data(spec: str, label_column: int) -> Any:
             ds.x = ds.x.astype("float32")
         return ds
     return datasets.load_mnist_idx(*datasets.find_idx_pair(path))
+
+
+def _column(text: str) -> int | str:
+    """A ``--label-column`` value: an integer index, else a column name."""
+    try:
+        return int(text)
+    except ValueError:
+        return text
 
 
 def _writable_target(option: str, value: str | None) -> None:
@@ -106,6 +125,9 @@ def _writable_target(option: str, value: str | None) -> None:
 def _train(args: argparse.Namespace) -> int:
     if args.resume and not args.checkpoint:
         raise _UsageError("--resume needs --checkpoint DIR, the directory to resume from")
+    if args.checkpoint and Path(args.checkpoint).exists() and not Path(args.checkpoint).is_dir():
+        raise _UsageError(f"--checkpoint {args.checkpoint!r} is a file; it names the directory that holds "
+                          f"the run's checkpoint ({nnx.checkpoint.CHECKPOINT_NAME} inside it)")
     _writable_target("--save", args.save)
     _writable_target("--plot", args.plot)
     if args.plot and importlib.util.find_spec("matplotlib") is None:
@@ -117,10 +139,11 @@ def _train(args: argparse.Namespace) -> int:
         nnx.use(name)
     except UnknownBackendError as exc:
         raise _UsageError(str(exc)) from None
-    ds = _load_data(args.dataset, args.label_column)
+    ds = _load_data(args.dataset, _column(args.label_column), args.header)
     x, y = ds.x, ds.y
+    split_seed = _split_seed(args)
     if args.limit is not None and args.limit < len(ds):
-        keep = _random.permutation(_random.make_rng(args.seed), len(ds))[: args.limit]
+        keep = _random.permutation(_random.make_rng(split_seed), len(ds))[: args.limit]
         x, y = x[keep], y[keep]
     if len(y) < 4:
         raise _UsageError(f"{args.dataset} has {len(y)} samples; training needs at least 4")
@@ -136,7 +159,7 @@ def _train(args: argparse.Namespace) -> int:
             nnx.Linear(args.hidden, classes, seed=args.seed + 1, dtype=args.dtype, backend=name),
         )
         summary = f"{inputs} -> {args.hidden} ReLU -> {classes}"
-    (xt, yt), (xv, yv) = datasets.train_val_split(x, y, val=args.val, seed=args.seed)
+    (xt, yt), (xv, yv) = datasets.train_val_split(x, y, val=args.val, seed=split_seed)
     loss, optimizer, train_targets, val_targets = _recipe(model, args, yt, yv, classes)
     print(f"nnx train {ds.name}: {len(yt)} training and {len(yv)} held-out samples, {inputs} inputs, "
           f"{classes} classes; backend {name} ({args.dtype})")
@@ -145,11 +168,17 @@ def _train(args: argparse.Namespace) -> int:
     if args.resume and nnx.checkpoint.latest_checkpoint(args.checkpoint):
         done = nnx.load_checkpoint(nnx.checkpoint.checkpoint_path(args.checkpoint)).epoch
         print(f"resuming from {nnx.checkpoint.checkpoint_path(args.checkpoint)} after epoch {done}")
+    run_config = {"data": ds.name, "split_seed": split_seed, "val": args.val, "limit": args.limit}
     started = time.perf_counter()
-    history = nnx.fit(model, loss, optimizer, (xt, train_targets), epochs=args.epochs,
-                      batch_size=args.batch_size, validation=(xv, val_targets), seed=args.seed,
-                      progress=False if args.quiet else None, metrics="accuracy",
-                      checkpoint=args.checkpoint, resume=args.resume)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        history = nnx.fit(model, loss, optimizer, (xt, train_targets), epochs=args.epochs,
+                          batch_size=args.batch_size, validation=(xv, val_targets), seed=args.seed,
+                          progress=False if args.quiet else None, metrics="accuracy",
+                          checkpoint=args.checkpoint, resume=args.resume, allow_changes=args.allow_changes,
+                          run_config=run_config)
+    for warning in caught:
+        print(f"nnx: note: {warning.message}", file=sys.stderr)
     seconds = time.perf_counter() - started
     scores = nnx.evaluate(model, loss, (xv, val_targets), metrics="accuracy")
     right = round(scores["accuracy"] * len(yv))
@@ -161,6 +190,23 @@ def _train(args: argparse.Namespace) -> int:
     if args.save:
         print(f"saved the model to {nnx.save(model, args.save)}")
     return 0
+
+
+def _split_seed(args: argparse.Namespace) -> int:
+    """The seed that splits (and limits) the data: ``--seed``, except when resuming with
+    ``--allow-changes`` a run split with another seed, whose split is kept so that held-out
+    samples stay held out."""
+    if not (args.resume and args.allow_changes and nnx.checkpoint.latest_checkpoint(args.checkpoint)):
+        return args.seed
+    ck = nnx.load_checkpoint(nnx.checkpoint.checkpoint_path(args.checkpoint))
+    settings = ck.extra.get("settings") if isinstance(ck.extra, dict) else None
+    saved = (settings or {}).get("run_config") or {}
+    seed = saved.get("split_seed") if isinstance(saved, dict) else None
+    if isinstance(seed, int) and not isinstance(seed, bool) and seed >= 0 and seed != args.seed:
+        print(f"nnx: note: keeping the checkpointed run's data split (seed {seed}) so that held-out "
+              f"samples stay held out; --seed {args.seed} is not used for the split", file=sys.stderr)
+        return seed
+    return args.seed
 
 
 def _image_shape(ds: Any, inputs: int) -> tuple[int, int]:
@@ -261,6 +307,7 @@ def _parity(args: argparse.Namespace) -> int:
         names = [n.strip() for n in args.backends.split(",") if n.strip()]
     if len(names) < 2:
         return _parity_fail(f"parity needs two or more backends, got {names}")
+    _writable_target("--json", args.json_out)
     try:
         for name in names:
             backend.get(name)
@@ -320,17 +367,30 @@ def build_parser() -> argparse.ArgumentParser:
                          help="mlp: one hidden ReLU layer (default); cnn: a LeNet-like convolutional network "
                               "on square images (two conv + pool stages, then 120 and 84 units)")
     p_train.add_argument("--hidden", type=_positive(int), default=128, help="hidden units of the mlp (128)")
-    p_train.add_argument("--seed", type=int, default=0, help="seed of weights, split and order (0)")
+    p_train.add_argument("--seed", type=_seed, default=0, help="seed of weights, split and order (0)")
     p_train.add_argument("--val", type=_fraction, default=0.2, help="held-out fraction (0.2)")
     p_train.add_argument("--limit", type=_positive(int), default=None, help="use only this many samples")
-    p_train.add_argument("--label-column", type=int, default=-1, help="label column of a CSV file (-1)")
+    p_train.add_argument("--label-column", default="-1", metavar="INDEX|NAME",
+                         help="label column of a CSV file: an index (negative counts from the end) "
+                              "or a header name (-1, the last)")
+    header = p_train.add_mutually_exclusive_group()
+    header.add_argument("--header", dest="header", action="store_true", default=None,
+                        help="the CSV file's first line is a header (default: decided by the rule in "
+                             "nnx.datasets.load_csv: a first line of names, or of the column positions)")
+    header.add_argument("--no-header", dest="header", action="store_false",
+                        help="the CSV file's first line is data")
     p_train.add_argument("--dtype", choices=backend.FLOAT_DTYPES, default="float32")
     p_train.add_argument("--save", metavar="PATH", help="save the trained model there")
     p_train.add_argument("--plot", metavar="PNG", help="write loss and accuracy per epoch to this PNG")
     p_train.add_argument("--quiet", action="store_true", help="no progress output")
     p_train.add_argument("--checkpoint", metavar="DIR", help="checkpoint the run there after every epoch")
     p_train.add_argument("--resume", action="store_true",
-                         help="continue the run checkpointed in --checkpoint DIR (if there is one)")
+                         help="continue the run checkpointed in --checkpoint DIR (if there is one); "
+                              "settings that differ from that run's (--lr, --seed, --batch-size, the data "
+                              "split) are refused")
+    p_train.add_argument("--allow-changes", action="store_true",
+                         help="with --resume: go on with this run's --lr, --batch-size and --seed, and say "
+                              "so (the data split stays the checkpointed run's)")
     p_train.set_defaults(func=_train)
     _add_parity(sub)
     return parser

@@ -11,8 +11,8 @@ ragged rows, labels that are not class numbers) raises
 
 from __future__ import annotations
 
+import csv
 import gzip
-import io
 import zlib
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -41,6 +41,9 @@ class Dataset:
     max_value: float
     classes: int = 10
     source: str = field(default="", repr=False)
+    labels: list[Any] | None = field(default=None, repr=False)
+    columns: list[str] | None = field(default=None, repr=False)
+    label_name: str | None = field(default=None, repr=False)
 
     def __iter__(self) -> Iterator[np.ndarray]:
         return iter((self.x, self.y))
@@ -70,7 +73,8 @@ def _bundled_table(filename: str) -> tuple[np.ndarray, np.ndarray]:
     """The parsed bundled file, read once per process (callers get copies)."""
     raw = resources.files("nnx").joinpath("data", filename).read_bytes()
     where = f"nnx/data/{filename}"
-    return _parse_csv(_gunzip(raw, where), where, label_column=-1)
+    table = _parse_csv(_gunzip(raw, where), where, label_column=-1, header=False)
+    return table.x, table.y
 
 
 def load(name: str, scale: bool = True) -> Dataset:
@@ -199,58 +203,174 @@ def find_idx_pair(path: str | Path) -> tuple[Path, Path]:
     raise FileNotFoundError(f"{path}: expected an IDX images file (its name containing 'images') or a folder")
 
 
-def load_csv(path: str | Path, label_column: int = -1, scale: float | None = None) -> Dataset:
-    """A CSV file (raw or .gz): one sample per row, numbers, the integer label in ``label_column``.
+def load_csv(
+    path: str | Path,
+    label_column: int | str = -1,
+    scale: float | None = None,
+    header: bool | None = None,
+) -> Dataset:
+    """A CSV file (raw or .gz, UTF-8 with or without a byte-order mark): one sample per row.
 
-    A first line that is not numbers is taken as a header. ``scale`` divides
-    the inputs (e.g. 255 for pixels); ``None`` keeps them as they are.
+    Every input cell must be a finite number; anything else (an empty cell,
+    a word, ``inf``, ``1e400``) raises :class:`~nnx.errors.DataFormatError`
+    naming the line and column. ``label_column`` is a column index (negative
+    counts from the end) or, in a file with a header, a column name.
+
+    Labels: class numbers (whole numbers) or names (``setosa``, ``yes``),
+    not a mix of both. Either way the distinct
+    labels, sorted, become classes ``0 .. k-1`` (``Dataset.labels`` keeps the
+    originals, so labels 1, 2, 3 make three classes, not four).
+
+    ``header``: ``None`` decides by a rule: the first line is a header when
+    none of its cells is empty and none is a number, or when its numeric
+    cells are just the column positions (0, 1, 2, ... or 1, 2, 3, ..., at
+    least three of them). ``True``/``False`` say so instead. ``scale``
+    divides the inputs (e.g. 255 for pixels); ``None`` keeps them as they are.
     """
     path = Path(path)
-    text = _read(path)
-    x, y = _parse_csv(text, str(path), label_column)
+    table = _parse_csv(_read(path), str(path), label_column, header)
     max_value = float(scale) if scale else 1.0
+    x = table.x
     side = int(round(x.shape[1] ** 0.5))
     shape = (side, side) if side * side == x.shape[1] else (1, int(x.shape[1]))
-    return _finish(x, y, path.name, shape, max_value, bool(scale), str(path))
+    ds = _finish(x, table.y, path.name, shape, max_value, bool(scale), str(path))
+    ds.labels, ds.columns, ds.label_name = table.labels, table.columns, table.label_name
+    ds.classes = len(table.labels)
+    return ds
 
 
-def _parse_csv(raw: bytes, where: str, label_column: int) -> tuple[np.ndarray, np.ndarray]:
+@dataclass
+class _Table:
+    """A parsed CSV file: inputs, class indices, the original labels, the header's column names."""
+
+    x: np.ndarray
+    y: np.ndarray
+    labels: list[Any]
+    columns: list[str] | None
+    label_name: str | None
+
+
+def _parse_csv(raw: bytes, where: str, label_column: int | str = -1, header: bool | None = None) -> _Table:
     try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError:
-        raise DataFormatError(f"{where}: not a text CSV file (it is not UTF-8)") from None
-    lines = [line for line in text.splitlines() if line.strip()]
-    if lines and not _numeric(lines[0]):
-        lines = lines[1:]
-    if not lines:
-        raise DataFormatError(f"{where}: no data rows")
-    width = lines[0].count(",") + 1
-    for i, line in enumerate(lines):
-        if line.count(",") + 1 != width:
-            raise DataFormatError(
-                f"{where}: row {i + 1} has {line.count(',') + 1} columns, the first row has {width} "
-                f"(a truncated or corrupted file?)"
-            )
-    try:
-        table = np.loadtxt(io.StringIO("\n".join(lines)), delimiter=",", dtype=np.float64, ndmin=2)
-    except ValueError as exc:
-        raise DataFormatError(f"{where}: not a table of numbers ({exc})") from None
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise DataFormatError(f"{where}: not a text CSV file (not UTF-8 at byte {exc.start})") from None
+    numbered = [(i + 1, line) for i, line in enumerate(text.splitlines()) if line.strip()]
+    if not numbered:
+        raise DataFormatError(f"{where}: no data rows (the file is empty)")
+    first = _cells(numbered[0][1])
+    if header is None:
+        header = _looks_like_header(first)
+    columns = [c.strip() for c in first] if header else None
+    rows = numbered[1:] if header else numbered
+    if not rows:
+        raise DataFormatError(f"{where}: no data rows (only a header)")
+    width = len(first)
     if width < 2:
         raise DataFormatError(f"{where}: need at least one input column and a label column, got {width} column")
-    if not -width <= label_column < width:
-        raise DataFormatError(f"{where}: label column {label_column} is outside the {width} columns")
-    col = label_column % width
-    y = _labels(table[:, col], where)
-    x = np.delete(table, col, axis=1)
-    return x, y
-
-
-def _numeric(line: str) -> bool:
+    col = _label_index(label_column, width, columns, where)
+    cells = [_cells(line) for _, line in rows]
+    for (lineno, _), row in zip(rows, cells):
+        if len(row) != width:
+            raise DataFormatError(
+                f"{where}: line {lineno} has {len(row)} columns, {'the header' if header else 'line 1'} has "
+                f"{width} (a truncated or corrupted file?)"
+            )
+    inputs = [c for c in range(width) if c != col]
     try:
-        [float(v) for v in line.split(",")]
+        x = np.loadtxt([line for _, line in rows], delimiter=",", quotechar='"', comments=None,
+                       usecols=inputs, dtype=np.float64, ndmin=2)
+    except ValueError:
+        x = None
+    if x is None or x.shape != (len(rows), len(inputs)):
+        _raise_first_bad_cell(where, rows, cells, inputs, columns)
+    bad = np.argwhere(~np.isfinite(x))
+    if bad.size:
+        r, c = (int(i) for i in bad[0])
+        raise DataFormatError(f"{where}: {_place(rows[r][0], inputs[c], columns)}: "
+                              f"{cells[r][inputs[c]].strip()!r} is not a finite number")
+    y, labels = _class_labels([row[col].strip() for row in cells], where, rows, col, columns)
+    return _Table(x, y, labels, columns, None if columns is None else columns[col])
+
+
+def _cells(line: str) -> list[str]:
+    return next(csv.reader([line]))
+
+
+def _is_number(cell: str) -> bool:
+    """Whether a cell is a number as the table reader reads them (Python's ``1_000`` is not)."""
+    if "_" in cell:
+        return False
+    try:
+        float(cell)
     except ValueError:
         return False
     return True
+
+
+def _looks_like_header(first: list[str]) -> bool:
+    """The header rule of :func:`load_csv` (see there)."""
+    cells = [c.strip() for c in first]
+    numbers = [(i, float(c)) for i, c in enumerate(cells) if _is_number(c)]
+    if "" in cells:
+        return False
+    if not numbers:
+        return True
+    return len(numbers) >= 3 and any(all(v == i + base for i, v in numbers) for base in (0, 1))
+
+
+def _label_index(label_column: int | str, width: int, columns: list[str] | None, where: str) -> int:
+    if isinstance(label_column, str):
+        if columns is None:
+            raise DataFormatError(f"{where}: label column {label_column!r} is a name, but the file has no header "
+                                  f"(give the column's index, or header=True)")
+        if label_column not in columns:
+            raise DataFormatError(f"{where}: no column named {label_column!r}; the header has "
+                                  f"{', '.join(repr(c) for c in columns[:20])}")
+        return columns.index(label_column)
+    if isinstance(label_column, bool) or not -width <= int(label_column) < width:
+        raise DataFormatError(f"{where}: label column {label_column} is outside the {width} columns")
+    return int(label_column) % width
+
+
+def _place(lineno: int, col: int, columns: list[str] | None) -> str:
+    name = f" ({columns[col]!r})" if columns else ""
+    return f"line {lineno}, column {col + 1}{name}"
+
+
+def _raise_first_bad_cell(where: str, rows: list[tuple[int, str]], cells: list[list[str]],
+                          inputs: list[int], columns: list[str] | None) -> None:
+    for (lineno, _), row in zip(rows, cells):
+        for c in inputs:
+            if not _is_number(row[c]):
+                what = "an empty cell" if not row[c].strip() else f"{row[c].strip()[:40]!r}"
+                raise DataFormatError(f"{where}: {_place(lineno, c, columns)}: {what} is not a number")
+    raise DataFormatError(f"{where}: not a table of numbers (a cell the reader cannot parse)")
+
+
+def _class_labels(values: list[str], where: str, rows: list[tuple[int, str]], col: int,
+                  columns: list[str] | None) -> tuple[np.ndarray, list[Any]]:
+    """Class indices 0..k-1 for the sorted distinct labels, and those labels (ints or strings)."""
+    for (lineno, _), v in zip(rows, values):
+        if not v:
+            raise DataFormatError(f"{where}: {_place(lineno, col, columns)}: the label is empty")
+    is_number = [_is_number(v) for v in values]
+    if any(is_number) and not all(is_number):
+        i, name = is_number.index(True), values[is_number.index(False)]
+        raise DataFormatError(f"{where}: {_place(rows[i][0], col, columns)}: the label {values[i]!r} is a number "
+                              f"while other labels are names (such as {name[:40]!r}); labels are either class "
+                              f"numbers or names (is a header line read as data?)")
+    if all(is_number):
+        numbers = np.array([float(v) for v in values])
+        bad = np.flatnonzero(~np.isfinite(numbers) | (numbers != np.round(numbers)))
+        if bad.size:
+            i = int(bad[0])
+            raise DataFormatError(f"{where}: {_place(rows[i][0], col, columns)}: the label {values[i]!r} is not a "
+                                  f"whole number (labels are classes: whole numbers or names)")
+        names, y = np.unique(numbers.astype(np.int64), return_inverse=True)
+        return y.astype(np.int64), [int(v) for v in names]
+    names, y = np.unique(np.array(values, dtype=str), return_inverse=True)
+    return y.astype(np.int64), [str(v) for v in names]
 
 
 def _labels(values: np.ndarray, where: str) -> np.ndarray:

@@ -49,6 +49,8 @@ class StepLR(Schedule):
     def __init__(self, optimizer: Any, step_size: int, gamma: float = 0.1) -> None:
         if not isinstance(step_size, int) or step_size < 1:
             raise ValueError(f"StepLR step_size must be a positive int, got {step_size!r}")
+        if not 0.0 < float(gamma) < math.inf:
+            raise ValueError(f"StepLR gamma must be a finite number > 0, got {gamma}")
         self.step_size, self.gamma = step_size, float(gamma)
         super().__init__(optimizer)
 
@@ -60,8 +62,8 @@ class ExponentialLR(Schedule):
     """``lr = base_lr * gamma ** t``."""
 
     def __init__(self, optimizer: Any, gamma: float) -> None:
-        if not gamma > 0:
-            raise ValueError(f"ExponentialLR gamma must be > 0, got {gamma}")
+        if not 0.0 < float(gamma) < math.inf:
+            raise ValueError(f"ExponentialLR gamma must be a finite number > 0, got {gamma}")
         self.gamma = float(gamma)
         super().__init__(optimizer)
 
@@ -79,6 +81,8 @@ class CosineWithWarmup(Schedule):
             raise ValueError(
                 f"CosineWithWarmup needs ints 0 <= warmup_steps < total_steps, got {warmup_steps!r}, {total_steps!r}"
             )
+        if not 0.0 <= float(min_lr) <= float(optimizer.lr):
+            raise ValueError(f"CosineWithWarmup min_lr must be in [0, the optimizer's lr {optimizer.lr}], got {min_lr}")
         self.warmup_steps, self.total_steps, self.min_lr = warmup_steps, total_steps, float(min_lr)
         super().__init__(optimizer)
 

@@ -117,3 +117,58 @@ def test_output_paths_are_checked_before_training(tmp_path) -> None:
         result = run_nnx("train", "digits", "--epochs", "1", "--quiet", option, value)
         assert result.returncode == 2, result.stderr
         assert option in result.stderr and "held-out accuracy" not in result.stdout  # nothing was trained
+
+
+def test_more_usage_errors_exit_2_before_any_work(tmp_path, capsys) -> None:
+    from nnx import cli
+
+    regular = tmp_path / "file.txt"
+    regular.write_text("not a directory")
+    for args, message in (
+        (["train", "digits", "--seed", "-1"], "argument --seed: must be >= 0, got -1"),
+        (["train", "digits", "--checkpoint", str(regular)], "is a file; it names the directory"),
+        (["parity", "--backends", "numpy,array_api_strict", "--json", str(tmp_path)], "is a directory"),
+        (["train", "digits", "--header", "--no-header"], "not allowed with argument"),
+    ):
+        try:
+            code = cli.main(args)
+        except SystemExit as exit_info:
+            code = exit_info.code
+        err = capsys.readouterr().err
+        assert code == 2, (args, err)
+        assert message in err and "Traceback" not in err, (args, err)
+
+
+def test_csv_header_flags_and_label_names(tmp_path, capsys) -> None:
+    from nnx import cli
+
+    table = tmp_path / "t.csv"
+    rows = "".join(f"{i % 3 * 2.0},{(i * 7) % 5},{'abc'[i % 3]}\n" for i in range(30))
+    table.write_text("0,1,2\n" + rows)
+    base = ["train", str(table), "--epochs", "1", "--quiet"]
+    assert cli.main(base) == 0
+    assert "24 training and 6 held-out samples, 2 inputs, 3 classes" in capsys.readouterr().out
+    assert cli.main([*base, "--no-header"]) == 1
+    assert f"{table}: line 1, column 3: the label '2' is a number" in capsys.readouterr().err
+    table.write_text("x,y,kind\n" + rows)
+    assert cli.main([*base, "--label-column", "kind"]) == 0
+    bad = tmp_path / "bad.csv"
+    bad.write_text("x,y,kind\n1,2,a\n3,1e999,b\n")
+    assert cli.main(["train", str(bad)]) == 1
+    assert f"{bad}: line 3, column 2 ('y'): '1e999' is not a finite number" in capsys.readouterr().err
+
+
+def test_resume_with_another_learning_rate_is_refused_unless_allowed(tmp_path, capsys) -> None:
+    from nnx import cli
+
+    base = ["train", "digits", "--limit", "200", "--hidden", "8", "--quiet", "--checkpoint", str(tmp_path)]
+    assert cli.main([*base, "--epochs", "1"]) == 0
+    assert cli.main([*base, "--epochs", "2", "--resume", "--lr", "0.01", "--seed", "3"]) == 1
+    err = capsys.readouterr().err
+    assert "settings differ from the checkpointed run's (lr: 0.001 -> 0.01" in err and "seed: 0 -> 3" in err
+    assert nnx.load_checkpoint(tmp_path / "checkpoint.nnx").epoch == 1
+    assert cli.main([*base, "--epochs", "2", "--resume", "--lr", "0.01", "--seed", "3", "--allow-changes"]) == 0
+    err = capsys.readouterr().err
+    assert "keeping the checkpointed run's data split (seed 0)" in err
+    assert "changed settings: lr: 0.001 -> 0.01; seed: 0 -> 3" in err
+    assert nnx.load_checkpoint(tmp_path / "checkpoint.nnx").epoch == 2

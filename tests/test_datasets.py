@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import os
+import re
 import struct
 from pathlib import Path
 
@@ -119,17 +120,17 @@ def test_csv_with_header_and_label_column(tmp_path: Path) -> None:
     ds = datasets.load_csv(f, label_column=0)
     np.testing.assert_array_equal(ds.y, [1, 0, 2])
     np.testing.assert_array_equal(ds.x, [[0.5, 2], [1.5, 4], [2.5, 6]])
+    assert ds.columns == ["label", "a", "b"] and ds.label_name == "label" and ds.labels == [0, 1, 2]
+    np.testing.assert_array_equal(datasets.load_csv(f, label_column="label").y, ds.y)
     f.write_text("0.5,2,1\n1.5,4\n")
-    with pytest.raises(nnx.errors.DataFormatError, match="row 2 has 2 columns, the first row has 3"):
+    with pytest.raises(nnx.errors.DataFormatError, match="line 2 has 2 columns, line 1 has 3"):
         datasets.load_csv(f)
-    f.write_text("0.5,2,1.5\n")
-    with pytest.raises(nnx.errors.DataFormatError, match="labels must be whole numbers"):
+    f.write_text("0.5,2,1.5\n0.5,2,1\n")
+    with pytest.raises(nnx.errors.DataFormatError, match=r"line 1, column 3: the label '1.5' is not a whole number"):
         datasets.load_csv(f)
     f.write_text("0.5,x,1\n0.5,y,1\n")
-    with pytest.raises(nnx.errors.DataFormatError, match=str(f)):
+    with pytest.raises(nnx.errors.DataFormatError, match=re.escape(f"{f}: line 1, column 2: 'x' is not a number")):
         datasets.load_csv(f)
-
-
 def test_split_is_seeded_and_stratified() -> None:
     x, y = datasets.load_mnist_5k()
     (xt, yt), (xv, yv) = datasets.train_val_split(x, y, val=1000, seed=0, stratify=True)

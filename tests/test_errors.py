@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import pytest
 
@@ -94,6 +96,31 @@ def test_bad_constructor_arguments() -> None:
         nnx.SGD(nnx.Linear(2, 2).parameters(), lr=0.0)
     with pytest.raises(TypeError, match="Sequential item 1"):
         nnx.Sequential(nnx.ReLU(), "relu")
+
+
+@pytest.mark.parametrize("make, phrase", [
+    (lambda opt: nnx.schedules.CosineWithWarmup(opt, 1, 10, min_lr=-0.1), "min_lr must be in"),
+    (lambda opt: nnx.schedules.CosineWithWarmup(opt, 1, 10, min_lr=float("nan")), "min_lr must be in"),
+    (lambda opt: nnx.schedules.CosineWithWarmup(opt, 1, 10, min_lr=0.5), "min_lr must be in"),
+    (lambda opt: nnx.schedules.StepLR(opt, 2, gamma=float("nan")), "gamma must be a finite number > 0"),
+    (lambda opt: nnx.schedules.ExponentialLR(opt, gamma=float("inf")), "gamma must be a finite number > 0"),
+    (lambda opt: nnx.LeakyReLU(float("nan")), "negative_slope must be a finite number"),
+    (lambda opt: nnx.LeakyReLU(float("-inf")), "negative_slope must be a finite number"),
+])
+def test_hyper_parameters_are_checked(make: Any, phrase: str) -> None:
+    opt = nnx.SGD(nnx.Linear(2, 2).parameters(), lr=0.1)
+    with pytest.raises(ValueError, match=phrase):
+        make(opt)
+
+
+@pytest.mark.parametrize("tolerances", [{"rtol": -1e-6}, {"atol": float("nan")}, {"rtol": float("inf")},
+                                        {"atol": -0.0 - 1.0}, {"rtol": "1e-6"}])
+def test_comparison_tolerances_are_checked(tolerances: dict[str, Any]) -> None:
+    a = np.ones(3)
+    with pytest.raises(ValueError, match="must be a finite number >= 0"):
+        nnx.testing.assert_close(a, a, **tolerances)
+    with pytest.raises(ValueError, match="must be a finite number >= 0"):
+        nnx.testing.compare(a, a, **tolerances)
 
 
 def test_errors_are_catchable_as_builtins() -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pickle
+import re
 from pathlib import Path
 from typing import Any
 
@@ -111,3 +112,60 @@ def test_cli_resume_from_a_hostile_checkpoint_exits_1_naming_it(tmp_path: Path,
     err = capsys.readouterr().err
     assert f"nnx: error: {tmp_path / 'checkpoint.nnx'}: is truncated" in err
     assert "Traceback" not in err
+
+
+def test_resume_refuses_changed_settings_and_allows_them_when_asked(tmp_path: Path) -> None:
+    _fit("numpy", 2, tmp_path, resume=False)
+    model, opt, callbacks, data = _problem("numpy")
+    opt.lr = 0.05
+    with pytest.raises(nnx.errors.ConfigError, match=r"lr: 0\.01 -> 0\.05; seed: 5 -> 6"):
+        nnx.fit(model, nnx.MSE(), opt, data, epochs=3, batch_size=8, seed=6, callbacks=callbacks,
+                progress=False, checkpoint=tmp_path, resume=True)
+    with pytest.raises(nnx.errors.ConfigError, match=r"batch_size: 8 -> 4"):
+        nnx.fit(model, nnx.MSE(), opt, data, epochs=3, batch_size=4, seed=5, callbacks=callbacks,
+                progress=False, checkpoint=tmp_path, resume=True)
+    with pytest.raises(nnx.errors.ConfigError, match=r"run_config: None -> \{'split': 1\}"):
+        nnx.fit(model, nnx.MSE(), opt, data, epochs=3, batch_size=8, seed=5, callbacks=callbacks,
+                progress=False, checkpoint=tmp_path, resume=True, run_config={"split": 1})
+    assert nnx.load_checkpoint(tmp_path / "checkpoint.nnx").epoch == 2  # nothing trained, nothing written
+
+
+def _resumable(tmp_path: Path, lr: float) -> tuple[Any, ...]:
+    """A fresh problem whose optimizer runs at ``lr``."""
+    model, opt, callbacks, data = _problem("numpy")
+    opt.lr = lr
+    return model, nnx.MSE(), opt, data, callbacks
+
+
+def test_allowed_changes_train_with_the_new_learning_rate(tmp_path: Path) -> None:
+    model, loss, opt, data, _ = _resumable(tmp_path, lr=0.01)
+    nnx.fit(model, loss, opt, data, epochs=2, batch_size=8, seed=5, progress=False, checkpoint=tmp_path)
+    model, loss, opt, data, _ = _resumable(tmp_path, lr=0.05)
+    with pytest.warns(UserWarning, match=r"changed settings: lr: 0\.01 -> 0\.05"):
+        nnx.fit(model, loss, opt, data, epochs=3, batch_size=8, seed=5, progress=False,
+                checkpoint=tmp_path, resume=True, allow_changes=True)
+    steps = nnx.load_checkpoint(tmp_path / "checkpoint.nnx").state["optimizer"]["state"]
+    assert steps["lr"] == 0.05 and steps["steps"][0] == 15
+    with pytest.raises(nnx.errors.ConfigError, match="run_config must be JSON data"):
+        nnx.fit(model, loss, opt, data, epochs=2, progress=False, run_config={"x": object()})
+
+
+def test_forged_early_stopping_weights_are_refused(tmp_path: Path) -> None:
+    def run(epochs: int) -> None:
+        model, opt, _, data = _problem("numpy")
+        stop = nnx.EarlyStopping(monitor="loss", patience=100, restore_best=True)
+        nnx.fit(model, nnx.MSE(), opt, data, epochs=epochs, batch_size=8, seed=5, callbacks=[stop],
+                progress=False, checkpoint=tmp_path, resume=True)
+
+    run(1)
+    path = tmp_path / "checkpoint.nnx"
+    ck = nnx.load_checkpoint(path)
+    for forged, phrase in (([np.zeros((2, 2))] * 4, "saved best parameter 0 is float64 (2, 2)"),
+                           ([np.zeros(3)], "saved best parameters are 1 arrays, the model has 4"),
+                           ("weights", "not a list")):
+        extra = {**ck.extra, "callbacks": [{**ck.extra["callbacks"][0], "best_params": forged}]}
+        state = {**ck.state, "extra": extra}
+        state["layer_rngs"] = {("model" if k == "" else k): v for k, v in state["layer_rngs"].items()}
+        nnx.checkpoint.write_run(path, ck.build_model(), state)
+        with pytest.raises(nnx.errors.ModelFileError, match=re.escape(phrase)):
+            run(2)

@@ -97,3 +97,70 @@ def test_empty_inputs_give_empty_predictions_or_clear_errors() -> None:
         nnx.SoftmaxCrossEntropy().forward(nnx.to_device(np.zeros((0, 3))), nnx.to_device(np.zeros(0, np.int64)))
     half = nnx.to_device(np.array([[-20.0, 0.0, 20.0]]), dtype="float16")
     assert np.isfinite(nnx.to_host(nnx.Sigmoid().forward(half))).all()  # float16 sigmoid clamps too
+
+
+# data readers: random bytes and CSV-like text ------------------------------------------
+
+_CSV_PIECES = st.sampled_from(["0", "1", "2", "7.5", "-3", "1e5", "1e400", "nan", "inf", "-inf", "abc", "x1", " ",
+                               "", ",", ",", ",", "\n", "\n", "\r\n", '"', '"a,b"', "\ufeff", "\x00", "é", "1_0"])
+CSV_TEXT = st.lists(_CSV_PIECES, max_size=60).map("".join)
+
+
+def _read_csv_or_nnx_error(tmp_path_factory: Any, raw: bytes, **kwargs: Any) -> None:
+    path = tmp_path_factory.mktemp("csv") / "f.csv"
+    path.write_bytes(raw)
+    try:
+        ds = nnx.datasets.load_csv(path, **kwargs)
+    except nnx.errors.NnxError:
+        return
+    assert ds.x.ndim == 2 and ds.x.shape[0] == ds.y.shape[0] >= 1 and ds.x.shape[1] >= 1
+    assert np.all(np.isfinite(ds.x))
+    assert ds.y.dtype == np.int64 and 0 <= ds.y.min() and ds.y.max() < ds.classes == len(ds.labels)
+
+
+@FUZZ
+@given(text=CSV_TEXT, header=st.sampled_from([None, True, False]), label=st.sampled_from([-1, 0, 1, 5, "x"]))
+def test_any_csv_like_text_reads_or_raises_an_nnx_error(tmp_path_factory: Any, text: str, header: Any,
+                                                        label: Any) -> None:
+    _read_csv_or_nnx_error(tmp_path_factory, text.encode("utf-8", "surrogatepass"), header=header,
+                           label_column=label)
+
+
+_CELLS = st.sampled_from(["0", "1", "2", "2.5", "-3", " 4 ", "1e5", "1e400", "nan", "-inf", "abc", "", '"7"', "1_0"])
+CSV_TABLES = st.integers(1, 4).flatmap(
+    lambda width: st.lists(st.lists(_CELLS, min_size=width, max_size=width), min_size=1, max_size=6)
+).map(lambda rows: "\n".join(",".join(row) for row in rows) + "\n")
+
+
+@FUZZ
+@given(text=CSV_TABLES, header=st.sampled_from([None, True, False]), label=st.sampled_from([-1, 0, 2]))
+def test_any_table_of_cells_reads_or_raises_an_nnx_error(tmp_path_factory: Any, text: str, header: Any,
+                                                         label: Any) -> None:
+    _read_csv_or_nnx_error(tmp_path_factory, text.encode(), header=header, label_column=label)
+
+
+@FUZZ
+@given(raw=st.binary(max_size=200))
+def test_any_bytes_as_csv_read_or_raise_an_nnx_error(tmp_path_factory: Any, raw: bytes) -> None:
+    _read_csv_or_nnx_error(tmp_path_factory, raw)
+
+
+_IDX_HEADERS = st.builds(
+    lambda code, dims: bytes([0, 0, code, len(dims)]) + b"".join(d.to_bytes(4, "big") for d in dims),
+    st.sampled_from([0x08, 0x09, 0x0B, 0x0C, 0x0D, 0x0E, 0x07, 0xFF]),
+    st.lists(st.integers(0, 6), max_size=4),
+)
+
+
+@FUZZ
+@given(head=st.one_of(_IDX_HEADERS, st.binary(max_size=12)), body=st.binary(max_size=300))
+def test_any_bytes_as_idx_read_or_raise_an_nnx_error(tmp_path_factory: Any, head: bytes, body: bytes) -> None:
+    path = tmp_path_factory.mktemp("idx") / "f-idx"
+    raw = head + body
+    path.write_bytes(raw)
+    try:
+        array = nnx.datasets.read_idx(path)
+    except nnx.errors.NnxError:
+        return
+    dims = tuple(int.from_bytes(raw[4 + 4 * i: 8 + 4 * i], "big") for i in range(raw[3]))
+    assert array.shape == dims and array.nbytes == len(raw) - 4 - 4 * len(dims)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 from typing import Any
 
 from nnx import ops
@@ -70,6 +72,8 @@ class LeakyReLU(Layer):
 
     def __init__(self, negative_slope: float = 0.01) -> None:
         super().__init__()
+        if not math.isfinite(float(negative_slope)):
+            raise ValueError(f"LeakyReLU negative_slope must be a finite number, got {negative_slope}")
         self.negative_slope = float(negative_slope)
 
     def forward(self, x: Any) -> Any:

@@ -15,6 +15,8 @@ scale of its computation, not against itself. Integer and boolean arrays must be
 
 from __future__ import annotations
 
+import math
+
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -99,6 +101,10 @@ def compare(actual: np.ndarray, expected: np.ndarray, rtol: float | None = None,
     tensor computed from larger ones (a sum that cancels to rounding noise,
     say) is judged against the size of what it was computed from.
     """
+    for name, value in (("rtol", rtol), ("atol", atol), ("scale", scale)):
+        if value is not None and not (isinstance(value, (int, float, np.floating, np.integer))
+                                      and math.isfinite(value) and value >= 0):
+            raise ValueError(f"compare: {name} must be a finite number >= 0, got {value!r}")
     a, b = np.asarray(actual), np.asarray(expected)
     shape, dtype = tuple(b.shape), b.dtype.name
 

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any, Callable, Mapping
 
 from nnx import backend as _backend
+from nnx.errors import StateError
 from nnx.train.state import TrainState
 
 
@@ -31,6 +33,9 @@ class Callback:
         return {}
 
     def load_state_dict(self, d: Mapping[str, Any]) -> None: ...
+
+    def check_state(self, state: TrainState) -> None:
+        """Raise if what :meth:`load_state_dict` restored does not fit this run's model (no check by default)."""
 
 
 class LambdaCallback(Callback):
@@ -109,8 +114,31 @@ class EarlyStopping(Callback):
         return {"best": self.best, "best_epoch": self.best_epoch, "wait": self.wait, "best_params": best}
 
     def load_state_dict(self, d: Mapping[str, Any]) -> None:
-        self.best, self.best_epoch, self.wait = d.get("best"), d.get("best_epoch"), int(d.get("wait", 0))
-        self._best_params = d.get("best_params")
+        best, best_epoch, wait, params = d.get("best"), d.get("best_epoch"), d.get("wait", 0), d.get("best_params")
+        if best is not None and not (isinstance(best, (int, float)) and math.isfinite(best)):
+            raise StateError(f"EarlyStopping: the saved best score {best!r} is not a finite number")
+        for name, count in (("best_epoch", best_epoch), ("wait", wait)):
+            if count is not None and (isinstance(count, bool) or not isinstance(count, int) or count < 0):
+                raise StateError(f"EarlyStopping: the saved {name} {count!r} is not a count")
+        if params is not None and not isinstance(params, list):
+            raise StateError(f"EarlyStopping: the saved best parameters are a {type(params).__name__}, not a list")
+        self.best, self.best_epoch, self.wait, self._best_params = best, best_epoch, int(wait), params
+
+    def check_state(self, state: TrainState) -> None:
+        """The restored best parameters must match the model's parameters one for one."""
+        if self._best_params is None:
+            return
+        params = state.model.parameters()
+        if len(self._best_params) != len(params):
+            raise StateError(f"EarlyStopping: the saved best parameters are {len(self._best_params)} arrays, "
+                             f"the model has {len(params)} parameters")
+        for i, (saved, p) in enumerate(zip(self._best_params, params)):
+            if not hasattr(saved, "shape"):
+                raise StateError(f"EarlyStopping: saved best parameter {i} is a {type(saved).__name__}, not an array")
+            shape, dtype, want = tuple(saved.shape), _backend.dtype_name(saved), _backend.dtype_name(p.data)
+            if shape != p.shape or dtype != want:
+                raise StateError(f"EarlyStopping: saved best parameter {i} is {dtype} {shape}, "
+                                 f"the model's is {want} {p.shape}")
 
 
 class LRScheduler(Callback):

@@ -21,6 +21,7 @@ How :func:`fit` treats data and the device:
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import sys
@@ -118,6 +119,24 @@ def _check_optimizer(model: Layer, optimizer: Optimizer) -> None:
         )
 
 
+def run_settings(optimizer: Optimizer, seed: Any, batch_size: int, shuffle: bool, run_config: Any) -> dict[str, Any]:
+    """What a resumed run must share with the run it continues (see :func:`fit`), as JSON data."""
+    seed = int(seed) if isinstance(seed, int) and not isinstance(seed, bool) else None
+    settings = {
+        "optimizer": type(optimizer).__name__,
+        "lr": optimizer.lr,
+        **{k: getattr(optimizer, k) for k in optimizer._hyper},
+        "seed": seed,
+        "batch_size": batch_size,
+        "shuffle": bool(shuffle),
+        "run_config": run_config,
+    }
+    try:
+        return json.loads(json.dumps(settings, allow_nan=False))
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"fit: run_config must be JSON data (dicts, lists, strings, finite numbers): {exc}") from None
+
+
 def _pair(data: Any, what: str) -> tuple[Any, Any]:
     if not (isinstance(data, (tuple, list)) and len(data) == 2):
         raise TypeError(f"{what} must be a pair (inputs, targets), got {type(data).__name__}")
@@ -202,6 +221,8 @@ def fit(
     stream: TextIO | None = None,
     checkpoint: str | os.PathLike[str] | None = None,
     resume: bool = False,
+    allow_changes: bool = False,
+    run_config: Any = None,
 ) -> History:
     """Train ``model`` for ``epochs`` epochs on ``data = (inputs, targets)``; return the :class:`History`.
 
@@ -234,6 +255,14 @@ def fit(
     is one (built with the same model, optimizer, callbacks and seed), and
     otherwise starts afresh; on CPU the result is bit for bit that of a run
     never interrupted.
+
+    The checkpoint also records the run's settings: the optimizer's type,
+    learning rate and hyper-parameters, ``seed`` (when an int), ``batch_size``,
+    ``shuffle`` and ``run_config`` (any JSON data the caller wants checked,
+    such as how the data were split). Resuming with different settings raises
+    :class:`~nnx.errors.ConfigError` listing them; with ``allow_changes=True``
+    the run goes on with the new learning rate and hyper-parameters (the shuffle
+    order still continues from the saved generator) and a warning lists the changes.
     """
     if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 0:
         raise ValueError(f"epochs must be a non-negative int, got {epochs!r}")
@@ -254,11 +283,12 @@ def fit(
     elif state.model is not model or state.optimizer is not optimizer:
         raise ValueError("the TrainState belongs to another model or optimizer")
     save_to = None if checkpoint is None else _checkpoint.checkpoint_path(checkpoint)
+    state.settings = run_settings(optimizer, state.seed, batch_size, shuffle, run_config)
     if resume:
         if save_to is None:
             raise ValueError("resume=True needs checkpoint=DIR, the directory to resume from")
         if save_to.is_file():
-            _checkpoint.restore_train_state(save_to, state)
+            _checkpoint.restore_train_state(save_to, state, allow_changes=allow_changes)
     _check_data(model, loss, x, y, "data")
     if validation is not None:
         _check_data(model, loss, *validation, "validation")

@@ -62,7 +62,8 @@ class TrainState:
 
     ``epoch`` counts finished epochs, ``step`` finished optimizer steps;
     ``rng`` is the host generator that shuffles (made from ``seed`` like
-    ``nnx.random.make_rng``); ``stop`` is set by a callback to end the run
+    ``nnx.random.make_rng``); ``settings`` is what :func:`fit` records of how
+    the run was set up and checks on resume; ``stop`` is set by a callback to end the run
     after the current step or epoch. The model's parameters are not here (they
     live in the model). To keep the state of a run, make it and pass it:
     ``state = TrainState(model, opt, seed=0); fit(..., state=state)``.
@@ -78,7 +79,9 @@ class TrainState:
     ) -> None:
         self.model = model
         self.optimizer = optimizer
+        self.seed = seed
         self.rng = _random.make_rng(seed)
+        self.settings: dict[str, Any] | None = None
         self.history = history or History()
         self.callbacks = list(callbacks)
         self.epoch = 0
@@ -90,7 +93,8 @@ class TrainState:
         model's tensors (:func:`nnx.checkpoint.run_state`)."""
         return _checkpoint.run_state(
             self.model, self.optimizer, rng=self.rng, epoch=self.epoch, step=self.step,
-            history=self.history.to_dict(), extra={"callbacks": [cb.state_dict() for cb in self.callbacks]},
+            history=self.history.to_dict(),
+            extra={"callbacks": [cb.state_dict() for cb in self.callbacks], "settings": self.settings},
         )
 
     def load_state_dict(self, d: Mapping[str, Any]) -> None:
@@ -113,6 +117,7 @@ class TrainState:
         self.history = History.from_dict(d["history"])
         for cb, s in zip(self.callbacks, saved):
             cb.load_state_dict(s)
+            cb.check_state(self)
         self.stop = False
 
 
