@@ -205,6 +205,18 @@ _CHECKPOINT_CASES = {
     "deeply nested state": (
         lambda c, t: c.__setitem__("extra", _nested(900)),
         nnx.errors.CorruptModelFileError, "nests too deeply"),
+    "negative learning rate": (
+        lambda c, t: c["optimizer"]["state"].__setitem__("lr", -0.01),
+        nnx.errors.ModelFileError, "learning rate must be > 0"),
+    "NaN beta": (
+        lambda c, t: c["optimizer"]["state"]["hyper"].__setitem__("betas", [float("nan"), 0.999]),
+        nnx.errors.ModelFileError, "the saved settings are invalid"),
+    "step counts that are not counts": (
+        lambda c, t: c["optimizer"]["state"].__setitem__("steps", [1.5] * 4),
+        nnx.errors.ModelFileError, "step counts must be non-negative ints"),
+    "schedule state of another shape": (
+        lambda c, t: c["schedule"].__setitem__("state", {"position": "x"}),
+        nnx.errors.ModelFileError, "learning-rate schedule"),
     "optimizer state without a type name": (
         lambda c, t: c["optimizer"].__setitem__("type", 5),
         nnx.errors.CorruptModelFileError, "the optimizer state is malformed"),
