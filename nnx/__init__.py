@@ -8,7 +8,8 @@ The top level holds one name for each thing people use every day; the
 modules hold the rest: ``nnx.errors`` (every exception), ``nnx.losses``
 (with the documented aliases ``SSE`` and ``BCEWithLogits``), ``nnx.optim``,
 ``nnx.schedules``, ``nnx.init``, ``nnx.random``, ``nnx.ops``, ``nnx.io``,
-``nnx.checkpoint``, ``nnx.datasets``, ``nnx.train``, ``nnx.testing`` and
+``nnx.checkpoint``, ``nnx.datasets``, ``nnx.metrics``, ``nnx.preprocessing``
+(:class:`~nnx.preprocessing.Standardize`, :class:`~nnx.preprocessing.ClassLabels`), ``nnx.train``, ``nnx.testing`` and
 ``nnx.backend``.
 """
 
@@ -17,7 +18,7 @@ from __future__ import annotations
 from importlib.metadata import PackageNotFoundError, version as _version
 
 from nnx import backend, errors, init, layers, losses, ops, optim, random, schedules
-from nnx import checkpoint, datasets, io, testing, train
+from nnx import checkpoint, datasets, io, metrics, preprocessing, testing, train
 from nnx.backend import available, current, to_device, to_host, use
 from nnx.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from nnx.io import load, register_layer, save
@@ -60,6 +61,8 @@ from nnx.train import (
     evaluate,
     fit,
     predict,
+    predict_classes,
+    predict_proba,
     train_step,
 )
 
@@ -123,6 +126,8 @@ __all__ = [
     "evaluate",
     "fit",
     "predict",
+    "predict_classes",
+    "predict_proba",
     "train_step",
     "plot_history",
     # files
@@ -138,6 +143,8 @@ __all__ = [
     "errors",
     "init",
     "io",
+    "metrics",
+    "preprocessing",
     "layers",
     "losses",
     "ops",

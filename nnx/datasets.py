@@ -23,6 +23,7 @@ from typing import Any, Iterator
 import numpy as np
 
 from nnx.errors import DataFormatError
+from nnx.preprocessing import encode_labels
 
 
 @dataclass
@@ -367,10 +368,8 @@ def _class_labels(values: list[str], where: str, rows: list[tuple[int, str]], co
             i = int(bad[0])
             raise DataFormatError(f"{where}: {_place(rows[i][0], col, columns)}: the label {values[i]!r} is not a "
                                   f"whole number (labels are classes: whole numbers or names)")
-        names, y = np.unique(numbers.astype(np.int64), return_inverse=True)
-        return y.astype(np.int64), [int(v) for v in names]
-    names, y = np.unique(np.array(values, dtype=str), return_inverse=True)
-    return y.astype(np.int64), [str(v) for v in names]
+        return encode_labels(numbers.astype(np.int64))
+    return encode_labels(values)
 
 
 def _labels(values: np.ndarray, where: str) -> np.ndarray:

@@ -70,6 +70,8 @@ from nnx.layers import (
     ReLU,
     Residual,
     Sequential,
+    Standardize,
+    ClassLabels,
     Sigmoid,
     Softmax,
     Tanh,
@@ -134,7 +136,7 @@ def registered_layers() -> dict[str, type[Layer]]:
 
 for _cls in (Linear, Sigmoid, Tanh, ReLU, LeakyReLU, GELU, Softmax, Flatten, Dropout, LayerNorm,
              BatchNorm1d, Sequential, Conv1d, Conv2d, MaxPool2d, AvgPool2d, GlobalAvgPool2d, BatchNorm2d,
-             Embedding, Mean, Residual):
+             Embedding, Mean, Residual, Standardize, ClassLabels):
     register_layer(_cls)
 
 

@@ -244,12 +244,20 @@ def _every_signal_layer() -> nnx.Sequential:
     return nnx.Sequential(nnx.Conv1d(3, 4, 3, stride=2, dilation=2, seed=11, dtype="float64"), nnx.Flatten())
 
 
+def _every_tabular_layer() -> nnx.Sequential:
+    scale = nnx.preprocessing.Standardize(3, names=["a", "b", "c"], dtype="float64")
+    scale.fit(np.random.default_rng(12).normal(5.0, 2.0, (30, 3)))
+    return nnx.Sequential(scale, nnx.Linear(3, 2, seed=13, dtype="float64"),
+                          nnx.preprocessing.ClassLabels(["no", "yes"], name="answer"))
+
+
 # each model and an input for it: together they hold every layer nnx exports
 MODELS = {
     "dense": (_every_layer, lambda rng: rng.normal(size=(9, 2, 3))),
     "image": (_every_image_layer, lambda rng: rng.normal(size=(9, 2, 6, 6))),
     "sequence": (_every_sequence_layer, lambda rng: rng.integers(0, 11, (9, 5))),
     "signal": (_every_signal_layer, lambda rng: rng.normal(size=(9, 3, 12))),
+    "tabular": (_every_tabular_layer, lambda rng: rng.normal(5.0, 2.0, size=(9, 3))),
 }
 
 

@@ -10,12 +10,14 @@ from nnx.layers.embedding import Embedding
 from nnx.layers.linear import Linear
 from nnx.layers.norm import BatchNorm1d, BatchNorm2d, LayerNorm
 from nnx.layers.pooling import AvgPool2d, GlobalAvgPool2d, MaxPool2d
+from nnx.layers.preprocess import ClassLabels, Standardize
 from nnx.layers.shape import Flatten, Mean
 
 __all__ = [
     "AvgPool2d",
     "BatchNorm1d",
     "BatchNorm2d",
+    "ClassLabels",
     "Conv1d",
     "Conv2d",
     "Dropout",
@@ -35,6 +37,7 @@ __all__ = [
     "Sequential",
     "Sigmoid",
     "Softmax",
+    "Standardize",
     "Tanh",
     "set_finite_checks",
 ]

@@ -2,7 +2,7 @@
 progress, metrics and the state of a run."""
 
 from nnx.train.callbacks import Callback, EarlyStopping, LambdaCallback, LRScheduler
-from nnx.train.loop import evaluate, fit, predict
+from nnx.train.loop import evaluate, fit, predict, predict_classes, predict_proba
 from nnx.train.metrics import accuracy_count
 from nnx.train.state import History, TrainState
 from nnx.train.step import train_step
@@ -18,5 +18,7 @@ __all__ = [
     "evaluate",
     "fit",
     "predict",
+    "predict_classes",
+    "predict_proba",
     "train_step",
 ]

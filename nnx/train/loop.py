@@ -28,11 +28,13 @@ import sys
 import time
 from typing import Any, Iterable, TextIO
 
+import numpy as np
+
 from nnx import backend as _backend
 from nnx import checkpoint as _checkpoint
 from nnx import random as _random
 from nnx.errors import ConfigError, NnxError, NonFiniteError, ShapeError, TargetError
-from nnx.layers import Layer, set_finite_checks
+from nnx.layers import ClassLabels, Layer, Sigmoid, Softmax, set_finite_checks
 from nnx.losses import Loss
 from nnx.optim import Optimizer
 from nnx.train.callbacks import Callback
@@ -479,4 +481,61 @@ def predict(model: Layer, x: Any, batch_size: int | None = 1024) -> Any:
     return outputs[0] if len(outputs) == 1 else xp.concat(outputs, axis=0)
 
 
-__all__ = ["evaluate", "fit", "predict"]
+def _final_layers(model: Layer) -> tuple[Layer | None, ClassLabels | None]:
+    """The last computing layer (a leaf that is not a ClassLabels) and the model's ClassLabels, if any."""
+    leaves = [m for _, m in model.named_modules() if not list(m.named_children())]
+    labels = next((m for m in reversed(leaves) if isinstance(m, ClassLabels)), None)
+    last = next((m for m in reversed(leaves) if not isinstance(m, ClassLabels)), None)
+    return last, labels
+
+
+def predict_proba(model: Layer, x: Any, batch_size: int | None = 1024) -> Any:
+    """Class probabilities, ``(samples, classes)`` on the model's backend.
+
+    The outputs' softmax, for a model that ends in scores (logits, as trained
+    with :class:`~nnx.SoftmaxCrossEntropy`); a model that ends in
+    :class:`~nnx.Softmax` gives its outputs as they are; a single output that
+    ends in :class:`~nnx.Sigmoid` (or a single logit) is ``p`` of the second
+    class, giving columns ``1 - p`` and ``p``.
+    """
+    return _probabilities(model, predict(model, x, batch_size))
+
+
+def _probabilities(model: Layer, out: Any) -> Any:
+    last, _ = _final_layers(model)
+    xp = _backend.namespace_of(out)
+    if out.ndim != 2:
+        raise ShapeError(f"class probabilities need outputs of shape (samples, classes), the model gives "
+                         f"{tuple(out.shape)}")
+    if out.shape[1] == 1:
+        p = out if isinstance(last, Sigmoid) else 1 / (1 + xp.exp(-out))
+        return xp.concat([1 - p, p], axis=1)
+    if isinstance(last, Softmax):
+        return out
+    shifted = xp.exp(out - xp.max(out, axis=1, keepdims=True))
+    return shifted / xp.sum(shifted, axis=1, keepdims=True)
+
+
+def predict_classes(model: Layer, x: Any, batch_size: int | None = 1024) -> np.ndarray:
+    """The predicted class of each sample as a host NumPy array: the model's original labels when it
+    ends in a :class:`~nnx.preprocessing.ClassLabels`, class numbers otherwise.
+
+    The class is the arg-max of the outputs; a single output is class 1 when
+    its probability (see :func:`predict_proba`) exceeds 0.5.
+    """
+    out = predict(model, x, batch_size)
+    _, labels = _final_layers(model)
+    xp = _backend.namespace_of(out)
+    if out.ndim != 2:
+        raise ShapeError(f"predict_classes needs outputs of shape (samples, classes), the model gives "
+                         f"{tuple(out.shape)}")
+    if out.shape[1] == 1:
+        classes = xp.astype(_probabilities(model, out)[:, 1] > 0.5, xp.int64)
+    else:
+        classes = xp.argmax(out, axis=1)
+    if labels is None:
+        return _backend.to_host(classes).astype(np.int64)
+    return np.asarray(labels.decode(classes))
+
+
+__all__ = ["evaluate", "fit", "predict", "predict_classes", "predict_proba"]

@@ -1,0 +1,159 @@
+"""Classification metrics computed on the device, with one transfer to the host at the end.
+
+Every function takes true class numbers and predicted class numbers (or
+scores) as arrays of any backend, or NumPy arrays and lists. The counting
+happens where the arrays are (a GPU stays busy, the host gets one small
+array); the results are host numbers. Class numbers are ``0 .. classes-1``;
+map other labels first (:func:`nnx.preprocessing.encode_labels`).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from nnx import backend as _backend
+from nnx.errors import ShapeError, TargetError
+
+# rows of one-hot per chunk: bounds the temporary (rows x classes) arrays
+_CHUNK_ELEMENTS = 2**22
+
+
+def _on_one_backend(*arrays: Any) -> list[Any]:
+    """The arrays on the backend of the first one that is a device array (NumPy otherwise), as int64."""
+    name = next((_backend.backend_of(a) for a in arrays if not isinstance(a, (list, tuple, np.ndarray))), "numpy")
+    out = []
+    for a in arrays:
+        host_like = isinstance(a, (list, tuple, np.ndarray))
+        out.append(_backend.to_device(np.asarray(a), name) if host_like else a)
+    return out
+
+
+def _pair(y_true: Any, y_pred: Any) -> tuple[Any, Any, Any]:
+    """The namespace and both class-number arrays as int64 on one backend, checked for rank and dtype."""
+    t, p = _on_one_backend(y_true, y_pred)
+    xp = _backend.namespace_of(t)
+    for what, a in (("y_true", t), ("y_pred", p)):
+        if a.ndim != 1 or not xp.isdtype(a.dtype, "integral"):
+            raise TargetError(f"{what} must be a 1-D array of class numbers, got {a.dtype} {tuple(a.shape)}")
+    if t.shape != p.shape:
+        raise ShapeError(f"y_true has {t.shape[0]} samples, y_pred {p.shape[0]}")
+    return xp, xp.astype(t, xp.int64), xp.astype(p, xp.int64)
+
+
+def _range_error(xp: Any, t: Any, p: Any, classes: int) -> TargetError:
+    both = xp.concat([t, p])
+    low, high = (int(v) for v in _backend.to_host(xp.stack([xp.min(both), xp.max(both)])))
+    return TargetError(f"class numbers must be in [0, {classes}), got {low}..{high}")
+
+
+def confusion_matrix(y_true: Any, y_pred: Any, classes: int | None = None) -> np.ndarray:
+    """``C[i, j]``: how many samples of true class ``i`` were predicted as ``j`` (host int64, ``classes x classes``)."""
+    xp, t, p = _pair(y_true, y_pred)
+    n = int(t.shape[0])
+    if classes is None:
+        k = int(_backend.to_host(xp.max(xp.concat([t, p])))) + 1 if n else 0
+    elif isinstance(classes, bool) or not isinstance(classes, int) or classes < 0:
+        raise ValueError(f"classes must be a non-negative int, got {classes!r}")
+    else:
+        k = classes
+    counts = xp.zeros((k, k), dtype=xp.int64, device=t.device)
+    ids = xp.arange(k, dtype=xp.int64, device=t.device)
+    step = max(1, _CHUNK_ELEMENTS // max(k, 1))
+    for start in range(0, n, step):
+        tb, pb = t[start:start + step], p[start:start + step]
+        one_t = xp.astype(tb[:, None] == ids[None, :], xp.int64)
+        one_p = xp.astype(pb[:, None] == ids[None, :], xp.int64)
+        counts = counts + xp.matmul(xp.matrix_transpose(one_t), one_p)
+    host = _backend.to_host(counts).astype(np.int64)
+    if int(host.sum()) != n:  # a class number outside [0, k) matched no column
+        raise _range_error(xp, t, p, k)
+    return host
+
+
+def accuracy(y_true: Any, y_pred: Any) -> float:
+    """The fraction of samples whose predicted class is the true one (0.0 for no samples)."""
+    xp, t, p = _pair(y_true, y_pred)
+    n = int(t.shape[0])
+    return float(_backend.to_host(xp.sum(xp.astype(t == p, xp.int64)))) / n if n else 0.0
+
+
+def precision_recall_f1(y_true: Any, y_pred: Any, classes: int | None = None) -> dict[str, Any]:
+    """Per-class precision, recall, F1 and support (host arrays), their macro averages, and accuracy.
+
+    A class never predicted has precision 0; a class absent from ``y_true``
+    has recall 0 (and support 0); F1 is 0 where precision + recall is 0.
+    """
+    matrix = confusion_matrix(y_true, y_pred, classes).astype(np.float64)
+    right = np.diag(matrix)
+    predicted, support = matrix.sum(axis=0), matrix.sum(axis=1)
+    precision = np.divide(right, predicted, out=np.zeros_like(right), where=predicted > 0)
+    recall = np.divide(right, support, out=np.zeros_like(right), where=support > 0)
+    total = precision + recall
+    f1 = np.divide(2 * precision * recall, total, out=np.zeros_like(right), where=total > 0)
+    n = matrix.sum()
+    return {
+        "precision": precision, "recall": recall, "f1": f1, "support": support.astype(np.int64),
+        "macro_precision": float(precision.mean()) if precision.size else 0.0,
+        "macro_recall": float(recall.mean()) if recall.size else 0.0,
+        "macro_f1": float(f1.mean()) if f1.size else 0.0,
+        "accuracy": float(right.sum() / n) if n else 0.0,
+        "confusion_matrix": matrix.astype(np.int64),
+    }
+
+
+def top_k_accuracy(y_true: Any, scores: Any, k: int = 5) -> float:
+    """The fraction of samples whose true class is among the ``k`` highest ``scores`` (``samples x classes``).
+
+    A true class tied with others counts as ranked above them.
+    """
+    if isinstance(k, bool) or not isinstance(k, int) or k < 1:
+        raise ValueError(f"top_k_accuracy k must be a positive int, got {k!r}")
+    t, = _on_one_backend(y_true)
+    s = scores if not isinstance(scores, (list, tuple, np.ndarray)) else \
+        _backend.to_device(np.asarray(scores, dtype=np.float64), _backend.backend_of(t))
+    xp = _backend.namespace_of(s)
+    if s.ndim != 2 or t.ndim != 1 or int(t.shape[0]) != int(s.shape[0]):
+        raise ShapeError(f"top_k_accuracy needs y_true (samples,) and scores (samples, classes), got "
+                         f"{tuple(t.shape)} and {tuple(s.shape)}")
+    n, c = int(s.shape[0]), int(s.shape[1])
+    if not n:
+        return 0.0
+    if not xp.isdtype(t.dtype, "integral"):
+        raise TargetError(f"y_true must be class numbers, got {t.dtype}")
+    t = xp.astype(t, xp.int64)
+    ids = xp.arange(c, dtype=xp.int64, device=s.device)
+    hit = t[:, None] == ids[None, :]
+    true_score = xp.sum(xp.where(hit, s, xp.zeros_like(s)), axis=1)
+    above = xp.sum(xp.astype(s > true_score[:, None], xp.int64), axis=1)
+    found = xp.sum(xp.astype(hit, xp.int64))
+    right, found = (int(v) for v in _backend.to_host(xp.stack([xp.sum(xp.astype(above < k, xp.int64)), found])))
+    if found != n:
+        raise _range_error(xp, t, t, c)
+    return right / n
+
+
+def report(y_true: Any, y_pred: Any, labels: list[Any] | None = None) -> str:
+    """A text table: per-class precision, recall, F1 and support, the macro averages, accuracy and
+    the confusion matrix (rows: true class, columns: predicted), with ``labels`` as class names."""
+    classes = len(labels) if labels is not None else None
+    scores = precision_recall_f1(y_true, y_pred, classes)
+    names = [str(v) for v in (labels if labels is not None else range(len(scores["f1"])))]
+    width = max([len(n) for n in names] + [9])
+    lines = [f"{'class':>{width}}  precision  recall     f1  support"]
+    for i, name in enumerate(names):
+        lines.append(f"{name:>{width}}  {scores['precision'][i]:9.4f}  {scores['recall'][i]:6.4f}  "
+                     f"{scores['f1'][i]:6.4f}  {scores['support'][i]:7d}")
+    lines.append(f"{'macro avg':>{width}}  {scores['macro_precision']:9.4f}  {scores['macro_recall']:6.4f}  "
+                 f"{scores['macro_f1']:6.4f}  {int(scores['support'].sum()):7d}")
+    lines.append(f"accuracy {scores['accuracy']:.4f}")
+    lines.append("confusion matrix (rows: true class, columns: predicted):")
+    cell = max([len(n) for n in names] + [len(str(int(scores["confusion_matrix"].max(initial=0))))])
+    lines.append(" " * (width + 1) + " ".join(f"{n:>{cell}}" for n in names))
+    for name, row in zip(names, scores["confusion_matrix"]):
+        lines.append(f"{name:>{width}} " + " ".join(f"{int(v):>{cell}}" for v in row))
+    return "\n".join(lines)
+
+
+__all__ = ["accuracy", "confusion_matrix", "precision_recall_f1", "report", "top_k_accuracy"]
