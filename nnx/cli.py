@@ -1,4 +1,4 @@
-"""The ``nnx`` command: ``info``, ``train`` and ``parity``.
+"""The ``nnx`` command: ``info``, ``train``, ``predict``, ``evaluate`` and ``parity``.
 
 ``nnx parity`` trains copies of a model on two or more backends and reports
 where they first part ways; exit status 0 when every model agrees on every
@@ -80,9 +80,10 @@ def _fraction(text: str) -> float:
 
 
 def _load_data(spec: str, label_column: int | str, header: bool | None) -> Any:
-    """A bundled name, a folder or file of MNIST IDX data, or a CSV file."""
+    """A bundled name, a folder or file of MNIST IDX data, or a CSV file, with raw (unscaled) inputs:
+    the model's first layer standardises them."""
     if spec in datasets.BUNDLED or spec in datasets.ALIASES:
-        return datasets.load(spec)
+        return datasets.load(spec, scale=False)
     path = Path(spec)
     if not path.exists():
         raise _UsageError(
@@ -90,14 +91,22 @@ def _load_data(spec: str, label_column: int | str, header: bool | None) -> Any:
             f"nor an existing path to MNIST IDX or CSV files"
         )
     if path.is_file() and path.name.lower().endswith((".csv", ".csv.gz")):
-        ds = datasets.load_csv(path, label_column=label_column, header=header)
-        top = float(ds.x.max()) if ds.x.size else 0.0
-        if top > 1.0:
-            ds.x = (ds.x / top).astype("float32")
-        else:
-            ds.x = ds.x.astype("float32")
-        return ds
-    return datasets.load_mnist_idx(*datasets.find_idx_pair(path))
+        return datasets.load_csv(path, label_column=label_column, header=header)
+    return datasets.load_mnist_idx(*datasets.find_idx_pair(path), scale=False)
+
+
+def _auto_epochs(samples: int, batch_size: int) -> int:
+    """Epochs when ``--epochs`` is not given: about 3,000 steps, at least 20 and at most 200 epochs."""
+    steps = max(1, math.ceil(samples / batch_size))
+    return min(200, max(20, math.ceil(3000 / steps)))
+
+
+def _input_names(ds: Any) -> list[str] | None:
+    """The CSV header's names of the input columns (``None`` without a header or with repeated names)."""
+    columns, label = getattr(ds, "columns", None), getattr(ds, "label_name", None)
+    if not columns or len(set(columns)) != len(columns) or label not in columns:
+        return None
+    return [c for c in columns if c != label]
 
 
 def _column(text: str) -> int | str:
@@ -140,31 +149,37 @@ def _train(args: argparse.Namespace) -> int:
     except UnknownBackendError as exc:
         raise _UsageError(str(exc)) from None
     ds = _load_data(args.dataset, _column(args.label_column), args.header)
-    x, y = ds.x, ds.y
+    x, y = ds.x.astype("float64"), ds.y
     split_seed = _split_seed(args)
     if args.limit is not None and args.limit < len(ds):
         keep = _random.permutation(_random.make_rng(split_seed), len(ds))[: args.limit]
         x, y = x[keep], y[keep]
-    if len(y) < 4:
-        raise _UsageError(f"{args.dataset} has {len(y)} samples; training needs at least 4")
-    classes = max(int(y.max()) + 1, 2)
+    labels = list(ds.labels) if ds.labels is not None else list(range(max(int(ds.y.max()) + 1, 2)))
+    classes = len(labels)
+    if len(y) < 4 or classes < 2:
+        raise _UsageError(f"{args.dataset} has {len(y)} samples of {classes} classes; training needs at least "
+                          f"4 samples and 2 classes")
     inputs = int(x.shape[1])
+    (xt, yt), (xv, yv) = datasets.train_val_split(x, y, val=args.val, seed=split_seed, stratify=True)
+    f = {"dtype": args.dtype, "backend": name}
+    scale = nnx.preprocessing.Standardize(inputs, names=_input_names(ds), **f).fit(xt)
+    head = nnx.preprocessing.ClassLabels(labels, name=getattr(ds, "label_name", None))
     if args.model == "cnn":
         shape = _image_shape(ds, inputs)
-        x = x.reshape(-1, 1, *shape)
-        model, summary = _lenet(shape, classes, args.seed, args.dtype, name)
+        body, summary = _lenet(shape, classes, args.seed, args.dtype, name)
+        model = nnx.Sequential(scale, nnx.Reshape((1, *shape)), *body, head)
     else:
         model = nnx.Sequential(
-            nnx.Linear(inputs, args.hidden, seed=args.seed, dtype=args.dtype, backend=name), nnx.ReLU(),
-            nnx.Linear(args.hidden, classes, seed=args.seed + 1, dtype=args.dtype, backend=name),
+            scale, nnx.Linear(inputs, args.hidden, seed=args.seed, **f), nnx.ReLU(),
+            nnx.Linear(args.hidden, classes, seed=args.seed + 1, **f), head,
         )
         summary = f"{inputs} -> {args.hidden} ReLU -> {classes}"
-    (xt, yt), (xv, yv) = datasets.train_val_split(x, y, val=args.val, seed=split_seed)
+    epochs = args.epochs if args.epochs is not None else _auto_epochs(len(yt), args.batch_size)
     loss, optimizer, train_targets, val_targets = _recipe(model, args, yt, yv, classes)
-    print(f"nnx train {ds.name}: {len(yt)} training and {len(yv)} held-out samples, {inputs} inputs, "
+    print(f"nnx train {ds.name}: {len(yt)} training and {len(yv)} held-out samples (stratified), {inputs} inputs, "
           f"{classes} classes; backend {name} ({args.dtype})")
-    print(f"model: {summary}, softmax cross-entropy, Adam lr {optimizer.lr:g}, "
-          f"batch size {args.batch_size}, {args.epochs} epochs, seed {args.seed}")
+    print(f"model: standardise -> {summary}, softmax cross-entropy, Adam lr {optimizer.lr:g}, "
+          f"batch size {args.batch_size}, {epochs} epochs, seed {args.seed}")
     if args.resume and nnx.checkpoint.latest_checkpoint(args.checkpoint):
         done = nnx.load_checkpoint(nnx.checkpoint.checkpoint_path(args.checkpoint)).epoch
         print(f"resuming from {nnx.checkpoint.checkpoint_path(args.checkpoint)} after epoch {done}")
@@ -172,7 +187,7 @@ def _train(args: argparse.Namespace) -> int:
     started = time.perf_counter()
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        history = nnx.fit(model, loss, optimizer, (xt, train_targets), epochs=args.epochs,
+        history = nnx.fit(model, loss, optimizer, (xt, train_targets), epochs=epochs,
                           batch_size=args.batch_size, validation=(xv, val_targets), seed=args.seed,
                           progress=False if args.quiet else None, metrics="accuracy",
                           checkpoint=args.checkpoint, resume=args.resume, allow_changes=args.allow_changes,
@@ -221,29 +236,143 @@ def _image_shape(ds: Any, inputs: int) -> tuple[int, int]:
     return (side, side)
 
 
-def _lenet(shape: tuple[int, int], classes: int, seed: int, dtype: str, name: str) -> tuple[Any, str]:
-    """A LeNet-like network: two convolutions ("same" padding; 5x5 kernels for images of 16
+def _lenet(shape: tuple[int, int], classes: int, seed: int, dtype: str, name: str) -> tuple[list[Any], str]:
+    """The layers of a LeNet-like network: two convolutions ("same" padding; 5x5 kernels for images of 16
     pixels or more, else 3x3), each with ReLU and a 2x2 max pool, then 120 and 84 hidden units."""
     rng = nnx.random.make_rng(seed)
     k = 5 if min(shape) >= 16 else 3
     f = {"seed": rng, "dtype": dtype, "backend": name}
     height, width = shape[0] // 4, shape[1] // 4
-    model = nnx.Sequential(
+    layers = [
         nnx.Conv2d(1, 6, k, padding="same", **f), nnx.ReLU(), nnx.MaxPool2d(2),
         nnx.Conv2d(6, 16, k, padding="same", **f), nnx.ReLU(), nnx.MaxPool2d(2), nnx.Flatten(),
         nnx.Linear(16 * height * width, 120, init="he_uniform", **f), nnx.ReLU(),
         nnx.Linear(120, 84, init="he_uniform", **f), nnx.ReLU(), nnx.Linear(84, classes, **f),
-    )
+    ]
+    count = nnx.Sequential(*layers).num_parameters()
     summary = (f"1x{shape[0]}x{shape[1]} -> conv 6@{k}x{k} ReLU pool -> conv 16@{k}x{k} ReLU pool -> "
-               f"120 ReLU -> 84 ReLU -> {classes} ({model.num_parameters():,} parameters)")
-    return model, summary
+               f"120 ReLU -> 84 ReLU -> {classes} ({count:,} parameters)")
+    return layers, summary
 
 
 def _recipe(model: Any, args: argparse.Namespace, yt: Any, yv: Any, classes: int) -> tuple[Any, Any, Any, Any]:
     """Loss, optimizer and targets of the ``nnx train`` recipe: softmax cross-entropy on class indices, Adam."""
     loss = nnx.SoftmaxCrossEntropy()
-    optimizer = nnx.Adam(model.parameters(), lr=args.lr if args.lr is not None else 1e-3)
+    optimizer = nnx.Adam(model.parameters(), lr=args.lr)
     return loss, optimizer, yt, yv
+
+
+def _model_for_table(args: argparse.Namespace) -> tuple[Any, Any, Any, list[str] | None]:
+    """The saved model, its Standardize and ClassLabels layers (or ``None``), and the file's inputs and labels."""
+    try:
+        nnx.use(args.backend or backend.current())
+    except UnknownBackendError as exc:
+        raise _UsageError(str(exc)) from None
+    model = nnx.load(args.model_file)
+    modules = [m for _, m in model.named_modules()]
+    scale = next((m for m in modules if isinstance(m, nnx.preprocessing.Standardize)), None)
+    head = next((m for m in reversed(modules) if isinstance(m, nnx.preprocessing.ClassLabels)), None)
+    first = next((m for m in modules if getattr(m, "in_features", None) or getattr(m, "num_features", None)), None)
+    features = scale.num_features if scale is not None else getattr(first, "in_features", None)
+    if features is None:
+        raise _UsageError(f"{args.model_file}: cannot tell how many inputs the model takes "
+                          f"(it does not start with Standardize or Linear)")
+    x, label_cells = datasets.read_csv_inputs(args.data, features, scale.names if scale is not None else None,
+                                              _column(args.label_column), args.header)
+    return model, head, x, label_cells
+
+
+def _predict(args: argparse.Namespace) -> int:
+    """Write one line per row of the CSV file: the predicted label (and the class probabilities)."""
+    _writable_target("--out", args.out)
+    model, head, x, _ = _model_for_table(args)
+    classes = nnx.predict_classes(model, x)
+    labels = head.labels if head is not None else None
+    columns = [head.name if head is not None and head.name else "prediction"]
+    if args.proba:
+        probabilities = nnx.to_host(nnx.predict_proba(model, x))
+        names = labels if labels is not None else list(range(probabilities.shape[1]))
+        columns += [f"p({name})" for name in names]
+    lines = [",".join(_csv_cell(c) for c in columns)]
+    for i, label in enumerate(classes.tolist()):
+        cells = [_csv_cell(label)] + ([f"{p:.6g}" for p in probabilities[i]] if args.proba else [])
+        lines.append(",".join(cells))
+    text = "\n".join(lines) + "\n"
+    if args.out:
+        nnx.io.atomic_write(args.out, [text.encode()])
+        print(f"wrote {len(classes)} predictions to {args.out}", file=sys.stderr)
+    else:
+        sys.stdout.write(text)
+    return 0
+
+
+def _csv_cell(value: Any) -> str:
+    text = str(value)
+    return f'"{text.replace(chr(34), chr(34) * 2)}"' if any(c in text for c in ',"\n\r') else text
+
+
+def _evaluate(args: argparse.Namespace) -> int:
+    """Score the saved model on a CSV file with labels: accuracy, per-class scores, confusion matrix."""
+    model, head, x, label_cells = _model_for_table(args)
+    if label_cells is None:
+        raise _UsageError(f"{args.data} has no label column to evaluate against (give a file with the labels, "
+                          f"and --label-column if it is not the last)")
+    labels = head.labels if head is not None else None
+    known = {str(v): i for i, v in enumerate(labels)} if labels is not None else None
+    truth = []
+    for row, cell in enumerate(label_cells):
+        key = _label_key(cell)
+        if known is not None and key not in known:
+            raise nnx.errors.DataFormatError(
+                f"{args.data}: data row {row + 1}: the label {cell!r} is not one the model knows "
+                f"({', '.join(repr(str(v)) for v in labels[:10])})")
+        if known is None and not key.isdigit():
+            raise nnx.errors.DataFormatError(f"{args.data}: data row {row + 1}: the label {cell!r} is not a class number")
+        truth.append(known[key] if known is not None else int(key))
+    out = nnx.predict(model, x)
+    xp = backend.namespace_of(out)
+    predicted = xp.argmax(out, axis=1) if out.shape[1] > 1 else xp.astype(out[:, 0] > 0, xp.int64)
+    classes = int(out.shape[1]) if out.shape[1] > 1 else 2
+    y = nnx.to_device(truth, backend.backend_of(out), dtype="int64")
+    print(f"nnx evaluate {args.model_file} on {args.data}: {len(truth)} samples")
+    print(nnx.metrics.report(y, predicted, labels if labels is not None else list(range(classes))))
+    return 0
+
+
+def _label_key(cell: str) -> str:
+    """A label cell as the text of a model's label: whole numbers lose a trailing ``.0``."""
+    try:
+        number = float(cell)
+    except ValueError:
+        return cell
+    return str(int(number)) if math.isfinite(number) and number == int(number) else cell
+
+
+def _add_table_commands(sub: Any) -> None:
+    """The ``predict`` and ``evaluate`` subcommands: a saved model on a CSV file."""
+    for command, func, help_text in (
+        ("predict", _predict, "predict the label of every row of a CSV file with a saved model"),
+        ("evaluate", _evaluate, "score a saved model on a CSV file with labels: accuracy, per-class "
+                                "precision/recall/F1 and the confusion matrix"),
+    ):
+        p = sub.add_parser(command, help=help_text, description=help_text + ". The file's columns are matched "
+                           "to the model's inputs by header name when both have names; otherwise the file holds "
+                           "the inputs in training order, plus the label column if there is one.",
+                           epilog="exit codes: 0 done; 1 the model or data file is unusable (the message says "
+                                  "why); 2 bad arguments")
+        p.add_argument("model_file", metavar="MODEL", help="a model saved by nnx train --save or nnx.save")
+        p.add_argument("data", metavar="FILE.csv", help="a CSV file (raw or .gz)")
+        p.add_argument("--label-column", default="-1", metavar="INDEX|NAME",
+                       help="the label column, when the file has one (-1, the last)")
+        header = p.add_mutually_exclusive_group()
+        header.add_argument("--header", dest="header", action="store_true", default=None,
+                            help="the file's first line is a header (default: the rule of nnx.datasets.load_csv)")
+        header.add_argument("--no-header", dest="header", action="store_false", help="the first line is data")
+        p.add_argument("--backend", help="numpy (default), array_api_strict or cupy")
+        if command == "predict":
+            p.add_argument("--proba", action="store_true", help="also write each class's probability")
+            p.add_argument("--out", metavar="FILE", help="write the predictions there (default: standard output)")
+        p.set_defaults(func=func)
 
 
 def _add_parity(sub: Any) -> None:
@@ -360,9 +489,11 @@ def build_parser() -> argparse.ArgumentParser:
                          help="digits or mnist_5k (bundled), a folder or images file of MNIST IDX data "
                               "(raw or .gz), or a CSV file with the label in a column")
     p_train.add_argument("--backend", help="numpy (default), array_api_strict or cupy")
-    p_train.add_argument("--epochs", type=_positive(int), default=20, help="passes over the data (20)")
+    p_train.add_argument("--epochs", type=_positive(int), default=None,
+                         help="passes over the data (default: about 3,000 training steps, at least 20 and at "
+                              "most 200 epochs, so small tables train as long as large ones)")
     p_train.add_argument("--batch-size", type=_positive(int), default=32, help="samples per step (32)")
-    p_train.add_argument("--lr", type=_positive(float), default=None, help="learning rate")
+    p_train.add_argument("--lr", type=_positive(float), default=1e-3, help="Adam's learning rate (0.001)")
     p_train.add_argument("--model", choices=("mlp", "cnn"), default="mlp",
                          help="mlp: one hidden ReLU layer (default); cnn: a LeNet-like convolutional network "
                               "on square images (two conv + pool stages, then 120 and 84 units)")
@@ -392,6 +523,7 @@ def build_parser() -> argparse.ArgumentParser:
                          help="with --resume: go on with this run's --lr, --batch-size and --seed, and say "
                               "so (the data split stays the checkpointed run's)")
     p_train.set_defaults(func=_train)
+    _add_table_commands(sub)
     _add_parity(sub)
     return parser
 

@@ -251,7 +251,38 @@ class _Table:
     label_name: str | None
 
 
-def _parse_csv(raw: bytes, where: str, label_column: int | str = -1, header: bool | None = None) -> _Table:
+@dataclass
+class _Grid:
+    """A CSV file split into cells: header names (or ``None``), numbered data lines and their cells."""
+
+    where: str
+    columns: list[str] | None
+    rows: list[tuple[int, str]]
+    cells: list[list[str]]
+    width: int
+
+    def numbers(self, cols: list[int]) -> np.ndarray:
+        """The given columns as finite float64 values, or an error naming the first bad cell."""
+        try:
+            x = np.loadtxt([line for _, line in self.rows], delimiter=",", quotechar='"', comments=None,
+                           usecols=cols, dtype=np.float64, ndmin=2)
+        except ValueError:
+            x = None
+        if x is None or x.shape != (len(self.rows), len(cols)):
+            _raise_first_bad_cell(self.where, self.rows, self.cells, cols, self.columns)
+        bad = np.argwhere(~np.isfinite(x))
+        if bad.size:
+            r, c = (int(i) for i in bad[0])
+            raise DataFormatError(f"{self.where}: {_place(self.rows[r][0], cols[c], self.columns)}: "
+                                  f"{self.cells[r][cols[c]].strip()!r} is not a finite number")
+        return x
+
+    def labels(self, col: int) -> tuple[np.ndarray, list[Any]]:
+        """Column ``col`` as class numbers and the original labels (see :func:`load_csv`)."""
+        return _class_labels([row[col].strip() for row in self.cells], self.where, self.rows, col, self.columns)
+
+
+def _grid(raw: bytes, where: str, header: bool | None) -> _Grid:
     try:
         text = raw.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
@@ -267,9 +298,6 @@ def _parse_csv(raw: bytes, where: str, label_column: int | str = -1, header: boo
     if not rows:
         raise DataFormatError(f"{where}: no data rows (only a header)")
     width = len(first)
-    if width < 2:
-        raise DataFormatError(f"{where}: need at least one input column and a label column, got {width} column")
-    col = _label_index(label_column, width, columns, where)
     cells = [_cells(line) for _, line in rows]
     for (lineno, _), row in zip(rows, cells):
         if len(row) != width:
@@ -277,21 +305,58 @@ def _parse_csv(raw: bytes, where: str, label_column: int | str = -1, header: boo
                 f"{where}: line {lineno} has {len(row)} columns, {'the header' if header else 'line 1'} has "
                 f"{width} (a truncated or corrupted file?)"
             )
-    inputs = [c for c in range(width) if c != col]
-    try:
-        x = np.loadtxt([line for _, line in rows], delimiter=",", quotechar='"', comments=None,
-                       usecols=inputs, dtype=np.float64, ndmin=2)
-    except ValueError:
-        x = None
-    if x is None or x.shape != (len(rows), len(inputs)):
-        _raise_first_bad_cell(where, rows, cells, inputs, columns)
-    bad = np.argwhere(~np.isfinite(x))
-    if bad.size:
-        r, c = (int(i) for i in bad[0])
-        raise DataFormatError(f"{where}: {_place(rows[r][0], inputs[c], columns)}: "
-                              f"{cells[r][inputs[c]].strip()!r} is not a finite number")
-    y, labels = _class_labels([row[col].strip() for row in cells], where, rows, col, columns)
-    return _Table(x, y, labels, columns, None if columns is None else columns[col])
+    return _Grid(where, columns, rows, cells, width)
+
+
+def _parse_csv(raw: bytes, where: str, label_column: int | str = -1, header: bool | None = None) -> _Table:
+    grid = _grid(raw, where, header)
+    if grid.width < 2:
+        raise DataFormatError(f"{where}: need at least one input column and a label column, got {grid.width} column")
+    col = _label_index(label_column, grid.width, grid.columns, where)
+    x = grid.numbers([c for c in range(grid.width) if c != col])
+    y, labels = grid.labels(col)
+    return _Table(x, y, labels, grid.columns, None if grid.columns is None else grid.columns[col])
+
+
+def read_csv_inputs(
+    path: str | Path,
+    features: int,
+    names: list[str] | None = None,
+    label_column: int | str = -1,
+    header: bool | None = None,
+) -> tuple[np.ndarray, list[str] | None]:
+    """The ``features`` input columns of a CSV file for a trained model, and its label cells if it has them.
+
+    Columns are matched by ``names`` when the model knows them and the file has
+    a header (the file may order its columns differently and hold others);
+    otherwise a file of ``features`` columns is all inputs, and one of
+    ``features + 1`` columns has its label in ``label_column``. Cells are read
+    as strictly as :func:`load_csv` reads them.
+    """
+    path = Path(path)
+    grid = _grid(_read(path), str(path), header)
+    label_cells = None
+    if names is not None and grid.columns is not None:
+        missing = [n for n in names if n not in grid.columns]
+        if missing:
+            raise DataFormatError(f"{path}: the model's input columns {', '.join(repr(n) for n in missing[:5])} "
+                                  f"are not in the file's header")
+        cols = [grid.columns.index(n) for n in names]
+        rest = [c for c in range(grid.width) if c not in cols]
+        if isinstance(label_column, str) and label_column in grid.columns:
+            rest = [grid.columns.index(label_column)]
+        if len(rest) == 1:
+            label_cells = [row[rest[0]].strip() for row in grid.cells]
+    elif grid.width == features:
+        cols = list(range(features))
+    elif grid.width == features + 1:
+        col = _label_index(label_column, grid.width, grid.columns, str(path))
+        cols = [c for c in range(grid.width) if c != col]
+        label_cells = [row[col].strip() for row in grid.cells]
+    else:
+        raise DataFormatError(f"{path}: has {grid.width} columns; the model takes {features} inputs "
+                              f"(give a file of {features} input columns, or {features + 1} with the label)")
+    return grid.numbers(cols), label_cells
 
 
 def _cells(line: str) -> list[str]:
@@ -440,6 +505,7 @@ __all__ = [
     "load_mnist_idx",
     "names",
     "one_hot",
+    "read_csv_inputs",
     "read_idx",
     "train_val_split",
 ]

@@ -68,6 +68,7 @@ from nnx.layers import (
     MaxPool2d,
     Mean,
     ReLU,
+    Reshape,
     Residual,
     Sequential,
     Standardize,
@@ -136,7 +137,7 @@ def registered_layers() -> dict[str, type[Layer]]:
 
 for _cls in (Linear, Sigmoid, Tanh, ReLU, LeakyReLU, GELU, Softmax, Flatten, Dropout, LayerNorm,
              BatchNorm1d, Sequential, Conv1d, Conv2d, MaxPool2d, AvgPool2d, GlobalAvgPool2d, BatchNorm2d,
-             Embedding, Mean, Residual, Standardize, ClassLabels):
+             Embedding, Mean, Residual, Reshape, Standardize, ClassLabels):
     register_layer(_cls)
 
 

@@ -99,6 +99,7 @@ LAYERS: dict[str, LayerCase] = {
     "Embedding(padding_idx=0)": LayerCase(_f64(nnx.Embedding, 7, 3, padding_idx=0, seed=16), (4, 5), indices=(1, 7)),
     "Linear on (batch, length, in)": LayerCase(_f64(nnx.Linear, 4, 3, seed=17), (2, 5, 4)),
     "Mean": LayerCase(lambda: nnx.Mean(1), (3, 5, 4)),
+    "Reshape": LayerCase(lambda: nnx.Reshape((2, 1, 3)), (4, 6)),
     "Standardize (fitted)": LayerCase(lambda: nnx.preprocessing.Standardize(4, dtype="float64").fit(
         np.random.default_rng(3).normal(2.0, 3.0, (20, 4))), (6, 4)),
     "ClassLabels": LayerCase(lambda: nnx.preprocessing.ClassLabels(["a", "b", "c", "d"]), (6, 4)),

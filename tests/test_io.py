@@ -247,7 +247,7 @@ def _every_signal_layer() -> nnx.Sequential:
 def _every_tabular_layer() -> nnx.Sequential:
     scale = nnx.preprocessing.Standardize(3, names=["a", "b", "c"], dtype="float64")
     scale.fit(np.random.default_rng(12).normal(5.0, 2.0, (30, 3)))
-    return nnx.Sequential(scale, nnx.Linear(3, 2, seed=13, dtype="float64"),
+    return nnx.Sequential(scale, nnx.Reshape((1, 3)), nnx.Flatten(), nnx.Linear(3, 2, seed=13, dtype="float64"),
                           nnx.preprocessing.ClassLabels(["no", "yes"], name="answer"))
 
 

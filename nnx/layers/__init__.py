@@ -11,7 +11,7 @@ from nnx.layers.linear import Linear
 from nnx.layers.norm import BatchNorm1d, BatchNorm2d, LayerNorm
 from nnx.layers.pooling import AvgPool2d, GlobalAvgPool2d, MaxPool2d
 from nnx.layers.preprocess import ClassLabels, Standardize
-from nnx.layers.shape import Flatten, Mean
+from nnx.layers.shape import Flatten, Mean, Reshape
 
 __all__ = [
     "AvgPool2d",
@@ -33,6 +33,7 @@ __all__ = [
     "Mean",
     "Parameter",
     "ReLU",
+    "Reshape",
     "Residual",
     "Sequential",
     "Sigmoid",

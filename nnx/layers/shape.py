@@ -1,4 +1,4 @@
-"""Layers that change an array's shape: Flatten, and Mean over one axis."""
+"""Layers that change an array's shape: Flatten, Reshape, and Mean over one axis."""
 
 from __future__ import annotations
 
@@ -32,6 +32,44 @@ class Flatten(Layer):
 
     def __repr__(self) -> str:
         return "Flatten()"
+
+
+class Reshape(Layer):
+    """``(batch, n)`` → ``(batch, *shape)`` (any input whose per-sample size is ``prod(shape)``);
+    backward restores the input's shape. Flat rows become images: ``Reshape((1, 28, 28))``."""
+
+    def __init__(self, shape: tuple[int, ...] | list[int]) -> None:
+        super().__init__()
+        shape = tuple(shape)
+        if not shape or not all(isinstance(d, int) and not isinstance(d, bool) and d > 0 for d in shape):
+            raise ValueError(f"Reshape needs a non-empty shape of positive ints, got {shape!r}")
+        self.shape = shape
+
+    def forward(self, x: Any) -> Any:
+        xp = _backend.namespace_of(x)
+        size = 1
+        for d in self.shape:
+            size *= d
+        per_sample = 1
+        for d in x.shape[1:]:
+            per_sample *= d
+        if x.ndim < 1 or per_sample != size:
+            raise ShapeError(f"{self!r} expected (batch, ...) with {size} values per sample, got {tuple(x.shape)}")
+        self.save_for_backward(tuple(x.shape))
+        return xp.reshape(x, (x.shape[0], *self.shape))
+
+    def backward(self, grad: Any) -> Any:
+        (shape,) = self.saved_tensors()
+        return _backend.namespace_of(grad).reshape(grad, shape)
+
+    def output_shape(self, input_shape: tuple[int, ...]) -> tuple[int, ...]:
+        return (input_shape[0], *self.shape)
+
+    def config(self) -> dict[str, Any]:
+        return {"shape": list(self.shape)}
+
+    def __repr__(self) -> str:
+        return f"Reshape({self.shape})"
 
 
 class Mean(Layer):
