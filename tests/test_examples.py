@@ -12,6 +12,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 import nnx
@@ -90,9 +91,38 @@ def test_seed002_modular_xor_and_the_relu_bug() -> None:
 
 
 def test_seed003_rashid_learns_mnist(nnx_backend: str) -> None:
-    out = run_script("seed003_rashid_mnist.py", "--backend", nnx_backend, "--epochs", "1", "--limit", "400")
-    accuracy = float(re.search(r"held-out accuracy after 1 epochs: ([\d.]+)%", out).group(1))
-    assert accuracy > 60.0  # 400 one-sample steps; ten classes guessed would give 10%
+    out = run_script("seed003_rashid_mnist.py", "--backend", nnx_backend, "--epochs", "1", "--limit", "400",
+                     "--rule", "both")
+    book = float(re.search(r"book: held-out accuracy after 1 epochs: ([\d.]+)%", out).group(1))
+    exact = float(re.search(r"exact: held-out accuracy after 1 epochs: ([\d.]+)%", out).group(1))
+    assert book > 60.0 and exact > 60.0  # 400 one-sample steps; ten classes guessed would give 10%
+    assert book != exact  # two different rules from the same start
+
+
+def test_the_books_hidden_error_is_the_gradient_without_the_output_slope() -> None:
+    sys.path.insert(0, str(EXAMPLES))
+    try:
+        from seed003_rashid_mnist import rashid_network
+    finally:
+        sys.path.remove(str(EXAMPLES))
+    rng = np.random.default_rng(0)
+    x = rng.uniform(0.01, 1.0, (1, 784))
+    t = np.full((1, 10), 0.01)
+    grads, outs = {}, {}
+    for rule in ("book", "exact"):
+        net = rashid_network(100, 0, "float64", rule)
+        out = net.forward(nnx.to_device(x, "numpy", dtype="float64"))
+        net.backward(out - nnx.to_device(t, "numpy", dtype="float64"))  # d (half SSE) / d out
+        grads[rule] = [nnx.to_host(p.grad) for p in net.parameters()]
+        outs[rule] = nnx.to_host(out)
+    first, second = (nnx.to_host(p.data) for p in net.parameters())
+    h = 1 / (1 + np.exp(-(x @ first)))
+    o = outs["exact"]
+    np.testing.assert_array_equal(outs["book"], o)
+    np.testing.assert_allclose(grads["book"][1], grads["exact"][1], rtol=1e-12)  # output layer: the gradient
+    np.testing.assert_allclose(grads["exact"][0], x.T @ ((((o - t) * o * (1 - o)) @ second.T) * h * (1 - h)),
+                               rtol=1e-10)
+    np.testing.assert_allclose(grads["book"][0], x.T @ (((o - t) @ second.T) * h * (1 - h)), rtol=1e-10)
 
 
 def test_modern_recipe_runs(nnx_backend: str) -> None:
