@@ -31,14 +31,19 @@ from nnx.testing.parity import check_parity
 
 def _info(args: argparse.Namespace) -> int:
     print(f"nnx {nnx.__version__} (Python {platform.python_version()}, {platform.machine()})")
-    print(f"selected backend: {backend.current()}")
+    try:
+        selected, status = backend.current(), 0
+    except UnknownBackendError as exc:
+        source = f" (from ${backend.ENV_VAR})" if os.environ.get(backend.ENV_VAR) else ""
+        selected, status = f"none: {exc}{source}", 1
+    print(f"selected backend: {selected}")
     print("backends:")
     for name, reason in backend.available(refresh=True).items():
         record = backend.BACKENDS[name]
         state = "available" if reason is None else f"unavailable: {reason}"
         print(f"  {name:<17} {state}")
         print(f"  {'':<17} ({record.description})")
-    return 0
+    return status
 
 
 class _UsageError(Exception):
@@ -535,7 +540,12 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 2
     try:
-        return args.func(args)
+        status = args.func(args)
+        sys.stdout.flush()  # inside the try: a reader that went away shows up here, not at exit
+        return status
+    except BrokenPipeError:  # the reader went away (`nnx info | head`): stop quietly, as Unix tools do
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 128 + 13
     except _UsageError as exc:
         parser.exit(2, f"nnx: error: {exc}\n")
     except (NnxError, OSError) as exc:  # bad data, model files, permissions, a full disk: no traceback

@@ -451,8 +451,11 @@ def train_val_split(
 ) -> tuple[tuple[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]:
     """Shuffle with a seeded host generator and split into ``(x_train, y_train), (x_val, y_val)``.
 
-    ``val`` is a fraction (0 < val < 1) or a count. With ``stratify=True``
-    every class keeps its share in both parts (``y`` must be class indices).
+    ``val`` is a fraction (0 < val < 1, held out: ``round(val * n)`` samples) or
+    a count. With ``stratify=True`` every class keeps its share in both parts
+    (``y`` must be class indices): each class holds out the whole part of its
+    share, and the classes with the largest remainders one more, so the parts
+    have exactly the asked sizes.
     """
     from nnx import random as _random
 
@@ -469,11 +472,15 @@ def train_val_split(
         val_idx, train_idx = order[:count], order[count:]
     else:
         labels = y if y.ndim == 1 else y.argmax(axis=1)
+        classes = np.unique(labels)
+        sizes = np.array([np.count_nonzero(labels == c) for c in classes])
+        quotas = count * sizes / n  # each class's share of the held-out count; whole parts first,
+        takes = np.floor(quotas).astype(np.int64)  # then one more for the largest remainders
+        takes[np.argsort(-(quotas - takes), kind="stable")[: count - int(takes.sum())]] += 1
         val_parts, train_parts = [], []
-        for c in np.unique(labels):
+        for c, k in zip(classes, takes):
             members = np.flatnonzero(labels == c)
             members = members[_random.permutation(rng, members.size)]
-            k = int(round(count * members.size / n))
             val_parts.append(members[:k])
             train_parts.append(members[k:])
         val_idx = np.concatenate(val_parts)[_random.permutation(rng, sum(p.size for p in val_parts))]

@@ -47,7 +47,8 @@ def test_train_runs_end_to_end_on_a_tiny_subset(tmp_path) -> None:
     result = run_nnx("train", "digits", "--limit", "120", "--epochs", "3", "--hidden", "16", *plot)
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()
-    assert lines[0].startswith("nnx train digits: 96 training and 24 held-out samples, 64 inputs, 10 classes")
+    assert lines[0].startswith("nnx train digits: 96 training and 24 held-out samples (stratified), 64 inputs, "
+                               "10 classes")
     assert [line.split()[:2] for line in lines if line.startswith("epoch")] == [["epoch", f"{i}/3"] for i in (1, 2, 3)]
     final = [line for line in lines if line.startswith("held-out accuracy")]
     assert len(final) == 1 and "/24)" in final[0]
@@ -76,10 +77,10 @@ def test_train_a_cnn(tmp_path) -> None:
     result = run_nnx("train", "mnist_5k", "--model", "cnn", "--limit", "300", "--epochs", "2", "--quiet",
                      "--save", str(tmp_path / "lenet.nnx"))
     assert result.returncode == 0, result.stderr
-    assert ("model: 1x28x28 -> conv 6@5x5 ReLU pool -> conv 16@5x5 ReLU pool -> 120 ReLU -> 84 ReLU -> 10 "
+    assert ("model: standardise -> 1x28x28 -> conv 6@5x5 ReLU pool -> conv 16@5x5 ReLU pool -> 120 ReLU -> 84 ReLU -> 10 "
             "(107,786 parameters)") in result.stdout
     assert "held-out accuracy" in result.stdout
-    assert type(nnx.load(tmp_path / "lenet.nnx")[0]).__name__ == "Conv2d"
+    assert [type(m).__name__ for m in nnx.load(tmp_path / "lenet.nnx")][:3] == ["Standardize", "Reshape", "Conv2d"]
     digits = run_nnx("train", "digits", "--model", "cnn", "--limit", "200", "--epochs", "1", "--quiet")
     assert digits.returncode == 0, digits.stderr
     assert "1x8x8 -> conv 6@3x3" in digits.stdout
@@ -147,7 +148,7 @@ def test_csv_header_flags_and_label_names(tmp_path, capsys) -> None:
     table.write_text("0,1,2\n" + rows)
     base = ["train", str(table), "--epochs", "1", "--quiet"]
     assert cli.main(base) == 0
-    assert "24 training and 6 held-out samples, 2 inputs, 3 classes" in capsys.readouterr().out
+    assert "24 training and 6 held-out samples (stratified), 2 inputs, 3 classes" in capsys.readouterr().out
     assert cli.main([*base, "--no-header"]) == 1
     assert f"{table}: line 1, column 3: the label '2' is a number" in capsys.readouterr().err
     table.write_text("x,y,kind\n" + rows)
@@ -172,3 +173,56 @@ def test_resume_with_another_learning_rate_is_refused_unless_allowed(tmp_path, c
     assert "keeping the checkpointed run's data split (seed 0)" in err
     assert "changed settings: lr: 0.001 -> 0.01; seed: 0 -> 3" in err
     assert nnx.load_checkpoint(tmp_path / "checkpoint.nnx").epoch == 2
+
+
+def test_info_survives_a_reader_that_goes_away_and_a_bad_environment() -> None:
+    proc = subprocess.Popen([sys.executable, "-m", "nnx", "info"], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc.stdout.close()  # like `nnx info | head -0`
+    err = proc.stderr.read().decode()
+    assert proc.wait() == 141 and "Traceback" not in err and "BrokenPipe" not in err, err
+    env = {**__import__("os").environ, "NNX_BACKEND": "bogus"}
+    result = subprocess.run([sys.executable, "-m", "nnx", "info"], capture_output=True, text=True, env=env)
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert "selected backend: none: unknown backend 'bogus'" in result.stdout and "(from $NNX_BACKEND)" in result.stdout
+    assert "numpy             available" in result.stdout  # the backends are still listed
+
+
+def test_csv_to_saved_model_to_predictions_end_to_end(tmp_path) -> None:
+    rng = np.random.default_rng(1)
+    rows = ["width,height,kind"]
+    for k, name in enumerate(["cat", "dog", "eel"]):
+        for w, h in rng.normal(k * 3.0, 1.0, (40, 2)) * [100.0, 0.01]:
+            rows.append(f"{w:.4f},{h:.6f},{name}")
+    table = tmp_path / "animals.csv"
+    table.write_text("\n".join(rows) + "\n")
+    model_file = tmp_path / "animals.nnx"
+    trained = run_nnx("train", str(table), "--quiet", "--save", str(model_file))
+    assert trained.returncode == 0, trained.stderr
+    assert "3 classes" in trained.stdout and "(stratified)" in trained.stdout
+
+    shuffled = tmp_path / "new.csv"  # the columns in another order, no labels: matched by name
+    shuffled.write_text("height,width\n" + "".join(f"{r.split(',')[1]},{r.split(',')[0]}\n" for r in rows[1:]))
+    predicted = run_nnx("predict", str(model_file), str(shuffled), "--proba", "--out", str(tmp_path / "p.csv"))
+    assert predicted.returncode == 0, predicted.stderr
+    lines = (tmp_path / "p.csv").read_text().splitlines()
+    assert lines[0] == "kind,p(cat),p(dog),p(eel)" and len(lines) == 121
+    cli_labels = [line.split(",")[0] for line in lines[1:]]
+    probabilities = np.array([[float(v) for v in line.split(",")[1:]] for line in lines[1:]])
+    np.testing.assert_allclose(probabilities.sum(axis=1), 1.0, rtol=1e-5)
+
+    model = nnx.load(model_file)
+    x = np.array([[float(v) for v in r.split(",")[:2]] for r in rows[1:]])
+    assert nnx.predict_classes(model, x).tolist() == cli_labels  # the same labels through Python
+    assert sum(a == r.split(",")[2] for a, r in zip(cli_labels, rows[1:])) >= 108  # 90% of an easy table
+
+    scored = run_nnx("evaluate", str(model_file), str(table))
+    assert scored.returncode == 0, scored.stderr
+    assert "macro avg" in scored.stdout and "confusion matrix" in scored.stdout and "eel" in scored.stdout
+    wrong = tmp_path / "wrong.csv"
+    wrong.write_text("width,height,kind\n1,2,cow\n")
+    refused = run_nnx("evaluate", str(model_file), str(wrong))
+    assert refused.returncode == 1 and "the label 'cow' is not one the model knows" in refused.stderr
+    missing = tmp_path / "missing.csv"
+    missing.write_text("width,size\n1,2\n")
+    refused = run_nnx("predict", str(model_file), str(missing))
+    assert refused.returncode == 1 and "input columns 'height' are not in the file's header" in refused.stderr

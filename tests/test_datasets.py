@@ -160,3 +160,13 @@ def test_a_pipe_is_refused_not_read(tmp_path: Path) -> None:
     os.mkfifo(fifo)
     with pytest.raises(nnx.errors.DataFormatError, match="not a regular file"):
         nnx.datasets.load_csv(fifo)
+
+
+def test_a_stratified_split_holds_out_exactly_the_asked_count() -> None:
+    y = np.repeat(np.arange(10), 12)  # 120 samples: 20% is 24, 2.4 per class
+    x = np.arange(120)
+    for val, count in ((0.2, 24), (0.3, 36), (7, 7), (0.5, 60)):
+        (xt, yt), (xv, yv) = datasets.train_val_split(x, y, val=val, seed=3, stratify=True)
+        assert len(yv) == count and len(yt) == 120 - count
+        assert set(np.bincount(yv, minlength=10)) <= {count // 10, count // 10 + 1}
+        assert sorted(np.concatenate([xt, xv]).tolist()) == list(range(120))

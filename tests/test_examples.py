@@ -141,31 +141,9 @@ def test_custom_layer_example(nnx_backend: str) -> None:
     assert ("parity, agree:" in out) if others else ("parity" not in out)
 
 
-def test_readme_custom_layer_block_runs() -> None:
-    text = (EXAMPLES.parent / "README.md").read_text()
-    section = text[text.index("### Writing your own layer"):]
-    code = re.search(r"```python\n(.*?)```", section, re.S).group(1)
-    try:
-        exec(compile(code, "README.md", "exec"), {})
-    finally:
-        nnx.io._LAYERS.pop("Swish", None)
-
-
 def test_cnn_digits_example_learns(nnx_backend: str) -> None:
     """A short run (the full one: 30 epochs, 3 seeds, mean above 98.5%; see the example's docstring)."""
     out = run_script("cnn_digits.py", "--backend", nnx_backend, "--seeds", "0", "--epochs", "3")
     assert "cnn_digits: 9,978 parameters, 3 epochs" in out
     accuracy = float(re.search(r"seed 0: held-out accuracy (\d+\.\d+)%", out).group(1))
     assert accuracy > 85.0
-
-
-def test_readme_convolution_block_runs() -> None:
-    text = (EXAMPLES.parent / "README.md").read_text()
-    section = text[text.index("### Convolutional networks"):]
-    exec(compile(re.search(r"```python\n(.*?)```", section, re.S).group(1), "README.md", "exec"), {})
-
-
-def test_readme_sequence_block_runs() -> None:
-    text = (EXAMPLES.parent / "README.md").read_text()
-    section = text[text.index("### Sequences and residual blocks"):]
-    exec(compile(re.search(r"```python\n(.*?)```", section, re.S).group(1), "README.md", "exec"), {})

@@ -109,10 +109,12 @@ class ParityReport:
         if self.ok:
             worst = max(self.worst.values(), key=lambda c: c.comparison.score, default=None)
             tail = ""
-            if worst is not None:
+            if worst is not None and worst.comparison.max_abs == 0:
+                tail = "; every tensor identical, bit for bit"
+            elif worst is not None:
                 c = worst.comparison
                 ulp = "" if c.ulps is None else f", {c.ulps:.0f} ulp"
-                tail = f"; worst max rel error {c.max_rel:.2g}{ulp} ({worst.backend}: {worst.where()})"
+                tail = f"; largest difference: max rel error {c.max_rel:.2g}{ulp} ({worst.backend}: {worst.where()})"
             return f"agree: {head}{tail}"
         lines = [f"DIFFER: {head}"]
         for name, message in self.errors.items():
