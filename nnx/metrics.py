@@ -62,7 +62,8 @@ def confusion_matrix(y_true: Any, y_pred: Any, classes: int | None = None) -> np
     ids = xp.arange(k, dtype=xp.int64, device=t.device)
     step = max(1, _CHUNK_ELEMENTS // max(k, 1))
     for start in range(0, n, step):
-        tb, pb = t[start:start + step], p[start:start + step]
+        stop = min(start + step, n)  # slices past the end are not portable
+        tb, pb = t[start:stop], p[start:stop]
         one_t = xp.astype(tb[:, None] == ids[None, :], xp.int64)
         one_p = xp.astype(pb[:, None] == ids[None, :], xp.int64)
         counts = counts + xp.matmul(xp.matrix_transpose(one_t), one_p)
