@@ -335,8 +335,7 @@ def _evaluate(args: argparse.Namespace) -> int:
             raise nnx.errors.DataFormatError(f"{args.data}: data row {row + 1}: the label {cell!r} is not a class number")
         truth.append(known[key] if known is not None else int(key))
     out = nnx.predict(model, x)
-    xp = backend.namespace_of(out)
-    predicted = xp.argmax(out, axis=1) if out.shape[1] > 1 else xp.astype(out[:, 0] > 0, xp.int64)
+    predicted = nnx.train.loop.output_classes(model, out)
     classes = int(out.shape[1]) if out.shape[1] > 1 else 2
     y = nnx.to_device(truth, backend.backend_of(out), dtype="int64")
     print(f"nnx evaluate {args.model_file} on {args.data}: {len(truth)} samples")

@@ -498,15 +498,21 @@ def predict_proba(model: Layer, x: Any, batch_size: int | None = 1024) -> Any:
     ends in :class:`~nnx.Sigmoid` (or a single logit) is ``p`` of the second
     class, giving columns ``1 - p`` and ``p``.
     """
-    return _probabilities(model, predict(model, x, batch_size))
+    return _probabilities(model, _class_outputs(model, x, batch_size))
+
+
+def _class_outputs(model: Layer, x: Any, batch_size: int | None) -> Any:
+    """The model's outputs, which must be one row of class scores per sample."""
+    out = predict(model, x, batch_size)
+    if out.ndim != 2:
+        raise ShapeError(f"class predictions need outputs of shape (samples, classes), the model gives "
+                         f"{tuple(out.shape)}")
+    return out
 
 
 def _probabilities(model: Layer, out: Any) -> Any:
     last, _ = _final_layers(model)
     xp = _backend.namespace_of(out)
-    if out.ndim != 2:
-        raise ShapeError(f"class probabilities need outputs of shape (samples, classes), the model gives "
-                         f"{tuple(out.shape)}")
     if out.shape[1] == 1:
         p = out if isinstance(last, Sigmoid) else 1 / (1 + xp.exp(-out))
         return xp.concat([1 - p, p], axis=1)
@@ -516,6 +522,15 @@ def _probabilities(model: Layer, out: Any) -> Any:
     return shifted / xp.sum(shifted, axis=1, keepdims=True)
 
 
+def output_classes(model: Layer, out: Any) -> Any:
+    """Class numbers (on the outputs' backend) for the outputs ``out`` of ``model``: the arg-max of
+    several columns; for one column, class 1 where its probability exceeds 0.5."""
+    xp = _backend.namespace_of(out)
+    if out.shape[1] == 1:
+        return xp.astype(_probabilities(model, out)[:, 1] > 0.5, xp.int64)
+    return xp.argmax(out, axis=1)
+
+
 def predict_classes(model: Layer, x: Any, batch_size: int | None = 1024) -> np.ndarray:
     """The predicted class of each sample as a host NumPy array: the model's original labels when it
     ends in a :class:`~nnx.preprocessing.ClassLabels`, class numbers otherwise.
@@ -523,19 +538,11 @@ def predict_classes(model: Layer, x: Any, batch_size: int | None = 1024) -> np.n
     The class is the arg-max of the outputs; a single output is class 1 when
     its probability (see :func:`predict_proba`) exceeds 0.5.
     """
-    out = predict(model, x, batch_size)
+    classes = output_classes(model, _class_outputs(model, x, batch_size))
     _, labels = _final_layers(model)
-    xp = _backend.namespace_of(out)
-    if out.ndim != 2:
-        raise ShapeError(f"predict_classes needs outputs of shape (samples, classes), the model gives "
-                         f"{tuple(out.shape)}")
-    if out.shape[1] == 1:
-        classes = xp.astype(_probabilities(model, out)[:, 1] > 0.5, xp.int64)
-    else:
-        classes = xp.argmax(out, axis=1)
     if labels is None:
         return _backend.to_host(classes).astype(np.int64)
     return np.asarray(labels.decode(classes))
 
 
-__all__ = ["evaluate", "fit", "predict", "predict_classes", "predict_proba"]
+__all__ = ["evaluate", "fit", "output_classes", "predict", "predict_classes", "predict_proba"]
