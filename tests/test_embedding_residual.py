@@ -132,3 +132,23 @@ def test_linear_keeps_the_leading_axes(nnx_backend: str) -> None:
     expected = x.reshape(-1, 4) @ nnx.to_host(lin.weight.data) + nnx.to_host(lin.bias.data)
     np.testing.assert_allclose(y, expected.reshape(2, 5, 3), rtol=1e-14)
     assert lin.output_shape((2, 5, 4)) == (2, 5, 3)
+
+
+def test_small_integer_ids_index_a_large_table(nnx_backend: str) -> None:
+    table = nnx.Embedding(300, 2, seed=0)
+    ids = nnx.to_device(np.array([[3, 255]], dtype=np.uint8), nnx_backend, dtype="uint8")
+    rows = nnx.to_host(table.forward(ids))
+    np.testing.assert_array_equal(rows[0], nnx.to_host(table.weight.data)[[3, 255]])
+
+
+def test_parity_tolerance_is_not_scaled_by_token_ids() -> None:
+    from nnx.testing import parity
+
+    model = nnx.Sequential(nnx.Embedding(1000, 3, seed=0, dtype="float64"), nnx.Mean(1),
+                           nnx.Linear(3, 2, seed=1, dtype="float64"))
+    ids = np.array([[999, 5], [7, 998]])
+    entries, error = parity._run("numpy", model, nnx.SoftmaxCrossEntropy(), lambda p: nnx.SGD(p, lr=0.1), ids,
+                                 np.array([0, 1]), 1)
+    assert error is None
+    embedding_output = [scale for key, _, scale in entries if key[1] == "forward" and key[2] == "0"]
+    assert embedding_output == [0.0]  # judged against the rows' own size, not against ids near 1000

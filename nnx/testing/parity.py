@@ -196,7 +196,9 @@ def _run(name: str, model: Layer, loss: Loss, make_optimizer: OptimizerFactory, 
     entries: list[tuple[Key, Any, float]] = []
 
     def record(key: Key, value: Any, context: Any = None) -> None:
-        scale = 0.0 if context is None else magnitude(_backend.to_host(context))
+        host = None if context is None else _backend.to_host(context)
+        # integer context (an Embedding's token ids) has no magnitude that rounding scales with
+        scale = 0.0 if host is None or host.dtype.kind in "iub" else magnitude(host)
         entries.append((key, _backend.to_host(value), scale))
 
     try:
