@@ -139,6 +139,9 @@ def _train(args: argparse.Namespace) -> int:
         nnx.use(name)
     except UnknownBackendError as exc:
         raise _UsageError(str(exc)) from None
+    world = nnx.distributed.init() if args.distributed else None  # before the model: it picks the GPU
+    lead = world is None or world.rank == 0
+    say = print if lead else _quiet
     ds = _load_data(args.dataset, _column(args.label_column), args.header)
     x, y = ds.x, ds.y
     split_seed = _split_seed(args)
@@ -161,22 +164,25 @@ def _train(args: argparse.Namespace) -> int:
         summary = f"{inputs} -> {args.hidden} ReLU -> {classes}"
     (xt, yt), (xv, yv) = datasets.train_val_split(x, y, val=args.val, seed=split_seed)
     loss, optimizer, train_targets, val_targets = _recipe(model, args, yt, yv, classes)
-    print(f"nnx train {ds.name}: {len(yt)} training and {len(yv)} held-out samples, {inputs} inputs, "
+    say(f"nnx train {ds.name}: {len(yt)} training and {len(yv)} held-out samples, {inputs} inputs, "
           f"{classes} classes; backend {name} ({args.dtype})")
-    print(f"model: {summary}, softmax cross-entropy, Adam lr {optimizer.lr:g}, "
-          f"batch size {args.batch_size}, {args.epochs} epochs, seed {args.seed}")
+    ranks = f" per process, {world.size} processes" if world is not None else ""
+    say(f"model: {summary}, softmax cross-entropy, Adam lr {optimizer.lr:g}, "
+        f"batch size {args.batch_size}{ranks}, {args.epochs} epochs, seed {args.seed}")
     if args.resume and nnx.checkpoint.latest_checkpoint(args.checkpoint):
         done = nnx.load_checkpoint(nnx.checkpoint.checkpoint_path(args.checkpoint)).epoch
-        print(f"resuming from {nnx.checkpoint.checkpoint_path(args.checkpoint)} after epoch {done}")
+        say(f"resuming from {nnx.checkpoint.checkpoint_path(args.checkpoint)} after epoch {done}")
     run_config = {"data": ds.name, "split_seed": split_seed, "val": args.val, "limit": args.limit}
     started = time.perf_counter()
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         history = nnx.fit(model, loss, optimizer, (xt, train_targets), epochs=args.epochs,
                           batch_size=args.batch_size, validation=(xv, val_targets), seed=args.seed,
-                          progress=False if args.quiet else None, metrics="accuracy",
+                          progress=False if args.quiet or not lead else None, metrics="accuracy",
                           checkpoint=args.checkpoint, resume=args.resume, allow_changes=args.allow_changes,
-                          run_config=run_config)
+                          run_config=run_config, distributed=args.distributed)
+    if not lead:
+        return 0
     for warning in caught:
         print(f"nnx: note: {warning.message}", file=sys.stderr)
     seconds = time.perf_counter() - started
@@ -190,6 +196,10 @@ def _train(args: argparse.Namespace) -> int:
     if args.save:
         print(f"saved the model to {nnx.save(model, args.save)}")
     return 0
+
+
+def _quiet(*args: Any, **kwargs: Any) -> None:
+    """What ranks other than 0 print: nothing."""
 
 
 def _split_seed(args: argparse.Namespace) -> int:
@@ -391,6 +401,10 @@ def build_parser() -> argparse.ArgumentParser:
     p_train.add_argument("--allow-changes", action="store_true",
                          help="with --resume: go on with this run's --lr, --batch-size and --seed, and say "
                               "so (the data split stays the checkpointed run's)")
+    p_train.add_argument("--distributed", action="store_true",
+                         help="data-parallel over the processes of an MPI job: mpiexec -n N nnx train ... "
+                              "--distributed (--batch-size is then each process's share of a step; "
+                              "needs pip install 'nnx-array[distributed]')")
     p_train.set_defaults(func=_train)
     _add_parity(sub)
     return parser

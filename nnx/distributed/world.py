@@ -10,6 +10,7 @@ message instead of a hang.
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 import traceback
@@ -131,7 +132,7 @@ class World:
         for device in self._devices.values():
             device.abort()
         self.comm.Abort(1)
-        raise error  # Abort does not return; this line keeps the NoReturn promise if it ever did
+        os._exit(1)  # MPI_Abort may return before the launcher ends this process; nothing else may run
 
 
 class MpiDevice:
