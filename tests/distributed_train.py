@@ -2,12 +2,13 @@
 
 ``python tests/distributed_train.py OUT [--backend B] [--batch-size b] [--epochs E]
 [--samples n] [--checkpoint DIR [--resume]] [--delay S] [--raise-on-rank R]
-[--hidden-on-rank R:H] [--single]`` trains a float64 MLP with Adam on seeded
+[--hang-on-rank R] [--timeout T] [--hidden-on-rank R:H] [--batch-norm] [--single]`` trains a float64 MLP with Adam on seeded
 data through ``nnx.fit(..., distributed=True)``; rank 0 writes the final
 parameters to ``OUT/params.npz`` and the history to ``OUT/history.json`` and
 prints ``epoch N`` after each epoch. ``--single`` runs the same problem in one
 process with ``nnx.fit`` and batch ``world * b`` (``--world``), the reference.
-``--raise-on-rank R`` makes rank R raise in its second epoch;
+``--raise-on-rank R`` makes rank R raise at the end of its second epoch,
+``--hang-on-rank R`` makes it sleep there (the others give up after ``--timeout`` seconds);
 ``--hidden-on-rank R:H`` gives rank R another architecture.
 """
 
@@ -32,8 +33,10 @@ def problem(samples: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarra
     return x[:samples], y[:samples], x[samples:], y[samples:]
 
 
-def build(backend: str, hidden: int = 16) -> tuple[nnx.Sequential, nnx.Adam]:
-    model = nnx.Sequential(nnx.Linear(6, hidden, seed=1, dtype="float64", backend=backend), nnx.Tanh(),
+def build(backend: str, hidden: int = 16, batch_norm: bool = False) -> tuple[nnx.Sequential, nnx.Adam]:
+    """The float64 MLP (with a BatchNorm1d after the first layer when asked) and its Adam."""
+    norm = [nnx.BatchNorm1d(hidden, dtype="float64", backend=backend)] if batch_norm else []
+    model = nnx.Sequential(nnx.Linear(6, hidden, seed=1, dtype="float64", backend=backend), *norm, nnx.Tanh(),
                            nnx.Linear(hidden, 3, seed=2, dtype="float64", backend=backend))
     return model, nnx.Adam(model.parameters(), lr=0.01)
 
@@ -49,27 +52,33 @@ def main() -> None:
     p.add_argument("--resume", action="store_true")
     p.add_argument("--delay", type=float, default=0.0)
     p.add_argument("--raise-on-rank", type=int, default=None)
+    p.add_argument("--hang-on-rank", type=int, default=None)
+    p.add_argument("--timeout", type=float, default=60.0)
     p.add_argument("--hidden-on-rank", default=None)
     p.add_argument("--single", action="store_true")
     p.add_argument("--world", type=int, default=2)
+    p.add_argument("--batch-norm", action="store_true")
     args = p.parse_args()
+    nnx.use(args.backend)
 
     x, y, vx, vy = problem(args.samples)
     if args.single:
         rank, batch = 0, args.world * args.batch_size
     else:
-        rank, batch = nnx.distributed.init(timeout=60).rank, args.batch_size
+        rank, batch = nnx.distributed.init(timeout=args.timeout).rank, args.batch_size
     hidden = 16
     if args.hidden_on_rank is not None:
         on, h = (int(v) for v in args.hidden_on_rank.split(":"))
         hidden = h if rank == on else hidden
-    model, opt = build(args.backend, hidden)
+    model, opt = build(args.backend, hidden, args.batch_norm)
 
     def on_epoch_end(state: nnx.TrainState, logs: Any) -> None:
         if rank == 0:
             print(f"epoch {state.epoch}", flush=True)
         if args.raise_on_rank == rank and state.epoch == 2:
             raise ValueError(f"a deliberate failure on rank {rank} after epoch 2")
+        if args.hang_on_rank == rank and state.epoch == 2:
+            time.sleep(3600)
         time.sleep(args.delay)
 
     history = nnx.fit(model, nnx.SoftmaxCrossEntropy(), opt, (x, y), epochs=args.epochs,

@@ -44,7 +44,7 @@ from nnx import random as _random
 from nnx.distributed import shards
 from nnx.distributed.buckets import DEFAULT_BUCKET_BYTES, GradientBuckets
 from nnx.distributed.sync import average_buffers, broadcast_model, check_same, check_same_model
-from nnx.distributed.world import DEFAULT_TIMEOUT, World, init
+from nnx.distributed.world import World, init
 from nnx.layers import Layer, set_finite_checks
 from nnx.losses import Loss
 from nnx.optim import Optimizer
@@ -77,7 +77,7 @@ def fit(
     allow_changes: bool = False,
     run_config: Any = None,
     world: World | None = None,
-    timeout: float = DEFAULT_TIMEOUT,
+    timeout: float | None = None,
     bucket_bytes: int = DEFAULT_BUCKET_BYTES,
 ) -> History:
     """:func:`nnx.fit` over the ranks of an ``mpiexec`` job (see the module's description).
@@ -86,7 +86,8 @@ def fit(
     of a step (a step trains on ``world.size * batch_size`` samples, as one
     process with that batch size would), plus ``world`` (default:
     :func:`nnx.distributed.init`), ``timeout`` (seconds a rank waits for the
-    others before it ends the job) and ``bucket_bytes`` (the size of the flat
+    others before it ends the job; ``None`` keeps the world's, by default
+    300) and ``bucket_bytes`` (the size of the flat
     gradient buffers). The checkpoint records the number of ranks as the
     setting ``world_size``. Every rank returns the same :class:`~nnx.History`.
 
@@ -94,7 +95,10 @@ def fit(
     ``nnx: rank R of N stopped the job: ...`` to stderr and ends every rank;
     in a world of one it is raised as :func:`nnx.fit` would.
     """
-    world = world if world is not None else init(timeout)
+    if world is None:
+        world = init(timeout)
+    elif timeout is not None:
+        world.timeout = timeout
     try:
         return _fit(world, model, loss, optimizer, data, epochs, batch_size, shuffle, validation, callbacks,
                     seed, progress, metrics, check_finite, state, stream, checkpoint, resume, allow_changes,

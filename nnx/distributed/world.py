@@ -43,7 +43,7 @@ class World:
     communicator for a backend (:meth:`device`)."""
 
     def __init__(self, timeout: float = DEFAULT_TIMEOUT) -> None:
-        self.timeout = _checked_timeout(timeout)
+        self.timeout = timeout
         self.MPI = _mpi()
         self.comm = self.MPI.COMM_WORLD
         self.rank: int = self.comm.Get_rank()
@@ -52,6 +52,15 @@ class World:
 
     def __repr__(self) -> str:
         return f"World(rank={self.rank}, size={self.size})"
+
+    @property
+    def timeout(self) -> float:
+        """Seconds a rank waits for the others before it ends the job."""
+        return self._timeout
+
+    @timeout.setter
+    def timeout(self, seconds: float) -> None:
+        self._timeout = _checked_timeout(seconds)
 
     @property
     def local_rank(self) -> int:
@@ -155,24 +164,25 @@ class MpiDevice:
         """Nothing to release: MPI's own abort ends the transfers."""
 
 
-def init(timeout: float = DEFAULT_TIMEOUT) -> World:
+def init(timeout: float | None = None) -> World:
     """Join the job this process was launched in (``mpiexec -n N``) and return its :class:`World`.
 
-    The first call starts MPI; later calls return the same world (with
-    ``timeout`` updated). A process started without ``mpiexec`` is a world
+    The first call starts MPI; later calls return the same world. ``timeout``
+    (seconds a rank waits for the others; default ``DEFAULT_TIMEOUT``, 300)
+    sets the world's, or leaves it as it is when ``None``. A process started without ``mpiexec`` is a world
     of one. With the cupy backend selected, this process takes the GPU of its
     local rank, so call ``init`` before building a model on cupy. Raises
     :class:`~nnx.errors.DistributedError` when mpi4py is not installed.
     """
     global _world
     if _world is None:
-        _world = World(timeout)
+        _world = World(DEFAULT_TIMEOUT if timeout is None else timeout)
         if _backend.current() == "cupy":
             from nnx.distributed.nccl import select_gpu
 
             select_gpu(_world)
-    else:
-        _world.timeout = _checked_timeout(timeout)
+    elif timeout is not None:
+        _world.timeout = timeout
     return _world
 
 
