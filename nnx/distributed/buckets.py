@@ -76,10 +76,12 @@ class GradientBuckets:
                 parts.append(xp.zeros((p.size,), dtype=ref.dtype, device=_backend.device_of(ref)))
                 flags.append(0.0)
             else:
-                parts.append(xp.reshape(p.grad * weight, (p.size,)))
+                parts.append(xp.reshape(p.grad, (p.size,)))
                 flags.append(1.0)
         parts.append(_backend.to_device(flags, name, dtype=_backend.dtype_name(ref)))
         flat = xp.concat(parts)
+        if weight != 1.0:  # the flags scale too: a rank with a gradient has a weight above 0
+            flat = flat * weight
         flat = self.world.device(name).allreduce(flat, f"the all-reduce of {len(bucket)} gradient(s)")
         had = _backend.to_host(flat[-len(bucket):])
         offset = 0

@@ -151,7 +151,12 @@ class MpiDevice:
         self.world, self.name = world, name
 
     def allreduce(self, flat: Any, what: str) -> Any:
-        """The element-wise sum over the ranks of the 1-d array ``flat`` (a new array)."""
+        """The element-wise sum over the ranks of the 1-d array ``flat`` (in place on NumPy, else a new array)."""
+        if self.name == "numpy" and flat.flags.c_contiguous and flat.flags.writeable:
+            if self.world.size > 1:
+                self.world._complete(self.world.comm.Iallreduce(self.world.MPI.IN_PLACE, flat,
+                                                                op=self.world.MPI.SUM), what)
+            return flat
         host = self.world.allreduce_host(_backend.to_host(flat), what)
         return _backend.to_device(host, self.name)
 
