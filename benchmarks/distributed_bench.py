@@ -162,7 +162,8 @@ def report(one: dict[str, Any], two: dict[str, Any], info: dict[str, Any], comma
         f"{nbytes / two['raw_allreduce'] / gb:.2f} GB/s |",
         "",
         f"nnx reaches {two['raw_allreduce'] / two['nnx_allreduce']:.2f} of the MPI library's own all-reduce "
-        f"bandwidth (the rest: flattening into buckets, the host copy and the copy back).",
+        f"bandwidth (the rest: gathering the gradients into the flat bucket, scaling it by the rank's share "
+        f"and reading the flags back).",
         "",
     ]
     return "\n".join(lines)
