@@ -1,9 +1,9 @@
 """A small data-parallel run that the distributed tests launch with ``mpiexec -n N``.
 
-``python tests/distributed_train.py OUT [--backend B] [--batch-size b] [--epochs E]
-[--samples n] [--checkpoint DIR [--resume]] [--delay S] [--raise-on-rank R]
-[--hang-on-rank R] [--timeout T] [--hidden-on-rank R:H] [--batch-norm] [--single]`` trains a float64 MLP with Adam on seeded
-data through ``nnx.fit(..., distributed=True)``; rank 0 writes the final
+``python tests/distributed_train.py OUT [--backend B] [--batch-size b]
+[--epochs E] [--samples n] [--checkpoint DIR [--resume]] [--delay S]
+[--raise-on-rank R] [--hang-on-rank R] [--timeout T] [--hidden-on-rank R:H]
+[--batch-norm] [--single]`` trains a float64 MLP with Adam on seeded data through ``nnx.fit(..., distributed=True)``; rank 0 writes the final
 parameters to ``OUT/params.npz`` and the history to ``OUT/history.json`` and
 prints ``epoch N`` after each epoch. ``--single`` runs the same problem in one
 process with ``nnx.fit`` and batch ``world * b`` (``--world``), the reference.

@@ -22,6 +22,7 @@ import numpy as np
 import pytest
 
 import nnx
+import nnx.cli
 from nnx.distributed import buckets, shards, world
 from nnx.errors import DistributedError
 
@@ -120,6 +121,15 @@ def test_missing_mpi4py_is_a_distributed_error(monkeypatch: pytest.MonkeyPatch) 
         world.World()
     with pytest.raises(ValueError, match="timeout"):
         world.World(timeout=0)
+
+
+def test_cli_without_mpi4py_exits_1_with_the_install_line(monkeypatch: pytest.MonkeyPatch,
+                                                          capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setitem(sys.modules, "mpi4py", None)
+    assert nnx.cli.main(["train", "digits", "--distributed", "--epochs", "1", "--quiet"]) == 1
+    err = capsys.readouterr().err
+    assert "nnx: error: distributed training needs mpi4py" in err
+    assert "Traceback" not in err
 
 
 # two ranks ---------------------------------------------------------------------------------

@@ -90,9 +90,5 @@ class GradientBuckets:
                 p.grad = xp.reshape(flat[offset:offset + p.size], p.shape)
             offset += p.size
 
-    def nbytes(self) -> int:
-        """The bytes one :meth:`reduce` sends per rank (gradients and flags)."""
-        return sum(sum(p.size for p in b) * _itemsize(b[0]) + len(b) * _itemsize(b[0]) for b in self.buckets)
-
 
 __all__ = ["DEFAULT_BUCKET_BYTES", "GradientBuckets", "plan_buckets"]
