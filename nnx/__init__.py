@@ -9,8 +9,8 @@ modules hold the rest: ``nnx.errors`` (every exception), ``nnx.losses``
 (with the documented aliases ``SSE`` and ``BCEWithLogits``), ``nnx.optim``,
 ``nnx.schedules``, ``nnx.init``, ``nnx.random``, ``nnx.ops``, ``nnx.io``,
 ``nnx.checkpoint``, ``nnx.datasets``, ``nnx.metrics``, ``nnx.preprocessing``
-(:class:`~nnx.preprocessing.Standardize`, :class:`~nnx.preprocessing.ClassLabels`), ``nnx.train``, ``nnx.testing`` and
-``nnx.backend``.
+(:class:`~nnx.preprocessing.Standardize`, :class:`~nnx.preprocessing.ClassLabels`), ``nnx.train``,
+``nnx.distributed``, ``nnx.testing`` and ``nnx.backend``.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from importlib.metadata import PackageNotFoundError, version as _version
 
 from nnx import backend, errors, init, layers, losses, ops, optim, random, schedules
 from nnx import checkpoint, datasets, io, metrics, preprocessing, testing, train
+from nnx import distributed
 from nnx.backend import available, current, to_device, to_host, use
 from nnx.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from nnx.io import load, register_layer, save

@@ -153,6 +153,9 @@ def _train(args: argparse.Namespace) -> int:
         nnx.use(name)
     except UnknownBackendError as exc:
         raise _UsageError(str(exc)) from None
+    world = nnx.distributed.init() if args.distributed else None  # before the model: it picks the GPU
+    lead = world is None or world.rank == 0
+    say = print if lead else _quiet
     ds = _load_data(args.dataset, _column(args.label_column), args.header)
     x, y = ds.x.astype("float64"), ds.y
     split_seed = _split_seed(args)
@@ -181,22 +184,25 @@ def _train(args: argparse.Namespace) -> int:
         summary = f"{inputs} -> {args.hidden} ReLU -> {classes}"
     epochs = args.epochs if args.epochs is not None else _auto_epochs(len(yt), args.batch_size)
     loss, optimizer, train_targets, val_targets = _recipe(model, args, yt, yv, classes)
-    print(f"nnx train {ds.name}: {len(yt)} training and {len(yv)} held-out samples (stratified), {inputs} inputs, "
-          f"{classes} classes; backend {name} ({args.dtype})")
-    print(f"model: standardise -> {summary}, softmax cross-entropy, Adam lr {optimizer.lr:g}, "
-          f"batch size {args.batch_size}, {epochs} epochs, seed {args.seed}")
+    say(f"nnx train {ds.name}: {len(yt)} training and {len(yv)} held-out samples (stratified), {inputs} inputs, "
+        f"{classes} classes; backend {name} ({args.dtype})")
+    ranks = f" per process, {world.size} processes" if world is not None else ""
+    say(f"model: standardise -> {summary}, softmax cross-entropy, Adam lr {optimizer.lr:g}, "
+        f"batch size {args.batch_size}{ranks}, {epochs} epochs, seed {args.seed}")
     if args.resume and nnx.checkpoint.latest_checkpoint(args.checkpoint):
         done = nnx.load_checkpoint(nnx.checkpoint.checkpoint_path(args.checkpoint)).epoch
-        print(f"resuming from {nnx.checkpoint.checkpoint_path(args.checkpoint)} after epoch {done}")
+        say(f"resuming from {nnx.checkpoint.checkpoint_path(args.checkpoint)} after epoch {done}")
     run_config = {"data": ds.name, "split_seed": split_seed, "val": args.val, "limit": args.limit}
     started = time.perf_counter()
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         history = nnx.fit(model, loss, optimizer, (xt, train_targets), epochs=epochs,
                           batch_size=args.batch_size, validation=(xv, val_targets), seed=args.seed,
-                          progress=False if args.quiet else None, metrics="accuracy",
+                          progress=False if args.quiet or not lead else None, metrics="accuracy",
                           checkpoint=args.checkpoint, resume=args.resume, allow_changes=args.allow_changes,
-                          run_config=run_config)
+                          run_config=run_config, distributed=args.distributed)
+    if not lead:
+        return 0
     for warning in caught:
         print(f"nnx: note: {warning.message}", file=sys.stderr)
     seconds = time.perf_counter() - started
@@ -210,6 +216,10 @@ def _train(args: argparse.Namespace) -> int:
     if args.save:
         print(f"saved the model to {nnx.save(model, args.save)}")
     return 0
+
+
+def _quiet(*args: Any, **kwargs: Any) -> None:
+    """What ranks other than 0 print: nothing."""
 
 
 def _split_seed(args: argparse.Namespace) -> int:
@@ -526,6 +536,10 @@ def build_parser() -> argparse.ArgumentParser:
     p_train.add_argument("--allow-changes", action="store_true",
                          help="with --resume: go on with this run's --lr, --batch-size and --seed, and say "
                               "so (the data split stays the checkpointed run's)")
+    p_train.add_argument("--distributed", action="store_true",
+                         help="data-parallel over the processes of an MPI job: mpiexec -n N nnx train ... "
+                              "--distributed (--batch-size is then each process's share of a step; "
+                              "needs pip install 'nnx-array[distributed]')")
     p_train.set_defaults(func=_train)
     _add_table_commands(sub)
     _add_parity(sub)

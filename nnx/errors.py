@@ -89,3 +89,8 @@ class DataFormatError(NnxError, ValueError):
 
 class ParityError(NnxError, AssertionError):
     """Two arrays (or two backends' training runs) that should agree do not."""
+
+
+class DistributedError(NnxError, RuntimeError):
+    """A data-parallel run that cannot go on: MPI missing, ranks that disagree (architecture,
+    data, checkpoint), or a rank that stopped answering within the timeout."""

@@ -31,8 +31,8 @@ def _blocks(lang: str) -> list[tuple[int, str]]:
 
 
 def _needs_cupy(code: str) -> bool:
-    """A block that calls an ``nnx.backend`` function on the cupy backend."""
-    return re.search(r'nnx\.backend\.\w+\([^)]*"cupy"\)', code) is not None
+    """A block that selects the cupy backend or calls an ``nnx.backend`` function on it."""
+    return re.search(r'nnx\.backend\.\w+\([^)]*"cupy"\)|nnx\.use\("cupy"\)', code) is not None
 
 
 def _flowers(folder: Path) -> None:

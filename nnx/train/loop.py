@@ -26,7 +26,7 @@ import math
 import os
 import sys
 import time
-from typing import Any, Iterable, TextIO
+from typing import Any, Iterable, NamedTuple, TextIO
 
 import numpy as np
 
@@ -225,6 +225,7 @@ def fit(
     resume: bool = False,
     allow_changes: bool = False,
     run_config: Any = None,
+    distributed: bool = False,
 ) -> History:
     """Train ``model`` for ``epochs`` epochs on ``data = (inputs, targets)``; return the :class:`History`.
 
@@ -265,7 +266,52 @@ def fit(
     :class:`~nnx.errors.ConfigError` listing them; with ``allow_changes=True``
     the run goes on with the new learning rate and hyper-parameters (the shuffle
     order still continues from the saved generator) and a warning lists the changes.
+
+    ``distributed=True`` trains data-parallel over the processes of an
+    ``mpiexec`` job: :func:`nnx.distributed.fit` with the same arguments, where
+    ``batch_size`` is each process's share of a step.
     """
+    if distributed:
+        from nnx.distributed.loop import fit as distributed_fit
+
+        return distributed_fit(model, loss, optimizer, data, epochs, batch_size=batch_size, shuffle=shuffle,
+                               validation=validation, callbacks=callbacks, seed=seed, progress=progress,
+                               metrics=metrics, check_finite=check_finite, state=state, stream=stream,
+                               checkpoint=checkpoint, resume=resume, allow_changes=allow_changes,
+                               run_config=run_config)
+    run = prepare(model, loss, optimizer, data, epochs, batch_size, shuffle, validation, callbacks, seed,
+                  state, checkpoint, resume, allow_changes, run_config, metrics)
+    # fit's own checks (the data once, above; the loss and gradients per step) replace the
+    # per-call checks of Sequential and the losses: one transfer per step instead of two or three
+    old_checks = set_finite_checks(False)
+    try:
+        _run(model, loss, optimizer, run.data, run.validation, epochs, run.batch_size, shuffle, run.metric_fns,
+             check_finite, run.state, Progress(progress, epochs, stream if stream is not None else sys.stdout),
+             run.save_to)
+    finally:
+        set_finite_checks(old_checks)
+    return run.state.history
+
+
+class Prepared(NamedTuple):
+    """What :func:`prepare` checked and set up for a run: data on the device, metrics, state, checkpoint file."""
+
+    data: tuple[Any, Any]
+    validation: tuple[Any, Any] | None
+    batch_size: int
+    metric_fns: dict[str, Metric]
+    state: TrainState
+    save_to: Any
+
+
+def prepare(model: Layer, loss: Loss, optimizer: Optimizer, data: tuple[Any, Any], epochs: int,
+            batch_size: int | None, shuffle: bool, validation: tuple[Any, Any] | None,
+            callbacks: Iterable[Callback] | None, seed: Any, state: TrainState | None,
+            checkpoint: str | os.PathLike[str] | None, resume: bool, allow_changes: bool, run_config: Any,
+            metrics: Any, extra_settings: dict[str, Any] | None = None) -> Prepared:
+    """Everything :func:`fit` does before its first epoch: check the arguments and the data, move
+    the data onto the model's backend, make or check the :class:`TrainState`, record the settings
+    (with ``extra_settings``) and restore the checkpoint when resuming."""
     if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 0:
         raise ValueError(f"epochs must be a non-negative int, got {epochs!r}")
     x, y = _pair(data, "data")
@@ -285,7 +331,8 @@ def fit(
     elif state.model is not model or state.optimizer is not optimizer:
         raise ValueError("the TrainState belongs to another model or optimizer")
     save_to = None if checkpoint is None else _checkpoint.checkpoint_path(checkpoint)
-    state.settings = run_settings(optimizer, state.seed, batch_size, shuffle, run_config)
+    state.settings = {**run_settings(optimizer, state.seed, batch_size, shuffle, run_config),
+                      **(extra_settings or {})}
     if resume:
         if save_to is None:
             raise ValueError("resume=True needs checkpoint=DIR, the directory to resume from")
@@ -294,16 +341,7 @@ def fit(
     _check_data(model, loss, x, y, "data")
     if validation is not None:
         _check_data(model, loss, *validation, "validation")
-    # fit's own checks (the data once, above; the loss and gradients per step) replace the
-    # per-call checks of Sequential and the losses: one transfer per step instead of two or three
-    old_checks = set_finite_checks(False)
-    try:
-        _run(model, loss, optimizer, (x, y), validation, epochs, batch_size, shuffle, metric_fns,
-             check_finite, state, Progress(progress, epochs, stream if stream is not None else sys.stdout),
-             save_to)
-    finally:
-        set_finite_checks(old_checks)
-    return state.history
+    return Prepared((x, y), validation, batch_size, metric_fns, state, save_to)
 
 
 class _StepCount:
@@ -359,11 +397,17 @@ class _StepCount:
             self.host_sums[i] += got[i]
         self.logs = {k: self.host_sums[i] / self.seen for i, k in enumerate(self.keys)}
 
-    def epoch_logs(self) -> dict[str, float]:
-        """The epoch's means over the samples seen (one transfer, if the sums stayed on the device)."""
+    def epoch_sums(self) -> list[float]:
+        """The epoch's sums (loss times batch size, metric counts) so far, on the host (one transfer,
+        if they stayed on the device); :attr:`seen` counts the samples they cover."""
         if self.device_sums is not None:
             self.host_sums = [float(v) for v in _backend.to_host(self.device_sums)]
-        return {k: self.host_sums[i] / self.seen for i, k in enumerate(self.keys)}
+        return list(self.host_sums)
+
+    def epoch_logs(self) -> dict[str, float]:
+        """The epoch's means over the samples seen."""
+        sums = self.epoch_sums()
+        return {k: sums[i] / self.seen for i, k in enumerate(self.keys)}
 
 
 def _run(model: Layer, loss: Loss, optimizer: Optimizer, data: tuple[Any, Any], validation: Any,
@@ -545,4 +589,5 @@ def predict_classes(model: Layer, x: Any, batch_size: int | None = 1024) -> np.n
     return np.asarray(labels.decode(classes))
 
 
-__all__ = ["evaluate", "fit", "output_classes", "predict", "predict_classes", "predict_proba"]
+__all__ = ["Prepared", "evaluate", "fit", "output_classes", "predict", "predict_classes", "predict_proba",
+           "prepare"]
