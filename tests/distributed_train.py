@@ -76,7 +76,7 @@ def main() -> None:
         if rank == 0:
             print(f"epoch {state.epoch}", flush=True)
         if args.raise_on_rank == rank and state.epoch == 2:
-            raise ValueError(f"a deliberate failure on rank {rank} after epoch 2")
+            raise ValueError(f"a deliberate failure on rank {rank} after epoch 2 (at {time.time():.3f})")
         if args.hang_on_rank == rank and state.epoch == 2:
             time.sleep(3600)
         time.sleep(args.delay)

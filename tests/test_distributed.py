@@ -10,6 +10,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -155,13 +156,14 @@ def test_two_ranks_of_batch_b_equal_one_process_of_batch_2b(tmp_path: Path, back
 
 @needs_mpi
 def test_a_rank_that_raises_stops_the_job_with_its_message(tmp_path: Path) -> None:
-    started = time.monotonic()
-    got = _launch(2, tmp_path, "--raise-on-rank", 1, "--epochs", 100000, timeout=60)
-    elapsed = time.monotonic() - started
-    assert got.returncode != 0
-    assert "nnx: rank 1 of 2 stopped the job" in got.stderr
-    assert "a deliberate failure on rank 1 after epoch 2" in got.stderr
-    assert elapsed < 15, f"the job took {elapsed:.1f} s to stop"
+    got = _launch(2, tmp_path, "--raise-on-rank", 1, "--epochs", 100000, timeout=120)
+    ended = time.time()
+    assert got.returncode != 0, got.stderr
+    assert "nnx: rank 1 of 2 stopped the job" in got.stderr, got.stderr
+    raised = re.search(r"a deliberate failure on rank 1 after epoch 2 \(at ([\d.]+)\)", got.stderr)
+    assert raised, got.stderr
+    elapsed = ended - float(raised.group(1))  # from the raise, so a slow start-up does not count
+    assert elapsed < 10, f"the job took {elapsed:.1f} s to stop after the rank raised"
     assert not (tmp_path / "params.npz").exists()
 
 
@@ -173,7 +175,7 @@ def test_a_rank_that_stops_answering_ends_the_job_after_the_timeout(tmp_path: Pa
     assert got.returncode != 0
     assert "nnx: rank 0 of 2 stopped the job: DistributedError: rank 0 of 2: no answer from the other " \
            "ranks within 2 s" in got.stderr
-    assert 2 <= elapsed < 15, f"the job took {elapsed:.1f} s to stop"
+    assert 2 <= elapsed < 45, f"the job took {elapsed:.1f} s to stop"  # start-up included; a hang is 3600 s
 
 
 @needs_mpi
