@@ -10,10 +10,11 @@ the work is done:
   about half the time (a ReLU's) makes the branch unpredictable: about ten
   times the cost of an arithmetic pass. The selections here are bitwise
   (``a & m | b & ~m`` on the floats' bits), which is exactly ``where``.
-* Optimizer updates write their intermediate results into a reusable scratch
-  buffer with ``out=`` instead of allocating one temporary array per operation
-  (a few temporaries as large as a weight matrix get their memory back from the
-  operating system on every step).
+* Adam and RMSProp write their intermediate results into one reusable scratch
+  buffer with ``out=`` instead of allocating three temporaries as large as the
+  weight: freed together, they can be handed back to the operating system and
+  paged in again on the next step (several times the cost of the arithmetic).
+  SGD's one temporary is as fast as a scratch buffer, so SGD keeps the generic op.
 
 Arrays of other dtypes or of mixed dtypes take the generic op.
 """
@@ -98,36 +99,6 @@ def leaky_relu_backward(x: Any, grad: Any, negative_slope: float) -> Any:
     return r.view(grad.dtype)
 
 
-def sgd_update(
-    p: Any, grad: Any, momentum_buffer: Any, lr: float, momentum: float, weight_decay: float, nesterov: bool
-) -> tuple[Any, Any]:
-    b = momentum_buffer
-    if not (_fast(p, grad) and (b is None or _fast(p, b)) and _plain(lr, momentum, weight_decay)) or (
-        momentum and b is None
-    ):
-        return ops.GENERIC["sgd_update"](p, grad, momentum_buffer, lr, momentum, weight_decay, nesterov)
-    g = grad
-    if weight_decay:  # g = grad + weight_decay * p
-        g = _scratch(p, 1)
-        np.multiply(p, weight_decay, out=g)
-        np.add(grad, g, out=g)
-    s = _scratch(p)
-    if not momentum:
-        np.multiply(g, lr, out=s)
-        p -= s
-        return p, None
-    b *= momentum
-    b += g
-    if nesterov:  # lr * (g + momentum * b)
-        np.multiply(b, momentum, out=s)
-        np.add(g, s, out=s)
-        s *= lr
-    else:
-        np.multiply(b, lr, out=s)
-    p -= s
-    return p, b
-
-
 def adam_update(
     p: Any, grad: Any, exp_avg: Any, exp_avg_sq: Any, lr: float, beta1: float, beta2: float, eps: float, step: int
 ) -> tuple[Any, Any, Any]:
@@ -180,7 +151,6 @@ OVERRIDES: dict[str, Callable[..., Any]] = {
     "relu_backward": relu_backward,
     "leaky_relu": leaky_relu,
     "leaky_relu_backward": leaky_relu_backward,
-    "sgd_update": sgd_update,
     "adam_update": adam_update,
     "rmsprop_update": rmsprop_update,
 }

@@ -324,26 +324,35 @@ class _StepCount:
         self.host_sums = [0.0] * len(self.keys)
         self.device_sums: Any = None
         self.seen = 0
-        self.logs: dict[str, float] = {}
+        self._logs: dict[str, float] | None = {}
 
     def __call__(self, x: Any, y: Any, value: Any, output: Any) -> None:
         xp = _backend.namespace_of(value)
         count = int(x.shape[0])
         self.step += 1
-        parts = [value * count, *(fn(output, y) for fn in self.metric_fns.values())]
-        if self.check_finite:
-            checksum = value * 0
-            for p in self.params:
-                if p.grad is not None:
-                    checksum = checksum + xp.sum(p.grad)
-            parts.append(checksum)
-        numbers = xp.stack([xp.astype(v, value.dtype) for v in parts])
         self.seen += count
+        parts = [value * count]
+        for fn in self.metric_fns.values():
+            parts.append(fn(output, y))
+        if self.check_finite:
+            # one number screens every gradient: a NaN or an infinity makes the sum of squares
+            # non-finite (a finite overflow only costs the closer look below, which then finds
+            # nothing). A dot product reads the gradient once, at about twice the speed of a sum.
+            checksum = None
+            for p in self.params:
+                g = p.grad
+                if g is not None:
+                    flat = xp.reshape(g, (-1,))
+                    sq = flat @ flat
+                    checksum = sq if checksum is None else checksum + sq
+            parts.append(value * 0 if checksum is None else checksum)
+        dtype = value.dtype
+        numbers = xp.stack([v if v.dtype == dtype else xp.astype(v, dtype) for v in parts])
         if not self.need_host:
             numbers = numbers[:len(self.keys)]
             self.device_sums = numbers if self.device_sums is None else self.device_sums + numbers
             return
-        got = [float(v) for v in _backend.to_host(numbers)]
+        got = _backend.to_host(numbers).tolist()
         if self.check_finite:
             if not math.isfinite(got[0]):
                 _raise_non_finite(f"the loss is {got[0] / count}; the first non-finite value, in forward "
@@ -353,9 +362,17 @@ class _StepCount:
                 if bad is not None:
                     _raise_non_finite("the loss is finite but a gradient is not; the first non-finite "
                                       "gradient, in backward order, is at", self.epoch, self.step, bad)
+        sums = self.host_sums
         for i in range(len(self.keys)):
-            self.host_sums[i] += got[i]
-        self.logs = {k: self.host_sums[i] / self.seen for i, k in enumerate(self.keys)}
+            sums[i] += got[i]
+        self._logs = None
+
+    @property
+    def logs(self) -> dict[str, float]:
+        """The epoch's means so far (built when asked: by the progress bar or a callback)."""
+        if self._logs is None:
+            self._logs = {k: self.host_sums[i] / self.seen for i, k in enumerate(self.keys)} if self.seen else {}
+        return self._logs
 
     def epoch_logs(self) -> dict[str, float]:
         """The epoch's means over the samples seen (one transfer, if the sums stayed on the device)."""
@@ -373,7 +390,8 @@ def _run(model: Layer, loss: Loss, optimizer: Optimizer, data: tuple[Any, Any], 
     n = int(x.shape[0])
     name = _backend.backend_of(x)
     steps_per_epoch = math.ceil(n / batch_size)
-    count = _StepCount(model, metric_fns, check_finite, check_finite or bar.wants_step_numbers)
+    show_steps = bar.wants_step_numbers
+    count = _StepCount(model, metric_fns, check_finite, check_finite or show_steps)
 
     for cb in state.callbacks:
         cb.on_train_begin(state)
@@ -394,7 +412,8 @@ def _run(model: Layer, loss: Loss, optimizer: Optimizer, data: tuple[Any, Any], 
             lo, hi = b * batch_size, min((b + 1) * batch_size, n)
             train_step(model, loss, optimizer, xs[lo:hi, ...], ys[lo:hi, ...], before_update=count)
             state.step += 1
-            bar.step(count.logs)
+            if show_steps:
+                bar.step(count.logs)
             for cb in state.callbacks:
                 cb.on_step_end(state, count.logs)
             if state.stop:
