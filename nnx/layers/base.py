@@ -71,10 +71,11 @@ class SavesForBackward:
     """Keeping tensors from a forward for the one backward after it (layers and losses)."""
 
     _saved: Any = None
+    _keeps = True  # False inside Layer.inference(): forwards keep nothing
 
     def save_for_backward(self, *values: Any) -> None:
         """Keep ``values`` for the next backward (replacing what an earlier forward kept)."""
-        self._saved = values
+        self._saved = values if self._keeps else None
 
     def saved_tensors(self) -> tuple[Any, ...]:
         """Take back what the forward kept; a second call, or one without a forward, raises."""
@@ -310,6 +311,23 @@ class Layer(SavesForBackward):
     def eval(self) -> "Layer":
         """Switch to evaluation mode."""
         return self.train(False)
+
+    @contextlib.contextmanager
+    def inference(self) -> Iterator["Layer"]:
+        """Inside the block every layer is in evaluation mode and its forwards keep nothing for a
+        backward (no activations held: a backward there raises :class:`~nnx.errors.StateError`);
+        afterwards each layer is back in its own mode. :func:`nnx.predict` and :func:`nnx.evaluate`
+        run in it."""
+        layers = [layer for _, layer in self.named_modules()]
+        modes = [layer.training for layer in layers]
+        for layer in layers:
+            layer.training, layer._keeps, layer._saved = False, False, None
+        try:
+            yield self
+        finally:
+            for layer, mode in zip(layers, modes):
+                layer.training = mode
+                layer.__dict__.pop("_keeps", None)
 
     def drop_saved(self) -> None:
         """Forget what forwards kept for a backward that will not come (frees device memory)."""

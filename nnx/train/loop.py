@@ -89,13 +89,8 @@ def _check_data(model: Layer, loss: Loss, x: Any, y: Any, what: str) -> None:
     xp = _backend.namespace_of(y)
     if not xp.isdtype(y.dtype, "integral"):
         return
-    was_training = model.training
-    model.eval()
-    try:
+    with model.inference():
         row = model.forward(x[:1, ...])
-    finally:
-        model.train(was_training)
-        model.drop_saved()
     if row.ndim != 2:
         return
     scores = xp.broadcast_to(row, (int(y.shape[0]), int(row.shape[1])))
@@ -458,13 +453,11 @@ def evaluate(
     keys = (["loss"] if loss is not None else []) + list(metric_fns)
     if not keys:
         return {}
-    was_training = model.training
-    model.eval()
-    try:
+    with model.inference():  # evaluation mode, nothing kept for a backward
         sums: Any = None
         for start in range(0, n, batch_size):
             stop = min(start + batch_size, n)
-            xb, yb = x[start:stop, ...], y[start:stop, ...]
+            xb, yb = (x, y) if stop - start == n else (x[start:stop, ...], y[start:stop, ...])
             output = model.forward(xb)
             parts = []
             if loss is not None:
@@ -474,27 +467,26 @@ def evaluate(
             parts.extend(fn(output, yb) for fn in metric_fns.values())
             numbers = xp.stack([xp.astype(v, output.dtype) for v in parts])
             sums = numbers if sums is None else sums + numbers
-        model.drop_saved()
-    finally:
-        model.train(was_training)
     return {k: float(v) / n for k, v in zip(keys, _backend.to_host(sums))}
 
 
 def predict(model: Layer, x: Any, batch_size: int | None = 1024) -> Any:
-    """The model's outputs for inputs ``x`` (evaluation mode), as one array on the model's backend."""
+    """The model's outputs for inputs ``x`` (evaluation mode), as one array on the model's backend.
+
+    Inputs already on the model's backend in its dtype are used as they are (batches are
+    slices of them, and one batch is ``x`` itself); the layers keep nothing for a backward
+    (:meth:`Layer.inference`).
+    """
     name, dtype = _model_placement(model)
     x = _to_model(x, name, dtype)
     n = int(x.shape[0])
     batch_size = _check_batch_size(batch_size, n)
     xp = _backend.namespace_of(x)
-    was_training = model.training
-    model.eval()
-    try:
-        starts = range(0, n, batch_size) if n else [0]  # no samples: the model's empty output
-        outputs = [model.forward(x[s:min(s + batch_size, n), ...]) for s in starts]
-        model.drop_saved()
-    finally:
-        model.train(was_training)
+    with model.inference():
+        if n <= batch_size:  # one batch (or no samples: the model's empty output)
+            outputs = [model.forward(x)]
+        else:
+            outputs = [model.forward(x[s:min(s + batch_size, n), ...]) for s in range(0, n, batch_size)]
     return outputs[0] if len(outputs) == 1 else xp.concat(outputs, axis=0)
 
 
