@@ -91,7 +91,10 @@ def linear_cases(batch: int, n_in: int, n_out: int, bias: bool, params_only: boo
             np.add(z, b, out=z)
 
     def hand_bwd() -> None:
-        np.matmul(x.T, g, out=gW)
+        if batch == 1:  # the outer product: several times faster than matmul's one-term path
+            np.multiply(x.T, g, out=gW)
+        else:
+            np.matmul(x.T, g, out=gW)
         if bias:
             np.sum(g, axis=0, out=gb)
         if not params_only:
@@ -313,7 +316,7 @@ class _Generic:
     """Inside the block (around the ``generic`` contender's calls), NumPy's overrides are off."""
 
     def __init__(self, on: bool) -> None:
-        self.on = on
+        self.on = on and "numpy" in ops.backends_with_overrides()  # older nnx: the generic ops only
 
     def __enter__(self) -> None:
         if self.on:

@@ -24,7 +24,7 @@ SPECIAL = np.array([np.nan, np.inf, -np.inf, 0.0, -0.0, 1e-300, -1e-300, 1e300, 
 def _values(seed: int, shape: tuple[int, ...] = (5, 12), special: bool = True) -> np.ndarray:
     a = np.random.default_rng(seed).normal(scale=3.0, size=shape)
     if special:
-        a[0, :] = SPECIAL
+        a[0, :SPECIAL.size] = SPECIAL
     return a
 
 
@@ -221,10 +221,14 @@ def test_fused_sgd_matches_generic_in_the_optimizer(cupy_backend: str, kw: dict[
 
 # NumPy's overrides: the generic values bit for bit, over every branch they take --------
 
+_BIG = (48, 64)  # above numpy_ops._SELECT_MIN elements
+
 _NUMPY_VARIANTS: dict[str, list[Callable[[], tuple[Any, ...]]]] = {
-    "relu_backward": [CASES["relu_backward"], lambda: (_values(30), _values(31))],
-    "leaky_relu": [lambda s=s: (_values(32), s) for s in (0.1, 1.0, 0.0, 2.0, -0.5)],
-    "leaky_relu_backward": [lambda s=s: (_values(33), _values(34), s) for s in (0.1, 0.0, 2.0, -0.5)],
+    # small arrays take the generic op; from _SELECT_MIN elements on, the bitwise selection
+    "relu_backward": [CASES["relu_backward"], lambda: (np.maximum(_values(30, _BIG), 0.0), _values(31, _BIG)),
+                      lambda: (_values(30, _BIG), _values(31, _BIG))],
+    "leaky_relu": [lambda s=s: (_values(32, _BIG), s) for s in (0.1, 1.0, 0.0, 2.0, -0.5)],
+    "leaky_relu_backward": [lambda s=s: (_values(33, _BIG), _values(34, _BIG), s) for s in (0.1, 0.0, 2.0, -0.5)],
     "adam_update": [CASES["adam_update"], lambda: (_values(38, special=False), _values(39, special=False),
                                                    _values(40, special=False), _positive(41), 0.01, 0.5, 0.9, 1e-3, 1)],
     "rmsprop_update": [CASES["rmsprop_update"], lambda: (_values(42, special=False), _values(43), _positive(44),
@@ -240,6 +244,7 @@ def _same_bits(a: np.ndarray, e: np.ndarray) -> bool:
 
 def test_numpy_overrides_are_on_by_default_and_cover_their_variants() -> None:
     assert set(_NUMPY_VARIANTS) == set(ops.override_module("numpy").OVERRIDES)
+    assert 48 * 64 >= ops.override_module("numpy")._SELECT_MIN
     assert nnx.backend.fast_path_enabled("numpy")
 
 

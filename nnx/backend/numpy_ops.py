@@ -33,10 +33,14 @@ _BITS = {np.dtype(np.float32): np.int32, np.dtype(np.float64): np.int64}
 _local = threading.local()
 
 
+# below this many elements a few extra calls cost more than where's mispredicted branches
+_SELECT_MIN = 2048
+
+
 def _fast(*arrays: Any) -> bool:
     """Whether every array is a float32 or float64 ndarray of one dtype and one shape."""
     first = arrays[0]
-    if first.dtype not in _BITS:
+    if type(first) is not np.ndarray or first.dtype not in _BITS:
         return False
     return all(type(a) is np.ndarray and a.dtype == first.dtype and a.shape == first.shape for a in arrays)
 
@@ -71,7 +75,7 @@ def _mask(cond: np.ndarray, dtype: np.dtype) -> np.ndarray:
 
 
 def relu_backward(y: Any, grad: Any) -> Any:
-    if not _fast(y, grad):
+    if not (_fast(y, grad) and y.size >= _SELECT_MIN):
         return ops.GENERIC["relu_backward"](y, grad)
     m = _mask(y > 0, grad.dtype)
     np.bitwise_and(m, grad.view(m.dtype), out=m)
@@ -79,7 +83,7 @@ def relu_backward(y: Any, grad: Any) -> Any:
 
 
 def leaky_relu(x: Any, negative_slope: float) -> Any:
-    if not (_fast(x) and _plain(negative_slope) and 0.0 < negative_slope <= 1.0):
+    if not (_fast(x) and x.size >= _SELECT_MIN and _plain(negative_slope) and 0.0 < negative_slope <= 1.0):
         return ops.GENERIC["leaky_relu"](x, negative_slope)
     # for 0 < s <= 1, s*x <= x exactly when x >= 0 (rounding is monotonic), so the
     # maximum picks x for x > 0 and s*x below; at +-0 both are the same zero and NaN stays NaN
@@ -89,7 +93,7 @@ def leaky_relu(x: Any, negative_slope: float) -> Any:
 
 
 def leaky_relu_backward(x: Any, grad: Any, negative_slope: float) -> Any:
-    if not (_fast(x, grad) and _plain(negative_slope)):
+    if not (_fast(x, grad) and x.size >= _SELECT_MIN and _plain(negative_slope)):
         return ops.GENERIC["leaky_relu_backward"](x, grad, negative_slope)
     m = _mask(x > 0, grad.dtype)
     low = (grad * negative_slope).view(m.dtype)

@@ -478,6 +478,8 @@ class ParamLayer(Layer):
         """Check ``x`` against the parameters; ``where`` (a string, or an object whose
         ``str`` is one, so hot paths format it only on failure) names the caller."""
         first = self._reference().data
+        if type(x) is type(first) and x.dtype == first.dtype:  # the parameters' backend and float dtype
+            return _backend.namespace_of(x)
         _backend.check_backend(x, _backend.backend_of(first), where)
         xp = check_float(x, where)
         check_same_dtype(x, first.dtype, where)
