@@ -399,12 +399,31 @@ def machine() -> dict[str, Any]:
     return info
 
 
+def compare_table(before: dict[str, Any], after: list[dict[str, Any]], source: str) -> list[str]:
+    """Markdown: each op's nnx time in ``before`` (another run) and in this run, beside the fastest NumPy form."""
+    old = {(r["op"], r["shape"]): r["us"] for r in before["rows"]}
+    lines = ["", f"Before and after: `nnx` in {source} ({before['machine']['date']}, nnx {before['machine']['nnx']}, "
+             f"command `{before['command']}`) and in this run; the fastest NumPy form from this run. Medians (µs):",
+             "", "| op | shape | before | after | fastest NumPy | before / NumPy | after / NumPy |",
+             "|---|---|---|---|---|---|---|"]
+    for r in after:
+        was = old.get((r["op"], r["shape"]))
+        if was is None:
+            continue
+        b, a, h = was["nnx"]["median"], r["us"]["nnx"]["median"], r["us"]["numpy"]["median"]
+        lines.append(f"| {r['op']} | {r['shape']} | {b:.1f} | {a:.1f} | {h:.1f} | {b / h:.2f}x | {a / h:.2f}x |")
+    return lines + [""]
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--repeats", type=int, default=None)
     p.add_argument("--quick", action="store_true", help="few repeats, short budgets: a smoke run")
     p.add_argument("--out", default=str(HERE / "results"))
     p.add_argument("--tag", default="", help="suffix of the result file names")
+    p.add_argument("--compare", default=None, metavar="BEFORE.json",
+                   help="an earlier run's JSON (e.g. of another nnx version: PYTHONPATH=<its checkout>); adds "
+                        "a before/after table of the nnx column")
     args = p.parse_args(argv)
     nnx.use("numpy")
     repeats = args.repeats or (3 if args.quick else 7)
@@ -440,6 +459,8 @@ def main(argv: list[str] | None = None) -> int:
           "`fastest NumPy`: hand-written, buffers allocated once, `out=` everywhere, no checks. "
           f"Medians of {repeats} repeats, contenders interleaved in each:", "", *lines, "",
           "Minima over the repeats:", "", *mins, ""]
+    if args.compare:
+        md += compare_table(json.loads(Path(args.compare).read_text()), results, args.compare)
     text = "\n".join(md)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)

@@ -8,8 +8,9 @@ the work is done:
 
 * ``where(mask, a, b)`` in NumPy branches per element, and a mask that is true
   about half the time (a ReLU's) makes the branch unpredictable: about ten
-  times the cost of an arithmetic pass. The selections here are bitwise
-  (``a & m | b & ~m`` on the floats' bits), which is exactly ``where``.
+  times the cost of an arithmetic pass. The selections here multiply the
+  floats' bit patterns, as integers, by the mask's 0 or 1 (``b ^ (a ^ b) * m``),
+  which is exactly ``where``, NaN payloads and signed zeros included.
 * Adam and RMSProp write their intermediate results into one reusable scratch
   buffer with ``out=`` instead of allocating three temporaries as large as the
   weight: freed together, they can be handed back to the operating system and
@@ -67,19 +68,12 @@ def _scratch(like: np.ndarray, slot: int = 0) -> np.ndarray:
     return buf[:n].reshape(like.shape)
 
 
-def _mask(cond: np.ndarray, dtype: np.dtype) -> np.ndarray:
-    """All bits set where ``cond`` holds, none elsewhere, as integers the width of ``dtype``."""
-    m = cond.view(np.int8)
-    np.negative(m, out=m)  # True (1) -> -1: every bit set
-    return m.astype(_BITS[dtype])
-
-
 def relu_backward(y: Any, grad: Any) -> Any:
     if not (_fast(y, grad) and y.size >= _SELECT_MIN):
         return ops.GENERIC["relu_backward"](y, grad)
-    m = _mask(y > 0, grad.dtype)
-    np.bitwise_and(m, grad.view(m.dtype), out=m)
-    return m.view(grad.dtype)
+    ints = _BITS[grad.dtype]
+    # the gradient's bit patterns times 0 or 1: exactly where(y > 0, grad, +0.0), in two passes
+    return np.multiply(grad.view(ints), y > 0).view(grad.dtype)
 
 
 def leaky_relu(x: Any, negative_slope: float) -> Any:
@@ -95,11 +89,11 @@ def leaky_relu(x: Any, negative_slope: float) -> Any:
 def leaky_relu_backward(x: Any, grad: Any, negative_slope: float) -> Any:
     if not (_fast(x, grad) and x.size >= _SELECT_MIN and _plain(negative_slope)):
         return ops.GENERIC["leaky_relu_backward"](x, grad, negative_slope)
-    m = _mask(x > 0, grad.dtype)
-    low = (grad * negative_slope).view(m.dtype)
-    r = np.bitwise_xor(grad.view(m.dtype), low)
-    r &= m
-    r ^= low  # low ^ ((grad ^ low) & m): grad where m, low elsewhere
+    ints = _BITS[grad.dtype]
+    low = (grad * negative_slope).view(ints)
+    r = np.bitwise_xor(grad.view(ints), low)
+    r *= x > 0  # bit patterns times 0 or 1
+    r ^= low  # low ^ ((grad ^ low) * [x > 0]): grad where x > 0, low elsewhere
     return r.view(grad.dtype)
 
 
