@@ -3,8 +3,9 @@
 How :func:`fit` treats data and the device:
 
 * ``data`` (and ``validation``) move onto the model's backend once, before the
-  first epoch; each epoch gathers them once in the shuffled order and the
-  batches are slices of that device array.
+  first epoch; each batch is gathered from that device array in the epoch's
+  shuffled order (or sliced from it, without shuffling), so the data is never
+  copied whole.
 * The order comes from a seeded host generator (:mod:`nnx.random`), so the
   same seed visits the samples in the same order on every backend.
 * Per step, at most one small array (loss, gradient checksum, correct count)
@@ -396,16 +397,19 @@ def _run(model: Layer, loss: Loss, optimizer: Optimizer, data: tuple[Any, Any], 
         model.train()
         for cb in state.callbacks:
             cb.on_epoch_begin(state)
-        if shuffle:
-            order = _backend.to_device(_random.permutation(state.rng, n), name)
-            xs, ys = xp.take(x, order, axis=0), xp.take(y, order, axis=0)
-        else:
-            xs, ys = x, y
+        # each batch is gathered on its own: a shuffled copy of the whole data set would double its
+        # memory and, fresh each epoch, be paged in again (on a VM, more than a tenth of an epoch)
+        order = _backend.to_device(_random.permutation(state.rng, n), name) if shuffle else None
         bar.begin_epoch(epoch, steps_per_epoch)
         count.begin_epoch(epoch)
         for b in range(steps_per_epoch):
             lo, hi = b * batch_size, min((b + 1) * batch_size, n)
-            train_step(model, loss, optimizer, xs[lo:hi, ...], ys[lo:hi, ...], before_update=count)
+            if order is None:
+                xb, yb = x[lo:hi, ...], y[lo:hi, ...]
+            else:
+                rows = order[lo:hi]
+                xb, yb = xp.take(x, rows, axis=0), xp.take(y, rows, axis=0)
+            train_step(model, loss, optimizer, xb, yb, before_update=count)
             state.step += 1
             if show_steps:
                 bar.step(count.logs)
