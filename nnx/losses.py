@@ -42,10 +42,9 @@ class Loss(SavesForBackward):
     keep d loss / d pred with ``save_for_backward``.
     """
 
-    def _check(self, pred: Any, target: Any, finite: bool = True) -> Any:
-        """Check prediction and target (kind, backend, dtype, shape and, with ``finite``, NaN and
-        ±inf); returns the namespace. A loss whose value is non-finite whenever an input is passes
-        ``finite=False`` and calls :meth:`_check_value` on its value instead: one scalar read."""
+    def _check(self, pred: Any, target: Any) -> Any:
+        """Check prediction and target (kind, backend, dtype, shape, NaN and ±inf) before any work;
+        returns the namespace."""
         where = self  # its repr names the loss in messages, built only on failure
         xp = check_float(pred, where)
         _backend.check_backend(target, _backend.backend_of(pred), Where(self, " (the prediction)"))
@@ -59,18 +58,10 @@ class Loss(SavesForBackward):
                 f"{tuple(target.shape)}; nnx never broadcasts a loss (a (4,) target against a "
                 f"(4, 1) prediction would silently become a 4x4 matrix)"
             )
-        if finite and finite_checks_enabled() and not bool(xp.all(xp.isfinite(pred)) & xp.all(xp.isfinite(target))):
+        if finite_checks_enabled() and not bool(xp.all(xp.isfinite(pred)) & xp.all(xp.isfinite(target))):
             check_finite(pred, xp, where, "prediction")
             check_finite(target, xp, where, "target")
         return xp
-
-    def _check_value(self, total: Any, pred: Any, target: Any, xp: Any) -> None:
-        """Raise :class:`~nnx.errors.NonFiniteError` if ``pred`` or ``target`` holds NaN or ±inf,
-        for a loss whose value ``total`` is then non-finite too: the value is read, and the
-        inputs are scanned only when it is not finite (a finite overflow raises nothing)."""
-        if finite_checks_enabled() and not bool(xp.isfinite(total)):
-            check_finite(pred, xp, repr(self), "prediction")
-            check_finite(target, xp, repr(self), "target")
 
     def forward(self, pred: Any, target: Any) -> Any:
         """The loss as a 0-d array; keeps its gradient for :meth:`backward`."""
@@ -112,10 +103,9 @@ class MSE(Loss):
         self.reduction = reduction
 
     def forward(self, pred: Any, target: Any) -> Any:
-        xp = self._check(pred, target, finite=False)
+        xp = self._check(pred, target)
         diff = pred - target
-        total = xp.sum(diff * diff)  # NaN or inf if any input is
-        self._check_value(total, pred, target, xp)
+        total = xp.sum(diff * diff)
         scale = 2.0
         if self.reduction == "mean":
             n = math.prod(diff.shape)  # not .size: torch tensors have a size() method
@@ -139,10 +129,9 @@ class SumSquaredError(Loss):
         self.half = bool(half)
 
     def forward(self, pred: Any, target: Any) -> Any:
-        xp = self._check(pred, target, finite=False)
+        xp = self._check(pred, target)
         diff = pred - target
-        total = xp.sum(diff * diff)  # NaN or inf if any input is
-        self._check_value(total, pred, target, xp)
+        total = xp.sum(diff * diff)
         if self.half:
             self.save_for_backward(diff)
             return total / 2
@@ -222,10 +211,7 @@ class SoftmaxCrossEntropy(Loss):
         self.label_smoothing = float(label_smoothing)
 
     def _targets(self, pred: Any, target: Any, xp: Any, where: Any) -> tuple[Any, bool]:
-        """The target as a float ``(batch, classes)`` array, and whether it came as class indices.
-
-        Checks kind, backend, dtype and shape; the values (finite, indices in range) are
-        judged by :meth:`forward` from the loss value, in one read."""
+        """The target as a float ``(batch, classes)`` array, and whether it came as class indices."""
         try:
             _backend.check_backend(target, _backend.backend_of(pred), Where(self, " (the prediction)"))
         except TypeError:
@@ -236,6 +222,16 @@ class SoftmaxCrossEntropy(Loss):
                 raise ShapeError(
                     f"{where} expected class indices of shape ({n},) for logits of shape {(n, c)}, "
                     f"got {tuple(target.shape)}"
+                )
+            # one device-to-host read; nnx.fit checks all labels once instead and turns this off
+            if finite_checks_enabled() and bool(
+                xp.any(target < 0) | xp.any(target >= c) | ~xp.all(xp.isfinite(pred))
+            ):
+                check_finite(pred, xp, repr(self), "prediction")
+                lo, hi = int(xp.min(target)), int(xp.max(target))
+                raise TargetError(
+                    f"{where} expected class indices in [0, {c}) for {c} classes, got values from "
+                    f"{lo} to {hi}; check the labels or the number of output units"
                 )
             classes = xp.arange(c, dtype=target.dtype)
             onehot = xp.astype(target[:, None] == classes, pred.dtype)
@@ -251,28 +247,10 @@ class SoftmaxCrossEntropy(Loss):
                 f"{where} expected one-hot targets of the logits' shape {(n, c)} (or integer class "
                 f"indices of shape ({n},)), got a float array of shape {tuple(target.shape)}"
             )
+        if finite_checks_enabled() and not bool(xp.all(xp.isfinite(pred)) & xp.all(xp.isfinite(target))):
+            check_finite(pred, xp, repr(self), "prediction")
+            check_finite(target, xp, repr(self), "target")
         return target, False
-
-    def _check_values(self, total: Any, pred: Any, target: Any, indices: bool, xp: Any) -> None:
-        """One device read: the loss value is NaN or ±inf whenever a logit or a float target is
-        (every product with an infinity is infinite or NaN, and so is every sum with one), and
-        class indices are in range. Only then are the inputs scanned, to say what is wrong."""
-        c = pred.shape[1]
-        bad = ~xp.isfinite(total)
-        if indices:  # one device-to-host read; nnx.fit checks all labels once instead and turns this off
-            bad = bad | xp.any(target < 0) | xp.any(target >= c)
-        if not bool(bad):
-            return
-        where = repr(self)
-        check_finite(pred, xp, where, "prediction")
-        if not indices:
-            check_finite(target, xp, where, "target")
-        elif bool(xp.any(target < 0) | xp.any(target >= c)):
-            lo, hi = int(xp.min(target)), int(xp.max(target))
-            raise TargetError(
-                f"{where} expected class indices in [0, {c}) for {c} classes, got values from "
-                f"{lo} to {hi}; check the labels or the number of output units"
-            )
 
     def forward(self, pred: Any, target: Any) -> Any:
         where = Where(self)
@@ -291,8 +269,6 @@ class SoftmaxCrossEntropy(Loss):
         z = xp.sum(g, axis=1, keepdims=True)
         shifted -= xp.log(z)  # now log-softmax
         total = -xp.sum(q * shifted)
-        if finite_checks_enabled():
-            self._check_values(total, pred, target, indices, xp)
         g /= z  # now softmax
         if indices:  # each row of q sums to 1
             g -= q
