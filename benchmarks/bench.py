@@ -1,16 +1,25 @@
 """Speed and memory of nnx against references measured in the same run, on the same data.
 
-    python benchmarks/bench.py --backend numpy            # the CPU table
-    python benchmarks/bench.py --backend cupy --fast-path # GPU: generic and fast path vs torch CUDA
-    python benchmarks/bench.py --quick --workloads W1,W2  # a smoke run
+    python benchmarks/bench.py --backend numpy --threads 2  # the CPU table
+    python benchmarks/bench.py --backend cupy --fast-path   # GPU: generic and fast path vs torch CUDA
+    python benchmarks/bench.py --quick --workloads W1,W2    # a smoke run
 
 References: a hand-written NumPy network (benchmarks/reference_numpy.py; on
 the numpy and array_api_strict backends), PyTorch eager if installed (CPU, or
 CUDA for the cupy backend), and the floor: the step's own matrix products at
 the same shapes, timed alone. Every implementation starts from the same
 weights and sees the same seeded synthetic MNIST-shaped data (784 features,
-10 classes). Times are medians of repeats, interleaved across
-implementations. Results go to benchmarks/results/ as JSON and markdown.
+10 classes).
+
+nnx is timed as users run it: ``nnx.train_step`` with default settings (the
+finiteness and class-index checks on; ``--no-checks`` turns them off), and
+``nnx.fit`` (``nnx_fit``: one epoch over the timed samples, shuffled, progress
+off, its non-finite guard on) for W1 and W2; INF is ``nnx.predict``. The conv
+workloads (``conv``) are those of benchmarks/conv_bench.py, nnx against
+PyTorch. Every implementation runs once per repeat, in turn (interleaved);
+times are medians and minima of the repeats. ``--threads N`` runs BLAS and
+PyTorch with N threads; the thread counts in effect are recorded. Results go
+to benchmarks/results/ as JSON and markdown.
 """
 
 from __future__ import annotations
@@ -34,6 +43,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
 import nnx  # noqa: E402
+import conv_bench  # noqa: E402
 import reference_numpy  # noqa: E402
 import reference_torch  # noqa: E402
 
@@ -167,11 +177,13 @@ def floor_runner(dev: Device, shapes, seed: int = 1) -> Callable[[int], None]:
         A = dev.xp.asarray(rng.random(a, dtype=np.float32))
         B = dev.xp.asarray(rng.random(b, dtype=np.float32))
         ops.append((A, B, dev.xp.empty((a[0], b[1]), dtype=dev.xp.float32)))
-    mm = dev.xp.matmul
+    # a product over one term (a one-sample weight gradient) is an outer product: a broadcast
+    # multiplication, as nnx and the hand-written reference compute it
+    ops = [(dev.xp.matmul if A.shape[1] != 1 else dev.xp.multiply, A, B, C) for A, B, C in ops]
 
     def run(steps: int) -> None:
         for _ in range(steps):
-            for A, B, C in ops:
+            for mm, A, B, C in ops:
                 mm(A, B, out=C)
 
     return run
@@ -194,7 +206,8 @@ def batches(n: int, batch: int) -> list[tuple[int, int]]:
 class Trainers:
     """Builds ``run(steps)`` callables for every implementation of one training workload."""
 
-    def __init__(self, args, dev: Device, net: Net, x: np.ndarray, t: np.ndarray, batch: int, fast: bool):
+    def __init__(self, args, dev: Device, net: Net, x: np.ndarray, t: np.ndarray, batch: int, fast: bool,
+                 with_fit: bool = False):
         self.dev, self.net, self.batch = dev, net, batch
         self.spans = batches(x.shape[0], batch)
         self.notes: list[str] = []
@@ -210,6 +223,8 @@ class Trainers:
         self.ws, self.bs = ws, bs
         if model_probe is not None:
             self.runners["nnx"] = self._nnx(model_probe, x, t, dev)
+            if with_fit:
+                self.runners["nnx_fit"] = self._nnx_fit(net.nnx_model(dev.backend), x, t, dev)
             if fast:
                 fast_model = net.nnx_model(dev.backend)
                 self.runners["nnx_fast"] = with_fast_path(dev, self._nnx(fast_model, x, t, dev))
@@ -234,6 +249,22 @@ class Trainers:
         X = dev.put(x, "float32")
         T = dev.put(t) if t.dtype.kind in "iu" else dev.put(t, "float32")
         return self._cycle(lambda xb, tb: nnx.train_step(model, loss_fn, opt, xb, tb), X, T)
+
+    def _nnx_fit(self, built, x, t, dev: Device):
+        """``run(steps)``: one ``nnx.fit`` epoch over the first ``steps`` batches (shuffled, as by default)."""
+        model, loss_fn, opt = built
+        X = dev.put(x, "float32")
+        T = dev.put(t) if t.dtype.kind in "iu" else dev.put(t, "float32")
+        calls = [0]
+
+        def run(steps: int) -> None:
+            n = min(steps * self.batch, int(X.shape[0]))
+            calls[0] += 1
+            nnx.fit(model, loss_fn, opt, (X[:n], T[:n]), epochs=1, batch_size=self.batch, progress=False,
+                    seed=calls[0])
+            dev.sync()
+
+        return run
 
     def _hand(self, x, t):
         net = self.net.hand(self.ws, self.bs)
@@ -408,19 +439,26 @@ def row(name: str, unit: str, steps: int, med: dict[str, float], notes: list[str
         r["ratios"] = {f"nnx/{k}": nx / v for k, v in med.items() if k != "nnx" and v}
         if mins.get("nnx"):
             r["ratios_min"] = {f"nnx/{k}": mins["nnx"] / v for k, v in mins.items() if k != "nnx" and v}
-    if "nnx_fast" in med:
-        r.setdefault("ratios", {}).update({f"nnx_fast/{k}": med["nnx_fast"] / v for k, v in med.items()
-                                           if k not in ("nnx_fast",) and v})
+    for variant in ("nnx_fast", "nnx_fit"):
+        if variant in med:
+            r.setdefault("ratios", {}).update({f"{variant}/{k}": med[variant] / v for k, v in med.items()
+                                               if k != variant and v})
+            if mins.get(variant):
+                r.setdefault("ratios_min", {}).update({f"{variant}/{k}": mins[variant] / v for k, v in mins.items()
+                                                       if k != variant and v})
     if extra:
         r.update(extra)
     return r
 
 
-def run_training(args, dev, label, net, x, t, batch, steps, repeats):
-    tr = Trainers(args, dev, net, x, t, batch, args.fast_path)
+def run_training(args, dev, label, net, x, t, batch, steps, repeats, with_fit: bool = False):
+    tr = Trainers(args, dev, net, x, t, batch, args.fast_path, with_fit)
     med = measure(tr.runners, steps, repeats, dev)
     if "nnx_fast" in tr.runners:
         tr.notes.append("nnx_fast: the backend's fused kernels (nnx.backend.fast_path)")
+    if "nnx_fit" in tr.runners:
+        tr.notes.append("nnx_fit: nnx.fit, one epoch over the timed batches per repeat (shuffled: one gather "
+                        "of the data per epoch; the data checked once per call; the non-finite guard on)")
     flops = net.flops(batch)
     extra = {"batch": batch, "sizes": net.sizes, "floor_tflops": flops * steps / med["floor"] / 1e12}
     return row(label, f"{steps} steps of batch {batch}", steps, med, tr.notes, extra)
@@ -434,10 +472,8 @@ def run_inference(args, dev, net, x, batch, steps, repeats):
     ws, bs = net.host_weights(model)
     X = dev.put(x[: batch * steps], "float32")
 
-    def nnx_run(n: int) -> None:
-        for k in range(n):
-            a, b = spans[k % len(spans)]
-            model.forward(X[a:b])
+    def nnx_run(n: int) -> None:  # as users run it: predict over n batches
+        nnx.predict(model, X[: n * batch], batch_size=batch)
 
     runners["nnx"] = nnx_run
     if args.fast_path:
@@ -464,7 +500,41 @@ def run_inference(args, dev, net, x, batch, steps, repeats):
         runners["torch"] = torch_run
     runners["floor"] = floor_runner(dev, net.infer_shapes(batch))
     med = measure(runners, steps, repeats, dev)
+    notes.append("INF: nnx.predict over the batches (evaluation mode, nothing kept for a backward); the "
+                 "references run their forward passes")
     return row("INF", f"{steps} forward passes of batch {batch}", steps, med, notes, {"batch": batch})
+
+
+def run_conv(args, dev, repeats: int) -> list[dict[str, Any]]:
+    """The conv workloads of benchmarks/conv_bench.py (batch 64, SGD with momentum): nnx against PyTorch."""
+    rows = []
+    steps = 4 if args.quick else conv_bench.SAMPLES // conv_bench.BATCH
+    checks = nnx.layers.checks.finite_checks_enabled()
+    for name in conv_bench.WORKLOADS:
+        runners: dict[str, Callable[[int], None]] = {}
+        built = conv_bench.Runner("nnx", name, dev.backend)
+        nnx.set_finite_checks(checks)  # the Runner turns them off; keep this run's setting
+
+        def cycle(r: conv_bench.Runner) -> Callable[[int], None]:
+            pos = [0]
+
+            def run(n: int) -> None:
+                for _ in range(n):
+                    r.step(pos[0])
+                    pos[0] += 1
+                r.sync()
+
+            return run
+
+        runners["nnx"] = cycle(built)
+        if not args.no_torch and reference_torch.available() is None:
+            runners["torch"] = cycle(conv_bench.Runner("torch", name, dev.backend))
+        med = measure(runners, steps, repeats, dev)
+        channels, size = conv_bench.WORKLOADS[name]
+        rows.append(row(name, f"{steps} steps of batch {conv_bench.BATCH}", steps, med,
+                        [f"{name}: benchmarks/conv_bench.py's network ({channels}x{size}x{size} inputs); "
+                         "no hand-written NumPy convolution"], {"batch": conv_bench.BATCH}))
+    return rows
 
 
 def run_scaling(args, dev, x, y, quick: bool, repeats: int) -> list[dict[str, Any]]:
@@ -494,9 +564,15 @@ def machine(dev: Device) -> dict[str, Any]:
     }
     try:
         with open("/proc/cpuinfo") as f:
-            info["cpu"] = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
+            text = f.read().splitlines()
+        info["cpu"] = next(line.split(":", 1)[1].strip() for line in text if line.startswith("model name"))
+        flags = next(line.split(":", 1)[1].split() for line in text if line.startswith("flags"))
+        info["simd"] = [f for f in ("avx2", "fma", "avx512f", "avx512bw", "avx512vl") if f in flags]
     except (OSError, StopIteration):
         info["cpu"] = platform.processor()
+    threads = blas_threads()
+    if threads is not None:
+        info["blas_threads"] = threads
     try:
         info["blas"] = np.show_config(mode="dicts")["Build Dependencies"]["blas"]["name"]
     except Exception:
@@ -514,16 +590,41 @@ def machine(dev: Device) -> dict[str, Any]:
     return info
 
 
+def blas_threads() -> int | None:
+    """The threads NumPy's OpenBLAS uses (asked from the loaded library), or ``None`` if unknown."""
+    import ctypes
+
+    try:
+        with open("/proc/self/maps") as f:
+            libs = sorted({line.split()[-1] for line in f if "openblas" in line.split()[-1].lower()})
+    except OSError:
+        return None
+    for path in libs:
+        try:
+            lib = ctypes.CDLL(path)
+        except OSError:
+            continue
+        for name in ("scipy_openblas_get_num_threads64_", "scipy_openblas_get_num_threads",
+                     "openblas_get_num_threads64_", "openblas_get_num_threads"):
+            fn = getattr(lib, name, None)
+            if fn is not None:
+                return int(fn())
+    return None
+
+
 def fmt_ratio(v: float | None) -> str:
     return "—" if v is None else f"{v:.2f}x"
 
 
+RATIO_KEYS = ("nnx/numpy", "nnx/torch", "nnx/floor", "nnx_fit/nnx", "nnx_fit/numpy", "nnx_fit/torch",
+              "nnx_fast/torch", "nnx_fast/floor")
+
+
 def table(rows: list[dict[str, Any]]) -> str:
-    impls = ["nnx", "nnx_fast", "numpy", "torch", "floor"]
+    impls = ["nnx", "nnx_fit", "nnx_fast", "numpy", "torch", "floor"]
     present = [i for i in impls if any(i in r["seconds"] for r in rows)]
     head = ["workload", "unit"] + [f"{i} ms/step" for i in present]
-    ratio_keys = [k for k in ("nnx/numpy", "nnx/torch", "nnx/floor", "nnx_fast/torch", "nnx_fast/floor")
-                  if any(k in r.get("ratios", {}) for r in rows)]
+    ratio_keys = [k for k in RATIO_KEYS if any(k in r.get("ratios", {}) for r in rows)]
     head += ratio_keys
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in rows:
@@ -539,7 +640,7 @@ def table(rows: list[dict[str, Any]]) -> str:
 
 def min_table(rows: list[dict[str, Any]]) -> str:
     """The ratios of the fastest repeats, beside the medians' (a shared machine's noise only adds time)."""
-    keys = [k for k in ("nnx/numpy", "nnx/torch", "nnx/floor") if any(k in r.get("ratios_min", {}) for r in rows)]
+    keys = [k for k in RATIO_KEYS if any(k in r.get("ratios_min", {}) for r in rows)]
     lines = ["| workload | " + " | ".join(keys) + " |", "|---|" + "---|" * len(keys)]
     for r in rows:
         if "ratios_min" in r:
@@ -576,8 +677,8 @@ class _Progress(list):
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--backend", default="numpy", help="numpy, cupy or array_api_strict")
-    p.add_argument("--workloads", default="W1,W2,W3,INF,scale,memory",
-                   help="comma list of W1, W2, W3, INF, scale, memory, large (large: cupy only)")
+    p.add_argument("--workloads", default="W1,W2,W3,INF,conv,scale,memory",
+                   help="comma list of W1, W2, W3, INF, conv, scale, memory, large (large: cupy only)")
     p.add_argument("--quick", action="store_true", help="few steps and repeats: a smoke run")
     p.add_argument("--repeats", type=int, default=None)
     p.add_argument("--no-torch", action="store_true", help="skip the PyTorch reference")
@@ -585,13 +686,24 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", default=str(HERE / "results"), help="folder for the JSON and markdown results")
     p.add_argument("--tag", default="", help="suffix of the result file names")
     p.add_argument("--w1-steps", type=int, default=None, help="per-sample steps timed in W1 (default 3000)")
-    p.add_argument("--checks", action="store_true",
-                   help="keep nnx's per-call input checks (a NaN scan of each forward's input and the "
-                        "class-index range check, one device read each per step); by default they are off, "
-                        "as inside nnx.fit and as in the references, which check nothing")
+    p.add_argument("--no-checks", action="store_true",
+                   help="turn nnx's per-call input checks off (a NaN scan of each forward's input and the "
+                        "class-index range check, one device read each per step); by default they are on, "
+                        "as users run train_step (fit turns them off and checks the data once)")
+    p.add_argument("--threads", type=int, default=None,
+                   help="BLAS and PyTorch threads (the script restarts itself with OMP_NUM_THREADS, "
+                        "OPENBLAS_NUM_THREADS and MKL_NUM_THREADS set; default: as the environment says)")
     args = p.parse_args(argv)
+    if args.threads is not None:
+        want = {k: str(args.threads) for k in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")}
+        if any(os.environ.get(k) != v for k, v in want.items()):  # BLAS reads these when it loads
+            os.execve(sys.executable, [sys.executable, *sys.argv], {**os.environ, **want})
+        if reference_torch.available() is None:
+            import torch
+
+            torch.set_num_threads(args.threads)
     nnx.use(args.backend)
-    nnx.set_finite_checks(args.checks)
+    nnx.set_finite_checks(not args.no_checks)
     dev = Device(args.backend)
     wanted = [w.strip() for w in args.workloads.split(",") if w.strip()]
     q = args.quick
@@ -605,11 +717,11 @@ def main(argv: list[str] | None = None) -> int:
     if "W1" in wanted:
         par["W1"] = parity(all_nets["W1"], dev, x, t_rashid, 1, 5)
         rows.append(run_training(args, dev, "W1", all_nets["W1"], x, t_rashid, 1,
-                                 args.w1_steps or (300 if q else 3000), repeats))
+                                 args.w1_steps or (300 if q else 3000), repeats, with_fit=True))
     if "W2" in wanted:
         par["W2"] = parity(all_nets["W2"], dev, x, y, 128)
         steps = 60 if q else len(batches(N_SAMPLES, 128))
-        rows.append(run_training(args, dev, "W2", all_nets["W2"], x, y, 128, steps, 3 if not q else 2))
+        rows.append(run_training(args, dev, "W2", all_nets["W2"], x, y, 128, steps, repeats, with_fit=True))
     if "W3" in wanted:
         rows.append(run_training(args, dev, "W3", all_nets["W3"], x, y, 512, 3 if q else 10, repeats))
     if "INF" in wanted:
@@ -617,6 +729,8 @@ def main(argv: list[str] | None = None) -> int:
     if "large" in wanted and dev.cupy is not None:
         n = 8192 * (N_SAMPLES // 8192)  # full batches only, the floor's shapes
         rows.append(run_training(args, dev, "large", all_nets["W3"], x[:n], y[:n], 8192, 20, repeats))
+    if "conv" in wanted:
+        rows.extend(run_conv(args, dev, repeats))
     if "scale" in wanted:
         rows.extend(run_scaling(args, dev, x, y, q, repeats))
     if "memory" in wanted:
@@ -624,13 +738,22 @@ def main(argv: list[str] | None = None) -> int:
             mem[name] = peak_training_memory(all_nets[name], dev, x, y, batch)
     info = machine(dev)
     result = {"machine": info, "backend": args.backend, "fast_path": args.fast_path, "quick": q,
+              "checks": not args.no_checks, "repeats": repeats,
               "command": "python benchmarks/bench.py " + " ".join(sys.argv[1:] if argv is None else argv),
               "rows": rows, "memory": mem, "parity_max_rel_diff": par}
+    threads = (f"threads: NumPy's BLAS {info.get('blas_threads', '?')}"
+               f"{', PyTorch ' + str(info['torch_threads']) if 'torch_threads' in info else ''}; "
+               f"environment {info['thread_env'] or 'unset'}")
     md = [f"# nnx benchmarks — backend {args.backend}{' (fast path)' if args.fast_path else ''}", "",
-          f"{info['date']}; {info.get('gpu', info.get('cpu'))}; {info['cores']} cores; numpy {info['numpy']}"
+          f"{info['date']}; {info.get('gpu', info.get('cpu'))}"
+          f"{' (' + ', '.join(info['simd']) + ')' if info.get('simd') else ''}; {info['cores']} cores; "
+          f"numpy {info['numpy']}{' (' + info['blas'] + ')' if 'blas' in info else ''}"
           f"{'; torch ' + info['torch'] if 'torch' in info else ''}{'; cupy ' + info['cupy'] if 'cupy' in info else ''}",
-          "", f"Command: `{result['command']}`", "", "Medians of repeats; ratios are nnx time over the reference's "
-          "(lower is better; the floor is the step's matrix products alone).", "", table(rows),
+          "", threads, "", f"Command: `{result['command']}`", "",
+          f"nnx per-call checks: {'off (--no-checks)' if args.no_checks else 'on (the default settings)'}. "
+          f"Medians of {repeats} repeats (W2: {repeats}), contenders interleaved in each; ratios are time over "
+          "the reference's (lower is better; the floor is the step's matrix products alone; nnx_fit/nnx is "
+          "fit's time per step over train_step's).", "", table(rows),
           "", "Ratios of the fastest repeats:", "", min_table(rows)]
     if mem:
         md += ["", "Peak training memory (budget: parameters + gradients + optimizer state + one batch's "

@@ -91,7 +91,10 @@ class HandMLP:
             g *= self.a[last]
         for i in range(last, -1, -1):
             h = x if i == 0 else self.a[i - 1]
-            np.matmul(h.T, g, out=self.gW[i])
+            if h.shape[0] == 1:  # one sample: the outer product, several times faster than matmul's k=1 path
+                np.multiply(h.T, g, out=self.gW[i])
+            else:
+                np.matmul(h.T, g, out=self.gW[i])
             if self.b is not None:
                 np.sum(g, axis=0, out=self.gb[i])
             if i > 0:

@@ -31,7 +31,7 @@ from nnx import backend as _backend
 from nnx import ops
 from nnx.errors import DTypeError, ShapeError, TargetError
 from nnx.layers.base import SavesForBackward
-from nnx.layers.checks import check_finite, check_float, check_same_dtype, finite_checks_enabled
+from nnx.layers.checks import Where, check_finite, check_float, check_same_dtype, finite_checks_enabled
 
 
 class Loss(SavesForBackward):
@@ -43,11 +43,14 @@ class Loss(SavesForBackward):
     """
 
     def _check(self, pred: Any, target: Any) -> Any:
-        where = repr(self)
+        """Check prediction and target (kind, backend, dtype, shape, NaN and ±inf) before any work;
+        returns the namespace."""
+        where = self  # its repr names the loss in messages, built only on failure
         xp = check_float(pred, where)
-        _backend.check_backend(target, _backend.backend_of(pred), f"{where} (the prediction)")
-        check_float(target, f"{where} target")
-        check_same_dtype(target, pred.dtype, f"{where} target")
+        _backend.check_backend(target, _backend.backend_of(pred), Where(self, " (the prediction)"))
+        of_target = Where(self, " target")
+        check_float(target, of_target)
+        check_same_dtype(target, pred.dtype, of_target)
         _check_not_empty(pred, where)
         if tuple(pred.shape) != tuple(target.shape):
             raise ShapeError(
@@ -207,11 +210,10 @@ class SoftmaxCrossEntropy(Loss):
         self.reduction = reduction
         self.label_smoothing = float(label_smoothing)
 
-    def _targets(self, pred: Any, target: Any, xp: Any) -> tuple[Any, bool]:
+    def _targets(self, pred: Any, target: Any, xp: Any, where: Any) -> tuple[Any, bool]:
         """The target as a float ``(batch, classes)`` array, and whether it came as class indices."""
-        where = repr(self)
         try:
-            _backend.check_backend(target, _backend.backend_of(pred), f"{where} (the prediction)")
+            _backend.check_backend(target, _backend.backend_of(pred), Where(self, " (the prediction)"))
         except TypeError:
             raise DTypeError(f"{where} expected the target as an array, got {type(target).__name__}") from None
         n, c = pred.shape
@@ -225,7 +227,7 @@ class SoftmaxCrossEntropy(Loss):
             if finite_checks_enabled() and bool(
                 xp.any(target < 0) | xp.any(target >= c) | ~xp.all(xp.isfinite(pred))
             ):
-                check_finite(pred, xp, where, "prediction")
+                check_finite(pred, xp, repr(self), "prediction")
                 lo, hi = int(xp.min(target)), int(xp.max(target))
                 raise TargetError(
                     f"{where} expected class indices in [0, {c}) for {c} classes, got values from "
@@ -239,24 +241,24 @@ class SoftmaxCrossEntropy(Loss):
                 f"{where} expected integer class indices or float one-hot targets, got dtype "
                 f"{_backend.dtype_name(target)}"
             )
-        check_same_dtype(target, pred.dtype, f"{where} target")
+        check_same_dtype(target, pred.dtype, Where(self, " target"))
         if tuple(target.shape) != (n, c):
             raise ShapeError(
                 f"{where} expected one-hot targets of the logits' shape {(n, c)} (or integer class "
                 f"indices of shape ({n},)), got a float array of shape {tuple(target.shape)}"
             )
         if finite_checks_enabled() and not bool(xp.all(xp.isfinite(pred)) & xp.all(xp.isfinite(target))):
-            check_finite(pred, xp, where, "prediction")
-            check_finite(target, xp, where, "target")
+            check_finite(pred, xp, repr(self), "prediction")
+            check_finite(target, xp, repr(self), "target")
         return target, False
 
     def forward(self, pred: Any, target: Any) -> Any:
-        where = repr(self)
+        where = Where(self)
         xp = check_float(pred, where)
         if pred.ndim != 2:
             raise ShapeError(f"{where} expected logits of shape (batch, classes), got {tuple(pred.shape)}")
         _check_not_empty(pred, where)
-        q, indices = self._targets(pred, target, xp)
+        q, indices = self._targets(pred, target, xp, where)
         n, c = pred.shape
         s = self.label_smoothing
         if s:

@@ -2,11 +2,13 @@
 
 Each op here is the generic implementation and the reference. A backend may
 register a faster override for its array type (:func:`enable` installs the
-overrides of ``nnx/backend/<name>_ops.py``, opt-in through
-``nnx.backend.enable_fast_path``); the override must take the same arguments
-and compute the same values, and ``tests/test_ops.py`` checks both on inputs
-with NaN, infinities and signed zeros. Layers call the op; they never ask
-which backend they run on.
+overrides of ``nnx/backend/<name>_ops.py``; ``nnx.backend.enable_fast_path``
+and ``disable_fast_path`` switch them); the override must take the same
+arguments and compute the same values, and ``tests/test_ops.py`` checks both
+on inputs with NaN, infinities and signed zeros. NumPy's overrides compute
+the generic ops' values bit for bit and are on by default; CuPy's fused
+kernels are opt-in. Layers call the op; they never ask which backend they
+run on.
 
 Optimizer updates return the arrays they computed (they may also have
 updated them in place, where the backend allows it); callers store the
@@ -30,7 +32,9 @@ GENERIC: dict[str, Callable[..., Any]] = {}
 # (op name, array type) -> override
 _OVERRIDES: dict[tuple[str, type], Callable[..., Any]] = {}
 # backend name -> the module that holds its overrides
-_MODULES = {"cupy": "nnx.backend.cupy_ops"}
+_MODULES = {"cupy": "nnx.backend.cupy_ops", "numpy": "nnx.backend.numpy_ops"}
+# backends whose overrides are installed when nnx is imported (bit-exact with the generic ops)
+DEFAULT_ON = ("numpy",)
 _ENABLED: dict[str, type] = {}
 
 
@@ -332,7 +336,12 @@ def rmsprop_update(
     return p, v, b
 
 
+for _name in DEFAULT_ON:
+    enable(_name)
+
+
 __all__ = [
+    "DEFAULT_ON",
     "GENERIC",
     "adam_update",
     "backends_with_overrides",

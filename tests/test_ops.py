@@ -24,7 +24,7 @@ SPECIAL = np.array([np.nan, np.inf, -np.inf, 0.0, -0.0, 1e-300, -1e-300, 1e300, 
 def _values(seed: int, shape: tuple[int, ...] = (5, 12), special: bool = True) -> np.ndarray:
     a = np.random.default_rng(seed).normal(scale=3.0, size=shape)
     if special:
-        a[0, :] = SPECIAL
+        a[0, :SPECIAL.size] = SPECIAL
     return a
 
 
@@ -148,7 +148,7 @@ def test_an_override_with_another_signature_is_refused() -> None:
 
 def test_only_backends_with_a_fast_path_can_enable_one() -> None:
     with pytest.raises(nnx.errors.UnknownBackendError, match="no fast path"):
-        nnx.backend.enable_fast_path("numpy")
+        nnx.backend.enable_fast_path("array_api_strict")
     with pytest.raises(nnx.errors.UnknownBackendError, match="valid names"):
         nnx.backend.enable_fast_path("no-such-backend")
     if nnx.available()["cupy"] is not None:
@@ -164,12 +164,12 @@ def cupy_backend() -> Any:
         pytest.skip(f"backend 'cupy' unavailable: {reason}")
     with nnx.use("cupy"):
         yield "cupy"
-    nnx.backend.disable_fast_path()
+    nnx.backend.disable_fast_path("cupy")
 
 
 def _both(fn: Callable[[], Any]) -> tuple[Any, Any]:
     """``fn()`` with the generic ops, then with the fast path, as host arrays."""
-    nnx.backend.disable_fast_path()
+    nnx.backend.disable_fast_path("cupy")
     generic = fn()
     with nnx.backend.fast_path("cupy"):
         fast = fn()
@@ -217,3 +217,70 @@ def test_fused_sgd_matches_generic_in_the_optimizer(cupy_backend: str, kw: dict[
     if b0 is not None:
         np.testing.assert_allclose(b1, b0, rtol=1e-6, atol=1e-7)
     assert s0 == s1 == 4
+
+
+# NumPy's overrides: the generic values bit for bit, over every branch they take --------
+
+_BIG = (48, 64)  # above numpy_ops._SELECT_MIN elements
+
+_NUMPY_VARIANTS: dict[str, list[Callable[[], tuple[Any, ...]]]] = {
+    # small arrays take the generic op; from _SELECT_MIN elements on, the bitwise selection
+    "relu_backward": [CASES["relu_backward"], lambda: (np.maximum(_values(30, _BIG), 0.0), _values(31, _BIG)),
+                      lambda: (_values(30, _BIG), _values(31, _BIG))],
+    "leaky_relu": [lambda s=s: (_values(32, _BIG), s) for s in (0.1, 1.0, 0.0, 2.0, -0.5)],
+    "leaky_relu_backward": [lambda s=s: (_values(33, _BIG), _values(34, _BIG), s) for s in (0.1, 0.0, 2.0, -0.5)],
+    "adam_update": [CASES["adam_update"], lambda: (_values(38, special=False), _values(39, special=False),
+                                                   _values(40, special=False), _positive(41), 0.01, 0.5, 0.9, 1e-3, 1)],
+    "rmsprop_update": [CASES["rmsprop_update"], lambda: (_values(42, special=False), _values(43), _positive(44),
+                                                         None, 1e-2, 0.9, 1e-8, 0.0)],
+}
+
+
+def _same_bits(a: np.ndarray, e: np.ndarray) -> bool:
+    ints = {4: np.int32, 8: np.int64}[a.dtype.itemsize]
+    both_nan = np.isnan(a) & np.isnan(e)
+    return a.dtype == e.dtype and a.shape == e.shape and bool(np.all((a.view(ints) == e.view(ints)) | both_nan))
+
+
+def test_numpy_overrides_are_on_by_default_and_cover_their_variants() -> None:
+    assert set(_NUMPY_VARIANTS) == set(ops.override_module("numpy").OVERRIDES)
+    assert 48 * 64 >= ops.override_module("numpy")._SELECT_MIN
+    assert nnx.backend.fast_path_enabled("numpy")
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("name", sorted(_NUMPY_VARIANTS))
+def test_numpy_overrides_give_the_generic_bits(name: str, dtype: str) -> None:
+    override = ops.override_module("numpy").OVERRIDES[name]
+    for case in _NUMPY_VARIANTS[name]:
+        args = case()
+        with np.errstate(all="ignore"):
+            expected = _outputs(ops.GENERIC[name](*_on(name, args, "numpy", dtype)))
+            on = _on(name, args, "numpy", dtype)
+            result = override(*on)
+            actual = _outputs(result)
+        assert len(actual) == len(expected), name
+        for a, e in zip(actual, expected):
+            assert _same_bits(a, e), f"{name} ({dtype}) args {args[3:] if len(args) > 3 else ''}"
+        if name.endswith("_update"):  # updates happen in place, as the generic ones do
+            assert result[0] is on[0]
+
+
+def test_numpy_overrides_leave_other_inputs_to_the_generic_op() -> None:
+    x32 = np.array([[-1.0, 2.0]], dtype=np.float32)
+    g64 = np.array([[3.0, 4.0]])
+    out = ops.relu_backward(x32, g64)  # mixed dtypes: the generic op's promotion
+    assert out.dtype == np.float64 and np.array_equal(out, [[0.0, 4.0]])
+    p = np.ones((2, 2), np.float32)
+    ops.sgd_update(p, np.ones((2, 2), np.float32), None, np.float64(0.5), 0.0, 0.0, False)
+    assert np.array_equal(p, np.full((2, 2), 0.5, np.float32))
+
+
+def test_the_generic_ops_stay_available_on_numpy() -> None:
+    x = np.array([[-1.0, 0.5]], dtype=np.float32)
+    with nnx.backend.fast_path("numpy"):
+        nnx.backend.disable_fast_path("numpy")
+        assert not nnx.backend.fast_path_enabled("numpy")
+        assert np.array_equal(ops.relu_backward(x, x), [[0.0, 0.5]])
+        nnx.backend.enable_fast_path("numpy")
+    assert nnx.backend.fast_path_enabled("numpy")

@@ -61,3 +61,55 @@ def test_activation_backward_refuses_a_float64_gradient_for_float32(nnx_backend:
     act.forward(nnx.to_device(np.ones((2, 3)), nnx_backend, "float32"))
     with pytest.raises(nnx.errors.DTypeError, match="float32"):
         act.backward(nnx.to_device(np.ones((2, 3)), nnx_backend, "float64"))
+
+
+def _watch_saved(net: nnx.Layer) -> tuple[list, object]:
+    seen: list = []
+
+    def record(path: str, layer: nnx.Layer, method: str, arg, result) -> None:
+        seen.append((path, arg, layer._saved))
+
+    return seen, net.observe(record)
+
+
+def test_predict_keeps_nothing_for_backward_and_uses_the_input_as_it_is(nnx_backend: str) -> None:
+    net = _net(nnx_backend)
+    x = nnx.to_device(np.random.default_rng(3).normal(size=(6, 5)), nnx_backend, "float64")
+    seen, watching = _watch_saved(net)
+    with watching:
+        out = nnx.predict(net, x, batch_size=10)
+    assert seen and all(saved is None for _, _, saved in seen)  # nothing kept, layer by layer
+    assert next(arg for path, arg, _ in seen if path == "0") is x  # one batch: x itself, no copy
+    assert all(m.training for _, m in net.named_modules())
+    with pytest.raises(nnx.errors.StateError):
+        net.backward(out)
+    # the same numbers as a plain forward in evaluation mode
+    np.testing.assert_array_equal(nnx.to_host(out), nnx.to_host(net.eval().forward(x)))
+
+
+def test_predict_batches_are_views_of_the_input() -> None:
+    net = _net("numpy")
+    x = np.random.default_rng(4).normal(size=(9, 5))
+    seen, watching = _watch_saved(net)
+    with watching:
+        out = nnx.predict(net, x, batch_size=4)
+    firsts = [arg for path, arg, _ in seen if path == "0"]
+    assert len(firsts) == 3 and all(np.shares_memory(a, x) for a in firsts)
+    assert all(saved is None for _, _, saved in seen)
+    np.testing.assert_allclose(out, nnx.predict(net, x, batch_size=100), rtol=1e-12)  # BLAS may block rows differently
+
+
+def test_evaluate_keeps_nothing_and_restores_each_layers_mode(nnx_backend: str) -> None:
+    net = _net(nnx_backend)
+    net[1].training = False  # a layer frozen in evaluation mode stays so
+    x = nnx.to_device(np.random.default_rng(5).normal(size=(6, 5)), nnx_backend, "float64")
+    y = nnx.to_device(np.zeros((6, 3)), nnx_backend, "float64")
+    seen, watching = _watch_saved(net)
+    with watching:
+        nnx.evaluate(net, nnx.MSE(), (x, y))
+    assert seen and all(saved is None for _, _, saved in seen)
+    assert [m.training for _, m in net.named_modules()] == [True, True, False, True, True, True, True]
+    with net.inference():
+        assert not any(m.training for _, m in net.named_modules())
+    net.forward(x)  # outside the block, forwards keep again
+    assert net.backward(nnx.to_device(np.ones((6, 3)), nnx_backend, "float64")) is not None

@@ -238,7 +238,8 @@ def dtype_name(x: Any) -> str:
 
 
 def enable_fast_path(name: str) -> None:
-    """Opt in to backend ``name``'s overrides of :mod:`nnx.ops` (``"cupy"``: fused kernels).
+    """Install backend ``name``'s overrides of :mod:`nnx.ops` (``"cupy"``: fused kernels, opt-in;
+    ``"numpy"``: bit-exact with the generic ops and on by default).
 
     The generic ops stay the reference the overrides are tested against.
     """

@@ -71,10 +71,11 @@ class SavesForBackward:
     """Keeping tensors from a forward for the one backward after it (layers and losses)."""
 
     _saved: Any = None
+    _keeps = True  # False inside Layer.inference(): forwards keep nothing
 
     def save_for_backward(self, *values: Any) -> None:
         """Keep ``values`` for the next backward (replacing what an earlier forward kept)."""
-        self._saved = values
+        self._saved = values if self._keeps else None
 
     def saved_tensors(self) -> tuple[Any, ...]:
         """Take back what the forward kept; a second call, or one without a forward, raises."""
@@ -311,6 +312,23 @@ class Layer(SavesForBackward):
         """Switch to evaluation mode."""
         return self.train(False)
 
+    @contextlib.contextmanager
+    def inference(self) -> Iterator["Layer"]:
+        """Inside the block every layer is in evaluation mode and its forwards keep nothing for a
+        backward (no activations held: a backward there raises :class:`~nnx.errors.StateError`);
+        afterwards each layer is back in its own mode. :func:`nnx.predict` and :func:`nnx.evaluate`
+        run in it."""
+        layers = [layer for _, layer in self.named_modules()]
+        modes = [layer.training for layer in layers]
+        for layer in layers:
+            layer.training, layer._keeps, layer._saved = False, False, None
+        try:
+            yield self
+        finally:
+            for layer, mode in zip(layers, modes):
+                layer.training = mode
+                layer.__dict__.pop("_keeps", None)
+
     def drop_saved(self) -> None:
         """Forget what forwards kept for a backward that will not come (frees device memory)."""
         for _, layer in self.named_modules():
@@ -460,6 +478,8 @@ class ParamLayer(Layer):
         """Check ``x`` against the parameters; ``where`` (a string, or an object whose
         ``str`` is one, so hot paths format it only on failure) names the caller."""
         first = self._reference().data
+        if type(x) is type(first) and x.dtype == first.dtype:  # the parameters' backend and float dtype
+            return _backend.namespace_of(x)
         _backend.check_backend(x, _backend.backend_of(first), where)
         xp = check_float(x, where)
         check_same_dtype(x, first.dtype, where)

@@ -16,6 +16,18 @@ def check_arguments(owner: str, dtype: str | None = None, **counts: Any) -> None
         raise ValueError(f"{owner} dtype must be one of {_backend.FLOAT_DTYPES}, got {dtype!r}")
 
 
+class Where:
+    """Names a caller in error messages, as ``repr(owner) + suffix``, built only when a message is."""
+
+    __slots__ = ("owner", "suffix")
+
+    def __init__(self, owner: Any, suffix: str = "") -> None:
+        self.owner, self.suffix = owner, suffix
+
+    def __str__(self) -> str:
+        return f"{self.owner!r}{self.suffix}"
+
+
 _IS_FLOAT: dict[tuple[type, Any], bool] = {}
 
 

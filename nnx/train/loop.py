@@ -3,8 +3,9 @@
 How :func:`fit` treats data and the device:
 
 * ``data`` (and ``validation``) move onto the model's backend once, before the
-  first epoch; each epoch gathers them once in the shuffled order and the
-  batches are slices of that device array.
+  first epoch; each batch is gathered from that device array in the epoch's
+  shuffled order (or sliced from it, without shuffling), so the data is never
+  copied whole.
 * The order comes from a seeded host generator (:mod:`nnx.random`), so the
   same seed visits the samples in the same order on every backend.
 * Per step, at most one small array (loss, gradient checksum, correct count)
@@ -91,13 +92,8 @@ def _check_data(model: Layer, loss: Loss, x: Any, y: Any, what: str) -> None:
     xp = _backend.namespace_of(y)
     if not xp.isdtype(y.dtype, "integral"):
         return
-    was_training = model.training
-    model.eval()
-    try:
+    with model.inference():
         row = model.forward(x[:1, ...])
-    finally:
-        model.train(was_training)
-        model.drop_saved()
     if row.ndim != 2:
         return
     scores = xp.broadcast_to(row, (int(y.shape[0]), int(row.shape[1])))
@@ -364,26 +360,35 @@ class _StepCount:
         self.host_sums = [0.0] * len(self.keys)
         self.device_sums: Any = None
         self.seen = 0
-        self.logs: dict[str, float] = {}
+        self._logs: dict[str, float] | None = {}
 
     def __call__(self, x: Any, y: Any, value: Any, output: Any) -> None:
         xp = _backend.namespace_of(value)
         count = int(x.shape[0])
         self.step += 1
-        parts = [value * count, *(fn(output, y) for fn in self.metric_fns.values())]
-        if self.check_finite:
-            checksum = value * 0
-            for p in self.params:
-                if p.grad is not None:
-                    checksum = checksum + xp.sum(p.grad)
-            parts.append(checksum)
-        numbers = xp.stack([xp.astype(v, value.dtype) for v in parts])
         self.seen += count
+        parts = [value * count]
+        for fn in self.metric_fns.values():
+            parts.append(fn(output, y))
+        if self.check_finite:
+            # one number screens every gradient: a NaN or an infinity makes the sum of squares
+            # non-finite (a finite overflow only costs the closer look below, which then finds
+            # nothing). A dot product reads the gradient once, at about twice the speed of a sum.
+            checksum = None
+            for p in self.params:
+                g = p.grad
+                if g is not None:
+                    flat = xp.reshape(g, (-1,))
+                    sq = flat @ flat
+                    checksum = sq if checksum is None else checksum + sq
+            parts.append(value * 0 if checksum is None else checksum)
+        dtype = value.dtype
+        numbers = xp.stack([v if v.dtype == dtype else xp.astype(v, dtype) for v in parts])
         if not self.need_host:
             numbers = numbers[:len(self.keys)]
             self.device_sums = numbers if self.device_sums is None else self.device_sums + numbers
             return
-        got = [float(v) for v in _backend.to_host(numbers)]
+        got = _backend.to_host(numbers).tolist()
         if self.check_finite:
             if not math.isfinite(got[0]):
                 _raise_non_finite(f"the loss is {got[0] / count}; the first non-finite value, in forward "
@@ -393,9 +398,17 @@ class _StepCount:
                 if bad is not None:
                     _raise_non_finite("the loss is finite but a gradient is not; the first non-finite "
                                       "gradient, in backward order, is at", self.epoch, self.step, bad)
+        sums = self.host_sums
         for i in range(len(self.keys)):
-            self.host_sums[i] += got[i]
-        self.logs = {k: self.host_sums[i] / self.seen for i, k in enumerate(self.keys)}
+            sums[i] += got[i]
+        self._logs = None
+
+    @property
+    def logs(self) -> dict[str, float]:
+        """The epoch's means so far (built when asked: by the progress bar or a callback)."""
+        if self._logs is None:
+            self._logs = {k: self.host_sums[i] / self.seen for i, k in enumerate(self.keys)} if self.seen else {}
+        return self._logs
 
     def epoch_sums(self) -> list[float]:
         """The epoch's sums (loss times batch size, metric counts) so far, on the host (one transfer,
@@ -419,7 +432,8 @@ def _run(model: Layer, loss: Loss, optimizer: Optimizer, data: tuple[Any, Any], 
     n = int(x.shape[0])
     name = _backend.backend_of(x)
     steps_per_epoch = math.ceil(n / batch_size)
-    count = _StepCount(model, metric_fns, check_finite, check_finite or bar.wants_step_numbers)
+    show_steps = bar.wants_step_numbers
+    count = _StepCount(model, metric_fns, check_finite, check_finite or show_steps)
 
     for cb in state.callbacks:
         cb.on_train_begin(state)
@@ -429,18 +443,22 @@ def _run(model: Layer, loss: Loss, optimizer: Optimizer, data: tuple[Any, Any], 
         model.train()
         for cb in state.callbacks:
             cb.on_epoch_begin(state)
-        if shuffle:
-            order = _backend.to_device(_random.permutation(state.rng, n), name)
-            xs, ys = xp.take(x, order, axis=0), xp.take(y, order, axis=0)
-        else:
-            xs, ys = x, y
+        # each batch is gathered on its own: a shuffled copy of the whole data set would double its
+        # memory and, fresh each epoch, be paged in again (on a VM, more than a tenth of an epoch)
+        order = _backend.to_device(_random.permutation(state.rng, n), name) if shuffle else None
         bar.begin_epoch(epoch, steps_per_epoch)
         count.begin_epoch(epoch)
         for b in range(steps_per_epoch):
             lo, hi = b * batch_size, min((b + 1) * batch_size, n)
-            train_step(model, loss, optimizer, xs[lo:hi, ...], ys[lo:hi, ...], before_update=count)
+            if order is None:
+                xb, yb = x[lo:hi, ...], y[lo:hi, ...]
+            else:
+                rows = order[lo:hi]
+                xb, yb = xp.take(x, rows, axis=0), xp.take(y, rows, axis=0)
+            train_step(model, loss, optimizer, xb, yb, before_update=count)
             state.step += 1
-            bar.step(count.logs)
+            if show_steps:
+                bar.step(count.logs)
             for cb in state.callbacks:
                 cb.on_step_end(state, count.logs)
             if state.stop:
@@ -485,13 +503,11 @@ def evaluate(
     keys = (["loss"] if loss is not None else []) + list(metric_fns)
     if not keys:
         return {}
-    was_training = model.training
-    model.eval()
-    try:
+    with model.inference():  # evaluation mode, nothing kept for a backward
         sums: Any = None
         for start in range(0, n, batch_size):
             stop = min(start + batch_size, n)
-            xb, yb = x[start:stop, ...], y[start:stop, ...]
+            xb, yb = (x, y) if stop - start == n else (x[start:stop, ...], y[start:stop, ...])
             output = model.forward(xb)
             parts = []
             if loss is not None:
@@ -501,27 +517,26 @@ def evaluate(
             parts.extend(fn(output, yb) for fn in metric_fns.values())
             numbers = xp.stack([xp.astype(v, output.dtype) for v in parts])
             sums = numbers if sums is None else sums + numbers
-        model.drop_saved()
-    finally:
-        model.train(was_training)
     return {k: float(v) / n for k, v in zip(keys, _backend.to_host(sums))}
 
 
 def predict(model: Layer, x: Any, batch_size: int | None = 1024) -> Any:
-    """The model's outputs for inputs ``x`` (evaluation mode), as one array on the model's backend."""
+    """The model's outputs for inputs ``x`` (evaluation mode), as one array on the model's backend.
+
+    Inputs already on the model's backend in its dtype are used as they are (batches are
+    slices of them, and one batch is ``x`` itself); the layers keep nothing for a backward
+    (:meth:`Layer.inference`).
+    """
     name, dtype = _model_placement(model)
     x = _to_model(x, name, dtype)
     n = int(x.shape[0])
     batch_size = _check_batch_size(batch_size, n)
     xp = _backend.namespace_of(x)
-    was_training = model.training
-    model.eval()
-    try:
-        starts = range(0, n, batch_size) if n else [0]  # no samples: the model's empty output
-        outputs = [model.forward(x[s:min(s + batch_size, n), ...]) for s in starts]
-        model.drop_saved()
-    finally:
-        model.train(was_training)
+    with model.inference():
+        if n <= batch_size:  # one batch (or no samples: the model's empty output)
+            outputs = [model.forward(x)]
+        else:
+            outputs = [model.forward(x[s:min(s + batch_size, n), ...]) for s in range(0, n, batch_size)]
     return outputs[0] if len(outputs) == 1 else xp.concat(outputs, axis=0)
 
 

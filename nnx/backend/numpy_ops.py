@@ -1,0 +1,159 @@
+"""NumPy overrides of ops in :mod:`nnx.ops`: the same values, bit for bit, in fewer passes.
+
+On by default (``nnx.backend.disable_fast_path("numpy")`` returns to the
+generic ops). Each function here has exactly its op's signature and rounds
+exactly as the generic op does; ``tests/test_ops.py`` compares them bit for
+bit on inputs with NaN, infinities and signed zeros. What they change is how
+the work is done:
+
+* ``where(mask, a, b)`` in NumPy branches per element, and a mask that is true
+  about half the time (a ReLU's) makes the branch unpredictable: about ten
+  times the cost of an arithmetic pass. The selections here multiply the
+  floats' bit patterns, as integers, by the mask's 0 or 1 (``b ^ (a ^ b) * m``),
+  which is exactly ``where``, NaN payloads and signed zeros included.
+* Adam and RMSProp write their intermediate results into one reusable scratch
+  buffer with ``out=`` instead of allocating three temporaries as large as the
+  weight: freed together, they can be handed back to the operating system and
+  paged in again on the next step (several times the cost of the arithmetic).
+  SGD's one temporary is as fast as a scratch buffer, so SGD keeps the generic op.
+
+Arrays of other dtypes or of mixed dtypes take the generic op.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+from typing import Any, Callable
+
+import numpy as np
+
+from nnx import ops
+
+_BITS = {np.dtype(np.float32): np.int32, np.dtype(np.float64): np.int64}
+_local = threading.local()
+
+
+# below this many elements a few extra calls cost more than where's mispredicted branches
+_SELECT_MIN = 2048
+
+
+def _fast(*arrays: Any) -> bool:
+    """Whether every array is a float32 or float64 ndarray of one dtype and one shape."""
+    first = arrays[0]
+    if type(first) is not np.ndarray or first.dtype not in _BITS:
+        return False
+    return all(type(a) is np.ndarray and a.dtype == first.dtype and a.shape == first.shape for a in arrays)
+
+
+def _plain(*scalars: Any) -> bool:
+    """Whether every scalar is a Python number (NumPy scalars would change the rounding of ``out=``)."""
+    return all(type(s) in (float, int, bool) for s in scalars)
+
+
+def _scratch(like: np.ndarray, slot: int = 0) -> np.ndarray:
+    """A reusable array of ``like``'s shape and dtype, whose contents are garbage.
+
+    One flat buffer per thread, dtype and slot, as large as the largest array it
+    served: a view of it costs no allocation.
+    """
+    cache = getattr(_local, "buffers", None)
+    if cache is None:
+        cache = _local.buffers = {}
+    key = (like.dtype, slot)
+    buf = cache.get(key)
+    n = like.size
+    if buf is None or buf.size < n:
+        buf = cache[key] = np.empty(n, like.dtype)
+    return buf[:n].reshape(like.shape)
+
+
+def relu_backward(y: Any, grad: Any) -> Any:
+    if not (_fast(y, grad) and y.size >= _SELECT_MIN):
+        return ops.GENERIC["relu_backward"](y, grad)
+    ints = _BITS[grad.dtype]
+    # the gradient's bit patterns times 0 or 1: exactly where(y > 0, grad, +0.0), in two passes
+    return np.multiply(grad.view(ints), y > 0).view(grad.dtype)
+
+
+def leaky_relu(x: Any, negative_slope: float) -> Any:
+    if not (_fast(x) and x.size >= _SELECT_MIN and _plain(negative_slope) and 0.0 < negative_slope <= 1.0):
+        return ops.GENERIC["leaky_relu"](x, negative_slope)
+    # for 0 < s <= 1, s*x <= x exactly when x >= 0 (rounding is monotonic), so the
+    # maximum picks x for x > 0 and s*x below; at +-0 both are the same zero and NaN stays NaN
+    y = x * negative_slope
+    np.maximum(x, y, out=y)
+    return y
+
+
+def leaky_relu_backward(x: Any, grad: Any, negative_slope: float) -> Any:
+    if not (_fast(x, grad) and x.size >= _SELECT_MIN and _plain(negative_slope)):
+        return ops.GENERIC["leaky_relu_backward"](x, grad, negative_slope)
+    ints = _BITS[grad.dtype]
+    low = (grad * negative_slope).view(ints)
+    r = np.bitwise_xor(grad.view(ints), low)
+    r *= x > 0  # bit patterns times 0 or 1
+    r ^= low  # low ^ ((grad ^ low) * [x > 0]): grad where x > 0, low elsewhere
+    return r.view(grad.dtype)
+
+
+def adam_update(
+    p: Any, grad: Any, exp_avg: Any, exp_avg_sq: Any, lr: float, beta1: float, beta2: float, eps: float, step: int
+) -> tuple[Any, Any, Any]:
+    m, v = exp_avg, exp_avg_sq
+    if not (_fast(p, grad, m, v) and _plain(lr, beta1, beta2, eps, step)):
+        return ops.GENERIC["adam_update"](p, grad, m, v, lr, beta1, beta2, eps, step)
+    s = _scratch(p)
+    m *= beta1
+    np.multiply(grad, 1.0 - beta1, out=s)
+    m += s
+    np.multiply(grad, grad, out=s)
+    s *= 1.0 - beta2
+    v *= beta2
+    v += s
+    np.sqrt(v, out=s)
+    s *= 1.0 / math.sqrt(1.0 - beta2**step)
+    s += eps
+    np.divide(m, s, out=s)
+    s *= lr / (1.0 - beta1**step)
+    p -= s
+    return p, m, v
+
+
+def rmsprop_update(
+    p: Any, grad: Any, square_avg: Any, momentum_buffer: Any, lr: float, alpha: float, eps: float, momentum: float
+) -> tuple[Any, Any, Any]:
+    v, b = square_avg, momentum_buffer
+    if not (_fast(p, grad, v) and (not momentum or (b is not None and _fast(p, b)))
+            and _plain(lr, alpha, eps, momentum)):
+        return ops.GENERIC["rmsprop_update"](p, grad, v, b, lr, alpha, eps, momentum)
+    s = _scratch(p)
+    np.multiply(grad, grad, out=s)
+    s *= 1.0 - alpha
+    v *= alpha
+    v += s
+    np.sqrt(v, out=s)
+    s += eps
+    np.divide(grad, s, out=s)
+    if momentum:
+        b *= momentum
+        b += s
+        np.multiply(b, lr, out=s)
+    else:
+        s *= lr
+    p -= s
+    return p, v, b
+
+
+OVERRIDES: dict[str, Callable[..., Any]] = {
+    "relu_backward": relu_backward,
+    "leaky_relu": leaky_relu,
+    "leaky_relu_backward": leaky_relu_backward,
+    "adam_update": adam_update,
+    "rmsprop_update": rmsprop_update,
+}
+
+
+def overrides() -> tuple[type, dict[str, Callable[..., Any]]]:
+    """The array type these overrides serve and the overrides by op name."""
+    return np.ndarray, dict(OVERRIDES)
