@@ -22,6 +22,8 @@ from nnx import backend as _backend
 from nnx.errors import DistributedError, NnxError
 
 DEFAULT_TIMEOUT = 300.0
+# how long an aborting rank waits for its last message to reach the launcher's output
+_FORWARD_SECONDS = 0.5
 _SPINS_BEFORE_SLEEP = 2000
 _world: "World | None" = None
 
@@ -140,6 +142,7 @@ class World:
         print(f"nnx: rank {self.rank} of {self.size} stopped the job: {text}", file=sys.stderr, flush=True)
         for device in self._devices.values():
             device.abort()
+        time.sleep(_FORWARD_SECONDS)  # let the launcher pass the message on before the abort tears it down
         self.comm.Abort(1)
         os._exit(1)  # MPI_Abort may return before the launcher ends this process; nothing else may run
 
