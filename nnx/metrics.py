@@ -11,8 +11,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import numpy as np
-
 from nnx import backend as _backend
 from nnx.errors import ShapeError, TargetError
 
@@ -20,14 +18,21 @@ from nnx.errors import ShapeError, TargetError
 _CHUNK_ELEMENTS = 2**22
 
 
+def _backend_name(value: Any) -> str | None:
+    """The backend of a device array, or ``None`` for lists, tuples and other host data."""
+    if isinstance(value, (list, tuple)):
+        return None
+    try:
+        return _backend.backend_of(value)
+    except TypeError:
+        return None
+
+
 def _on_one_backend(*arrays: Any) -> list[Any]:
-    """The arrays on the backend of the first one that is a device array (NumPy otherwise), as int64."""
-    name = next((_backend.backend_of(a) for a in arrays if not isinstance(a, (list, tuple, np.ndarray))), "numpy")
-    out = []
-    for a in arrays:
-        host_like = isinstance(a, (list, tuple, np.ndarray))
-        out.append(_backend.to_device(np.asarray(a), name) if host_like else a)
-    return out
+    """The arrays on the backend of the first one that is not NumPy or a list (NumPy otherwise)."""
+    names = [_backend_name(a) for a in arrays]
+    name = next((n for n in names if n not in (None, "numpy")), "numpy")
+    return [a if n == name else _backend.to_device(a, name) for a, n in zip(arrays, names)]
 
 
 def _pair(y_true: Any, y_pred: Any) -> tuple[Any, Any, Any]:
@@ -48,8 +53,8 @@ def _range_error(xp: Any, t: Any, p: Any, classes: int) -> TargetError:
     return TargetError(f"class numbers must be in [0, {classes}), got {low}..{high}")
 
 
-def confusion_matrix(y_true: Any, y_pred: Any, classes: int | None = None) -> np.ndarray:
-    """``C[i, j]``: how many samples of true class ``i`` were predicted as ``j`` (host int64, ``classes x classes``)."""
+def _counts(y_true: Any, y_pred: Any, classes: int | None) -> tuple[Any, Any, Any, int, int]:
+    """The confusion counts on the device, float64 ``(k, k)``; the namespace, both arrays, ``n`` and ``k``."""
     xp, t, p = _pair(y_true, y_pred)
     n = int(t.shape[0])
     if classes is None:
@@ -58,19 +63,29 @@ def confusion_matrix(y_true: Any, y_pred: Any, classes: int | None = None) -> np
         raise ValueError(f"classes must be a non-negative int, got {classes!r}")
     else:
         k = classes
-    counts = xp.zeros((k, k), dtype=xp.int64, device=t.device)
+    counts = xp.zeros((k, k), dtype=xp.float64, device=t.device)
     ids = xp.arange(k, dtype=xp.int64, device=t.device)
     step = max(1, _CHUNK_ELEMENTS // max(k, 1))
     for start in range(0, n, step):
         stop = min(start + step, n)  # slices past the end are not portable
-        tb, pb = t[start:stop], p[start:stop]
-        one_t = xp.astype(tb[:, None] == ids[None, :], xp.int64)
-        one_p = xp.astype(pb[:, None] == ids[None, :], xp.int64)
-        counts = counts + xp.matmul(xp.matrix_transpose(one_t), one_p)
-    host = _backend.to_host(counts).astype(np.int64)
-    if int(host.sum()) != n:  # a class number outside [0, k) matched no column
-        raise _range_error(xp, t, p, k)
-    return host
+        one_t = xp.astype(t[start:stop, None] == ids[None, :], xp.float64)
+        one_p = xp.astype(p[start:stop, None] == ids[None, :], xp.float64)
+        counts = counts + xp.matmul(xp.matrix_transpose(one_t), one_p)  # exact below 2**53 samples
+    return counts, xp, (t, p), n, k
+
+
+def _checked(host: Any, xp: Any, pair: tuple[Any, Any], n: int, k: int) -> Any:
+    """The host confusion counts as int64, after checking every sample landed in a cell."""
+    if int(host[:k].sum()) != n:  # a class number outside [0, k) matched no column
+        raise _range_error(xp, *pair, k)
+    return host[:k].astype("int64")
+
+
+def confusion_matrix(y_true: Any, y_pred: Any, classes: int | None = None) -> Any:
+    """``C[i, j]``: how many samples of true class ``i`` were predicted as ``j`` (host NumPy int64,
+    ``classes x classes``)."""
+    counts, xp, pair, n, k = _counts(y_true, y_pred, classes)
+    return _checked(_backend.to_host(counts), xp, pair, n, k)
 
 
 def accuracy(y_true: Any, y_pred: Any) -> float:
@@ -81,26 +96,31 @@ def accuracy(y_true: Any, y_pred: Any) -> float:
 
 
 def precision_recall_f1(y_true: Any, y_pred: Any, classes: int | None = None) -> dict[str, Any]:
-    """Per-class precision, recall, F1 and support (host arrays), their macro averages, and accuracy.
+    """Per-class precision, recall, F1 and support (host NumPy arrays), their macro averages,
+    accuracy and the confusion matrix, computed on the device and moved to the host at once.
 
     A class never predicted has precision 0; a class absent from ``y_true``
     has recall 0 (and support 0); F1 is 0 where precision + recall is 0.
     """
-    matrix = confusion_matrix(y_true, y_pred, classes).astype(np.float64)
-    right = np.diag(matrix)
-    predicted, support = matrix.sum(axis=0), matrix.sum(axis=1)
-    precision = np.divide(right, predicted, out=np.zeros_like(right), where=predicted > 0)
-    recall = np.divide(right, support, out=np.zeros_like(right), where=support > 0)
-    total = precision + recall
-    f1 = np.divide(2 * precision * recall, total, out=np.zeros_like(right), where=total > 0)
-    n = matrix.sum()
+    counts, xp, pair, n, k = _counts(y_true, y_pred, classes)
+    right = xp.sum(counts * xp.eye(k, dtype=xp.float64, device=counts.device), axis=1)
+    predicted, support = xp.sum(counts, axis=0), xp.sum(counts, axis=1)
+
+    def ratio(a: Any, b: Any) -> Any:
+        return xp.where(b > 0, a / xp.where(b > 0, b, xp.ones_like(b)), xp.zeros_like(a))
+
+    precision, recall = ratio(right, predicted), ratio(right, support)
+    f1 = ratio(2 * precision * recall, precision + recall)
+    host = _backend.to_host(xp.concat([counts, xp.stack([precision, recall, f1, support, right])], axis=0))
+    matrix = _checked(host, xp, pair, n, k)
+    precision, recall, f1, support, right = host[k:]
     return {
-        "precision": precision, "recall": recall, "f1": f1, "support": support.astype(np.int64),
-        "macro_precision": float(precision.mean()) if precision.size else 0.0,
-        "macro_recall": float(recall.mean()) if recall.size else 0.0,
-        "macro_f1": float(f1.mean()) if f1.size else 0.0,
+        "precision": precision, "recall": recall, "f1": f1, "support": support.astype("int64"),
+        "macro_precision": float(precision.mean()) if k else 0.0,
+        "macro_recall": float(recall.mean()) if k else 0.0,
+        "macro_f1": float(f1.mean()) if k else 0.0,
         "accuracy": float(right.sum() / n) if n else 0.0,
-        "confusion_matrix": matrix.astype(np.int64),
+        "confusion_matrix": matrix,
     }
 
 
@@ -111,10 +131,10 @@ def top_k_accuracy(y_true: Any, scores: Any, k: int = 5) -> float:
     """
     if isinstance(k, bool) or not isinstance(k, int) or k < 1:
         raise ValueError(f"top_k_accuracy k must be a positive int, got {k!r}")
-    t, = _on_one_backend(y_true)
-    s = scores if not isinstance(scores, (list, tuple, np.ndarray)) else \
-        _backend.to_device(np.asarray(scores, dtype=np.float64), _backend.backend_of(t))
+    s, t = _on_one_backend(scores, y_true)
     xp = _backend.namespace_of(s)
+    if not xp.isdtype(s.dtype, "real floating"):
+        s = xp.astype(s, xp.float64)
     if s.ndim != 2 or t.ndim != 1 or int(t.shape[0]) != int(s.shape[0]):
         raise ShapeError(f"top_k_accuracy needs y_true (samples,) and scores (samples, classes), got "
                          f"{tuple(t.shape)} and {tuple(s.shape)}")

@@ -29,8 +29,6 @@ import sys
 import time
 from typing import Any, Iterable, NamedTuple, TextIO
 
-import numpy as np
-
 from nnx import backend as _backend
 from nnx import checkpoint as _checkpoint
 from nnx import random as _random
@@ -590,7 +588,7 @@ def output_classes(model: Layer, out: Any) -> Any:
     return xp.argmax(out, axis=1)
 
 
-def predict_classes(model: Layer, x: Any, batch_size: int | None = 1024) -> np.ndarray:
+def predict_classes(model: Layer, x: Any, batch_size: int | None = 1024) -> Any:
     """The predicted class of each sample as a host NumPy array: the model's original labels when it
     ends in a :class:`~nnx.preprocessing.ClassLabels`, class numbers otherwise.
 
@@ -600,8 +598,8 @@ def predict_classes(model: Layer, x: Any, batch_size: int | None = 1024) -> np.n
     classes = output_classes(model, _class_outputs(model, x, batch_size))
     _, labels = _final_layers(model)
     if labels is None:
-        return _backend.to_host(classes).astype(np.int64)
-    return np.asarray(labels.decode(classes))
+        return _backend.to_host(classes).astype("int64")
+    return _backend.to_host(labels.decode(classes))
 
 
 __all__ = ["Prepared", "evaluate", "fit", "output_classes", "predict", "predict_classes", "predict_proba",
