@@ -287,7 +287,7 @@ def _model_for_table(args: argparse.Namespace) -> tuple[Any, Any, Any, list[str]
     modules = [m for _, m in model.named_modules()]
     scale = next((m for m in modules if isinstance(m, nnx.preprocessing.Standardize)), None)
     head = next((m for m in reversed(modules) if isinstance(m, nnx.preprocessing.ClassLabels)), None)
-    first = next((m for m in modules if getattr(m, "in_features", None) or getattr(m, "num_features", None)), None)
+    first = next((m for m in modules if getattr(m, "in_features", None)), None)
     features = scale.num_features if scale is not None else getattr(first, "in_features", None)
     if features is None:
         raise _UsageError(f"{args.model_file}: cannot tell how many inputs the model takes "
