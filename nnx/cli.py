@@ -108,7 +108,7 @@ def _auto_epochs(samples: int, batch_size: int) -> int:
 
 def _input_names(ds: Any) -> list[str] | None:
     """The CSV header's names of the input columns (``None`` without a header or with repeated names)."""
-    columns, label = getattr(ds, "columns", None), getattr(ds, "label_name", None)
+    columns, label = ds.columns, ds.label_name
     if not columns or len(set(columns)) != len(columns) or label not in columns:
         return None
     return [c for c in columns if c != label]
@@ -158,7 +158,9 @@ def _train(args: argparse.Namespace) -> int:
     say = print if lead else _quiet
     ds = _load_data(args.dataset, _column(args.label_column), args.header)
     x, y = ds.x.astype("float64"), ds.y
-    split_seed = _split_seed(args)
+    resumed = nnx.checkpoint.latest_checkpoint(args.checkpoint) if args.resume else None
+    saved_run = nnx.load_checkpoint(resumed) if resumed else None
+    split_seed = _split_seed(args, saved_run)
     if args.limit is not None and args.limit < len(ds):
         keep = _random.permutation(_random.make_rng(split_seed), len(ds))[: args.limit]
         x, y = x[keep], y[keep]
@@ -171,7 +173,7 @@ def _train(args: argparse.Namespace) -> int:
     (xt, yt), (xv, yv) = datasets.train_val_split(x, y, val=args.val, seed=split_seed, stratify=True)
     f = {"dtype": args.dtype, "backend": name}
     scale = nnx.preprocessing.Standardize(inputs, names=_input_names(ds), **f).fit(xt)
-    head = nnx.preprocessing.ClassLabels(labels, name=getattr(ds, "label_name", None))
+    head = nnx.preprocessing.ClassLabels(labels, name=ds.label_name)
     if args.model == "cnn":
         shape = _image_shape(ds, inputs)
         body, summary = _lenet(shape, classes, args.seed, args.dtype, name)
@@ -189,8 +191,8 @@ def _train(args: argparse.Namespace) -> int:
     ranks = f" per process, {world.size} processes" if world is not None else ""
     say(f"model: standardise -> {summary}, softmax cross-entropy, Adam lr {optimizer.lr:g}, "
         f"batch size {args.batch_size}{ranks}, {epochs} epochs, seed {args.seed}")
-    if args.resume and nnx.checkpoint.latest_checkpoint(args.checkpoint):
-        done = nnx.load_checkpoint(nnx.checkpoint.checkpoint_path(args.checkpoint)).epoch
+    if saved_run is not None:
+        done = saved_run.epoch
         say(f"resuming from {nnx.checkpoint.checkpoint_path(args.checkpoint)} after epoch {done}")
     run_config = {"data": ds.name, "split_seed": split_seed, "val": args.val, "limit": args.limit}
     started = time.perf_counter()
@@ -222,13 +224,12 @@ def _quiet(*args: Any, **kwargs: Any) -> None:
     """What ranks other than 0 print: nothing."""
 
 
-def _split_seed(args: argparse.Namespace) -> int:
-    """The seed that splits (and limits) the data: ``--seed``, except when resuming with
-    ``--allow-changes`` a run split with another seed, whose split is kept so that held-out
-    samples stay held out."""
-    if not (args.resume and args.allow_changes and nnx.checkpoint.latest_checkpoint(args.checkpoint)):
+def _split_seed(args: argparse.Namespace, ck: Any) -> int:
+    """The seed that splits (and limits) the data: ``--seed``, except when resuming (from the
+    checkpoint ``ck``) with ``--allow-changes`` a run split with another seed, whose split is kept
+    so that held-out samples stay held out."""
+    if ck is None or not args.allow_changes:
         return args.seed
-    ck = nnx.load_checkpoint(nnx.checkpoint.checkpoint_path(args.checkpoint))
     settings = ck.extra.get("settings") if isinstance(ck.extra, dict) else None
     saved = (settings or {}).get("run_config") or {}
     seed = saved.get("split_seed") if isinstance(saved, dict) else None
