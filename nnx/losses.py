@@ -47,10 +47,11 @@ class Loss(SavesForBackward):
         returns the namespace."""
         where = self  # its repr names the loss in messages, built only on failure
         xp = check_float(pred, where)
-        _backend.check_backend(target, _backend.backend_of(pred), Where(self, " (the prediction)"))
-        of_target = Where(self, " target")
-        check_float(target, of_target)
-        check_same_dtype(target, pred.dtype, of_target)
+        if not (type(target) is type(pred) and target.dtype == pred.dtype):  # else: same backend, a float
+            _backend.check_backend(target, _backend.backend_of(pred), Where(self, " (the prediction)"))
+            of_target = Where(self, " target")
+            check_float(target, of_target)
+            check_same_dtype(target, pred.dtype, of_target)
         _check_not_empty(pred, where)
         if tuple(pred.shape) != tuple(target.shape):
             raise ShapeError(
@@ -58,7 +59,7 @@ class Loss(SavesForBackward):
                 f"{tuple(target.shape)}; nnx never broadcasts a loss (a (4,) target against a "
                 f"(4, 1) prediction would silently become a 4x4 matrix)"
             )
-        if finite_checks_enabled() and not bool(xp.all(xp.isfinite(pred)) & xp.all(xp.isfinite(target))):
+        if finite_checks_enabled() and not (ops.all_finite(pred) and ops.all_finite(target)):
             check_finite(pred, xp, where, "prediction")
             check_finite(target, xp, where, "target")
         return xp
@@ -247,7 +248,7 @@ class SoftmaxCrossEntropy(Loss):
                 f"{where} expected one-hot targets of the logits' shape {(n, c)} (or integer class "
                 f"indices of shape ({n},)), got a float array of shape {tuple(target.shape)}"
             )
-        if finite_checks_enabled() and not bool(xp.all(xp.isfinite(pred)) & xp.all(xp.isfinite(target))):
+        if finite_checks_enabled() and not (ops.all_finite(pred) and ops.all_finite(target)):
             check_finite(pred, xp, repr(self), "prediction")
             check_finite(target, xp, repr(self), "target")
         return target, False

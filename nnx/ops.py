@@ -29,8 +29,8 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 # op name -> generic implementation
 GENERIC: dict[str, Callable[..., Any]] = {}
-# (op name, array type) -> override
-_OVERRIDES: dict[tuple[str, type], Callable[..., Any]] = {}
+# op name -> {array type -> override}
+_OVERRIDES: dict[str, dict[type, Callable[..., Any]]] = {}
 # backend name -> the module that holds its overrides
 _MODULES = {"cupy": "nnx.backend.cupy_ops", "numpy": "nnx.backend.numpy_ops"}
 # backends whose overrides are installed when nnx is imported (bit-exact with the generic ops)
@@ -42,10 +42,11 @@ def op(fn: F) -> F:
     """Make ``fn`` an op: calls go to the override registered for the first argument's type, if any."""
     name = fn.__name__
     GENERIC[name] = fn
+    table = _OVERRIDES[name] = {}
 
     def dispatch(*args: Any, **kwargs: Any) -> Any:
-        if _OVERRIDES:
-            override = _OVERRIDES.get((name, type(args[0])))
+        if table:
+            override = table.get(type(args[0]))
             if override is not None:
                 return override(*args, **kwargs)
         return fn(*args, **kwargs)
@@ -69,12 +70,13 @@ def register_override(name: str, array_type: type, fn: Callable[..., Any]) -> No
             f"override of {name} has signature {inspect.signature(fn)}, the op has "
             f"{inspect.signature(GENERIC[name])}"
         )
-    _OVERRIDES[(name, array_type)] = fn
+    _OVERRIDES[name][array_type] = fn
 
 
 def remove_override(name: str, array_type: type) -> None:
     """Stop using the override of ``name`` for ``array_type`` (if there is one)."""
-    _OVERRIDES.pop((name, array_type), None)
+    if name in _OVERRIDES:
+        _OVERRIDES[name].pop(array_type, None)
 
 
 def backends_with_overrides() -> list[str]:
@@ -112,13 +114,23 @@ def disable(backend: str | None = None) -> None:
     names = list(_ENABLED) if backend is None else [backend]
     for name in names:
         array_type = _ENABLED.pop(name, None)
-        for key in [k for k in _OVERRIDES if k[1] is array_type]:
-            del _OVERRIDES[key]
+        for table in _OVERRIDES.values():
+            table.pop(array_type, None)
 
 
 def enabled(backend: str) -> bool:
     """Whether backend ``backend``'s overrides are installed."""
     return backend in _ENABLED
+
+
+# checks ------------------------------------------------------------------------------
+
+
+@op
+def all_finite(x: Any) -> bool:
+    """Whether every element of ``x`` is finite (no NaN, no ±inf); one device-to-host read."""
+    xp = namespace_of(x)
+    return bool(xp.all(xp.isfinite(x)))
 
 
 # activations ------------------------------------------------------------------------
@@ -204,8 +216,8 @@ def leaky_relu_backward(x: Any, grad: Any, negative_slope: float) -> Any:
     return namespace_of(x).where(x > 0, grad, grad * negative_slope)
 
 
-_GELU_C = math.sqrt(2.0 / math.pi)
-_GELU_A = 0.044715
+GELU_C = math.sqrt(2.0 / math.pi)
+GELU_A = 0.044715
 
 
 def _gelu_parts(x: Any) -> tuple[Any, Any]:
@@ -214,7 +226,7 @@ def _gelu_parts(x: Any) -> tuple[Any, Any]:
     xp = namespace_of(x)
     xc = xp.clip(x, -10.0, 10.0)
     x2 = xc * xc
-    return x2, xp.tanh(_GELU_C * xc * (1 + _GELU_A * x2))
+    return x2, xp.tanh(GELU_C * xc * (1 + GELU_A * x2))
 
 
 @op
@@ -228,7 +240,7 @@ def gelu(x: Any) -> Any:
 def gelu_backward(x: Any, grad: Any) -> Any:
     """``grad`` times d GELU/dx at the input ``x``: ``(1 + t)/2 + x/2 (1 - t^2) c (1 + 3a x^2)``."""
     x2, t = _gelu_parts(x)
-    inner = (1 - t * t) * (_GELU_C * (1 + 3 * _GELU_A * x2))
+    inner = (1 - t * t) * (GELU_C * (1 + 3 * GELU_A * x2))
     inner *= x
     inner += 1 + t
     inner *= 0.5
@@ -343,6 +355,7 @@ for _name in DEFAULT_ON:
 __all__ = [
     "DEFAULT_ON",
     "GENERIC",
+    "all_finite",
     "adam_update",
     "backends_with_overrides",
     "disable",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import io
 
 import numpy as np
@@ -72,12 +73,29 @@ def test_the_order_depends_on_the_seed_only(nnx_backend: str) -> None:
     assert a["loss"] != c["loss"]
 
 
-def test_quiet_run_agrees_with_the_logged_one() -> None:
-    """Without a per-step transfer the sums stay on the device; the epoch numbers must not change."""
+def _as_device_backend(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Treat NumPy as a backend with device memory, so fit takes the GPU's route for its numbers
+    (one stacked array per step, or sums kept on the device) on a machine without a GPU."""
+    record = dataclasses.replace(nnx.backend.BACKENDS["numpy"], host_memory=False)
+    monkeypatch.setitem(nnx.backend.BACKENDS, "numpy", record)
+
+
+def test_quiet_run_agrees_with_the_logged_one(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Host memory: each number read every step. Device memory: one stacked array per step, or,
+    with nothing to show or check, sums kept on the device. The epoch numbers must not change."""
+    _, host = _fit("numpy", "float64", epochs=2)
+    _as_device_backend(monkeypatch)
     _, logged = _fit("numpy", "float64", epochs=2)
     _, quiet = _fit("numpy", "float64", epochs=2, check_finite=False)
-    np.testing.assert_allclose(quiet["loss"], logged["loss"], rtol=1e-12)
-    assert quiet["accuracy"] == logged["accuracy"]
+    for run in (logged, quiet):
+        np.testing.assert_allclose(run["loss"], host["loss"], rtol=1e-12)
+        assert run["accuracy"] == host["accuracy"]
+
+
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")
+def test_the_guard_works_on_the_device_route(monkeypatch: pytest.MonkeyPatch) -> None:
+    _as_device_backend(monkeypatch)
+    test_non_finite_gradient_names_the_first_layer_in_backward_order()
 
 
 def test_one_line_per_epoch_when_not_a_terminal() -> None:

@@ -34,6 +34,7 @@ def _positive(seed: int) -> np.ndarray:
 
 # op name -> host arguments (arrays as float64 NumPy, scalars as they are)
 CASES: dict[str, Callable[[], tuple[Any, ...]]] = {
+    "all_finite": lambda: (_values(45),),
     "sigmoid": lambda: (_values(0),),
     "sigmoid_backward": lambda: (1 / (1 + np.exp(-_values(1, special=False))), _values(2)),
     "tanh": lambda: (_values(3),),
@@ -75,7 +76,7 @@ def _on(name: str, args: tuple[Any, ...], backend: str, dtype: str) -> tuple[Any
 
 def _outputs(result: Any) -> list[np.ndarray]:
     results = result if isinstance(result, tuple) else (result,)
-    return [nnx.to_host(r) for r in results if r is not None]
+    return [np.array([float(r)]) if isinstance(r, bool) else nnx.to_host(r) for r in results if r is not None]
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
@@ -223,7 +224,19 @@ def test_fused_sgd_matches_generic_in_the_optimizer(cupy_backend: str, kw: dict[
 
 _BIG = (48, 64)  # above numpy_ops._SELECT_MIN elements
 
+def _overflowing_sum() -> tuple[np.ndarray]:
+    """Finite float32 values whose sum (and sum of squares) overflows: a sum is no finiteness test."""
+    a = np.full((4, 6), 3e38)
+    a[1] = -3e38
+    return (a,)
+
+
 _NUMPY_VARIANTS: dict[str, list[Callable[[], tuple[Any, ...]]]] = {
+    "all_finite": [CASES["all_finite"], lambda: (_values(46, special=False),), _overflowing_sum,
+                   lambda: (np.array([[np.inf, -np.inf]]),), lambda: (np.zeros((0, 3)),),
+                   lambda: (np.array([[1.0, np.nan]]),)],
+    "gelu": [CASES["gelu"], lambda: (_values(47, _BIG),)],
+    "gelu_backward": [CASES["gelu_backward"], lambda: (_values(48, _BIG), _values(49, _BIG))],
     # small arrays take the generic op; from _SELECT_MIN elements on, the bitwise selection
     "relu_backward": [CASES["relu_backward"], lambda: (np.maximum(_values(30, _BIG), 0.0), _values(31, _BIG)),
                       lambda: (_values(30, _BIG), _values(31, _BIG))],

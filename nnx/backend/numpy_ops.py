@@ -16,6 +16,13 @@ the work is done:
   weight: freed together, they can be handed back to the operating system and
   paged in again on the next step (several times the cost of the arithmetic).
   SGD's one temporary is as fast as a scratch buffer, so SGD keeps the generic op.
+* GELU's forward and backward compute their ten intermediate arrays in two
+  scratch buffers and the array they return: the same operations in the same
+  order, 10-25% faster on a 128x512 batch. (Sigmoid gains nothing from the same
+  treatment and keeps the generic op.)
+* ``all_finite`` calls the two ufuncs directly; ``all`` through the array
+  API goes through NumPy's Python-level reduction wrappers, which cost more
+  than the test itself on small arrays (a batch of one).
 
 Arrays of other dtypes or of mixed dtypes take the generic op.
 """
@@ -43,7 +50,10 @@ def _fast(*arrays: Any) -> bool:
     first = arrays[0]
     if type(first) is not np.ndarray or first.dtype not in _BITS:
         return False
-    return all(type(a) is np.ndarray and a.dtype == first.dtype and a.shape == first.shape for a in arrays)
+    for a in arrays[1:]:
+        if type(a) is not np.ndarray or a.dtype != first.dtype or a.shape != first.shape:
+            return False
+    return True
 
 
 def _plain(*scalars: Any) -> bool:
@@ -66,6 +76,53 @@ def _scratch(like: np.ndarray, slot: int = 0) -> np.ndarray:
     if buf is None or buf.size < n:
         buf = cache[key] = np.empty(n, like.dtype)
     return buf[:n].reshape(like.shape)
+
+
+def all_finite(x: Any) -> bool:
+    if type(x) is not np.ndarray:
+        return ops.GENERIC["all_finite"](x)
+    return bool(np.logical_and.reduce(np.isfinite(x), axis=None))
+
+
+def _gelu_tanh(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``(x2, t)`` of the generic ``_gelu_parts``, in two scratch buffers (slots 1 and 2)."""
+    x2, t = _scratch(x, 1), _scratch(x, 2)
+    np.clip(x, -10.0, 10.0, out=t)
+    np.multiply(t, t, out=x2)
+    u = np.multiply(x2, ops.GELU_A)
+    u += 1
+    t *= ops.GELU_C
+    t *= u
+    np.tanh(t, out=t)
+    return x2, t
+
+
+def gelu(x: Any) -> Any:
+    if not _fast(x):
+        return ops.GENERIC["gelu"](x)
+    _, t = _gelu_tanh(x)
+    t += 1
+    y = np.multiply(x, 0.5)
+    y *= t
+    return y
+
+
+def gelu_backward(x: Any, grad: Any) -> Any:
+    if not _fast(x, grad):
+        return ops.GENERIC["gelu_backward"](x, grad)
+    x2, t = _gelu_tanh(x)
+    x2 *= 3 * ops.GELU_A  # x2 now holds c (1 + 3a x^2)
+    x2 += 1
+    x2 *= ops.GELU_C
+    inner = np.multiply(t, t)
+    np.subtract(1, inner, out=inner)
+    inner *= x2
+    inner *= x
+    t += 1
+    inner += t
+    inner *= 0.5
+    np.multiply(grad, inner, out=inner)
+    return inner
 
 
 def relu_backward(y: Any, grad: Any) -> Any:
@@ -146,6 +203,9 @@ def rmsprop_update(
 
 
 OVERRIDES: dict[str, Callable[..., Any]] = {
+    "all_finite": all_finite,
+    "gelu": gelu,
+    "gelu_backward": gelu_backward,
     "relu_backward": relu_backward,
     "leaky_relu": leaky_relu,
     "leaky_relu_backward": leaky_relu_backward,

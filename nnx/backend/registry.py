@@ -31,6 +31,8 @@ class Backend:
     it always multiplies float32 in full precision. ``tested_when_unavailable``
     is ``False`` for an optional integration (torch) that nnx ships no extra
     for: test runs list it only where it can run, instead of skipping it.
+    ``host_memory`` is ``True`` where arrays live in the host's memory, so
+    reading one number costs a Python call, not a device synchronisation.
     """
 
     name: str
@@ -44,6 +46,7 @@ class Backend:
     install_hint: str = field(default="")
     tested_when_unavailable: bool = field(default=True)
     matmul_precision: Callable[[str | None], str] | None = field(default=None)
+    host_memory: bool = field(default=True)
 
 
 def _import_reason(module: str, hint: str) -> str | None:
@@ -245,6 +248,7 @@ BACKENDS: dict[str, Backend] = {
             owns=_cupy_owns,
             install_hint=_CUPY_HINT,
             matmul_precision=_cupy_matmul_precision,
+            host_memory=False,
         ),
         Backend(
             name="torch",

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from nnx import backend as _backend
+from nnx import ops
 from nnx.errors import DTypeError, NonFiniteError
 
 def check_arguments(owner: str, dtype: str | None = None, **counts: Any) -> None:
@@ -89,7 +90,7 @@ def finite_checks_enabled() -> bool:
 
 def check_finite(x: Any, xp: Any, where: str, what: str = "input") -> None:
     """Raise :class:`NonFiniteError` if ``x`` holds a NaN or an infinity (skipped when checks are off)."""
-    if _FINITE_CHECKS[0] and not bool(xp.all(xp.isfinite(x))):
+    if _FINITE_CHECKS[0] and not ops.all_finite(x):
         count = int(xp.sum(xp.astype(~xp.isfinite(x), xp.int64)))
         nans = int(xp.sum(xp.astype(xp.isnan(x), xp.int64)))
         raise NonFiniteError(

@@ -31,6 +31,7 @@ from typing import Any, Iterable, NamedTuple, TextIO
 
 from nnx import backend as _backend
 from nnx import checkpoint as _checkpoint
+from nnx import ops
 from nnx import random as _random
 from nnx.errors import ConfigError, NnxError, NonFiniteError, ShapeError, TargetError
 from nnx.layers import ClassLabels, Layer, Sigmoid, Softmax, set_finite_checks
@@ -83,7 +84,7 @@ def _check_data(model: Layer, loss: Loss, x: Any, y: Any, what: str) -> None:
     """
     for values, part in ((x, "inputs"), (y, "targets")):
         xp = _backend.namespace_of(values)
-        if xp.isdtype(values.dtype, "real floating") and not bool(xp.all(xp.isfinite(values))):
+        if xp.isdtype(values.dtype, "real floating") and not ops.all_finite(values):
             bad = int(xp.sum(xp.astype(~xp.isfinite(values), xp.int64)))
             raise NonFiniteError(f"{what}: the {part} hold {bad} non-finite value(s) (NaN or ±inf) in an array "
                                  f"of shape {tuple(values.shape)}; clean or drop those samples before fit")
@@ -159,11 +160,10 @@ def _check_batch_size(batch_size: int | None, n: int) -> int:
 def _first_bad_forward(model: Layer, x: Any) -> str:
     """Run the batch (finite: fit checked the data) again and name the first layer, in forward
     order, whose output is not finite."""
-    xp = _backend.namespace_of(x)
     found: list[str] = []
 
     def check(path: str, layer: Layer, method: str, arg: Any, out: Any) -> None:
-        if not found and not bool(xp.all(xp.isfinite(out))):
+        if not found and not ops.all_finite(out):
             found.append(f"layer {path} ({layer!r})" if path else repr(layer))
 
     with model.observe(check):
@@ -177,8 +177,7 @@ def _first_bad_gradient(model: Layer) -> str | None:
     bad: dict[str, list[str]] = {}
     for name, p in model.named_parameters():
         if p.grad is not None:
-            xp = _backend.namespace_of(p.grad)
-            if not bool(xp.all(xp.isfinite(p.grad))):
+            if not ops.all_finite(p.grad):
                 bad.setdefault(name.rpartition(".")[0], []).append(name)
     if not bad:
         return None
@@ -343,12 +342,14 @@ class _StepCount:
 
     Per step at most one small array leaves the device, and only when the guard
     or the progress bar needs it; otherwise the sums stay on the device until
-    the end of the epoch.
+    the end of the epoch. A backend whose arrays live in host memory has no
+    transfer to save: its numbers are read one by one, every step.
     """
 
     def __init__(self, model: Layer, metric_fns: dict[str, Metric], check_finite: bool, need_host: bool) -> None:
         self.model, self.metric_fns, self.check_finite, self.need_host = model, metric_fns, check_finite, need_host
         self.params = model.parameters()
+        self.host_memory = all(_backend.get(_backend.backend_of(p.data)).host_memory for p in self.params)
         self.keys = ["loss", *metric_fns]
         self.epoch = 0
         self.begin_epoch(0)
@@ -380,13 +381,16 @@ class _StepCount:
                     sq = flat @ flat
                     checksum = sq if checksum is None else checksum + sq
             parts.append(value * 0 if checksum is None else checksum)
-        dtype = value.dtype
-        numbers = xp.stack([v if v.dtype == dtype else xp.astype(v, dtype) for v in parts])
-        if not self.need_host:
-            numbers = numbers[:len(self.keys)]
-            self.device_sums = numbers if self.device_sums is None else self.device_sums + numbers
-            return
-        got = _backend.to_host(numbers).tolist()
+        if self.host_memory:  # reading a number costs no transfer: read each, skip the stack
+            got = [float(v) for v in parts]
+        else:
+            dtype = value.dtype
+            numbers = xp.stack([v if v.dtype == dtype else xp.astype(v, dtype) for v in parts])
+            if not self.need_host:
+                numbers = numbers[:len(self.keys)]
+                self.device_sums = numbers if self.device_sums is None else self.device_sums + numbers
+                return
+            got = _backend.to_host(numbers).tolist()
         if self.check_finite:
             if not math.isfinite(got[0]):
                 _raise_non_finite(f"the loss is {got[0] / count}; the first non-finite value, in forward "
