@@ -91,6 +91,31 @@ def test_conv2d_matches_the_loop_definition(nnx_backend: str, kw: dict[str, Any]
     np.testing.assert_allclose(got, expected, rtol=1e-12, atol=1e-12)
 
 
+@pytest.mark.parametrize("kw", [kw for kw in CONV2D if "stride" not in kw] + [dict(padding=(2, 0), dilation=(2, 1))],
+                         ids=lambda kw: ",".join(f"{k}={v}" for k, v in kw.items()) or "plain")
+def test_both_window_layouts_agree(nnx_backend: str, kw: dict[str, Any]) -> None:
+    """Stride 1 gathers contiguous runs (computing extra columns it then drops); the strided slices
+    other strides use must give the same output and gradients."""
+    from nnx.layers.windows import Runs, Slices
+
+    rng = np.random.default_rng(2)
+    x = nnx.to_device(rng.normal(size=(3, 4, 7, 6)), nnx_backend, dtype="float64")
+    results = []
+    for kind in (Runs, Slices):
+        layer = nnx.Conv2d(4, 4, (3, 2), seed=1, dtype="float64", bias_init=nnx.init.Normal(0, 1), **kw)
+        shape = layer.output_shape(tuple(x.shape))
+        layer._layouts = {(7, 6): kind(layer.window, (7, 6), shape[2:])}
+        y = layer.forward(x)
+        g = np.random.default_rng(3).normal(size=shape)
+        dx = layer.backward(nnx.to_device(g, nnx_backend, dtype="float64"))
+        results.append([nnx.to_host(v) for v in (y, dx, layer.weight.grad)]
+                       + ([nnx.to_host(layer.bias.grad)] if layer.bias is not None else []))
+        assert isinstance(layer._windows((7, 6), shape[2:]), kind)
+    for a, b in zip(*results):
+        assert a.shape == b.shape
+        np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-12)
+
+
 @pytest.mark.parametrize("kw", [dict(), dict(stride=2, padding=1), dict(padding="same", dilation=2), dict(groups=3)],
                          ids=lambda kw: ",".join(f"{k}={v}" for k, v in kw.items()) or "plain")
 def test_conv1d_matches_the_loop_definition(nnx_backend: str, kw: dict[str, Any]) -> None:
@@ -220,7 +245,9 @@ def test_chunked_windows_give_the_same_results(nnx_backend: str, monkeypatch: py
         return [nnx.to_host(v) for v in (y, dx, layer.weight.grad, layer.bias.grad)]
 
     whole = run()
-    monkeypatch.setattr(conv_module, "_WINDOW_ELEMENTS", 2 * 2 * 9 * 36)  # two samples per chunk
-    assert len(nnx.Conv2d(2, 3, 3, padding=1)._chunks(5, (6, 6))) == 3
+    probe = nnx.Conv2d(2, 3, 3, padding=1)
+    windows = probe._windows((6, 6), (6, 6))
+    monkeypatch.setattr(conv_module, "_WINDOW_ELEMENTS", 2 * 2 * 9 * windows.positions)  # two samples per chunk
+    assert len(probe._chunks(5, windows)) == 3
     for chunked, expected in zip(run(), whole):
         np.testing.assert_allclose(chunked, expected, rtol=1e-13, atol=1e-13)

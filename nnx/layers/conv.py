@@ -4,10 +4,13 @@ Layout: inputs ``(batch, in_channels, *spatial)``, kernels
 ``(out_channels, in_channels // groups, *kernel_size)``, outputs
 ``(batch, out_channels, *output)`` — PyTorch's layout. The windows of the
 input (:mod:`nnx.layers.windows`) are gathered into ``(batch, in_channels *
-kernel positions, output positions)`` and multiplied by the kernel matrix;
-the backward gathers the windows again (keeping the padded input, not the
-windows, between forward and backward: a 3x3 kernel's windows are nine times
-the input), multiplies back and adds each window's gradient where it came from.
+kernel positions, positions)`` and multiplied by the kernel matrix; the
+backward gathers the windows again (keeping the padded input, not the windows,
+between forward and backward: a 3x3 kernel's windows are nine times the
+input), multiplies back and adds each window's gradient where it came from.
+With stride 1 the windows are contiguous runs of the flattened input
+(:class:`~nnx.layers.windows.Runs`), else strided slices
+(:class:`~nnx.layers.windows.Slices`).
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ from nnx import random as _random
 from nnx.errors import ShapeError
 from nnx.layers.base import Parameter, ParamLayer
 from nnx.layers.checks import check_arguments
-from nnx.layers.windows import Pads, Window, as_tuple
+from nnx.layers.windows import Pads, Runs, Slices, Window, as_tuple
 
 # The windows of a batch are gathered in chunks of samples holding at most this many values
 # (16 MiB in float32), so a large batch of large images does not need its whole im2col at once.
@@ -97,45 +100,56 @@ class _Conv(ParamLayer):
     def forward(self, x: Any) -> Any:
         out = self._check(x)
         xp = _backend.namespace_of(x)
-        padded = self.window.pad(x, 0.0)
+        cols = self._windows(tuple(x.shape[2:]), out)
+        padded = cols.pad(x)
         w = self._kernel_matrix(xp)
-        parts = [w @ self._columns(padded[chunk, ...], out) for chunk in self._chunks(x.shape[0], out)]
+        parts = [w @ self._columns(cols, padded[chunk, ...]) for chunk in self._chunks(x.shape[0], cols)]
         y = parts[0] if len(parts) == 1 else xp.concat(parts, axis=0)
-        y = xp.reshape(y, (x.shape[0], self.out_channels, *out))
+        y = cols.output(xp.reshape(y, (x.shape[0], self.out_channels, cols.positions)))
         if self.bias is not None:
             y += xp.reshape(self.bias.data, (1, self.out_channels) + (1,) * self.spatial)
-        self.save_for_backward(padded, tuple(x.shape), out)  # the windows are gathered again in backward
+        self.save_for_backward(padded, tuple(x.shape), cols)  # the windows are gathered again in backward
         return y
+
+    def _windows(self, spatial: tuple[int, ...], out: tuple[int, ...]) -> Slices | Runs:
+        """How the windows of inputs of this spatial size are gathered (index arithmetic, kept per size)."""
+        layouts = self.__dict__.setdefault("_layouts", {})
+        layout = layouts.get(spatial)
+        if layout is None:
+            kind = Runs if all(s == 1 for s in self.window.stride) else Slices
+            layout = layouts[spatial] = kind(self.window, spatial, out)
+        return layout
 
     def _kernel_matrix(self, xp: Any) -> Any:
         """The kernel as ``(groups, out_channels / groups, in_channels / groups * kernel positions)``."""
         return xp.reshape(self.weight.data, (self.groups, self.out_channels // self.groups, -1))
 
-    def _chunks(self, n: int, out: tuple[int, ...]) -> list[slice]:
+    def _chunks(self, n: int, cols: Slices | Runs) -> list[slice]:
         """Slices of the batch whose windows hold at most ``_WINDOW_ELEMENTS`` values each."""
-        per_sample = self.in_channels * self.window.size * math.prod(out)
+        per_sample = self.in_channels * self.window.size * cols.positions
         step = max(1, _WINDOW_ELEMENTS // per_sample)
         return [slice(start, min(start + step, n)) for start in range(0, n, step)]
 
-    def _columns(self, padded: Any, out: tuple[int, ...]) -> Any:
+    def _columns(self, cols: Slices | Runs, padded: Any) -> Any:
         """The windows of ``padded`` as ``(batch, groups, in_channels / groups * kernel positions, positions)``."""
-        cols = self.window.gather(padded, out)
+        c = cols.gather(padded)
         g = self.groups
-        return _backend.namespace_of(cols).reshape(
-            cols, (padded.shape[0], g, self.in_channels // g * self.window.size, math.prod(out)))
+        return _backend.namespace_of(c).reshape(
+            c, (padded.shape[0], g, self.in_channels // g * self.window.size, cols.positions))
 
     def _backward(self, grad: Any, input_grad: bool) -> Any:
-        padded, shape, out = self.saved_tensors()
+        padded, shape, cols = self.saved_tensors()
         xp = _backend.namespace_of(grad)
-        gr = xp.reshape(grad, (shape[0], self.groups, self.out_channels // self.groups, -1))
+        gr = xp.reshape(cols.grid_grad(grad), (shape[0], self.groups, self.out_channels // self.groups, -1))
         w = self._kernel_matrix(xp)
         dw, dx = None, []
-        for chunk in self._chunks(shape[0], out):
-            part = xp.sum(gr[chunk, ...] @ xp.matrix_transpose(self._columns(padded[chunk, ...], out)), axis=0)
+        for chunk in self._chunks(shape[0], cols):
+            part = xp.sum(gr[chunk, ...] @ xp.matrix_transpose(self._columns(cols, padded[chunk, ...])), axis=0)
             dw = part if dw is None else dw + part
             if input_grad:
-                dcols = xp.reshape(xp.matrix_transpose(w) @ gr[chunk, ...], (-1, self.in_channels, self.window.size, *out))
-                dx.append(self.window.scatter(dcols, (dcols.shape[0], *shape[1:]), out))
+                dcols = xp.reshape(xp.matrix_transpose(w) @ gr[chunk, ...],
+                                   (-1, self.in_channels, self.window.size, cols.positions))
+                dx.append(cols.scatter(dcols, (dcols.shape[0], *shape[1:])))
         self.weight.accumulate(xp.reshape(dw, tuple(self.weight.data.shape)))
         if self.bias is not None:
             self.bias.accumulate(xp.sum(grad, axis=(0, *range(2, 2 + self.spatial))))
