@@ -241,6 +241,21 @@ def loss_cases() -> list[Case]:
     return rows
 
 
+def finite_check_cases() -> list[Case]:
+    """The NaN/inf check a Sequential runs on its input (and a loss on its prediction and target)."""
+    from nnx.layers.checks import check_finite
+
+    rows = []
+    for n in (1, 128):
+        x = _arr((n, 784), 9)
+        buf = np.empty(x.shape, np.bool_)
+        case = Case("finite check (Sequential input)", f"{n}x784")
+        case.add("nnx", lambda x=x: check_finite(x, nnx.backend.namespace_of(x), "input"))
+        case.add("generic", lambda x=x: check_finite(x, nnx.backend.namespace_of(x), "input"))
+        rows.append(case.add("numpy", lambda x=x, buf=buf: np.logical_and.reduce(np.isfinite(x, out=buf), axis=None)))
+    return rows
+
+
 def optimizer_cases(shape: tuple[int, int]) -> list[Case]:
     label = f"{shape[0]}x{shape[1]}"
     grad = _arr(shape, 9, 1e-3)
@@ -337,6 +352,7 @@ def cases(quick: bool) -> list[Case]:
     if not quick:
         rows += [r for r in activation_cases((1, 200)) if r.name.split()[0] in ("Sigmoid", "ReLU")]
     rows += loss_cases()
+    rows += finite_check_cases()
     rows += optimizer_cases((784, 512))
     rows += [r for r in optimizer_cases((784, 200)) if r.name.startswith("SGD update")]
     return rows
