@@ -86,17 +86,34 @@ def data(name: str) -> tuple[Any, Any]:
     return rng.random((SAMPLES, channels, size, size), dtype=np.float32), rng.integers(0, 10, SAMPLES)
 
 
+def use_strided_slices(model: Any) -> None:
+    """Make every convolution of ``model`` gather its windows as strided slices, the layout of
+    strides above 1 (and of every convolution before stride-1 runs): for ``--layouts``."""
+    from nnx.layers.conv import _Conv
+    from nnx.layers.windows import Slices
+
+    for _, layer in model.named_modules():
+        if isinstance(layer, _Conv):
+            def windows(spatial: Any, out: Any, conv: Any = layer) -> Any:
+                return conv.__dict__.setdefault("_slices", {}).setdefault(spatial, Slices(conv.window, spatial, out))
+
+            layer._windows = windows
+
+
 class Runner:
-    """``step(i)`` trains on batch ``i`` (cycling); ``sync()`` waits for the device."""
+    """``step(i)`` trains on batch ``i`` (cycling); ``sync()`` waits for the device. ``impl`` is
+    ``nnx``, ``nnx-slices`` (nnx with strided-slice windows) or ``torch``."""
 
     def __init__(self, impl: str, name: str, backend: str) -> None:
         self.impl = impl
         x, y = data(name)
-        if impl == "nnx":
+        if impl.startswith("nnx"):
             import nnx
 
             nnx.set_finite_checks(False)
             self.model = nnx_model(name, backend)
+            if impl == "nnx-slices":
+                use_strided_slices(self.model)
             loss, opt = nnx.SoftmaxCrossEntropy(), nnx.SGD(self.model.parameters(), lr=LR, momentum=MOMENTUM)
             X, Y = nnx.to_device(x, backend), nnx.to_device(y, backend, dtype="int64")
             self._step = lambda s: nnx.train_step(self.model, loss, opt, X[s], Y[s])
@@ -127,7 +144,7 @@ class Runner:
         """The parameters as host arrays in nnx's layout (for the parity check)."""
         import nnx
 
-        if self.impl == "nnx":
+        if self.impl.startswith("nnx"):
             return [nnx.to_host(p.data) for p in self.model.parameters()]
         out = []
         for m in self.model:
@@ -228,6 +245,8 @@ def main() -> int:
     p.add_argument("--steps", type=int, default=16, help="training steps per timed repeat (16)")
     p.add_argument("--quick", action="store_true", help="2 steps, 1 repeat, no memory: a smoke run")
     p.add_argument("--out", default=str(Path(__file__).resolve().parent / "results"))
+    p.add_argument("--layouts", action="store_true",
+                   help="also time nnx with strided-slice windows (the layout of stride > 1) in the same repeats")
     p.add_argument("--memory", nargs=2, metavar=("IMPL", "WORKLOAD"), help=argparse.SUPPRESS)
     args = p.parse_args()
     os.environ.update(OMP_NUM_THREADS=str(args.threads), OPENBLAS_NUM_THREADS=str(args.threads),
@@ -253,7 +272,8 @@ def main() -> int:
     steps, repeats = (2, 1) if args.quick else (args.steps, args.repeats)
     rows = []
     for name in WORKLOADS:
-        runners = {impl: Runner(impl, name, args.backend) for impl in ("nnx", "torch")}
+        impls = ("nnx", "torch", "nnx-slices") if args.layouts else ("nnx", "torch")
+        runners = {impl: Runner(impl, name, args.backend) for impl in impls}
         for r in runners.values():
             time_steps(r, 3)  # warm-up
         times: dict[str, list[float]] = {impl: [] for impl in runners}
@@ -264,7 +284,7 @@ def main() -> int:
                **{f"{impl}_ms_median": statistics.median(t) for impl, t in times.items()},
                **{f"{impl}_ms_min": min(t) for impl, t in times.items()}}
         if not args.quick:
-            row.update({f"{impl}_peak_bytes": peak_memory(impl, name, args.backend) for impl in runners})
+            row.update({f"{impl}_peak_bytes": peak_memory(impl, name, args.backend) for impl in ("nnx", "torch")})
         rows.append(row)
     info = machine(args.backend, args.threads)
     lines = [f"# Convolutional training steps: nnx[{args.backend}] vs PyTorch", "",
@@ -282,6 +302,13 @@ def main() -> int:
                      f"{r['nnx_ms_median'] / r['torch_ms_median']:.2f}x | {r['nnx_ms_min']:.2f} | "
                      f"{r['torch_ms_min']:.2f} | {r['nnx_ms_min'] / r['torch_ms_min']:.2f}x | {mem} | "
                      f"{r['parity']:.1e} |")
+    if args.layouts:
+        lines += ["", "nnx with every convolution's windows gathered as strided slices instead of stride-1 runs, "
+                  "timed in the same repeats:", "", "| workload | runs median | slices median | runs / slices "
+                  "| runs min | slices min | runs / slices |", "|---|---|---|---|---|---|---|"]
+        for r in rows:
+            a, b, c, d = r["nnx_ms_median"], r["nnx-slices_ms_median"], r["nnx_ms_min"], r["nnx-slices_ms_min"]
+            lines.append(f"| {r['workload']} | {a:.2f} | {b:.2f} | {a / b:.2f}x | {c:.2f} | {d:.2f} | {c / d:.2f}x |")
     text = "\n".join(lines) + "\n"
     print(text)
     if not args.quick:
