@@ -59,7 +59,7 @@ class Loss(SavesForBackward):
                 f"{tuple(target.shape)}; nnx never broadcasts a loss (a (4,) target against a "
                 f"(4, 1) prediction would silently become a 4x4 matrix)"
             )
-        if finite_checks_enabled() and not (ops.all_finite(pred) and ops.all_finite(target)):
+        if finite_checks_enabled() and not ops.all_finite(pred, target):
             check_finite(pred, xp, where, "prediction")
             check_finite(target, xp, where, "target")
         return xp
@@ -248,7 +248,7 @@ class SoftmaxCrossEntropy(Loss):
                 f"{where} expected one-hot targets of the logits' shape {(n, c)} (or integer class "
                 f"indices of shape ({n},)), got a float array of shape {tuple(target.shape)}"
             )
-        if finite_checks_enabled() and not (ops.all_finite(pred) and ops.all_finite(target)):
+        if finite_checks_enabled() and not ops.all_finite(pred, target):
             check_finite(pred, xp, repr(self), "prediction")
             check_finite(target, xp, repr(self), "target")
         return target, False

@@ -127,10 +127,14 @@ def enabled(backend: str) -> bool:
 
 
 @op
-def all_finite(x: Any) -> bool:
-    """Whether every element of ``x`` is finite (no NaN, no ±inf); one device-to-host read."""
-    xp = namespace_of(x)
-    return bool(xp.all(xp.isfinite(x)))
+def all_finite(*arrays: Any) -> bool:
+    """Whether every element of every array is finite (no NaN, no ±inf): one device-to-host read
+    for all of them."""
+    xp = namespace_of(arrays[0])
+    ok = xp.all(xp.isfinite(arrays[0]))
+    for a in arrays[1:]:
+        ok = ok & xp.all(xp.isfinite(a))
+    return bool(ok)
 
 
 # activations ------------------------------------------------------------------------

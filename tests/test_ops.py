@@ -234,7 +234,9 @@ def _overflowing_sum() -> tuple[np.ndarray]:
 _NUMPY_VARIANTS: dict[str, list[Callable[[], tuple[Any, ...]]]] = {
     "all_finite": [CASES["all_finite"], lambda: (_values(46, special=False),), _overflowing_sum,
                    lambda: (np.array([[np.inf, -np.inf]]),), lambda: (np.zeros((0, 3)),),
-                   lambda: (np.array([[1.0, np.nan]]),)],
+                   lambda: (np.array([[1.0, np.nan]]),),
+                   lambda: (_values(50, special=False), _values(51, special=False)),
+                   lambda: (_values(52, special=False), _values(53))],
     "gelu": [CASES["gelu"], lambda: (_values(47, _BIG),)],
     "gelu_backward": [CASES["gelu_backward"], lambda: (_values(48, _BIG), _values(49, _BIG))],
     # small arrays take the generic op; from _SELECT_MIN elements on, the bitwise selection

@@ -77,10 +77,11 @@ def _scratch(like: np.ndarray, slot: int = 0) -> np.ndarray:
     return buf[:n].reshape(like.shape)
 
 
-def all_finite(x: Any) -> bool:
-    if type(x) is not np.ndarray:
-        return ops.GENERIC["all_finite"](x)
-    return bool(np.logical_and.reduce(np.isfinite(x), axis=None))
+def all_finite(*arrays: Any) -> bool:
+    for x in arrays:
+        if type(x) is not np.ndarray:
+            return ops.GENERIC["all_finite"](*arrays)
+    return all(np.logical_and.reduce(np.isfinite(x), axis=None) for x in arrays)
 
 
 def _gelu_tanh(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -11,7 +11,7 @@ A convolution's columns come in one of two layouts (same interface: ``pad``,
 
 * :class:`Slices`, any stride: the strided slices above, one column per output
   position. A slice's rows are as short as an output row (32 values for a 32x32
-  image), and copying them one short row at a time is most of the cost.
+  image), and they are copied and added back one short row at a time.
 * :class:`Runs`, stride 1: in the flattened padded input, the values a kernel
   offset sees at consecutive output positions of one row, and then of the next
   rows, lie at consecutive addresses if each output row is computed over the
