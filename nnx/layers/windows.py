@@ -146,7 +146,7 @@ class Runs:
         self.positions = math.prod(self.grid)
         self.offsets = [sum(k * d * s for k, d, s in zip(combo, window.dilation, steps))
                         for combo in itertools.product(*(range(k) for k in window.kernel))]
-        self.interior = (slice(None), slice(None), *(slice(lo, lo + n) for n, (lo, _) in zip(spatial, window.pads)))
+        self.interior = window.interior((0, 0, *spatial))
         self.crop = (slice(None), slice(None), *(slice(0, o) for o in out))
 
     def pad(self, x: Any) -> Any:
