@@ -222,33 +222,59 @@ def leaky_relu_backward(x: Any, grad: Any, negative_slope: float) -> Any:
 
 GELU_C = math.sqrt(2.0 / math.pi)
 GELU_A = 0.044715
+# beyond |x| = 30 the exponent below is under -1900: exp gives exactly 0 in every float dtype, so
+# sigmoid(2u) is exactly 1 (x > 0) or 0 (x < 0); clamping there keeps x^2 from overflowing.
+GELU_CUT = 30.0
 
 
-def _gelu_parts(x: Any) -> tuple[Any, Any]:
-    # beyond |x| = 10 the tanh is exactly +-1 in float64 and float32 and its derivative
-    # exactly 0; clamping there keeps x^3 from overflowing for huge inputs.
+def _gelu_parts(x: Any) -> tuple[Any, Any, Any, Any]:
+    """``(xn, x2, e, num)``: ``sigmoid(2u) = num / (1 + e)`` with ``e = exp(-2|u|)`` never overflowing.
+
+    ``u = c (x + a x^3)``; ``xn`` is ``x`` clamped at ``-GELU_CUT`` (so ``-inf`` gives 0, not NaN),
+    ``x2`` the clamped ``x^2``, and ``num`` is 1 where ``x >= 0`` and ``e`` elsewhere. Nothing here
+    subtracts, so the negative tail keeps its relative accuracy down to where it underflows.
+    """
     xp = namespace_of(x)
-    xc = xp.clip(x, -10.0, 10.0)
-    x2 = xc * xc
-    return x2, xp.tanh(GELU_C * xc * (1 + GELU_A * x2))
+    xn = xp.maximum(x, -GELU_CUT)
+    xa = xp.minimum(xp.abs(xn), GELU_CUT)
+    x2 = xa * xa
+    e = x2 * GELU_A
+    e += 1
+    e *= xa
+    e *= -2 * GELU_C
+    e = xp.exp(e)
+    num = xp.maximum(e, xp.astype(x >= 0, x.dtype))
+    return xn, x2, e, num
 
 
 @op
 def gelu(x: Any) -> Any:
-    """GELU, tanh form: ``x/2 (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3)))``."""
-    _, t = _gelu_parts(x)
-    return 0.5 * x * (1 + t)
+    """GELU, tanh form: ``x/2 (1 + tanh(u))``, ``u = sqrt(2/pi) (x + 0.044715 x^3)``, as ``x sigmoid(2u)``.
+
+    The sigmoid form is the same function without the cancellation of ``1 + tanh(u)`` for negative
+    ``x``; below ``-GELU_CUT`` (where the value is far below the smallest float) it returns ``-0.0``.
+    """
+    xn, _, e, num = _gelu_parts(x)
+    e += 1
+    y = num / e
+    y *= xn
+    return y
 
 
 @op
 def gelu_backward(x: Any, grad: Any) -> Any:
-    """``grad`` times d GELU/dx at the input ``x``: ``(1 + t)/2 + x/2 (1 - t^2) c (1 + 3a x^2)``."""
-    x2, t = _gelu_parts(x)
-    inner = (1 - t * t) * (GELU_C * (1 + 3 * GELU_A * x2))
-    inner *= x
-    inner += 1 + t
-    inner *= 0.5
-    return grad * inner
+    """``grad`` times d GELU/dx: ``s + x s (1 - s) 2u'`` with ``s = sigmoid(2u)``, ``s (1 - s) = e/(1 + e)^2``."""
+    xn, x2, e, num = _gelu_parts(x)
+    d = 1 + e
+    w = e / d
+    x2 *= 3 * GELU_A
+    x2 += 1
+    x2 *= 2 * GELU_C  # 2u' = 2c (1 + 3a x^2)
+    w *= x2
+    w *= xn
+    w += num
+    w /= d
+    return grad * w
 
 
 @op

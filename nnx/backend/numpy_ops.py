@@ -16,7 +16,7 @@ the work is done:
   weight: freed together, they can be handed back to the operating system and
   paged in again on the next step (several times the cost of the arithmetic).
   SGD's one temporary is as fast as a scratch buffer, so SGD keeps the generic op.
-* GELU's forward and backward compute their ten intermediate arrays in two
+* GELU's forward and backward compute their intermediate arrays in four
   scratch buffers and the array they return: the same operations in the same
   order, without a fresh array per operation (``benchmarks/ops_bench.py``).
 * ``all_finite`` calls the two ufuncs directly; ``all`` through the array
@@ -84,45 +84,47 @@ def all_finite(*arrays: Any) -> bool:
     return all(np.logical_and.reduce(np.isfinite(x), axis=None) for x in arrays)
 
 
-def _gelu_tanh(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """``(x2, t)`` of the generic ``_gelu_parts``, in two scratch buffers (slots 1 and 2)."""
-    x2, t = _scratch(x, 1), _scratch(x, 2)
-    np.clip(x, -10.0, 10.0, out=t)
-    np.multiply(t, t, out=x2)
-    u = np.multiply(x2, ops.GELU_A)
-    u += 1
-    t *= ops.GELU_C
-    t *= u
-    np.tanh(t, out=t)
-    return x2, t
+def _gelu_parts(x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """``(xn, x2, e, num)`` of the generic ``_gelu_parts``, in four scratch buffers (slots 1 to 4)."""
+    xn, x2, e, num = _scratch(x, 1), _scratch(x, 2), _scratch(x, 3), _scratch(x, 4)
+    np.maximum(x, -ops.GELU_CUT, out=xn)
+    np.abs(xn, out=e)
+    np.minimum(e, ops.GELU_CUT, out=e)  # e holds |x| clamped
+    np.multiply(e, e, out=x2)
+    np.multiply(x2, ops.GELU_A, out=num)
+    num += 1
+    num *= e
+    np.multiply(num, -2 * ops.GELU_C, out=e)
+    np.exp(e, out=e)
+    np.maximum(e, np.greater_equal(x, 0), out=num)  # the 0/1 mask as x's dtype, as astype gives it
+    return xn, x2, e, num
 
 
 def gelu(x: Any) -> Any:
     if not _fast(x):
         return ops.GENERIC["gelu"](x)
-    _, t = _gelu_tanh(x)
-    t += 1
-    y = np.multiply(x, 0.5)
-    y *= t
+    xn, _, e, num = _gelu_parts(x)
+    e += 1
+    y = np.divide(num, e)
+    y *= xn
     return y
 
 
 def gelu_backward(x: Any, grad: Any) -> Any:
     if not _fast(x, grad):
         return ops.GENERIC["gelu_backward"](x, grad)
-    x2, t = _gelu_tanh(x)
-    x2 *= 3 * ops.GELU_A  # x2 now holds c (1 + 3a x^2)
+    xn, x2, e, num = _gelu_parts(x)
+    w = np.add(e, 1)
+    np.divide(e, w, out=e)  # e/(1 + e); e is not needed after this
+    x2 *= 3 * ops.GELU_A
     x2 += 1
-    x2 *= ops.GELU_C
-    inner = np.multiply(t, t)
-    np.subtract(1, inner, out=inner)
-    inner *= x2
-    inner *= x
-    t += 1
-    inner += t
-    inner *= 0.5
-    np.multiply(grad, inner, out=inner)
-    return inner
+    x2 *= 2 * ops.GELU_C
+    e *= x2
+    e *= xn
+    e += num
+    e /= w
+    np.multiply(grad, e, out=w)
+    return w
 
 
 def relu_backward(y: Any, grad: Any) -> Any:
