@@ -29,9 +29,9 @@ def _backend_name(value: Any) -> str | None:
 
 
 def _on_one_backend(*arrays: Any) -> list[Any]:
-    """The arrays on the backend of the first one that is not NumPy or a list (NumPy otherwise)."""
+    """The arrays on the backend of the first one that is not host data (NumPy or a list), else on the host."""
     names = [_backend_name(a) for a in arrays]
-    name = next((n for n in names if n not in (None, "numpy")), "numpy")
+    name = next((n for n in names if n not in (None, _backend.HOST)), _backend.HOST)
     return [a if n == name else _backend.to_device(a, name) for a, n in zip(arrays, names)]
 
 

@@ -1,14 +1,15 @@
 """The elementwise work of layers and optimizers, written once against the array API.
 
 Each op here is the generic implementation and the reference. A backend may
-register a faster override for its array type (:func:`enable` installs the
-overrides of ``nnx/backend/<name>_ops.py``; ``nnx.backend.enable_fast_path``
-and ``disable_fast_path`` switch them); the override must take the same
-arguments and compute the same values, and ``tests/test_ops.py`` checks both
-on inputs with NaN, infinities and signed zeros. NumPy's overrides compute
-the generic ops' values bit for bit and are on by default; CuPy's fused
-kernels are opt-in. Layers call the op; they never ask which backend they
-run on.
+register a faster override for its array type: its record names an
+:class:`Overrides`, filled by ``@override(ops.<op>)`` in
+``nnx/backend/<name>_ops.py``, which :func:`enable` installs
+(``nnx.backend.enable_fast_path`` and ``disable_fast_path`` switch it). The
+override must take the same arguments and compute the same values, and
+``tests/test_ops.py`` checks both on inputs with NaN, infinities and signed
+zeros. NumPy's overrides compute the generic ops' values bit for bit and are
+on by default; CuPy's fused kernels are opt-in. Layers call the op; they
+never ask which backend they run on.
 
 Optimizer updates return the arrays they computed (they may also have
 updated them in place, where the backend allows it); callers store the
@@ -17,12 +18,13 @@ returned arrays, so a backend whose arrays are immutable still trains right.
 
 from __future__ import annotations
 
-import importlib
 import inspect
 import math
 from typing import Any, Callable, TypeVar
 
+from nnx import backend as _backend
 from nnx.backend import namespace_of
+from nnx.backend.registry import load
 from nnx.errors import BackendUnavailableError, UnknownBackendError
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -31,15 +33,15 @@ F = TypeVar("F", bound=Callable[..., Any])
 GENERIC: dict[str, Callable[..., Any]] = {}
 # op name -> {array type -> override}
 _OVERRIDES: dict[str, dict[type, Callable[..., Any]]] = {}
-# backend name -> the module that holds its overrides
-_MODULES = {"cupy": "nnx.backend.cupy_ops", "numpy": "nnx.backend.numpy_ops"}
-# backends whose overrides are installed when nnx is imported (bit-exact with the generic ops)
-DEFAULT_ON = ("numpy",)
+# backend name -> the array type its installed overrides serve
 _ENABLED: dict[str, type] = {}
 
 
 def op(fn: F) -> F:
-    """Make ``fn`` an op: calls go to the override registered for the first argument's type, if any."""
+    """Make ``fn`` an op: calls go to the override registered for the first argument's type, if any.
+
+    The op keeps the generic implementation as ``.generic``, where an override's guard falls back.
+    """
     name = fn.__name__
     GENERIC[name] = fn
     table = _OVERRIDES[name] = {}
@@ -57,12 +59,7 @@ def op(fn: F) -> F:
     return dispatch  # type: ignore[return-value]
 
 
-def register_override(name: str, array_type: type, fn: Callable[..., Any]) -> None:
-    """Use ``fn`` instead of the generic op ``name`` for arrays of ``array_type``.
-
-    ``fn`` must take exactly the generic op's parameters (same names, order and
-    defaults); a different signature is a ``TypeError``.
-    """
+def _check_signature(name: str, fn: Callable[..., Any]) -> None:
     if name not in GENERIC:
         raise KeyError(f"no op named {name!r}; ops are: {', '.join(sorted(GENERIC))}")
     if inspect.signature(fn) != inspect.signature(GENERIC[name]):
@@ -70,6 +67,45 @@ def register_override(name: str, array_type: type, fn: Callable[..., Any]) -> No
             f"override of {name} has signature {inspect.signature(fn)}, the op has "
             f"{inspect.signature(GENERIC[name])}"
         )
+
+
+class Overrides:
+    """One backend's faster forms of ops, collected by decorating them and installed by :func:`enable`.
+
+    ``array_type()`` returns the array type they serve; :func:`enable` calls it, so it may import
+    the library and compile kernels (a failure there is a reason the fast path cannot start).
+    A backend's record names its ``Overrides`` (``Backend.op_overrides``).
+    """
+
+    def __init__(self, array_type: Callable[[], type]) -> None:
+        self.array_type = array_type
+        self.by_op: dict[str, Callable[..., Any]] = {}
+
+    def __call__(self, of: Callable[..., Any]) -> Callable[[F], F]:
+        """Decorator: ``@override(ops.gelu)`` makes the function the override of ``ops.gelu``.
+
+        The function must take exactly the op's parameters (a ``TypeError`` otherwise); where its
+        fast path does not apply it falls back through the op: ``return ops.gelu.generic(x)``.
+        """
+        generic = getattr(of, "generic", None)
+        if generic is None or GENERIC.get(of.__name__) is not generic:
+            raise TypeError(f"expected an op of nnx.ops to override, got {of!r}")
+
+        def register(fn: F) -> F:
+            _check_signature(of.__name__, fn)
+            self.by_op[of.__name__] = fn
+            return fn
+
+        return register
+
+
+def register_override(name: str, array_type: type, fn: Callable[..., Any]) -> None:
+    """Use ``fn`` instead of the generic op ``name`` for arrays of ``array_type``.
+
+    ``fn`` must take exactly the generic op's parameters (same names, order and
+    defaults); a different signature is a ``TypeError``.
+    """
+    _check_signature(name, fn)
     _OVERRIDES[name][array_type] = fn
 
 
@@ -80,31 +116,29 @@ def remove_override(name: str, array_type: type) -> None:
 
 
 def backends_with_overrides() -> list[str]:
-    """The backends that have an override module."""
-    return list(_MODULES)
+    """The backends whose record names overrides."""
+    return [record.name for record in _backend.BACKENDS.values() if record.op_overrides is not None]
 
 
-def override_module(backend: str) -> Any:
-    """The module holding backend ``backend``'s overrides (importing it needs no GPU)."""
-    return importlib.import_module(_MODULES[backend])
+def overrides_of(backend: str) -> Overrides:
+    """Backend ``backend``'s overrides (importing them needs no GPU); raises if it has none."""
+    record = _backend.lookup(backend)  # raises UnknownBackendError with the valid names
+    if record.op_overrides is None:
+        raise UnknownBackendError(
+            f"backend {backend!r} has no fast path; backends with one: {', '.join(backends_with_overrides())}"
+        )
+    return load(record.op_overrides)
 
 
 def enable(backend: str) -> None:
     """Install backend ``backend``'s overrides; raises if it has none or cannot run here."""
-    from nnx import backend as _backend
-
-    if backend not in _MODULES:
-        if backend not in _backend.names():
-            _backend.get(backend)  # raises UnknownBackendError with the valid names
-        raise UnknownBackendError(
-            f"backend {backend!r} has no fast path; backends with one: {', '.join(_MODULES)}"
-        )
+    overrides = overrides_of(backend)
     _backend.get(backend)  # raises BackendUnavailableError with the reason
     try:
-        array_type, overrides = override_module(backend).overrides()
+        array_type = overrides.array_type()
     except Exception as exc:  # a kernel that cannot compile is a reason, not a crash later
         raise BackendUnavailableError(f"the {backend} fast path could not start: {exc}") from exc
-    for name, fn in overrides.items():
+    for name, fn in overrides.by_op.items():
         register_override(name, array_type, fn)
     _ENABLED[backend] = array_type
 
@@ -378,13 +412,14 @@ def rmsprop_update(
     return p, v, b
 
 
-for _name in DEFAULT_ON:
-    enable(_name)
+for _record in list(_backend.BACKENDS.values()):
+    if _record.op_overrides_default:
+        enable(_record.name)
 
 
 __all__ = [
-    "DEFAULT_ON",
     "GENERIC",
+    "Overrides",
     "all_finite",
     "adam_update",
     "backends_with_overrides",
@@ -396,6 +431,7 @@ __all__ = [
     "leaky_relu",
     "leaky_relu_backward",
     "op",
+    "overrides_of",
     "register_override",
     "remove_override",
     "relu",

@@ -241,3 +241,37 @@ def test_nccl_world_of_one_equals_single_process_fit(tmp_path: Path) -> None:
     assert got.returncode == 0, got.stderr
     _single(tmp_path / "one", "--backend", "cupy", "--batch-size", 16, "--world", 1, "--batch-norm")
     assert _max_rel(_params(tmp_path / "one"), _params(tmp_path / "nccl")) <= 1e-12
+
+
+class _WorldOfOne:
+    """Just what a communicator of a world of one uses (no MPI started)."""
+
+    size = 1
+    allreduce_host = world.World.allreduce_host
+    device = world.World.device
+
+    def __init__(self) -> None:
+        self._devices: dict[str, Any] = {}
+
+
+def test_the_record_decides_whether_mpi_sums_in_place() -> None:
+    import dataclasses
+
+    w = _WorldOfOne()
+    flat = np.arange(4.0)
+    assert isinstance(w.device("numpy"), world.MpiDevice)
+    assert w.device("numpy").allreduce(flat, "a test") is flat  # a writable host buffer: in place
+    copied = world.MpiDevice(w, dataclasses.replace(nnx.backend.BACKENDS["numpy"], host_buffer=False))
+    out = copied.allreduce(flat, "a test")
+    assert out is not flat and np.array_equal(out, flat)
+    readonly = np.arange(4.0)
+    readonly.flags.writeable = False
+    assert w.device("numpy").allreduce(readonly, "a test") is not readonly
+
+
+def test_every_record_names_a_communicator_and_binding_that_exist() -> None:
+    from nnx.backend.registry import load
+
+    for record in nnx.backend.BACKENDS.values():
+        assert callable(load(record.communicator)), record.name
+        assert record.bind_device is None or callable(load(record.bind_device)), record.name

@@ -16,6 +16,7 @@ import pytest
 
 import nnx
 from nnx import ops
+from nnx.backend import numpy_ops
 from nnx.testing import compare
 
 SPECIAL = np.array([np.nan, np.inf, -np.inf, 0.0, -0.0, 1e-300, -1e-300, 1e300, -1e300, 30.0, -30.0, 1000.0])
@@ -63,11 +64,28 @@ def test_every_op_has_a_case() -> None:
 
 @pytest.mark.parametrize("backend_name", ops.backends_with_overrides())
 def test_overrides_have_their_ops_signatures(backend_name: str) -> None:
-    module = ops.override_module(backend_name)
-    assert module.OVERRIDES, f"{backend_name} registers no overrides"
-    for name, fn in module.OVERRIDES.items():
+    by_op = ops.overrides_of(backend_name).by_op
+    assert by_op, f"{backend_name} registers no overrides"
+    for name, fn in by_op.items():
         assert name in ops.GENERIC, f"{backend_name} overrides unknown op {name!r}"
         assert inspect.signature(fn) == inspect.signature(ops.GENERIC[name]), name
+
+
+def test_the_override_decorator_checks_the_op_and_its_signature() -> None:
+    override = ops.Overrides(lambda: _Tagged)
+    with pytest.raises(TypeError, match="signature"):
+        override(ops.relu)(lambda x, slope: x)
+    with pytest.raises(TypeError, match="an op of nnx.ops"):
+        override(ops.GENERIC["relu"])
+    with pytest.raises(TypeError, match="an op of nnx.ops"):
+        override(print)
+    assert override.by_op == {}
+
+    @override(ops.relu)
+    def relu(x: Any) -> Any:
+        return ops.relu.generic(x)
+
+    assert override.by_op == {"relu": relu}
 
 
 def _on(name: str, args: tuple[Any, ...], backend: str, dtype: str) -> tuple[Any, ...]:
@@ -85,7 +103,7 @@ def test_overrides_compute_what_the_generic_ops_compute(backend_name: str, dtype
     reason = nnx.available()[backend_name]
     if reason is not None:
         pytest.skip(f"backend {backend_name!r} unavailable: {reason}")
-    overrides = ops.override_module(backend_name).OVERRIDES
+    overrides = ops.overrides_of(backend_name).by_op
     for name, override in overrides.items():
         args = CASES[name]()
         with np.errstate(all="ignore"):
@@ -127,7 +145,7 @@ def test_an_override_replaces_the_op_for_its_array_type_only() -> None:
 
     def relu(x: Any) -> Any:
         calls.append("override")
-        return ops.GENERIC["relu"](x)
+        return ops.relu.generic(x)
 
     ops.register_override("relu", _Tagged, relu)
     try:
@@ -258,15 +276,15 @@ def _same_bits(a: np.ndarray, e: np.ndarray) -> bool:
 
 
 def test_numpy_overrides_are_on_by_default_and_cover_their_variants() -> None:
-    assert set(_NUMPY_VARIANTS) == set(ops.override_module("numpy").OVERRIDES)
-    assert 48 * 64 >= ops.override_module("numpy")._SELECT_MIN
+    assert set(_NUMPY_VARIANTS) == set(ops.overrides_of("numpy").by_op)
+    assert 48 * 64 >= numpy_ops._SELECT_MIN
     assert nnx.backend.fast_path_enabled("numpy")
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 @pytest.mark.parametrize("name", sorted(_NUMPY_VARIANTS))
 def test_numpy_overrides_give_the_generic_bits(name: str, dtype: str) -> None:
-    override = ops.override_module("numpy").OVERRIDES[name]
+    override = ops.overrides_of("numpy").by_op[name]
     for case in _NUMPY_VARIANTS[name]:
         args = case()
         with np.errstate(all="ignore"):

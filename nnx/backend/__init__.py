@@ -35,6 +35,7 @@ __all__ = [
     "fast_path",
     "fast_path_enabled",
     "get",
+    "lookup",
     "matmul_precision",
     "names",
     "namespace",
@@ -49,6 +50,7 @@ __all__ = [
 
 ENV_VAR = "NNX_BACKEND"
 DEFAULT = "numpy"
+HOST = "numpy"  # the backend of host data: what to_host returns, where lists and NumPy arrays belong
 FLOAT_DTYPES = ("float32", "float64")
 
 _selected: ContextVar[str | None] = ContextVar("nnx_backend", default=None)
@@ -60,7 +62,8 @@ def names() -> list[str]:
     return list(BACKENDS)
 
 
-def _record(name: str) -> Backend:
+def lookup(name: str) -> Backend:
+    """The record of backend ``name``, whether or not it can run here (:func:`get` also probes it)."""
     try:
         return BACKENDS[name]
     except KeyError:
@@ -72,7 +75,7 @@ def _record(name: str) -> Backend:
 
 @lru_cache(maxsize=None)
 def _probe(name: str) -> str | None:
-    return _record(name).probe()
+    return lookup(name).probe()
 
 
 def available(refresh: bool = False) -> dict[str, str | None]:
@@ -87,7 +90,7 @@ def available(refresh: bool = False) -> dict[str, str | None]:
 
 def get(name: str) -> Backend:
     """The record of backend ``name``; raises if it is unknown or cannot run here."""
-    record = _record(name)
+    record = lookup(name)
     reason = _probe(name)
     if reason is not None:
         raise BackendUnavailableError(f"backend {name!r} cannot run here: {reason}")
@@ -101,7 +104,7 @@ def current() -> str:
     name = _selected.get() or _process_choice[0]
     if name is None:
         name = os.environ.get(ENV_VAR, "").strip() or DEFAULT
-        _record(name)
+        lookup(name)
     return name
 
 
@@ -137,7 +140,10 @@ def namespace(name: str | None = None) -> ModuleType:
     return get(name or current()).namespace()
 
 
-# Array types map to their backend and namespace once; lookups are then one dict access.
+# Array types map to their backend and namespace once; lookups are then one dict access. The
+# namespace cache stays beside array-api-compat's own (an lru_cache by type inside array_namespace):
+# array_namespace(x) costs 1.4 us per call on a NumPy array, this cache 0.19 us (Python 3.11,
+# array-api-compat 1.16), and layers and ops ask several times per step.
 _OWNER_BY_TYPE: dict[type, str] = {}
 _NAMESPACE_BY_TYPE: dict[type, ModuleType] = {}
 
@@ -292,7 +298,7 @@ def register(record: Backend) -> None:
 
 def unregister(name: str) -> Backend:
     """Remove the record ``name`` and return it."""
-    record = _record(name)
+    record = lookup(name)
     del BACKENDS[name]
     _forget_caches()
     return record

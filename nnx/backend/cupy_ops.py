@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 from types import SimpleNamespace
-from typing import Any, Callable
+from typing import Any
 
 from nnx import ops
 
@@ -49,50 +49,44 @@ def _kernels() -> SimpleNamespace:
     )
 
 
+# enabling compiles the kernels: one that cannot compile stops the fast path from starting
+override = ops.Overrides(lambda: _kernels().cp.ndarray)
+
+
+@override(ops.relu)
 def relu(x: Any) -> Any:
     return _kernels().relu(x)
 
 
+@override(ops.relu_backward)
 def relu_backward(y: Any, grad: Any) -> Any:
     return _kernels().relu_backward(y, grad)
 
 
+@override(ops.sigmoid)
 def sigmoid(x: Any) -> Any:
     return _kernels().sigmoid(x, x.dtype.type(ops.sigmoid_cut(x)))
 
 
+@override(ops.sigmoid_backward)
 def sigmoid_backward(s: Any, grad: Any) -> Any:
     return _kernels().sigmoid_backward(s, grad)
 
 
+@override(ops.tanh_backward)
 def tanh_backward(y: Any, grad: Any) -> Any:
     return _kernels().tanh_backward(y, grad)
 
 
+@override(ops.sgd_update)
 def sgd_update(
     p: Any, grad: Any, momentum_buffer: Any, lr: float, momentum: float, weight_decay: float, nesterov: bool
 ) -> tuple[Any, Any]:
     if momentum and momentum_buffer is None:  # the first step copies the gradient into the buffer
-        return ops.GENERIC["sgd_update"](p, grad, momentum_buffer, lr, momentum, weight_decay, nesterov)
+        return ops.sgd_update.generic(p, grad, momentum_buffer, lr, momentum, weight_decay, nesterov)
     k, t = _kernels(), p.dtype.type
     if not momentum:
         k.sgd_plain(grad, t(lr), t(weight_decay), p)
         return p, None
     k.sgd_momentum(grad, t(lr), t(momentum), t(weight_decay), bool(nesterov), p, momentum_buffer)
     return p, momentum_buffer
-
-
-OVERRIDES: dict[str, Callable[..., Any]] = {
-    "relu": relu,
-    "relu_backward": relu_backward,
-    "sigmoid": sigmoid,
-    "sigmoid_backward": sigmoid_backward,
-    "tanh_backward": tanh_backward,
-    "sgd_update": sgd_update,
-}
-
-
-def overrides() -> tuple[type, dict[str, Callable[..., Any]]]:
-    """The array type these kernels serve and the overrides by op name (compiled here)."""
-    k = _kernels()
-    return k.cp.ndarray, dict(OVERRIDES)

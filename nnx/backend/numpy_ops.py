@@ -30,11 +30,13 @@ from __future__ import annotations
 
 import math
 import threading
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
 from nnx import ops
+
+override = ops.Overrides(lambda: np.ndarray)  # named by the numpy record (op_overrides)
 
 _BITS = {np.dtype(np.float32): np.int32, np.dtype(np.float64): np.int64}
 _local = threading.local()
@@ -77,10 +79,11 @@ def _scratch(like: np.ndarray, slot: int = 0) -> np.ndarray:
     return buf[:n].reshape(like.shape)
 
 
+@override(ops.all_finite)
 def all_finite(*arrays: Any) -> bool:
     for x in arrays:
         if type(x) is not np.ndarray:
-            return ops.GENERIC["all_finite"](*arrays)
+            return ops.all_finite.generic(*arrays)
     return all(np.logical_and.reduce(np.isfinite(x), axis=None) for x in arrays)
 
 
@@ -100,6 +103,7 @@ def _gelu_parts(x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.n
     return xn, x2, e, num
 
 
+@override(ops.gelu)
 def gelu(x: Any) -> Any:
     if not _fast(x):
         return ops.GENERIC["gelu"](x)
@@ -110,6 +114,7 @@ def gelu(x: Any) -> Any:
     return y
 
 
+@override(ops.gelu_backward)
 def gelu_backward(x: Any, grad: Any) -> Any:
     if not _fast(x, grad):
         return ops.GENERIC["gelu_backward"](x, grad)
@@ -127,17 +132,19 @@ def gelu_backward(x: Any, grad: Any) -> Any:
     return w
 
 
+@override(ops.relu_backward)
 def relu_backward(y: Any, grad: Any) -> Any:
     if not (_fast(y, grad) and y.size >= _SELECT_MIN):
-        return ops.GENERIC["relu_backward"](y, grad)
+        return ops.relu_backward.generic(y, grad)
     ints = _BITS[grad.dtype]
     # the gradient's bit patterns times 0 or 1: exactly where(y > 0, grad, +0.0), in two passes
     return np.multiply(grad.view(ints), y > 0).view(grad.dtype)
 
 
+@override(ops.leaky_relu)
 def leaky_relu(x: Any, negative_slope: float) -> Any:
     if not (_fast(x) and x.size >= _SELECT_MIN and _plain(negative_slope) and 0.0 < negative_slope <= 1.0):
-        return ops.GENERIC["leaky_relu"](x, negative_slope)
+        return ops.leaky_relu.generic(x, negative_slope)
     # for 0 < s <= 1, s*x <= x exactly when x >= 0 (rounding is monotonic), so the
     # maximum picks x for x > 0 and s*x below; at +-0 both are the same zero and NaN stays NaN
     y = x * negative_slope
@@ -145,9 +152,10 @@ def leaky_relu(x: Any, negative_slope: float) -> Any:
     return y
 
 
+@override(ops.leaky_relu_backward)
 def leaky_relu_backward(x: Any, grad: Any, negative_slope: float) -> Any:
     if not (_fast(x, grad) and x.size >= _SELECT_MIN and _plain(negative_slope)):
-        return ops.GENERIC["leaky_relu_backward"](x, grad, negative_slope)
+        return ops.leaky_relu_backward.generic(x, grad, negative_slope)
     ints = _BITS[grad.dtype]
     low = (grad * negative_slope).view(ints)
     r = np.bitwise_xor(grad.view(ints), low)
@@ -156,12 +164,13 @@ def leaky_relu_backward(x: Any, grad: Any, negative_slope: float) -> Any:
     return r.view(grad.dtype)
 
 
+@override(ops.adam_update)
 def adam_update(
     p: Any, grad: Any, exp_avg: Any, exp_avg_sq: Any, lr: float, beta1: float, beta2: float, eps: float, step: int
 ) -> tuple[Any, Any, Any]:
     m, v = exp_avg, exp_avg_sq
     if not (_fast(p, grad, m, v) and _plain(lr, beta1, beta2, eps, step)):
-        return ops.GENERIC["adam_update"](p, grad, m, v, lr, beta1, beta2, eps, step)
+        return ops.adam_update.generic(p, grad, m, v, lr, beta1, beta2, eps, step)
     s = _scratch(p)
     m *= beta1
     np.multiply(grad, 1.0 - beta1, out=s)
@@ -179,13 +188,14 @@ def adam_update(
     return p, m, v
 
 
+@override(ops.rmsprop_update)
 def rmsprop_update(
     p: Any, grad: Any, square_avg: Any, momentum_buffer: Any, lr: float, alpha: float, eps: float, momentum: float
 ) -> tuple[Any, Any, Any]:
     v, b = square_avg, momentum_buffer
     if not (_fast(p, grad, v) and (not momentum or (b is not None and _fast(p, b)))
             and _plain(lr, alpha, eps, momentum)):
-        return ops.GENERIC["rmsprop_update"](p, grad, v, b, lr, alpha, eps, momentum)
+        return ops.rmsprop_update.generic(p, grad, v, b, lr, alpha, eps, momentum)
     s = _scratch(p)
     np.multiply(grad, grad, out=s)
     s *= 1.0 - alpha
@@ -202,20 +212,3 @@ def rmsprop_update(
         s *= lr
     p -= s
     return p, v, b
-
-
-OVERRIDES: dict[str, Callable[..., Any]] = {
-    "all_finite": all_finite,
-    "gelu": gelu,
-    "gelu_backward": gelu_backward,
-    "relu_backward": relu_backward,
-    "leaky_relu": leaky_relu,
-    "leaky_relu_backward": leaky_relu_backward,
-    "adam_update": adam_update,
-    "rmsprop_update": rmsprop_update,
-}
-
-
-def overrides() -> tuple[type, dict[str, Callable[..., Any]]]:
-    """The array type these overrides serve and the overrides by op name."""
-    return np.ndarray, dict(OVERRIDES)

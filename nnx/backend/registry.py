@@ -1,19 +1,27 @@
-"""One record per backend: how to probe it, reach its namespace and move data.
+"""One record per backend: how to probe it, reach its namespace and move data, which faster
+forms of ops it has, and how a data-parallel run talks over it.
 
 This module, :mod:`nnx.backend.cupy_ops` and the host side (:mod:`nnx.random`,
-files, data) are the only places in nnx that import array libraries by name. Adding a backend that array-api-compat supports means
-adding one :class:`Backend` record to ``BACKENDS``.
+files, data) are the only places in nnx that import array libraries by name. Adding a backend that
+array-api-compat supports means adding one :class:`Backend` record to ``BACKENDS``; nothing outside
+``nnx/backend`` compares backend names.
 """
 
 from __future__ import annotations
 
 import importlib
-import sys
 from dataclasses import dataclass, field
 from types import ModuleType
 from typing import Any, Callable
 
 import numpy as np
+from array_api_compat import (
+    array_namespace,
+    is_array_api_strict_namespace,
+    is_cupy_array,
+    is_numpy_array,
+    is_torch_array,
+)
 
 
 @dataclass(frozen=True)
@@ -33,6 +41,19 @@ class Backend:
     for: test runs list it only where it can run, instead of skipping it.
     ``host_memory`` is ``True`` where arrays live in the host's memory, so
     reading one number costs a Python call, not a device synchronisation.
+    ``host_buffer`` is ``True`` where arrays are writable host buffers (the
+    buffer protocol), so MPI sums them in place instead of through a copy.
+
+    The rest are ``"module:attribute"`` paths, imported only when used (so
+    importing nnx never imports :mod:`nnx.distributed` or a GPU library):
+    ``op_overrides`` names the backend's :class:`nnx.ops.Overrides` (faster
+    forms of ops for its arrays), installed at import when
+    ``op_overrides_default`` (only for overrides that give the generic values
+    bit for bit), else by ``nnx.backend.enable_fast_path``; ``communicator`` is
+    called with a distributed ``World`` and this record and returns what sums
+    and broadcasts flat arrays between the ranks; ``bind_device``, if set, is
+    called with the ``World`` when a run starts on this backend, to give each
+    process the device of its local rank.
     """
 
     name: str
@@ -47,6 +68,17 @@ class Backend:
     tested_when_unavailable: bool = field(default=True)
     matmul_precision: Callable[[str | None], str] | None = field(default=None)
     host_memory: bool = field(default=True)
+    host_buffer: bool = field(default=False)
+    op_overrides: str | None = field(default=None)
+    op_overrides_default: bool = field(default=False)
+    communicator: str = field(default="nnx.distributed.world:MpiDevice")
+    bind_device: str | None = field(default=None)
+
+
+def load(path: str) -> Any:
+    """The object a ``"module:attribute"`` path names (imported now)."""
+    module, _, attribute = path.partition(":")
+    return getattr(importlib.import_module(module), attribute)
 
 
 def _import_reason(module: str, hint: str) -> str | None:
@@ -70,10 +102,6 @@ def _numpy_namespace() -> ModuleType:
     import array_api_compat.numpy as xp
 
     return xp
-
-
-def _numpy_owns(x: Any) -> bool:
-    return isinstance(x, (np.ndarray, np.generic))
 
 
 # array_api_strict --------------------------------------------------------------
@@ -100,7 +128,8 @@ def _strict_to_host(x: Any) -> np.ndarray:
 
 
 def _strict_owns(x: Any) -> bool:
-    return type(x).__module__.startswith("array_api_strict")
+    # array-api-compat has no is_array_api_strict_array; the array's own namespace says it
+    return is_array_api_strict_namespace(array_namespace(x))
 
 
 # cupy ---------------------------------------------------------------------------
@@ -143,10 +172,6 @@ def _cupy_to_host(x: Any) -> np.ndarray:
     import cupy
 
     return cupy.asnumpy(x)
-
-
-def _cupy_owns(x: Any) -> bool:
-    return type(x).__module__.startswith("cupy")
 
 
 def _cupy_matmul_precision(precision: str | None) -> str:
@@ -198,11 +223,6 @@ def _torch_to_host(x: Any) -> np.ndarray:
     return x.detach().cpu().numpy().copy()
 
 
-def _torch_owns(x: Any) -> bool:
-    torch = sys.modules.get("torch")  # never import torch just to ask
-    return torch is not None and isinstance(x, torch.Tensor)
-
-
 def _torch_matmul_precision(precision: str | None) -> str:
     """Read or set ``torch.set_float32_matmul_precision`` (``"tf32"`` maps to ``"high"``)."""
     import torch
@@ -224,7 +244,10 @@ BACKENDS: dict[str, Backend] = {
             namespace=_numpy_namespace,
             from_host=lambda a: np.array(a, copy=True),
             to_host=lambda x: np.array(x, copy=True),
-            owns=_numpy_owns,
+            owns=is_numpy_array,  # NumPy scalars (np.float64(1.0)) too
+            host_buffer=True,
+            op_overrides="nnx.backend.numpy_ops:override",
+            op_overrides_default=True,
         ),
         Backend(
             name="array_api_strict",
@@ -245,10 +268,13 @@ BACKENDS: dict[str, Backend] = {
             namespace=_cupy_namespace,
             from_host=_cupy_from_host,
             to_host=_cupy_to_host,
-            owns=_cupy_owns,
+            owns=is_cupy_array,
             install_hint=_CUPY_HINT,
             matmul_precision=_cupy_matmul_precision,
             host_memory=False,
+            op_overrides="nnx.backend.cupy_ops:override",
+            communicator="nnx.distributed.nccl:NcclDevice",
+            bind_device="nnx.distributed.nccl:select_gpu",
         ),
         Backend(
             name="torch",
@@ -258,7 +284,7 @@ BACKENDS: dict[str, Backend] = {
             namespace=_torch_namespace,
             from_host=_torch_from_host,
             to_host=_torch_to_host,
-            owns=_torch_owns,
+            owns=is_torch_array,
             tested_when_unavailable=False,
             install_hint=_TORCH_HINT,
             matmul_precision=_torch_matmul_precision,

@@ -16,6 +16,7 @@ import numpy as np
 from nnx.errors import DistributedError
 
 if TYPE_CHECKING:
+    from nnx.backend import Backend
     from nnx.distributed.world import World
 
 _ID_BYTES = 128  # NCCL_UNIQUE_ID_BYTES
@@ -35,7 +36,8 @@ def _cupy() -> tuple[Any, Any]:
 
 
 def select_gpu(world: "World") -> int:
-    """Make the GPU of this process's local rank the current CuPy device; returns its index.
+    """Make the GPU of this process's local rank the current CuPy device; returns its index (the
+    cupy record's ``bind_device``).
 
     More processes on a machine than GPUs is refused: NCCL needs one GPU per rank.
     """
@@ -50,11 +52,12 @@ def select_gpu(world: "World") -> int:
 
 
 class NcclDevice:
-    """All-reduce and broadcast of flat CuPy arrays through one NCCL communicator."""
+    """All-reduce and broadcast of flat CuPy arrays through one NCCL communicator (the cupy
+    record's ``communicator``)."""
 
-    def __init__(self, world: "World") -> None:
+    def __init__(self, world: "World", record: "Backend") -> None:
         cupy, nccl = _cupy()
-        self.world, self.cupy, self.nccl = world, cupy, nccl
+        self.world, self.cupy, self.nccl, self.name = world, cupy, nccl, record.name
         uid = np.zeros(_ID_BYTES, dtype=np.int64)
         if world.rank == 0:
             uid[:] = nccl.get_unique_id()
@@ -66,7 +69,7 @@ class NcclDevice:
     def _type(self, flat: Any) -> int:
         name = str(flat.dtype)
         if name not in self._types:
-            raise DistributedError(f"NCCL transfers of {name} arrays are not supported; "
+            raise DistributedError(f"NCCL transfers of {name} arrays on {self.name} are not supported; "
                                    f"use one of {sorted(self._types)}")
         return self._types[name]
 

@@ -19,6 +19,8 @@ from typing import Any, NoReturn
 import numpy as np
 
 from nnx import backend as _backend
+from nnx.backend import Backend
+from nnx.backend.registry import load
 from nnx.errors import DistributedError, NnxError
 
 DEFAULT_TIMEOUT = 300.0
@@ -116,14 +118,11 @@ class World:
     # device arrays ------------------------------------------------------------------------
 
     def device(self, name: str) -> Any:
-        """The communicator for flat arrays of backend ``name``: NCCL for CuPy, else MPI on the host."""
+        """The communicator for flat arrays of backend ``name``: the one its record names
+        (``Backend.communicator``: NCCL for CuPy, else MPI on the host)."""
         if name not in self._devices:
-            if name == "cupy":
-                from nnx.distributed.nccl import NcclDevice
-
-                self._devices[name] = NcclDevice(self)
-            else:
-                self._devices[name] = MpiDevice(self, name)
+            record = _backend.lookup(name)
+            self._devices[name] = load(record.communicator)(self, record)
         return self._devices[name]
 
     # ending the job -----------------------------------------------------------------------
@@ -148,18 +147,22 @@ class World:
 
 
 class MpiDevice:
-    """All-reduce and broadcast of flat device arrays through MPI, on a host copy of the array."""
+    """All-reduce and broadcast of flat arrays of one backend through MPI: in place where the
+    backend's arrays are writable host buffers (``Backend.host_buffer``), else on a host copy."""
 
-    def __init__(self, world: World, name: str) -> None:
-        self.world, self.name = world, name
+    def __init__(self, world: World, record: Backend) -> None:
+        self.world, self.name, self._in_place = world, record.name, record.host_buffer
 
     def allreduce(self, flat: Any, what: str) -> Any:
-        """The element-wise sum over the ranks of the 1-d array ``flat`` (in place on NumPy, else a new array)."""
-        if self.name == "numpy" and flat.flags.c_contiguous and flat.flags.writeable:
-            if self.world.size > 1:
-                self.world._complete(self.world.comm.Iallreduce(self.world.MPI.IN_PLACE, flat,
-                                                                op=self.world.MPI.SUM), what)
-            return flat
+        """The element-wise sum over the ranks of the 1-d array ``flat`` (in place on a host buffer,
+        else a new array)."""
+        if self._in_place:
+            view = memoryview(flat)
+            if view.c_contiguous and not view.readonly:
+                if self.world.size > 1:
+                    self.world._complete(self.world.comm.Iallreduce(self.world.MPI.IN_PLACE, flat,
+                                                                    op=self.world.MPI.SUM), what)
+                return flat
         host = self.world.allreduce_host(_backend.to_host(flat), what)
         return _backend.to_device(host, self.name)
 
@@ -178,17 +181,17 @@ def init(timeout: float | None = None) -> World:
     The first call starts MPI; later calls return the same world. ``timeout``
     (seconds a rank waits for the others; default ``DEFAULT_TIMEOUT``, 300)
     sets the world's, or leaves it as it is when ``None``. A process started without ``mpiexec`` is a world
-    of one. With the cupy backend selected, this process takes the GPU of its
-    local rank, so call ``init`` before building a model on cupy. Raises
+    of one. Where the selected backend's record binds a device (``Backend.bind_device``; cupy:
+    the GPU of this process's local rank), ``init`` does it, so call ``init`` before building a
+    model on cupy. Raises
     :class:`~nnx.errors.DistributedError` when mpi4py is not installed.
     """
     global _world
     if _world is None:
         _world = World(DEFAULT_TIMEOUT if timeout is None else timeout)
-        if _backend.current() == "cupy":
-            from nnx.distributed.nccl import select_gpu
-
-            select_gpu(_world)
+        record = _backend.lookup(_backend.current())  # no probe: it would take a GPU before binding one
+        if record.bind_device is not None:
+            load(record.bind_device)(_world)
     elif timeout is not None:
         _world.timeout = timeout
     return _world
