@@ -24,9 +24,10 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import sys
 import time
-from typing import Any, NamedTuple
+from typing import Any, Iterable, NamedTuple, TextIO
 
 from nnx import backend as _backend
 from nnx import checkpoint as _checkpoint
@@ -36,6 +37,7 @@ from nnx.errors import ConfigError, NnxError, NonFiniteError, ShapeError, Target
 from nnx.layers import ClassLabels, Layer, Sigmoid, Softmax, set_finite_checks
 from nnx.losses import Loss
 from nnx.optim import Optimizer
+from nnx.train.callbacks import Callback
 from nnx.train.metrics import Metric, resolve_metrics
 from nnx.train.options import FitOptions
 from nnx.train.progress import Progress
@@ -205,8 +207,21 @@ def fit(
     data: tuple[Any, Any],
     epochs: int,
     *,
+    batch_size: int | None = 32,
+    shuffle: bool = True,
+    validation: tuple[Any, Any] | None = None,
+    callbacks: Iterable[Callback] | None = None,
+    seed: Any = None,
+    progress: Any = None,
+    metrics: Any = None,
+    check_finite: bool = True,
+    state: TrainState | None = None,
+    stream: TextIO | None = None,
+    checkpoint: str | os.PathLike[str] | None = None,
+    resume: bool = False,
+    allow_changes: bool = False,
+    run_config: Any = None,
     world: World | None = None,
-    **settings: Any,
 ) -> History:
     """Train ``model`` for ``epochs`` epochs on ``data = (inputs, targets)``; return the :class:`History`.
 
@@ -253,7 +268,10 @@ def fit(
     data-parallel over the processes of an ``mpiexec`` job, ``batch_size``
     being each process's share of a step (see :mod:`nnx.distributed`).
     """
-    options = FitOptions(epochs, **settings)
+    options = FitOptions(epochs=epochs, batch_size=batch_size, shuffle=shuffle, validation=validation,
+                         callbacks=callbacks, seed=seed, progress=progress, metrics=metrics,
+                         check_finite=check_finite, state=state, stream=stream, checkpoint=checkpoint,
+                         resume=resume, allow_changes=allow_changes, run_config=run_config)
     world = LocalWorld() if world is None else world
     try:
         run = prepare(model, loss, optimizer, data, options, world.settings())
