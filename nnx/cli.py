@@ -202,7 +202,7 @@ def _train(args: argparse.Namespace) -> int:
                           batch_size=args.batch_size, validation=(xv, val_targets), seed=args.seed,
                           progress=False if args.quiet or not lead else None, metrics="accuracy",
                           checkpoint=args.checkpoint, resume=args.resume, allow_changes=args.allow_changes,
-                          run_config=run_config, distributed=args.distributed)
+                          run_config=run_config, world=world)
     if not lead:
         return 0
     for warning in caught:

@@ -3,7 +3,7 @@
 ``python tests/distributed_train.py OUT [--backend B] [--batch-size b]
 [--epochs E] [--samples n] [--checkpoint DIR [--resume]] [--delay S]
 [--raise-on-rank R] [--hang-on-rank R] [--timeout T] [--hidden-on-rank R:H]
-[--batch-norm] [--single]`` trains a float64 MLP with Adam on seeded data through ``nnx.fit(..., distributed=True)``; rank 0 writes the final
+[--batch-norm] [--single]`` trains a float64 MLP with Adam on seeded data through ``nnx.fit(..., world=nnx.distributed.init())``; rank 0 writes the final
 parameters to ``OUT/params.npz`` and the history to ``OUT/history.json`` and
 prints ``epoch N`` after each epoch. ``--single`` runs the same problem in one
 process with ``nnx.fit`` and batch ``world * b`` (``--world``), the reference.
@@ -63,9 +63,10 @@ def main() -> None:
 
     x, y, vx, vy = problem(args.samples)
     if args.single:
-        rank, batch = 0, args.world * args.batch_size
+        world, batch = None, args.world * args.batch_size
     else:
-        rank, batch = nnx.distributed.init(timeout=args.timeout).rank, args.batch_size
+        world, batch = nnx.distributed.init(timeout=args.timeout), args.batch_size
+    rank = 0 if world is None else world.rank
     hidden = 16
     if args.hidden_on_rank is not None:
         on, h = (int(v) for v in args.hidden_on_rank.split(":"))
@@ -84,7 +85,7 @@ def main() -> None:
     history = nnx.fit(model, nnx.SoftmaxCrossEntropy(), opt, (x, y), epochs=args.epochs,
                       batch_size=batch, seed=5, validation=(vx, vy), progress=False,
                       callbacks=[nnx.LambdaCallback(on_epoch_end=on_epoch_end)],
-                      checkpoint=args.checkpoint, resume=args.resume, distributed=not args.single)
+                      checkpoint=args.checkpoint, resume=args.resume, world=world)
     if rank == 0:
         args.out.mkdir(parents=True, exist_ok=True)
         np.savez(args.out / "params.npz", **{k: nnx.to_host(v) for k, v in model.state_dict().items()})

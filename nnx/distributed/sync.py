@@ -10,6 +10,7 @@ import numpy as np
 
 from nnx import backend as _backend
 from nnx import io as _io
+from nnx import random as _random
 from nnx.errors import DistributedError
 from nnx.layers import Layer
 
@@ -27,6 +28,21 @@ def check_same(world: Any, digest: bytes, what: str, fix: str) -> None:
     differ = [r for r in range(world.size) if not np.array_equal(digests[r], digests[0])]
     if differ:
         raise DistributedError(f"the ranks disagree on {what}: rank(s) {differ} differ from rank 0; {fix}")
+
+
+def run_digest(run: Any) -> bytes:
+    """What must agree over the ranks before training (a :class:`nnx.train.loop.Prepared`): settings,
+    generators, epoch, step and the data."""
+    state = run.state
+    text = json.dumps({"settings": state.settings, "rng": _random.get_state(state.rng),
+                       "layer_rngs": state.model.random_states(), "epoch": state.epoch, "step": state.step,
+                       "history": state.history.to_dict() if state.epoch else None}, sort_keys=True, default=str)
+    h = hashlib.sha256(text.encode("utf-8"))
+    for values in (*run.data, *(run.validation or ())):
+        host = _backend.to_host(values)
+        h.update(repr((host.shape, str(host.dtype))).encode("utf-8"))
+        h.update(np.ascontiguousarray(host).tobytes())
+    return h.digest()
 
 
 def check_same_model(world: Any, model: Layer) -> None:
@@ -65,4 +81,4 @@ def average_buffers(world: Any, model: Layer) -> None:
         model.set_buffer(name, xp.reshape(flat / world.size, tuple(value.shape)))
 
 
-__all__ = ["average_buffers", "broadcast_model", "check_same", "check_same_model", "model_digest"]
+__all__ = ["average_buffers", "broadcast_model", "check_same", "check_same_model", "model_digest", "run_digest"]

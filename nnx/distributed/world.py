@@ -21,6 +21,8 @@ import numpy as np
 from nnx import backend as _backend
 from nnx.backend import Backend
 from nnx.backend.registry import load
+from nnx.distributed import shards, sync
+from nnx.distributed.buckets import DEFAULT_BUCKET_BYTES, GradientBuckets
 from nnx.errors import DistributedError, NnxError
 
 DEFAULT_TIMEOUT = 300.0
@@ -144,6 +146,41 @@ class World:
         time.sleep(_FORWARD_SECONDS)  # let the launcher pass the message on before the abort tears it down
         self.comm.Abort(1)
         os._exit(1)  # MPI_Abort may return before the launcher ends this process; nothing else may run
+
+    # the training world (nnx.train.world's interface, which nnx.fit(..., world=...) uses) ---------
+
+    bucket_bytes: int = DEFAULT_BUCKET_BYTES  # the size of the flat buffers the gradients are summed in
+
+    def settings(self) -> dict[str, Any]:
+        """The run setting a checkpoint records: the number of ranks, ``world_size``."""
+        return {"world_size": self.size}
+
+    def begin(self, model: Any, loss: Any, optimizer: Any, run: Any) -> None:
+        """Check that every rank built the same model and run, then give every rank rank 0's model."""
+        sync.check_same_model(self, model)
+        sync.check_same(self, sync.run_digest(run), "the run (settings, generator state, resumed epoch and step, "
+                        "data)", "give every rank the same data, seed and arguments, and a checkpoint directory "
+                        "that every rank sees (a shared file system)")
+        sync.broadcast_model(self, model)
+        self._adds = shards.loss_adds(loss)
+        self._buckets = GradientBuckets(optimizer.params, self, self.bucket_bytes)
+
+    def share(self, lo: int, hi: int) -> tuple[int, int, float]:
+        """This rank's part of the samples ``[lo, hi)`` and its gradient's weight (:mod:`~nnx.distributed.shards`)."""
+        a, z = shards.part(lo, hi, self.rank, self.size)
+        return a, z, shards.weight(lo, hi, self.rank, self.size, getattr(self, "_adds", False))
+
+    def sum_gradients(self, weight: float) -> None:
+        """Sum the gradients over the ranks, bucket by bucket (:class:`~nnx.distributed.GradientBuckets`)."""
+        self._buckets.reduce(weight)
+
+    def sum_host(self, values: list[float], what: str) -> list[float]:
+        """The element-wise sum over the ranks of host numbers."""
+        return self.allreduce_host(values, what).tolist()
+
+    def end_epoch(self, model: Any) -> None:
+        """Average BatchNorm's running statistics over the ranks."""
+        sync.average_buffers(self, model)
 
 
 class MpiDevice:

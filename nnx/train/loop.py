@@ -39,9 +39,11 @@ from nnx.losses import Loss
 from nnx.optim import Optimizer
 from nnx.train.callbacks import Callback
 from nnx.train.metrics import Metric, resolve_metrics
+from nnx.train.options import FitOptions
 from nnx.train.progress import Progress
 from nnx.train.state import History, TrainState
 from nnx.train.step import train_step
+from nnx.train.world import LocalWorld, World
 
 
 # data ---------------------------------------------------------------------------------
@@ -204,6 +206,7 @@ def fit(
     optimizer: Optimizer,
     data: tuple[Any, Any],
     epochs: int,
+    *,
     batch_size: int | None = 32,
     shuffle: bool = True,
     validation: tuple[Any, Any] | None = None,
@@ -218,7 +221,7 @@ def fit(
     resume: bool = False,
     allow_changes: bool = False,
     run_config: Any = None,
-    distributed: bool = False,
+    world: World | None = None,
 ) -> History:
     """Train ``model`` for ``epochs`` epochs on ``data = (inputs, targets)``; return the :class:`History`.
 
@@ -260,29 +263,30 @@ def fit(
     the run goes on with the new learning rate and hyper-parameters (the shuffle
     order still continues from the saved generator) and a warning lists the changes.
 
-    ``distributed=True`` trains data-parallel over the processes of an
-    ``mpiexec`` job: :func:`nnx.distributed.fit` with the same arguments, where
-    ``batch_size`` is each process's share of a step.
+    ``world``: the processes of the run (:mod:`nnx.train.world`); the default
+    is this process alone. ``world=nnx.distributed.init()`` trains
+    data-parallel over the processes of an ``mpiexec`` job, ``batch_size``
+    being each process's share of a step (see :mod:`nnx.distributed`).
     """
-    if distributed:
-        from nnx.distributed.loop import fit as distributed_fit
-
-        return distributed_fit(model, loss, optimizer, data, epochs, batch_size=batch_size, shuffle=shuffle,
-                               validation=validation, callbacks=callbacks, seed=seed, progress=progress,
-                               metrics=metrics, check_finite=check_finite, state=state, stream=stream,
-                               checkpoint=checkpoint, resume=resume, allow_changes=allow_changes,
-                               run_config=run_config)
-    run = prepare(model, loss, optimizer, data, epochs, batch_size, shuffle, validation, callbacks, seed,
-                  state, checkpoint, resume, allow_changes, run_config, metrics)
-    # fit's own checks (the data once, above; the loss and gradients per step) replace the
-    # per-call checks of Sequential and the losses: one transfer per step instead of two or three
-    old_checks = set_finite_checks(False)
+    options = FitOptions(epochs=epochs, batch_size=batch_size, shuffle=shuffle, validation=validation,
+                         callbacks=callbacks, seed=seed, progress=progress, metrics=metrics,
+                         check_finite=check_finite, state=state, stream=stream, checkpoint=checkpoint,
+                         resume=resume, allow_changes=allow_changes, run_config=run_config)
+    world = LocalWorld() if world is None else world
     try:
-        _run(model, loss, optimizer, run.data, run.validation, epochs, run.batch_size, shuffle, run.metric_fns,
-             check_finite, run.state, Progress(progress, epochs, stream if stream is not None else sys.stdout),
-             run.save_to)
-    finally:
-        set_finite_checks(old_checks)
+        run = prepare(model, loss, optimizer, data, options, world.settings())
+        world.begin(model, loss, optimizer, run)
+        stream = options.stream if options.stream is not None else sys.stdout
+        bar = Progress(options.progress if world.rank == 0 else False, epochs, stream)
+        # fit's own checks (the data once, above; the loss and gradients per step) replace the
+        # per-call checks of Sequential and the losses: one transfer per step instead of two or three
+        old_checks = set_finite_checks(False)
+        try:
+            _run(model, loss, optimizer, run, options, world, bar)
+        finally:
+            set_finite_checks(old_checks)
+    except BaseException as exc:  # in a world of many, a failure on one rank must end all of them
+        world.abort(exc)
     return run.state.history
 
 
@@ -297,40 +301,38 @@ class Prepared(NamedTuple):
     save_to: Any
 
 
-def prepare(model: Layer, loss: Loss, optimizer: Optimizer, data: tuple[Any, Any], epochs: int,
-            batch_size: int | None, shuffle: bool, validation: tuple[Any, Any] | None,
-            callbacks: Iterable[Callback] | None, seed: Any, state: TrainState | None,
-            checkpoint: str | os.PathLike[str] | None, resume: bool, allow_changes: bool, run_config: Any,
-            metrics: Any, extra_settings: dict[str, Any] | None = None) -> Prepared:
+def prepare(model: Layer, loss: Loss, optimizer: Optimizer, data: tuple[Any, Any], options: FitOptions,
+            extra_settings: dict[str, Any] | None = None) -> Prepared:
     """Everything :func:`fit` does before its first epoch: check the arguments and the data, move
     the data onto the model's backend, make or check the :class:`TrainState`, record the settings
     (with ``extra_settings``) and restore the checkpoint when resuming."""
+    epochs, validation, state = options.epochs, options.validation, options.state
     if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 0:
         raise ValueError(f"epochs must be a non-negative int, got {epochs!r}")
     x, y = _pair(data, "data")
     _check_optimizer(model, optimizer)
     name, dtype = _model_placement(model)
     n = int(x.shape[0])
-    batch_size = _check_batch_size(batch_size, n)
+    batch_size = _check_batch_size(options.batch_size, n)
     x, y = _to_model(x, name, dtype), _to_model(y, name, dtype)
     if validation is not None:
         vx, vy = _pair(validation, "validation")
         validation = (_to_model(vx, name, dtype), _to_model(vy, name, dtype))
-    metric_fns = resolve_metrics(metrics, y)
+    metric_fns = resolve_metrics(options.metrics, y)
     if state is None:
-        state = TrainState(model, optimizer, seed, callbacks=list(callbacks or ()))
-    elif callbacks is not None or seed is not None:
+        state = TrainState(model, optimizer, options.seed, callbacks=list(options.callbacks or ()))
+    elif options.callbacks is not None or options.seed is not None:
         raise ValueError("pass seed and callbacks either to fit or to the TrainState, not both")
     elif state.model is not model or state.optimizer is not optimizer:
         raise ValueError("the TrainState belongs to another model or optimizer")
-    save_to = None if checkpoint is None else _checkpoint.checkpoint_path(checkpoint)
-    state.settings = {**run_settings(optimizer, state.seed, batch_size, shuffle, run_config),
+    save_to = None if options.checkpoint is None else _checkpoint.checkpoint_path(options.checkpoint)
+    state.settings = {**run_settings(optimizer, state.seed, batch_size, options.shuffle, options.run_config),
                       **(extra_settings or {})}
-    if resume:
+    if options.resume:
         if save_to is None:
             raise ValueError("resume=True needs checkpoint=DIR, the directory to resume from")
         if save_to.is_file():
-            _checkpoint.restore_train_state(save_to, state, allow_changes=allow_changes)
+            _checkpoint.restore_train_state(save_to, state, allow_changes=options.allow_changes)
     _check_data(model, loss, x, y, "data")
     if validation is not None:
         _check_data(model, loss, *validation, "validation")
@@ -425,17 +427,23 @@ class _StepCount:
         return {k: sums[i] / self.seen for i, k in enumerate(self.keys)}
 
 
-def _run(model: Layer, loss: Loss, optimizer: Optimizer, data: tuple[Any, Any], validation: Any,
-         epochs: int, batch_size: int, shuffle: bool, metric_fns: dict[str, Metric],
-         check_finite: bool, state: TrainState, bar: Progress, save_to: Any = None) -> None:
-    """The epochs of :func:`fit`, on data already on the device; checkpoints to ``save_to``."""
-    x, y = data
+def _run(model: Layer, loss: Loss, optimizer: Optimizer, run: Prepared, options: FitOptions, world: World,
+         bar: Progress) -> None:
+    """The epochs of :func:`fit`, on data already on the device; each step is this rank's share
+    (``world.share``) of the batch of a single process, checkpoints go to ``run.save_to``."""
+    (x, y), state, batch_size, epochs = run.data, run.state, run.batch_size, options.epochs
     xp = _backend.namespace_of(x)
     n = int(x.shape[0])
     name = _backend.backend_of(x)
-    steps_per_epoch = math.ceil(n / batch_size)
+    step_size = batch_size * world.size
+    steps_per_epoch = math.ceil(n / step_size)
     show_steps = bar.wants_step_numbers
-    count = _StepCount(model, metric_fns, check_finite, check_finite or show_steps)
+    count = _StepCount(model, run.metric_fns, options.check_finite, options.check_finite or show_steps)
+    weight = 1.0
+
+    def before_update(xb: Any, yb: Any, value: Any, output: Any) -> None:
+        world.sum_gradients(weight)
+        count(xb, yb, value, output)
 
     for cb in state.callbacks:
         cb.on_train_begin(state)
@@ -447,17 +455,22 @@ def _run(model: Layer, loss: Loss, optimizer: Optimizer, data: tuple[Any, Any], 
             cb.on_epoch_begin(state)
         # each batch is gathered on its own: a shuffled copy of the whole data set would double its
         # memory and, fresh each epoch, be paged in again (on a VM, more than a tenth of an epoch)
-        order = _backend.to_device(_random.permutation(state.rng, n), name) if shuffle else None
+        order = _backend.to_device(_random.permutation(state.rng, n), name) if options.shuffle else None
         bar.begin_epoch(epoch, steps_per_epoch)
         count.begin_epoch(epoch)
         for b in range(steps_per_epoch):
-            lo, hi = b * batch_size, min((b + 1) * batch_size, n)
-            if order is None:
-                xb, yb = x[lo:hi, ...], y[lo:hi, ...]
-            else:
-                rows = order[lo:hi]
-                xb, yb = xp.take(x, rows, axis=0), xp.take(y, rows, axis=0)
-            train_step(model, loss, optimizer, xb, yb, before_update=count)
+            a, z, weight = world.share(b * step_size, min((b + 1) * step_size, n))
+            if z > a:
+                if order is None:
+                    xb, yb = x[a:z, ...], y[a:z, ...]
+                else:
+                    rows = order[a:z]
+                    xb, yb = xp.take(x, rows, axis=0), xp.take(y, rows, axis=0)
+                train_step(model, loss, optimizer, xb, yb, before_update=before_update)
+            else:  # no sample of the tail for this rank: it still takes part in the sum, with zeros
+                optimizer.zero_grad()
+                world.sum_gradients(weight)
+                optimizer.step()
             state.step += 1
             if show_steps:
                 bar.step(count.logs)
@@ -465,9 +478,11 @@ def _run(model: Layer, loss: Loss, optimizer: Optimizer, data: tuple[Any, Any], 
                 cb.on_step_end(state, count.logs)
             if state.stop:
                 break
-        logs = count.epoch_logs()
-        if validation is not None:
-            scores = evaluate(model, loss, validation, batch_size=max(batch_size, 1024), metrics=metric_fns)
+        world.end_epoch(model)
+        sums = world.sum_host([*count.epoch_sums(), float(count.seen)], "the sum of the epoch's metrics")
+        logs = {k: float(sums[i]) / sums[-1] for i, k in enumerate(count.keys)}
+        if run.validation is not None:
+            scores = _evaluate_shared(world, model, loss, run.validation, max(batch_size, 1024), run.metric_fns)
             logs.update({f"val_{k}": v for k, v in scores.items()})
         logs["lr"] = float(optimizer.lr)
         logs["seconds"] = time.perf_counter() - started
@@ -476,11 +491,24 @@ def _run(model: Layer, loss: Loss, optimizer: Optimizer, data: tuple[Any, Any], 
         bar.end_epoch(logs)
         for cb in state.callbacks:
             cb.on_epoch_end(state, logs)
-        if save_to is not None:
-            _checkpoint.save_train_state(save_to, state)
+        state.stop = bool(world.sum_host([float(state.stop)], "the agreement to stop")[0] > 0)
+        if run.save_to is not None and world.rank == 0:
+            _checkpoint.save_train_state(run.save_to, state)
     model.train()
     for cb in state.callbacks:
         cb.on_train_end(state)
+
+
+def _evaluate_shared(world: World, model: Layer, loss: Loss, data: tuple[Any, Any], batch_size: int,
+                     metric_fns: dict[str, Metric]) -> dict[str, float]:
+    """:func:`evaluate` on data already on the device, the samples split over the ranks and the sums added up."""
+    x, y = data
+    n = int(x.shape[0])
+    a, z, _ = world.share(0, n)
+    keys = ["loss", *metric_fns]
+    local = _sums(model, loss, x[a:z, ...], y[a:z, ...], batch_size, metric_fns) if z > a else [0.0] * len(keys)
+    sums = world.sum_host(local, "the sum of the validation metrics")
+    return {k: float(sums[i]) / n for i, k in enumerate(keys)}
 
 
 def evaluate(
@@ -501,10 +529,16 @@ def evaluate(
     batch_size = _check_batch_size(batch_size, n)
     x, y = _to_model(x, name, dtype), _to_model(y, name, dtype)
     metric_fns = resolve_metrics(metrics, y)
-    xp = _backend.namespace_of(x)
     keys = (["loss"] if loss is not None else []) + list(metric_fns)
     if not keys:
         return {}
+    return {k: v / n for k, v in zip(keys, _sums(model, loss, x, y, batch_size, metric_fns))}
+
+
+def _sums(model: Layer, loss: Loss | None, x: Any, y: Any, batch_size: int, metric_fns: dict[str, Metric]) -> list[float]:
+    """The loss (times the samples) and metric sums over the samples ``x`` (on the device), in evaluation mode."""
+    xp = _backend.namespace_of(x)
+    n = int(x.shape[0])
     with model.inference():  # evaluation mode, nothing kept for a backward
         sums: Any = None
         for start in range(0, n, batch_size):
@@ -519,7 +553,7 @@ def evaluate(
             parts.extend(fn(output, yb) for fn in metric_fns.values())
             numbers = xp.stack([xp.astype(v, output.dtype) for v in parts])
             sums = numbers if sums is None else sums + numbers
-    return {k: float(v) / n for k, v in zip(keys, _backend.to_host(sums))}
+    return [float(v) for v in _backend.to_host(sums)]
 
 
 def predict(model: Layer, x: Any, batch_size: int | None = 1024) -> Any:
@@ -606,5 +640,5 @@ def predict_classes(model: Layer, x: Any, batch_size: int | None = 1024) -> Any:
     return _backend.to_host(labels.decode(classes))
 
 
-__all__ = ["Prepared", "evaluate", "fit", "output_classes", "predict", "predict_classes", "predict_proba",
+__all__ = ["FitOptions", "Prepared", "evaluate", "fit", "output_classes", "predict", "predict_classes", "predict_proba",
            "prepare"]
