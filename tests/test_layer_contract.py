@@ -169,7 +169,7 @@ def test_register_layer_as_a_decorator_saves_and_loads(tmp_path: Path) -> None:
         assert isinstance(loaded[1], Scaled) and loaded[1].factor == 3.0
         assert repr(loaded[1]) == "Scaled(factor=3.0)"
     finally:
-        del nnx.io._LAYERS["test_layer_contract.Scaled"]
+        del nnx.layers.registry._LAYERS["test_layer_contract.Scaled"]
 
 
 def test_a_model_file_of_nnx_0_1_still_loads(tmp_path: Path) -> None:
