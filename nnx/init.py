@@ -2,11 +2,12 @@
 
 An initialiser is a callable ``init(shape, rng) -> host array``: it draws in
 float64 on the host from ``rng`` (see :mod:`nnx.random`), and the layer then
-casts and moves the result to its backend. Weights of a ``Linear`` layer have
-shape ``(in_features, out_features)``, so ``fan_in = shape[0]`` and
-``fan_out = shape[1]``. Convolution kernels have shape
-``(out_channels, in_channels // groups, *kernel_size)``, so
-``fan_in = shape[1] * prod(kernel_size)`` and ``fan_out = shape[0] * prod(kernel_size)``.
+casts and moves the result to its backend. The fan-based ones (Xavier, He:
+subclasses of :class:`FanBased`) also take ``fans=(fan_in, fan_out)``, which
+each layer states when it draws through :func:`draw` (a ``Linear``:
+``(in_features, out_features)``; a convolution: ``(in_channels // groups *
+kernel positions, out_channels * kernel positions)``). Called without fans,
+they read them from a 2-D shape ``(fan_in, fan_out)`` and refuse any other.
 
 To reproduce ``np.random.seed(1); W = 2*np.random.random((3, 1)) - 1``::
 
@@ -28,15 +29,24 @@ class Initializer(Protocol):
     def __call__(self, shape: tuple[int, ...], rng: Any) -> Any: ...
 
 
-def _fans(shape: tuple[int, ...]) -> tuple[int, int]:
-    """``(fan_in, fan_out)``: a 2-D shape is a Linear weight ``(in, out)``, a longer one a
-    convolution kernel ``(out, in / groups, *kernel)``."""
-    if len(shape) < 2:
-        raise ShapeError(f"fan-based initialisers need a weight of 2 or more dimensions, got {shape}")
-    if len(shape) == 2:
-        return shape[0], shape[1]
-    receptive = math.prod(shape[2:])
-    return shape[1] * receptive, shape[0] * receptive
+Fans = tuple[int, int]
+
+
+class FanBased:
+    """An initialiser whose scale depends on ``(fan_in, fan_out)``: given as ``fans``, or read
+    from a 2-D shape ``(fan_in, fan_out)`` (a ``Linear`` weight); any other shape needs ``fans``."""
+
+    def __call__(self, shape: tuple[int, ...], rng: Any, fans: Fans | None = None) -> Any:
+        if fans is None:
+            if len(shape) != 2:
+                raise ShapeError(f"{type(self).__name__} cannot tell the fans of a {len(shape)}-D shape "
+                                 f"{tuple(shape)}; pass fans=(fan_in, fan_out)")
+            fans = (shape[0], shape[1])
+        return self.sample(shape, rng, *fans)
+
+    def sample(self, shape: tuple[int, ...], rng: Any, fan_in: int, fan_out: int) -> Any:
+        """Draw ``shape`` from ``rng`` for these fans."""
+        raise NotImplementedError
 
 
 class Uniform:
@@ -69,43 +79,39 @@ class Normal:
         return f"Normal({self.mean}, {self.std})"
 
 
-class XavierUniform:
+class XavierUniform(FanBased):
     """Glorot & Bengio (2010): uniform on ``±gain*sqrt(6/(fan_in+fan_out))``."""
 
     def __init__(self, gain: float = 1.0) -> None:
         self.gain = float(gain)
 
-    def __call__(self, shape: tuple[int, ...], rng: Any) -> Any:
-        fan_in, fan_out = _fans(shape)
+    def sample(self, shape: tuple[int, ...], rng: Any, fan_in: int, fan_out: int) -> Any:
         bound = self.gain * math.sqrt(6.0 / (fan_in + fan_out))
         return _random.uniform(rng, shape, -bound, bound)
 
 
-class XavierNormal:
+class XavierNormal(FanBased):
     """Glorot & Bengio (2010): normal with ``std = gain*sqrt(2/(fan_in+fan_out))``."""
 
     def __init__(self, gain: float = 1.0) -> None:
         self.gain = float(gain)
 
-    def __call__(self, shape: tuple[int, ...], rng: Any) -> Any:
-        fan_in, fan_out = _fans(shape)
+    def sample(self, shape: tuple[int, ...], rng: Any, fan_in: int, fan_out: int) -> Any:
         return _random.normal(rng, shape, 0.0, self.gain * math.sqrt(2.0 / (fan_in + fan_out)))
 
 
-class HeUniform:
+class HeUniform(FanBased):
     """He et al. (2015), for ReLU nets: uniform on ``±sqrt(6/fan_in)``."""
 
-    def __call__(self, shape: tuple[int, ...], rng: Any) -> Any:
-        fan_in, _ = _fans(shape)
+    def sample(self, shape: tuple[int, ...], rng: Any, fan_in: int, fan_out: int) -> Any:
         bound = math.sqrt(6.0 / fan_in)
         return _random.uniform(rng, shape, -bound, bound)
 
 
-class HeNormal:
+class HeNormal(FanBased):
     """He et al. (2015), for ReLU nets: normal with ``std = sqrt(2/fan_in)``."""
 
-    def __call__(self, shape: tuple[int, ...], rng: Any) -> Any:
-        fan_in, _ = _fans(shape)
+    def sample(self, shape: tuple[int, ...], rng: Any, fan_in: int, fan_out: int) -> Any:
         return _random.normal(rng, shape, 0.0, math.sqrt(2.0 / fan_in))
 
 
@@ -152,3 +158,12 @@ def get(init: str | Initializer) -> Initializer:
     if not callable(init):
         raise TypeError(f"expected an initialiser name or callable, got {type(init).__name__}")
     return init
+
+
+def draw(init: str | Initializer, shape: tuple[int, ...], rng: Any, fans: Fans) -> Any:
+    """Initial values of ``shape`` from ``init`` (a name or an initialiser) and ``rng``; a layer
+    states the ``fans`` of the weight, which reach fan-based initialisers."""
+    initializer = get(init)
+    if isinstance(initializer, FanBased):
+        return initializer(shape, rng, fans)
+    return initializer(shape, rng)

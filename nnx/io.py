@@ -50,34 +50,9 @@ from nnx.errors import (
     TensorMismatchError,
     UnknownLayerError,
 )
-from nnx.layers import (
-    GELU,
-    AvgPool2d,
-    BatchNorm1d,
-    BatchNorm2d,
-    Conv1d,
-    Conv2d,
-    Dropout,
-    Embedding,
-    Flatten,
-    GlobalAvgPool2d,
-    Layer,
-    LayerNorm,
-    LeakyReLU,
-    Linear,
-    MaxPool2d,
-    Mean,
-    ReLU,
-    Reshape,
-    Residual,
-    Sequential,
-    Standardize,
-    ClassLabels,
-    Sigmoid,
-    Softmax,
-    Tanh,
-)
+from nnx.layers import Layer
 from nnx.layers.base import quote_names
+from nnx.layers.registry import layer_class, register_layer, registered_layers, type_name
 
 FORMAT = "nnx"
 FORMAT_VERSION = 1
@@ -99,57 +74,15 @@ _CODES = {
 }
 _HOST_DTYPES = {code: np.dtype(name).newbyteorder("<") for name, code in _CODES.items()}
 
-# Config keys whose values size a layer's arrays; their product (over groups,
-# for a convolution), summed over layers, may not exceed the file size, so a
-# lying config cannot make the constructors allocate more than the file could hold.
-_SIZE_KEYS = ("in_features", "out_features", "num_features", "normalized_shape", "in_channels",
-              "out_channels", "kernel_size", "num_embeddings", "embedding_dim")
-
-
-# the allow-list of layer classes -------------------------------------------------
-
-_LAYERS: dict[str, type[Layer]] = {}
-
-
-def register_layer(cls: type[Layer] | None = None, name: str | None = None) -> Any:
-    """Allow ``cls`` in model files under ``name`` (default: the class name).
-
-    Only registered classes are saved and built on load; a file cannot name
-    anything else. The class is rebuilt with ``cls.from_config(config, children)``
-    (by default ``cls(**layer.config(), **children)``). Usable as a decorator:
-    ``@nnx.register_layer`` or ``@nnx.register_layer(name="mylib.Block")``.
-    """
-    if cls is None:
-        return lambda c: register_layer(c, name)  # type: ignore[return-value]
-    if not (isinstance(cls, type) and issubclass(cls, Layer)):
-        raise TypeError(f"register_layer expects an nnx Layer subclass, got {cls!r}")
-    key = name or cls.__name__
-    if _LAYERS.get(key, cls) is not cls:
-        raise ValueError(f"layer name {key!r} is already registered for {_LAYERS[key].__name__}")
-    _LAYERS[key] = cls
-    return cls
-
-
-def registered_layers() -> dict[str, type[Layer]]:
-    """The allow-list: layer type name → class."""
-    return dict(_LAYERS)
-
-
-for _cls in (Linear, Sigmoid, Tanh, ReLU, LeakyReLU, GELU, Softmax, Flatten, Dropout, LayerNorm,
-             BatchNorm1d, Sequential, Conv1d, Conv2d, MaxPool2d, AvgPool2d, GlobalAvgPool2d, BatchNorm2d,
-             Embedding, Mean, Residual, Reshape, Standardize, ClassLabels):
-    register_layer(_cls)
-
-
 def _type_name(cls: type, path: object) -> str:
-    for key, value in _LAYERS.items():
-        if value is cls:
-            return key
-    raise UnknownLayerError(
-        path,
-        f"cannot save a {cls.__name__}: it is not in the allow-list of layer types "
-        f"({', '.join(sorted(_LAYERS))}); register it with nnx.io.register_layer({cls.__name__})",
-    )
+    name = type_name(cls)
+    if name is None:
+        raise UnknownLayerError(
+            path,
+            f"cannot save a {cls.__name__}: it is not in the allow-list of layer types "
+            f"({', '.join(sorted(registered_layers()))}); register it with nnx.register_layer({cls.__name__})",
+        )
+    return name
 
 
 # atomic writes -------------------------------------------------------------------
@@ -512,22 +445,6 @@ def _default_rng_untouched() -> Iterator[None]:
         rng.bit_generator.state = state
 
 
-def _size_of(config: dict[str, Any]) -> int:
-    n = 0
-    product = 1
-    for key in _SIZE_KEYS:
-        value = config.get(key)
-        values = value if isinstance(value, list) else [value]
-        for v in values:
-            if isinstance(v, int) and not isinstance(v, bool) and v > 0:
-                product *= v
-                n += 1
-    groups = config.get("groups")
-    if isinstance(groups, int) and not isinstance(groups, bool) and groups > 0:
-        product //= groups  # a grouped convolution's kernel holds in_channels / groups per output
-    return product if n else 0
-
-
 class _Builder:
     """Builds a model from a validated description, refusing anything not allow-listed."""
 
@@ -542,11 +459,11 @@ class _Builder:
         if not (isinstance(node, dict) and isinstance(node.get("type"), str)):
             raise CorruptModelFileError(path, f"layer {where} is not a JSON object with a 'type': {node!r:.200}")
         name = node["type"]
-        cls = _LAYERS.get(name)
+        cls = layer_class(name)
         if cls is None:
             raise UnknownLayerError(
                 path, f"layer {where} has type {name!r:.100}, which is not an allowed layer type "
-                      f"({', '.join(sorted(_LAYERS))}); nnx never imports code named in a file; "
+                      f"({', '.join(sorted(registered_layers()))}); nnx never imports code named in a file; "
                       f"if it is your own class, register it with nnx.io.register_layer before loading")
         if set(node) == {"type", "layers"}:  # nnx 0.1's form of a Sequential
             if not isinstance(node["layers"], list):
@@ -557,11 +474,14 @@ class _Builder:
             raise CorruptModelFileError(path, f"layer {where} ({name}) needs exactly 'type', a 'config' object "
                                               f"and, for a layer with sub-layers, 'children'")
         children = self._children(node.get("children", []), where, name, depth)
-        self.budget -= _size_of(config)
+        self.budget -= self._size(cls, config, where, name)
         if self.budget < 0:
+            stated = cls.config_size.__func__ is not Layer.config_size.__func__  # type: ignore[attr-defined]
+            hint = ("" if stated else f"; if {name} is your own layer and the file is sound, give it a classmethod "
+                    f"config_size(config) that counts its arrays' elements")
             raise CorruptModelFileError(
                 path, f"layer {where} ({name}) config {config!r:.200} describes arrays larger than the "
-                      f"whole file; the description is corrupted")
+                      f"whole file; the description is corrupted{hint}")
         try:
             with _default_rng_untouched():
                 return cls.from_config(config, children)
@@ -569,6 +489,15 @@ class _Builder:
             raise CorruptModelFileError(
                 path, f"layer {where} ({name}) has an invalid config {config!r:.200}: "
                       f"{type(exc).__name__}: {exc}") from None
+
+    def _size(self, cls: type[Layer], config: dict[str, Any], where: str, name: str) -> int:
+        """The elements ``config`` implies (:meth:`~nnx.Layer.config_size`), before anything is built."""
+        try:
+            return int(cls.config_size(config))
+        except Exception as exc:  # a config_size that chokes on values it never expected
+            raise CorruptModelFileError(
+                self.path, f"layer {where} ({name}) has an invalid config {config!r:.200}: "
+                           f"{type(exc).__name__}: {exc}") from None
 
     def _children(self, pairs: Any, where: str, name: str, depth: int) -> dict[str, Layer]:
         if not isinstance(pairs, list):

@@ -241,7 +241,7 @@ def test_layers_own_generators_are_restored(tmp_path: Path) -> None:
         nnx.load_checkpoint(path).restore(other)
         assert np.array_equal(nnx.to_host(other.forward(x)), expected)
     finally:
-        del nnx.io._LAYERS["test_checkpoint.Noise"]
+        del nnx.layers.registry._LAYERS["test_checkpoint.Noise"]
 
 
 def _readme_block(heading: str) -> str:

@@ -96,3 +96,15 @@ def test_initialiser_names_and_errors() -> None:
     with pytest.raises(TypeError, match="seed"):
         nnx.Linear(2, 2, seed="seven")
     assert nnx.random.make_rng(None) is nnx.random.default()
+
+
+def test_fan_based_initialisers_take_the_fans_a_layer_states() -> None:
+    shape, rng = (8, 2, 3, 3), np.random.default_rng(0)
+    with pytest.raises(nnx.errors.ShapeError, match=r"HeUniform cannot tell the fans of a 4-D shape.*fans="):
+        nnx.init.HeUniform()(shape, rng)
+    w = nnx.init.HeUniform()(shape, rng, fans=(18, 72))
+    assert np.abs(w).max() <= math.sqrt(6 / 18) and np.abs(w).max() > 0.9 * math.sqrt(6 / 18)
+    assert np.array_equal(nnx.init.draw("xavier_uniform", (3, 4), np.random.default_rng(1), (3, 4)),
+                          nnx.init.XavierUniform()((3, 4), np.random.default_rng(1)))
+    # initialisers that use no fans, a user's plain callable among them, are called as init(shape, rng)
+    assert nnx.init.draw(lambda s, r: np.full(s, 2.0), (2,), rng, (1, 1)).tolist() == [2.0, 2.0]

@@ -131,7 +131,7 @@ def test_layer_classes_must_be_registered(tmp_path: Path) -> None:
         loaded = nnx.load(nnx.save(model, tmp_path / "m.nnx"))
         assert type(loaded[1]) is Doubler
     finally:
-        del nnx.io._LAYERS["test_io.Doubler"]
+        del nnx.layers.registry._LAYERS["test_io.Doubler"]
     with pytest.raises(nnx.errors.UnknownLayerError, match="'test_io.Doubler'"):
         nnx.load(tmp_path / "m.nnx")
 
@@ -211,7 +211,7 @@ def test_buffers_are_saved_and_restored(nnx_backend: str, tmp_path: Path) -> Non
         with pytest.raises(nnx.errors.TensorMismatchError, match="lacks tensors the architecture needs: 'mean'"):
             nnx.load(path)
     finally:
-        del nnx.io._LAYERS["test_io.Centre"]
+        del nnx.layers.registry._LAYERS["test_io.Centre"]
 
 
 def _every_layer(nnx_backend: str | None = None) -> nnx.Sequential:

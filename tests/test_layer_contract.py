@@ -169,7 +169,7 @@ def test_register_layer_as_a_decorator_saves_and_loads(tmp_path: Path) -> None:
         assert isinstance(loaded[1], Scaled) and loaded[1].factor == 3.0
         assert repr(loaded[1]) == "Scaled(factor=3.0)"
     finally:
-        del nnx.io._LAYERS["test_layer_contract.Scaled"]
+        del nnx.layers.registry._LAYERS["test_layer_contract.Scaled"]
 
 
 def test_a_model_file_of_nnx_0_1_still_loads(tmp_path: Path) -> None:
@@ -190,3 +190,27 @@ def test_a_model_file_of_nnx_0_1_still_loads(tmp_path: Path) -> None:
     assert repr(loaded) == repr(net)
     x = nnx.to_device(np.ones((2, 3)), dtype="float32")
     assert np.array_equal(nnx.to_host(loaded.forward(x)), nnx.to_host(net.forward(x)))
+
+
+def _own_elements(layer: nnx.Layer) -> int:
+    return sum(p.size for _, p in layer._own_parameters()) + sum(
+        int(np.prod(getattr(layer, n).shape)) for n in layer.buffer_names)
+
+
+@pytest.mark.parametrize("name", sorted(LAYERS))
+def test_every_layer_states_the_sizes_its_config_implies(name: str) -> None:
+    """A model file's loader checks ``config_size`` against the file before building; it must be exact."""
+    for path, layer in LAYERS[name].make().named_modules():
+        assert type(layer).config_size(layer.config()) == _own_elements(layer), f"{name} at {path!r}"
+
+
+def test_every_built_in_layer_declares_itself() -> None:
+    """Each exported layer is registered under its class name and states its sizes and example
+    input itself (the defaults are for layers of one's own)."""
+    exported = {getattr(nnx.layers, n) for n in nnx.layers.__all__}
+    classes = {c for c in exported if isinstance(c, type) and issubclass(c, nnx.Layer) and c is not nnx.Layer}
+    registered = nnx.io.registered_layers()
+    for cls in classes:
+        assert registered[cls.__name__] is cls
+        assert cls.config_size.__func__ is not nnx.Layer.config_size.__func__, cls
+        assert cls.example_input is not nnx.Layer.example_input, cls

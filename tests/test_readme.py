@@ -60,7 +60,7 @@ def test_python_blocks_run_in_order(tmp_path: Path, monkeypatch: pytest.MonkeyPa
                     raise AssertionError(f"the python block at README.md:{line} fails: {exc!r}") from exc
                 ran += 1
     finally:
-        nnx.io._LAYERS.pop("Swish", None)
+        nnx.layers.registry._LAYERS.pop("Swish", None)
     assert ran == len(_blocks("python")) - len([c for _, c in _blocks("python") if _needs_cupy(c)]) >= 14
 
 

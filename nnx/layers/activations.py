@@ -8,12 +8,17 @@ from typing import Any
 
 from nnx import ops
 from nnx.errors import ShapeError
-from nnx.layers.base import Layer
+from nnx.layers.base import Layer, holds_no_arrays, takes_any_input
 from nnx.layers.checks import check_float
+from nnx.layers.registry import register_layer
 
 
+@register_layer
 class Sigmoid(Layer):
     """``1/(1+exp(-x))``, stable for large ``|x|``; backward uses the saved output."""
+
+    config_size = holds_no_arrays
+    example_input = takes_any_input
 
     def forward(self, x: Any) -> Any:
         check_float(x, self)
@@ -29,8 +34,12 @@ class Sigmoid(Layer):
         return "Sigmoid()"
 
 
+@register_layer
 class Tanh(Layer):
     """Hyperbolic tangent; backward uses the saved output."""
+
+    config_size = holds_no_arrays
+    example_input = takes_any_input
 
     def forward(self, x: Any) -> Any:
         check_float(x, self)
@@ -46,12 +55,16 @@ class Tanh(Layer):
         return "Tanh()"
 
 
+@register_layer
 class ReLU(Layer):
     """``max(x, 0)``; the gradient is 1 where ``x > 0`` and 0 elsewhere.
 
     It keeps its output, not a mask: ``y > 0`` exactly where ``x > 0``, and the
     next layer keeps ``y`` anyway, so backward costs no extra memory.
     """
+
+    config_size = holds_no_arrays
+    example_input = takes_any_input
 
     def forward(self, x: Any) -> Any:
         check_float(x, self)
@@ -67,8 +80,12 @@ class ReLU(Layer):
         return "ReLU()"
 
 
+@register_layer
 class LeakyReLU(Layer):
     """``x`` where ``x > 0``, else ``negative_slope * x``."""
+
+    config_size = holds_no_arrays
+    example_input = takes_any_input
 
     def __init__(self, negative_slope: float = 0.01) -> None:
         super().__init__()
@@ -89,6 +106,7 @@ class LeakyReLU(Layer):
         return {"negative_slope": self.negative_slope}
 
 
+@register_layer
 class GELU(Layer):
     """Gaussian error linear unit, tanh form: ``x/2 (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3)))``.
 
@@ -96,6 +114,9 @@ class GELU(Layer):
     Hendrycks & Gimpel (2016) on every backend (``approximate="tanh"``); it is
     within 1e-3 of the exact GELU.
     """
+
+    config_size = holds_no_arrays
+    example_input = takes_any_input
 
     def __init__(self, approximate: str = "tanh") -> None:
         super().__init__()
@@ -121,12 +142,16 @@ class GELU(Layer):
         return "GELU()"
 
 
+@register_layer
 class Softmax(Layer):
     """``exp(x) / sum(exp(x))`` along ``axis`` (max-shifted, so no overflow).
 
     For training a classifier prefer raw logits with
     :class:`nnx.losses.SoftmaxCrossEntropy`, which is fused and more accurate.
     """
+
+    config_size = holds_no_arrays
+    example_input = takes_any_input
 
     def __init__(self, axis: int = -1) -> None:
         super().__init__()

@@ -425,6 +425,26 @@ class Layer(SavesForBackward):
                 raise TypeError(f"{cls.__name__} takes no argument(s) {unknown}; it takes {sorted(params)}")
         return cls(**config, **children)
 
+    @classmethod
+    def config_size(cls, config: Mapping[str, Any]) -> int:
+        """How many array elements (parameters and buffers) a layer built from ``config`` holds,
+        told before it is built: a model file's loader refuses configs whose sizes exceed the file.
+
+        Layers with arrays state it exactly. This default, for a layer that does not, is a bound
+        that never lets a config through unchecked: the product of every positive int in the
+        config (inside lists and objects too). A layer that holds arrays of another size, or
+        whose ints are not sizes, overrides it.
+        """
+        return ints_product(config)
+
+    def example_input(self, batch: int, rng: Any, fits: Callable[[tuple[int, ...]], bool]) -> Any:
+        """Seeded host data of ``batch`` samples this layer accepts (drawn from ``rng``), for parity
+        checks of a model (``nnx parity --model``); ``fits(shape)`` says whether the whole model
+        accepts an input shape. ``None``: this layer takes whatever the layers after it take."""
+        raise ShapeError(f"cannot draw example inputs for {type(self).__name__}: it does not state what it "
+                         f"takes; give it a method example_input(batch, rng, fits) returning host data of "
+                         f"batch samples (or None if it takes any input the layers after it take)")
+
     def output_shape(self, input_shape: tuple[int, ...]) -> tuple[int, ...]:
         """The shape ``forward`` returns for an input of ``input_shape`` (same shape by default)."""
         return tuple(input_shape)
@@ -484,6 +504,40 @@ class ParamLayer(Layer):
         xp = check_float(x, where)
         check_same_dtype(x, first.dtype, where)
         return xp
+
+
+# the most a config can imply: more than any file holds
+_NO_BOUND = 2**64
+
+
+def ints_product(config: Mapping[str, Any]) -> int:
+    """The product of the positive ints (not bools) anywhere in ``config``, at most 2**64; 0 if none."""
+    product, found, stack = 1, False, [config]
+    while stack:
+        value = stack.pop()
+        if isinstance(value, Mapping):
+            stack.extend(value.values())
+        elif isinstance(value, (list, tuple)):
+            stack.extend(value)
+        elif isinstance(value, int) and not isinstance(value, bool) and value > 0:
+            product, found = min(product * value, _NO_BOUND), True
+    return product if found else 0
+
+
+def count(value: Any) -> int:
+    """``value`` if it is a positive int (not a bool), else 0: a size read from an unchecked config."""
+    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else 0
+
+
+@classmethod  # type: ignore[misc]
+def holds_no_arrays(cls: type, config: Mapping[str, Any]) -> int:
+    """``config_size`` of a layer without parameters or buffers (``config_size = holds_no_arrays``)."""
+    return 0
+
+
+def takes_any_input(self: Layer, batch: int, rng: Any, fits: Callable[[tuple[int, ...]], bool]) -> None:
+    """``example_input`` of a layer that takes any input the layers after it take."""
+    return None
 
 
 def quote_names(names: Any) -> str:

@@ -9,13 +9,15 @@ base class; a container only says how its children are wired.
 
 from __future__ import annotations
 
-from typing import Any, Iterator, Mapping
+from typing import Any, Callable, Iterator, Mapping
 
 from nnx.errors import ShapeError
-from nnx.layers.base import Layer
+from nnx.layers.base import Layer, holds_no_arrays
 from nnx.layers.checks import check_finite, check_float
+from nnx.layers.registry import register_layer
 
 
+@register_layer
 class Sequential(Layer):
     """A chain of layers: ``forward`` runs them in order, ``backward`` in reverse."""
 
@@ -75,7 +77,14 @@ class Sequential(Layer):
         inner = "".join(f"\n  ({i}): " + repr(layer).replace("\n", "\n  ") for i, layer in enumerate(self.layers))
         return f"Sequential({inner}\n)"
 
+    config_size = holds_no_arrays
 
+    def example_input(self, batch: int, rng: Any, fits: Callable[[tuple[int, ...]], bool]) -> Any:
+        """The example input of the first layer that states one."""
+        return _first_example(self.layers, batch, rng, fits)
+
+
+@register_layer
 class Residual(Layer):
     """``body(x) + x``, or ``body(x) + shortcut(x)`` with a projection ``shortcut`` (a 1x1
     convolution, a Linear) where the body changes the shape; the backward adds both paths.
@@ -122,3 +131,18 @@ class Residual(Layer):
             return f"Residual(\n  (body): {body}\n)"
         shortcut = repr(self.shortcut).replace("\n", "\n  ")
         return f"Residual(\n  (body): {body}\n  (shortcut): {shortcut}\n)"
+
+    config_size = holds_no_arrays
+
+    def example_input(self, batch: int, rng: Any, fits: Callable[[tuple[int, ...]], bool]) -> Any:
+        """The body's example input."""
+        return self.body.example_input(batch, rng, fits)
+
+
+def _first_example(layers: list[Layer], batch: int, rng: Any, fits: Callable[[tuple[int, ...]], bool]) -> Any:
+    """The example input of the first of ``layers`` that states one (``None`` if none does)."""
+    for layer in layers:
+        x = layer.example_input(batch, rng, fits)
+        if x is not None:
+            return x
+    return None

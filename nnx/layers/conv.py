@@ -16,14 +16,15 @@ With stride 1 the windows are contiguous runs of the flattened input
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, Callable, Mapping
 
 from nnx import backend as _backend
 from nnx import init as _init
 from nnx import random as _random
 from nnx.errors import ShapeError
-from nnx.layers.base import Parameter, ParamLayer
+from nnx.layers.base import Parameter, ParamLayer, count, ints_product
 from nnx.layers.checks import check_arguments
+from nnx.layers.registry import register_layer
 from nnx.layers.windows import Pads, Runs, Slices, Window, as_tuple
 
 # The windows of a batch are gathered in chunks of samples holding at most this many values
@@ -82,10 +83,11 @@ class _Conv(ParamLayer):
         rng = _random.make_rng(seed)
         name = backend or _backend.current()
         shape = (out_channels, in_channels // groups, *kernel)
-        self.weight = Parameter(_backend.to_device(_init.get(init)(shape, rng), name, dtype), "weight")
+        fans = (in_channels // groups * math.prod(kernel), out_channels * math.prod(kernel))
+        self.weight = Parameter(_backend.to_device(_init.draw(init, shape, rng, fans), name, dtype), "weight")
         self.bias: Parameter | None = None
         if bias:
-            b = _init.get(bias_init)((out_channels,), rng)
+            b = _init.draw(bias_init, (out_channels,), rng, fans)
             self.bias = Parameter(_backend.to_device(b, name, dtype), "bias")
 
     def _layout(self) -> str:
@@ -187,7 +189,24 @@ class _Conv(ParamLayer):
             parts.append("bias=False")
         return f"{type(self).__name__}({', '.join(parts)})"
 
+    @classmethod
+    def config_size(cls, config: Mapping[str, Any]) -> int:
+        kernel = config.get("kernel_size")
+        positions = ints_product([kernel]) if isinstance(kernel, list) else count(kernel) ** cls.spatial
+        out, groups = count(config.get("out_channels")), count(config.get("groups", 1)) or 1
+        weights = out * (count(config.get("in_channels")) // groups) * positions
+        return weights + (out if config.get("bias", True) else 0)
 
+    def example_input(self, batch: int, rng: Any, fits: Callable[[tuple[int, ...]], bool]) -> Any:
+        """Standard normal inputs of ``in_channels`` and the smallest of a few square sizes that ``fits``."""
+        for size in (8, 12, 16, 28, 32, 64, 128, 224):
+            shape = (batch, self.in_channels, *(size,) * self.spatial)
+            if fits(shape):
+                return _random.normal(rng, shape, 0.0, 1.0)
+        raise ShapeError(f"cannot size inputs: no square input up to 224 fits {self!r} and the layers after it")
+
+
+@register_layer
 class Conv1d(_Conv):
     """1-D convolution of ``(batch, in_channels, length)`` inputs (NCL), cross-correlation as in
     PyTorch. ``kernel_size``, ``stride``, ``padding`` (an int, ``"valid"`` or ``"same"``) and
@@ -197,6 +216,7 @@ class Conv1d(_Conv):
     spatial = 1
 
 
+@register_layer
 class Conv2d(_Conv):
     """2-D convolution of ``(batch, in_channels, height, width)`` inputs (NCHW), cross-correlation
     as in PyTorch. ``kernel_size``, ``stride``, ``padding`` and ``dilation`` are ints or

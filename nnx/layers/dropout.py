@@ -6,10 +6,12 @@ from typing import Any
 
 from nnx import backend as _backend
 from nnx import random as _random
-from nnx.layers.base import Layer
+from nnx.layers.base import Layer, holds_no_arrays, takes_any_input
 from nnx.layers.checks import check_float
+from nnx.layers.registry import register_layer
 
 
+@register_layer
 class Dropout(Layer):
     """Inverted dropout: in training, zero each element with probability ``p`` and scale
     the rest by ``1/(1-p)``; in evaluation mode (``eval()``), the identity.
@@ -19,6 +21,9 @@ class Dropout(Layer):
     the input's backend, so the same seed gives the same masks on every backend.
     Checkpoints save and restore the generator's state.
     """
+
+    config_size = holds_no_arrays
+    example_input = takes_any_input
 
     def __init__(self, p: float = 0.5, *, seed: Any = None) -> None:
         super().__init__()

@@ -2,19 +2,21 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Callable, Mapping
 
 from nnx import backend as _backend
 from nnx import init as _init
 from nnx import random as _random
 from nnx.errors import DTypeError, IndexRangeError
-from nnx.layers.base import Parameter, ParamLayer
+from nnx.layers.base import Parameter, ParamLayer, count
 from nnx.layers.checks import check_arguments
+from nnx.layers.registry import register_layer
 
 # Rows of the one-hot matrix the weight gradient is built from, at most, per matrix product.
 _CHUNK_ELEMENTS = 2**22
 
 
+@register_layer
 class Embedding(ParamLayer):
     """Rows of a ``(num_embeddings, embedding_dim)`` table for integer indices of any shape:
     ``(batch, length)`` → ``(batch, length, embedding_dim)``.
@@ -47,7 +49,8 @@ class Embedding(ParamLayer):
             raise ValueError(f"Embedding padding_idx must be an int in [0, {num_embeddings}), got {padding_idx!r}")
         self.num_embeddings, self.embedding_dim, self.padding_idx, self.dtype = (
             num_embeddings, embedding_dim, padding_idx, dtype)
-        table = _init.get(init)((num_embeddings, embedding_dim), _random.make_rng(seed))
+        shape = (num_embeddings, embedding_dim)
+        table = _init.draw(init, shape, _random.make_rng(seed), shape)
         if padding_idx is not None:
             table[padding_idx] = 0.0
         self.weight = Parameter(_backend.to_device(table, backend or _backend.current(), dtype), "weight")
@@ -99,3 +102,11 @@ class Embedding(ParamLayer):
     def __repr__(self) -> str:
         extra = "" if self.padding_idx is None else f", padding_idx={self.padding_idx}"
         return f"Embedding({self.num_embeddings}, {self.embedding_dim}{extra})"
+
+    @classmethod
+    def config_size(cls, config: Mapping[str, Any]) -> int:
+        return count(config.get("num_embeddings")) * count(config.get("embedding_dim"))
+
+    def example_input(self, batch: int, rng: Any, fits: Callable[[tuple[int, ...]], bool]) -> Any:
+        """Sequences of 8 indices into the table."""
+        return rng.integers(0, self.num_embeddings, (batch, 8))

@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Callable, Mapping
 
 from nnx import backend as _backend
 from nnx import init as _init
 from nnx import random as _random
 from nnx.errors import ShapeError
-from nnx.layers.base import Parameter, ParamLayer
+from nnx.layers.base import Parameter, ParamLayer, count
 from nnx.layers.checks import check_arguments
+from nnx.layers.registry import register_layer
 
 
 def _initial(values: Any, shape: tuple[int, ...], what: str) -> Any:
@@ -20,6 +21,7 @@ def _initial(values: Any, shape: tuple[int, ...], what: str) -> Any:
     return arr
 
 
+@register_layer
 class Linear(ParamLayer):
     """``y = x @ W + b`` for ``x`` of shape ``(batch, in_features)``, or ``(..., in_features)``
     (a sequence of vectors, after an :class:`~nnx.Embedding`: every leading axis is kept).
@@ -54,7 +56,7 @@ class Linear(ParamLayer):
         self.in_features, self.out_features, self.dtype = in_features, out_features, dtype
         rng = _random.make_rng(seed)
         shape = (in_features, out_features)
-        w = _initial(weight, shape, "weight") if weight is not None else _init.get(init)(shape, rng)
+        w = _initial(weight, shape, "weight") if weight is not None else _init.draw(init, shape, rng, shape)
         name = backend or _backend.current()
         self.weight = Parameter(_backend.to_device(w, name, dtype), "weight")
         self.bias: Parameter | None = None
@@ -63,7 +65,7 @@ class Linear(ParamLayer):
             if bias_value is not None:
                 b = _initial(bias_value, bshape, "bias_value")
             else:
-                b = _init.get(bias_init)(bshape, rng)
+                b = _init.draw(bias_init, bshape, rng, shape)
             self.bias = Parameter(_backend.to_device(b, name, dtype), "bias")
 
     def forward(self, x: Any) -> Any:
@@ -121,3 +123,12 @@ class Linear(ParamLayer):
     def __repr__(self) -> str:
         extra = "" if self.bias is not None else ", bias=False"
         return f"Linear({self.in_features}, {self.out_features}{extra})"
+
+    @classmethod
+    def config_size(cls, config: Mapping[str, Any]) -> int:
+        n_in, n_out = count(config.get("in_features")), count(config.get("out_features"))
+        return n_in * n_out + (n_out if config.get("bias", True) else 0)
+
+    def example_input(self, batch: int, rng: Any, fits: Callable[[tuple[int, ...]], bool]) -> Any:
+        """Standard normal rows of ``in_features``."""
+        return _random.normal(rng, (batch, self.in_features), 0.0, 1.0)

@@ -3,17 +3,20 @@ channel, over the batch and, for images, the spatial positions)."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Mapping
 
 from nnx import backend as _backend
 from nnx import random as _random
 from nnx.errors import ShapeError
-from nnx.layers.base import Layer, Parameter
+from nnx.layers.base import Layer, Parameter, count, takes_any_input
 from nnx.layers.checks import check_arguments, check_float, check_same_dtype
+from nnx.layers.registry import register_layer
 
 
 class _Norm(Layer):
     """What both norms share: optional affine ``gamma``/``beta``, dtype and backend checks."""
+
+    example_input = takes_any_input
 
     def __init__(self, num_features: int, eps: float, affine: bool, dtype: str, backend: str | None) -> None:
         super().__init__()
@@ -69,6 +72,7 @@ class _Norm(Layer):
         self._set_backend(name)
 
 
+@register_layer
 class LayerNorm(_Norm):
     """Normalise each sample over its last axis (``num_features`` values) to zero mean and
     unit variance, then scale by ``weight`` and shift by ``bias`` (``affine=True``).
@@ -115,7 +119,12 @@ class LayerNorm(_Norm):
     def __repr__(self) -> str:
         return f"LayerNorm({self.num_features}, eps={self.eps}{self._affine_repr()})"
 
+    @classmethod
+    def config_size(cls, config: Mapping[str, Any]) -> int:
+        return 2 * count(config.get("num_features")) if config.get("affine", True) else 0
 
+
+@register_layer
 class BatchNorm1d(_Norm):
     """Normalise each of ``num_features`` features over the batch of a ``(batch, features)`` input.
 
@@ -223,7 +232,12 @@ class BatchNorm1d(_Norm):
         return (f"{type(self).__name__}({self.num_features}, momentum={self.momentum}, eps={self.eps}"
                 f"{self._affine_repr()})")
 
+    @classmethod
+    def config_size(cls, config: Mapping[str, Any]) -> int:
+        return (4 if config.get("affine", True) else 2) * count(config.get("num_features"))
 
+
+@register_layer
 class BatchNorm2d(BatchNorm1d):
     """:class:`BatchNorm1d` for images: each of ``num_features`` channels of an NCHW input
     ``(batch, channels, height, width)`` is normalised over the batch and all positions."""

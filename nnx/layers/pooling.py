@@ -7,13 +7,17 @@ from typing import Any
 
 from nnx import backend as _backend
 from nnx.errors import ShapeError
-from nnx.layers.base import Layer
+from nnx.layers.base import Layer, holds_no_arrays, takes_any_input
 from nnx.layers.checks import check_float
+from nnx.layers.registry import register_layer
 from nnx.layers.windows import Window, as_tuple
 
 
 class _Pool2d(Layer):
     """What the window pools share: kernel, stride (default: the kernel) and padding, checks."""
+
+    config_size = holds_no_arrays
+    example_input = takes_any_input
 
     def __init__(self, kernel_size: Any, stride: Any = None, padding: Any = 0) -> None:
         super().__init__()
@@ -49,6 +53,7 @@ class _Pool2d(Layer):
         return f"{type(self).__name__}({w.kernel}{extra})"
 
 
+@register_layer
 class MaxPool2d(_Pool2d):
     """The maximum of each ``kernel_size`` window (padding counts as -inf); the gradient goes to
     the first position, in row-major order within the window, holding the maximum."""
@@ -80,6 +85,7 @@ class MaxPool2d(_Pool2d):
         return dx[self.window.interior(shape)] if tuple(dx.shape) != shape else dx
 
 
+@register_layer
 class AvgPool2d(_Pool2d):
     """The mean of each ``kernel_size`` window; padding counts as zeros in the mean (as PyTorch's default)."""
 
@@ -96,8 +102,12 @@ class AvgPool2d(_Pool2d):
         return self.window.scatter(cols, shape, out)
 
 
+@register_layer
 class GlobalAvgPool2d(Layer):
     """The mean over all positions of each channel: ``(batch, channels, height, width)`` → ``(batch, channels)``."""
+
+    config_size = holds_no_arrays
+    example_input = takes_any_input
 
     def forward(self, x: Any) -> Any:
         xp = check_float(x, self)

@@ -5,15 +5,17 @@
 from __future__ import annotations
 
 import json
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
 from nnx import backend as _backend
 from nnx import random as _random
 from nnx.errors import NonFiniteError, ShapeError
-from nnx.layers.base import Layer
+from nnx.layers.base import Layer, count, holds_no_arrays, takes_any_input
 from nnx.layers.checks import check_arguments, check_float, check_same_dtype
+from nnx.layers.registry import register_layer
 
 
+@register_layer
 class Standardize(Layer):
     """``(x - mean) / std`` per feature, with ``mean`` and ``std`` fitted on training data.
 
@@ -78,6 +80,12 @@ class Standardize(Layer):
     def __repr__(self) -> str:
         return f"Standardize({self.num_features})"
 
+    example_input = takes_any_input
+
+    @classmethod
+    def config_size(cls, config: Mapping[str, Any]) -> int:
+        return 2 * count(config.get("num_features"))
+
 
 def _json_label(value: Any) -> Any:
     if hasattr(value, "item") and not isinstance(value, (int, str)):  # a NumPy integer or string scalar
@@ -87,6 +95,7 @@ def _json_label(value: Any) -> Any:
     return value
 
 
+@register_layer
 class ClassLabels(Layer):
     """The original labels of a classifier's ``len(labels)`` output classes; passes its input through.
 
@@ -95,6 +104,9 @@ class ClassLabels(Layer):
     checks that the network gives one output per class. ``name`` is the
     label column's name, if the data had one.
     """
+
+    config_size = holds_no_arrays
+    example_input = takes_any_input
 
     def __init__(self, labels: Sequence[Any], *, name: str | None = None) -> None:
         super().__init__()

@@ -6,12 +6,17 @@ from typing import Any
 
 from nnx import backend as _backend
 from nnx.errors import ShapeError
-from nnx.layers.base import Layer
+from nnx.layers.base import Layer, holds_no_arrays, takes_any_input
 from nnx.layers.checks import check_float
+from nnx.layers.registry import register_layer
 
 
+@register_layer
 class Flatten(Layer):
     """``(batch, d1, d2, ...)`` → ``(batch, d1*d2*...)``; backward restores the shape."""
+
+    config_size = holds_no_arrays
+    example_input = takes_any_input
 
     def forward(self, x: Any) -> Any:
         xp = _backend.namespace_of(x)
@@ -34,9 +39,13 @@ class Flatten(Layer):
         return "Flatten()"
 
 
+@register_layer
 class Reshape(Layer):
     """``(batch, n)`` → ``(batch, *shape)`` (any input whose per-sample size is ``prod(shape)``);
     backward restores the input's shape. Flat rows become images: ``Reshape((1, 28, 28))``."""
+
+    config_size = holds_no_arrays
+    example_input = takes_any_input
 
     def __init__(self, shape: tuple[int, ...] | list[int]) -> None:
         super().__init__()
@@ -72,9 +81,13 @@ class Reshape(Layer):
         return f"Reshape({self.shape})"
 
 
+@register_layer
 class Mean(Layer):
     """The mean over one axis: by default the positions of a ``(batch, length, dim)`` sequence,
     giving ``(batch, dim)`` (after an :class:`~nnx.Embedding`, a bag-of-words text encoder)."""
+
+    config_size = holds_no_arrays
+    example_input = takes_any_input
 
     def __init__(self, axis: int = 1) -> None:
         super().__init__()

@@ -20,10 +20,8 @@ from nnx.layers import (
     AvgPool2d,
     BatchNorm1d,
     BatchNorm2d,
-    Conv1d,
     Conv2d,
     Dropout,
-    Embedding,
     Flatten,
     LayerNorm,
     Layer,
@@ -173,25 +171,22 @@ def example(name: str, dtype: str = "float64") -> ParityCase:
 
 
 def _inputs(model: Layer, batch: int, rng: Any, dtype: str) -> Any:
-    """Seeded inputs ``model`` accepts: normal rows as wide as its first Linear, sequences of 8
-    indices for a first Embedding, or images with its first convolution's channels and the
-    smallest of a few sizes that fits every layer."""
-    kinds = (Linear, Conv1d, Conv2d, Embedding)
-    first = next((layer for _, layer in model.named_modules() if isinstance(layer, kinds)), None)
-    if first is None:
-        raise ValueError("cannot size inputs: the model has no Linear, convolution or Embedding layer")
-    if isinstance(first, Embedding):
-        return _backend.to_device(rng.integers(0, first.num_embeddings, (batch, 8)), "numpy", dtype="int64")
-    if isinstance(first, Linear):
-        return _data(_random.normal(rng, (batch, first.in_features), 0.0, 1.0), dtype)
-    for size in (8, 12, 16, 28, 32, 64, 128, 224):
-        shape = (batch, first.in_channels, *(size,) * first.spatial)
+    """Seeded inputs ``model`` accepts: the example input its first layer that states one draws
+    (:meth:`~nnx.Layer.example_input`), floats in ``dtype``, indices as int64."""
+
+    def fits(shape: tuple[int, ...]) -> bool:
         try:
             model.output_shape(shape)
         except ShapeError:
-            continue
-        return _data(_random.normal(rng, shape, 0.0, 1.0), dtype)
-    raise ValueError(f"cannot size inputs: no square input up to 224 fits {first!r} and the layers after it")
+            return False
+        return True
+
+    x = model.example_input(batch, rng, fits)
+    if x is None:
+        raise ValueError("cannot size inputs: no layer of the model states its input (a Linear, "
+                         "convolution or Embedding does; a layer of your own can with example_input)")
+    floating = _backend.dtype_name(x).startswith("float")
+    return _backend.to_device(x, "numpy", dtype=dtype if floating else "int64")
 
 
 def case_for_model(model: Layer, name: str, *, batch: int = 16, seed: int = 0, lr: float = 0.1) -> ParityCase:
