@@ -62,6 +62,8 @@ from nnx.layers import (
     Flatten,
     GlobalAvgPool2d,
     Layer,
+    LayerDict,
+    LayerList,
     LayerNorm,
     LeakyReLU,
     Linear,
@@ -137,7 +139,7 @@ def registered_layers() -> dict[str, type[Layer]]:
 
 for _cls in (Linear, Sigmoid, Tanh, ReLU, LeakyReLU, GELU, Softmax, Flatten, Dropout, LayerNorm,
              BatchNorm1d, Sequential, Conv1d, Conv2d, MaxPool2d, AvgPool2d, GlobalAvgPool2d, BatchNorm2d,
-             Embedding, Mean, Residual, Reshape, Standardize, ClassLabels):
+             Embedding, Mean, Residual, Reshape, Standardize, ClassLabels, LayerList, LayerDict):
     register_layer(_cls)
 
 
