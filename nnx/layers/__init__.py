@@ -3,6 +3,7 @@
 from nnx.layers.activations import GELU, LeakyReLU, ReLU, Sigmoid, Softmax, Tanh
 from nnx.layers.base import Layer, Parameter
 from nnx.layers.checks import set_finite_checks
+from nnx.layers.collections import LayerDict, LayerList
 from nnx.layers.container import Residual, Sequential
 from nnx.layers.conv import Conv1d, Conv2d
 from nnx.layers.dropout import Dropout
@@ -26,6 +27,8 @@ __all__ = [
     "GELU",
     "GlobalAvgPool2d",
     "Layer",
+    "LayerDict",
+    "LayerList",
     "LayerNorm",
     "LeakyReLU",
     "Linear",
