@@ -37,7 +37,7 @@ def test_every_exported_layer_and_loss_has_a_gradcheck_case() -> None:
 def test_layer_gradcheck(nnx_backend: str, name: str, training: bool) -> None:
     case = LAYERS[name]
     layer = case.build(nnx_backend)
-    result = gradcheck(layer, case.input(nnx_backend), training=training)
+    result = gradcheck(layer, case.input(nnx_backend), training=training, eps=case.eps)
     assert result.ok, result
     float_input = {"input"} if case.indices is None else set()  # integer indices have no gradient
     assert set(result.checks) == float_input | {n for n, _ in layer.named_parameters()}
