@@ -9,6 +9,7 @@ here (with the reason).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime
 import importlib.util
 import json
@@ -24,7 +25,7 @@ from typing import Any
 import nnx
 from nnx import backend, datasets
 from nnx import random as _random
-from nnx.errors import NnxError, UnknownBackendError
+from nnx.errors import NnxError, OutputPathError, UnknownBackendError
 from nnx.testing.examples import EXAMPLES, ParityCase, case_for_model, example
 from nnx.testing.parity import check_parity
 
@@ -122,28 +123,57 @@ def _column(text: str) -> int | str:
         return text
 
 
-def _writable_target(option: str, value: str | None) -> None:
-    """Refuse an output path whose folder is missing or read-only now, not after training."""
+def _writable_target(option: str, value: str | None, inputs: list[Any] = (), outputs: list[Any] = ()) -> None:
+    """Refuse, before any work, an output the command may not write (:func:`nnx.io.check_output`): one of
+    its ``inputs`` or other ``outputs``, a directory, device or FIFO, or a path in a missing or read-only folder."""
     if value is None:
         return
-    path = Path(value)
-    if path.is_dir():
-        raise _UsageError(f"{option} {value!r} is a directory; give a file name inside it")
-    folder = path.parent if str(path.parent) else Path(".")
-    if not folder.is_dir():
-        raise _UsageError(f"{option} {value!r}: the folder {str(folder)!r} does not exist; create it first")
-    if not os.access(folder, os.W_OK | os.X_OK):
-        raise _UsageError(f"{option} {value!r}: the folder {str(folder)!r} is not writable")
+    try:
+        nnx.io.check_output(value, inputs=inputs, outputs=[o for o in outputs if o is not None], what=option)
+    except OutputPathError as exc:
+        raise _UsageError(str(exc)) from None
+
+
+def _data_files(spec: str) -> list[Path]:
+    """The files a DATASET argument reads (none for a bundled name)."""
+    path = Path(spec)
+    if spec in datasets.BUNDLED or spec in datasets.ALIASES or not path.exists():
+        return []
+    if path.is_file() and path.name.lower().endswith((".csv", ".csv.gz")):
+        return [path]
+    try:
+        return list(datasets.find_idx_pair(path))
+    except OSError:
+        return [path]
+
+
+def _train_outputs(args: argparse.Namespace) -> None:
+    """Check every output of ``nnx train`` before any work: the checkpoint directory (held for the
+    whole command, :func:`nnx.checkpoint.claim_directory`), ``--save`` and ``--plot``."""
+    inputs = _data_files(args.dataset)
+    ck = str(nnx.checkpoint.checkpoint_path(args.checkpoint)) if args.checkpoint else None
+    lock = str(Path(args.checkpoint) / nnx.checkpoint.LOCK_NAME) if args.checkpoint else None
+    _writable_target("--save", args.save, inputs, [args.plot, ck, lock])
+    _writable_target("--plot", args.plot, inputs, [args.save, ck, lock])
+    if args.checkpoint:
+        for data in inputs:
+            for name in (ck, lock):
+                if nnx.io.same_file(Path(name), data):
+                    raise _UsageError(f"--checkpoint {args.checkpoint!r} would overwrite the data file {str(data)!r}")
 
 
 def _train(args: argparse.Namespace) -> int:
+    with contextlib.ExitStack() as held:
+        return _train_in(args, held)
+
+
+def _train_in(args: argparse.Namespace, held: contextlib.ExitStack) -> int:
     if args.resume and not args.checkpoint:
         raise _UsageError("--resume needs --checkpoint DIR, the directory to resume from")
     if args.checkpoint and Path(args.checkpoint).exists() and not Path(args.checkpoint).is_dir():
         raise _UsageError(f"--checkpoint {args.checkpoint!r} is a file; it names the directory that holds "
                           f"the run's checkpoint ({nnx.checkpoint.CHECKPOINT_NAME} inside it)")
-    _writable_target("--save", args.save)
-    _writable_target("--plot", args.plot)
+    _train_outputs(args)
     if args.plot and importlib.util.find_spec("matplotlib") is None:
         print("nnx: error: --plot needs matplotlib: pip install matplotlib "
               "(or the extra: pip install 'nnx-array[plot]')", file=sys.stderr)
@@ -155,6 +185,11 @@ def _train(args: argparse.Namespace) -> int:
         raise _UsageError(str(exc)) from None
     world = nnx.distributed.init() if args.distributed else None  # before the model: it picks the GPU
     lead = world is None or world.rank == 0
+    if args.checkpoint and lead:  # a second run on the directory is refused now, not after an epoch
+        try:
+            held.enter_context(nnx.checkpoint.claim_directory(args.checkpoint))
+        except OutputPathError as exc:
+            raise _UsageError(f"--checkpoint: {exc}") from None
     say = print if lead else _quiet
     ds = _load_data(args.dataset, _column(args.label_column), args.header)
     x, y = ds.x.astype("float64"), ds.y
@@ -300,7 +335,7 @@ def _model_for_table(args: argparse.Namespace) -> tuple[Any, Any, Any, list[str]
 
 def _predict(args: argparse.Namespace) -> int:
     """Write one line per row of the CSV file: the predicted label (and the class probabilities)."""
-    _writable_target("--out", args.out)
+    _writable_target("--out", args.out, [args.model_file, args.data])
     model, head, x, _ = _model_for_table(args)
     classes = nnx.predict_classes(model, x)
     labels = head.labels if head is not None else None
@@ -451,7 +486,7 @@ def _parity(args: argparse.Namespace) -> int:
         names = [n.strip() for n in args.backends.split(",") if n.strip()]
     if len(names) < 2:
         return _parity_fail(f"parity needs two or more backends, got {names}")
-    _writable_target("--json", args.json_out)
+    _writable_target("--json", args.json_out, [m for m in args.model or [] if os.path.exists(m)])
     try:
         for name in names:
             backend.get(name)
@@ -481,8 +516,7 @@ def _parity(args: argparse.Namespace) -> int:
             "steps": args.steps,
             "models": results,
         }
-        with open(args.json_out, "w", encoding="utf-8") as fh:
-            json.dump(document, fh, indent=2)
+        nnx.io.atomic_write(args.json_out, [json.dumps(document, indent=2).encode("utf-8")])
     print("all agree" if ok else "backends DIFFER (see above)")
     return 0 if ok else 1
 

@@ -133,7 +133,7 @@ def _remove_stale_temps(path: Path) -> None:
             continue
 
 
-def _same_file(a: Path, b: Path) -> bool:
+def same_file(a: Path, b: Path) -> bool:
     """Whether two paths name one file: the same resolved path, or the same inode (a hard link)."""
     if os.path.realpath(a) == os.path.realpath(b):
         return True
@@ -166,7 +166,7 @@ def check_output(
         raise OutputPathError(f"{what}: an empty path; give a file name such as model.nnx")
     for role, others in (("an input", inputs), ("another output", outputs)):
         for other in others:
-            if other is not None and _same_file(target, Path(other)):
+            if other is not None and same_file(target, Path(other)):
                 raise OutputPathError(
                     f"{what} {str(target)!r} is also {role} of this command ({str(other)!r}); writing it would "
                     f"destroy what the command reads or writes; give another file name")
@@ -664,6 +664,7 @@ __all__ = [
     "SUFFIX",
     "atomic_write",
     "check_output",
+    "same_file",
     "build_model",
     "load",
     "model_tensors",
