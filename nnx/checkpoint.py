@@ -382,7 +382,8 @@ def restore_train_state(path: str | os.PathLike[str], state: Any, allow_changes:
     the model's tensors, then the run's state (:meth:`~nnx.TrainState.load_state_dict`)
     follow. Settings that differ from the saved run's raise
     :class:`~nnx.errors.ConfigError`; with ``allow_changes`` the optimizer
-    keeps this run's learning rate and hyper-parameters and a warning lists the changes.
+    keeps this run's learning rate and hyper-parameters and a warning lists the changes,
+    but a changed ``run_config`` (the data and their split) is still refused.
     """
     ck = load_checkpoint(path)
     saved = ck.extra.get("callbacks") if isinstance(ck.extra, dict) else None
@@ -394,6 +395,12 @@ def restore_train_state(path: str | os.PathLike[str], state: Any, allow_changes:
                      f"pass the same callbacks to resume")
     changes = changed_settings(ck.extra.get("settings") if isinstance(ck.extra, dict) else None,
                                getattr(state, "settings", None))
+    data_changes = [c for c in changes if c.startswith("run_config")]
+    if data_changes and allow_changes:
+        raise ConfigError(f"{ck.path}: this run's data differ from the checkpointed run's ({'; '.join(data_changes)}); "
+                          f"run_config describes the data and their split, which allow_changes never changes, "
+                          f"as the run would train on samples it held out; resume with the checkpointed "
+                          f"run_config, or start a new run in another directory")
     if changes and not allow_changes:
         raise ConfigError(f"{ck.path}: this run's settings differ from the checkpointed run's "
                           f"({'; '.join(changes)}); resume with the same settings, or allow the changes "

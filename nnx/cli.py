@@ -195,9 +195,9 @@ def _train_in(args: argparse.Namespace, held: contextlib.ExitStack) -> int:
     x, y = ds.x.astype("float64"), ds.y
     resumed = nnx.checkpoint.latest_checkpoint(args.checkpoint) if args.resume else None
     saved_run = nnx.load_checkpoint(resumed) if resumed else None
-    split_seed = _split_seed(args, saved_run)
-    if args.limit is not None and args.limit < len(ds):
-        keep = _random.permutation(_random.make_rng(split_seed), len(ds))[: args.limit]
+    split_seed, val, limit = _split_settings(args, saved_run)
+    if limit is not None and limit < len(ds):
+        keep = _random.permutation(_random.make_rng(split_seed), len(ds))[:limit]
         x, y = x[keep], y[keep]
     labels = list(ds.labels) if ds.labels is not None else list(range(max(int(ds.y.max()) + 1, 2)))
     classes = len(labels)
@@ -205,7 +205,10 @@ def _train_in(args: argparse.Namespace, held: contextlib.ExitStack) -> int:
         raise _UsageError(f"{args.dataset} has {len(y)} samples of {classes} classes; training needs at least "
                           f"4 samples and 2 classes")
     inputs = int(x.shape[1])
-    (xt, yt), (xv, yv) = datasets.train_val_split(x, y, val=args.val, seed=split_seed, stratify=True)
+    try:
+        (xt, yt), (xv, yv) = datasets.train_val_split(x, y, val=val, seed=split_seed, stratify=True)
+    except nnx.errors.ConfigError as exc:
+        raise _UsageError(f"--val {val} with {len(y)} samples: {exc}") from None
     f = {"dtype": args.dtype, "backend": name}
     scale = nnx.preprocessing.Standardize(inputs, names=_input_names(ds), **f).fit(xt)
     head = nnx.preprocessing.ClassLabels(labels, name=ds.label_name)
@@ -229,7 +232,7 @@ def _train_in(args: argparse.Namespace, held: contextlib.ExitStack) -> int:
     if saved_run is not None:
         done = saved_run.epoch
         say(f"resuming from {nnx.checkpoint.checkpoint_path(args.checkpoint)} after epoch {done}")
-    run_config = {"data": ds.name, "split_seed": split_seed, "val": args.val, "limit": args.limit}
+    run_config = {"data": ds.name, "split_seed": split_seed, "val": val, "limit": limit}
     started = time.perf_counter()
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
@@ -259,20 +262,31 @@ def _quiet(*args: Any, **kwargs: Any) -> None:
     """What ranks other than 0 print: nothing."""
 
 
-def _split_seed(args: argparse.Namespace, ck: Any) -> int:
-    """The seed that splits (and limits) the data: ``--seed``, except when resuming (from the
-    checkpoint ``ck``) with ``--allow-changes`` a run split with another seed, whose split is kept
-    so that held-out samples stay held out."""
+def _split_settings(args: argparse.Namespace, ck: Any) -> tuple[int, float, int | None]:
+    """The seed, held-out fraction and sample limit that split the data: ``--seed``, ``--val`` and
+    ``--limit``, except when resuming (from the checkpoint ``ck``) with ``--allow-changes``: then the
+    checkpointed run's split is kept exactly, so that no sample it held out is trained on."""
+    split = (args.seed, args.val, args.limit)
     if ck is None or not args.allow_changes:
-        return args.seed
+        return split  # a changed split without --allow-changes is refused by fit, as every changed setting
     settings = ck.extra.get("settings") if isinstance(ck.extra, dict) else None
     saved = (settings or {}).get("run_config") or {}
-    seed = saved.get("split_seed") if isinstance(saved, dict) else None
-    if isinstance(seed, int) and not isinstance(seed, bool) and seed >= 0 and seed != args.seed:
-        print(f"nnx: note: keeping the checkpointed run's data split (seed {seed}) so that held-out "
-              f"samples stay held out; --seed {args.seed} is not used for the split", file=sys.stderr)
-        return seed
-    return args.seed
+    if not isinstance(saved, dict) or "split_seed" not in saved:
+        return split
+    seed, val, limit = saved.get("split_seed"), saved.get("val"), saved.get("limit")
+    if not (_is_count(seed) and isinstance(val, float) and 0.0 < val < 1.0 and (limit is None or _is_count(limit))):
+        raise nnx.errors.ModelFileError(ck.path, f"the checkpointed run's data split {saved!r:.200} is not a seed, "
+                                                 f"a held-out fraction and a limit; the file is damaged")
+    kept = (seed, val, limit)
+    if kept != split:
+        print(f"nnx: note: keeping the checkpointed run's data split (seed {seed}), held-out fraction {val} and "
+              f"limit {limit}, so that held-out samples stay held out; this run's --seed {args.seed}, --val "
+              f"{args.val} and --limit {args.limit} are not used for the split", file=sys.stderr)
+    return kept
+
+
+def _is_count(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
 
 
 def _image_shape(ds: Any, inputs: int) -> tuple[int, int]:

@@ -264,7 +264,8 @@ def fit(
     such as how the data were split). Resuming with different settings raises
     :class:`~nnx.errors.ConfigError` listing them; with ``allow_changes=True``
     the run goes on with the new learning rate and hyper-parameters (the shuffle
-    order still continues from the saved generator) and a warning lists the changes.
+    order still continues from the saved generator) and a warning lists the changes;
+    a changed ``run_config`` is refused even then (held-out data must stay held out).
 
     ``world``: the processes of the run (:mod:`nnx.train.world`); the default
     is this process alone. ``world=nnx.distributed.init()`` trains
