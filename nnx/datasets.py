@@ -163,7 +163,10 @@ def read_idx(path: str | Path) -> np.ndarray:
         raise DataFormatError(
             f"{path}: IDX file {state}: dimensions {dims} of {dtype.name} need {expected} data bytes, got {got}"
         )
-    values = np.frombuffer(raw, dtype=dtype, offset=header).reshape(dims).astype(dtype.newbyteorder("="))
+    try:
+        values = np.frombuffer(raw, dtype=dtype, offset=header).reshape(dims).astype(dtype.newbyteorder("="))
+    except ValueError as exc:  # dimensions no array can have, e.g. (0, 2**31, 2**31)
+        raise DataFormatError(f"{path}: IDX dimensions {dims} cannot be those of an array ({exc})") from None
     if values.dtype.kind == "f":
         bad = np.argwhere(~np.isfinite(values))
         if bad.size:
@@ -282,7 +285,7 @@ class _Grid:
         if bad.size:
             r, c = (int(i) for i in bad[0])
             raise DataFormatError(f"{self.where}: {_place(self.rows[r][0], cols[c], self.columns)}: "
-                                  f"{self.cells[r][cols[c]].strip()!r} is not a finite number")
+                                  f"{self.cells[r][cols[c]].strip()[:40]!r} is not a finite number")
         return x
 
     def labels(self, col: int) -> tuple[np.ndarray, list[Any]]:
