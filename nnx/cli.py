@@ -384,19 +384,20 @@ def _evaluate(args: argparse.Namespace) -> int:
                           f"and --label-column if it is not the last)")
     labels = head.labels if head is not None else None
     known = {str(v): i for i, v in enumerate(labels)} if labels is not None else None
+    out = nnx.predict(model, x)
+    classes = int(out.shape[1]) if out.shape[1] > 1 else 2
     truth = []
     for row, cell in enumerate(label_cells):
         key = _label_key(cell)
         if known is not None and key not in known:
             raise nnx.errors.DataFormatError(
-                f"{args.data}: data row {row + 1}: the label {cell!r} is not one the model knows "
+                f"{args.data}: data row {row + 1}: the label {cell[:40]!r} is not one the model knows "
                 f"({', '.join(repr(str(v)) for v in labels[:10])})")
-        if known is None and not key.isdigit():
-            raise nnx.errors.DataFormatError(f"{args.data}: data row {row + 1}: the label {cell!r} is not a class number")
+        if known is None and not (key.isdigit() and int(key) < classes):
+            raise nnx.errors.DataFormatError(f"{args.data}: data row {row + 1}: the label {cell[:40]!r} is not a "
+                                             f"class number of this model (0 to {classes - 1})")
         truth.append(known[key] if known is not None else int(key))
-    out = nnx.predict(model, x)
     predicted = nnx.train.loop.output_classes(model, out)
-    classes = int(out.shape[1]) if out.shape[1] > 1 else 2
     y = nnx.to_device(truth, backend.backend_of(out), dtype="int64")
     print(f"nnx evaluate {args.model_file} on {args.data}: {len(truth)} samples")
     print(nnx.metrics.report(y, predicted, labels if labels is not None else list(range(classes))))

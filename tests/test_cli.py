@@ -314,6 +314,9 @@ def test_bad_data_files_are_clear_errors(tmp_path, capsys) -> None:
     huge_label.write_text("1,2,0\n3,4,1e300\n5,6,0\n7,8,1\n")
     twice = tmp_path / "twice.csv"
     twice.write_text("a,a,label\n1,2,0\n3,4,1\n5,6,0\n7,8,1\n")
+    plain = nnx.save(nnx.Sequential(nnx.Linear(2, 3, seed=0)), tmp_path / "plain.nnx")  # no ClassLabels
+    beyond = tmp_path / "beyond.csv"
+    beyond.write_text("1,2,0\n3,4,1e300\n5,6,2\n")
     named = tmp_path / "named.csv"
     named.write_text(",".join(f"p{i}" for i in range(64)) + ",label\n" + table.read_text())
     for args, phrase in (
@@ -323,6 +326,7 @@ def test_bad_data_files_are_clear_errors(tmp_path, capsys) -> None:
         (["train", str(twice), "--epochs", "1"], "names column(s) 'a' more than once"),
         (["evaluate", str(model), str(named), "--label-column", "nosuch"], "no column named 'nosuch'"),
         (["evaluate", str(model), str(table), "--label-column", "nosuch"], "the file has no header"),
+        (["evaluate", str(plain), str(beyond), "--no-header"], "data row 2: the label '1e300' is not a class number"),
     ):
         code, err = _main(capsys, *args)
         assert code == 1 and phrase in err, (args, err)
