@@ -278,10 +278,10 @@ def test_no_output_destroys_an_input_or_another_output(tmp_path, capsys) -> None
         assert code == 2 and phrase in err, (args, err)
     assert all(p.read_bytes() == content for p, content in files.items())
     assert not (tmp_path / "x.png").exists() and not (tmp_path / "ck").exists()
-    assert stat_is_char_device(os.devnull)
+    assert _is_char_device(os.devnull)
 
 
-def stat_is_char_device(path: str) -> bool:
+def _is_char_device(path: str) -> bool:
     import stat
 
     return stat.S_ISCHR(os.stat(path).st_mode) if os.name == "posix" else True
