@@ -14,22 +14,39 @@ file's.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import numpy as np
 
 from nnx import backend as _backend
 from nnx import io as _io
 from nnx import random as _random
-from nnx.errors import ConfigError, CorruptModelFileError, ModelFileError, TensorMismatchError
+from nnx.errors import (
+    CheckpointInUseError,
+    ConfigError,
+    CorruptModelFileError,
+    ModelFileError,
+    OutputPathError,
+    TensorMismatchError,
+)
 from nnx.layers import Layer
+
+try:
+    import fcntl
+except ImportError:  # Windows: no advisory locks; a directory is then not guarded against a second run
+    fcntl = None  # type: ignore[assignment]
 
 # The file a checkpoint directory holds (see ``checkpoint_path``).
 CHECKPOINT_NAME = "checkpoint" + _io.SUFFIX
+# The lock file of a directory in use (see ``claim_directory``).
+LOCK_NAME = "checkpoint.lock"
+# The directories (resolved paths) this process holds: a claim inside a claim of the same one is allowed.
+_HELD: set[str] = set()
 _TENSOR_KEY = "__tensor__"
 
 
@@ -42,6 +59,59 @@ def latest_checkpoint(directory: str | os.PathLike[str]) -> Path | None:
     """The checkpoint in ``directory``, or ``None`` when there is none yet."""
     path = checkpoint_path(directory)
     return path if path.is_file() else None
+
+
+@contextlib.contextmanager
+def claim_directory(directory: str | os.PathLike[str]) -> Iterator[Path]:
+    """Hold the checkpoint ``directory`` for one run: made if missing, checked writable, and locked.
+
+    The lock is an advisory ``flock`` on ``checkpoint.lock`` inside it, which
+    holds the pid of the run holding it. A second run on the same directory
+    from another process raises :class:`~nnx.errors.CheckpointInUseError`
+    naming that pid, before its first epoch, instead of both overwriting one
+    checkpoint. The kernel drops the lock when its holder exits, however it
+    ends, so the lock file of a run that died leaves nothing to clean up.
+    A directory that cannot be made or written raises
+    :class:`~nnx.errors.OutputPathError`, also before any training.
+    """
+    directory = Path(directory)
+    key = os.path.realpath(directory)
+    if key in _HELD:  # this process holds it already (the nnx command around its fit)
+        yield directory
+        return
+    if directory.exists() and not directory.is_dir():
+        raise OutputPathError(f"checkpoint directory {str(directory)!r} is a file; give a directory (the run's "
+                              f"checkpoint is written to {CHECKPOINT_NAME} inside it)")
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise OutputPathError(f"checkpoint directory {str(directory)!r} cannot be made: "
+                              f"{exc.strerror or exc}") from None
+    _io.check_output(checkpoint_path(directory), what="the checkpoint")
+    lock = directory / LOCK_NAME
+    try:
+        fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError as exc:
+        raise OutputPathError(f"checkpoint directory {str(directory)!r}: cannot write its lock file: "
+                              f"{exc.strerror or exc}") from None
+    try:
+        if fcntl is not None:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:
+                holder = os.pread(fd, 32, 0).decode("ascii", "replace").strip() or "unknown"
+                raise CheckpointInUseError(
+                    f"checkpoint directory {str(directory)!r} is in use by another run (process {holder}); "
+                    f"wait for it to end, or give this run another --checkpoint directory") from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode("ascii"), 0)
+        _HELD.add(key)
+        try:
+            yield directory
+        finally:
+            _HELD.discard(key)
+    finally:
+        os.close(fd)  # releases the lock
 
 
 # state trees: JSON with arrays moved out into tensors --------------------------------
@@ -312,7 +382,8 @@ def restore_train_state(path: str | os.PathLike[str], state: Any, allow_changes:
     the model's tensors, then the run's state (:meth:`~nnx.TrainState.load_state_dict`)
     follow. Settings that differ from the saved run's raise
     :class:`~nnx.errors.ConfigError`; with ``allow_changes`` the optimizer
-    keeps this run's learning rate and hyper-parameters and a warning lists the changes.
+    keeps this run's learning rate and hyper-parameters and a warning lists the changes,
+    but a changed ``run_config`` (the data and their split) is still refused.
     """
     ck = load_checkpoint(path)
     saved = ck.extra.get("callbacks") if isinstance(ck.extra, dict) else None
@@ -324,6 +395,12 @@ def restore_train_state(path: str | os.PathLike[str], state: Any, allow_changes:
                      f"pass the same callbacks to resume")
     changes = changed_settings(ck.extra.get("settings") if isinstance(ck.extra, dict) else None,
                                getattr(state, "settings", None))
+    data_changes = [c for c in changes if c.startswith("run_config")]
+    if data_changes and allow_changes:
+        raise ConfigError(f"{ck.path}: this run's data differ from the checkpointed run's ({'; '.join(data_changes)}); "
+                          f"run_config describes the data and their split, which allow_changes never changes, "
+                          f"as the run would train on samples it held out; resume with the checkpointed "
+                          f"run_config, or start a new run in another directory")
     if changes and not allow_changes:
         raise ConfigError(f"{ck.path}: this run's settings differ from the checkpointed run's "
                           f"({'; '.join(changes)}); resume with the same settings, or allow the changes "
@@ -350,6 +427,7 @@ __all__ = [
     "Checkpoint",
     "changed_settings",
     "checkpoint_path",
+    "claim_directory",
     "latest_checkpoint",
     "load_checkpoint",
     "restore_state",

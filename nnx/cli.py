@@ -9,6 +9,7 @@ here (with the reason).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime
 import importlib.util
 import json
@@ -24,7 +25,7 @@ from typing import Any
 import nnx
 from nnx import backend, datasets
 from nnx import random as _random
-from nnx.errors import NnxError, UnknownBackendError
+from nnx.errors import NnxError, OutputPathError, UnknownBackendError
 from nnx.testing.examples import EXAMPLES, ParityCase, case_for_model, example
 from nnx.testing.parity import check_parity
 
@@ -122,28 +123,57 @@ def _column(text: str) -> int | str:
         return text
 
 
-def _writable_target(option: str, value: str | None) -> None:
-    """Refuse an output path whose folder is missing or read-only now, not after training."""
+def _writable_target(option: str, value: str | None, inputs: list[Any] = (), outputs: list[Any] = ()) -> None:
+    """Refuse, before any work, an output the command may not write (:func:`nnx.io.check_output`): one of
+    its ``inputs`` or other ``outputs``, a directory, device or FIFO, or a path in a missing or read-only folder."""
     if value is None:
         return
-    path = Path(value)
-    if path.is_dir():
-        raise _UsageError(f"{option} {value!r} is a directory; give a file name inside it")
-    folder = path.parent if str(path.parent) else Path(".")
-    if not folder.is_dir():
-        raise _UsageError(f"{option} {value!r}: the folder {str(folder)!r} does not exist; create it first")
-    if not os.access(folder, os.W_OK | os.X_OK):
-        raise _UsageError(f"{option} {value!r}: the folder {str(folder)!r} is not writable")
+    try:
+        nnx.io.check_output(value, inputs=inputs, outputs=[o for o in outputs if o is not None], what=option)
+    except OutputPathError as exc:
+        raise _UsageError(str(exc)) from None
+
+
+def _data_files(spec: str) -> list[Path]:
+    """The files a DATASET argument reads (none for a bundled name)."""
+    path = Path(spec)
+    if spec in datasets.BUNDLED or spec in datasets.ALIASES or not path.exists():
+        return []
+    if path.is_file() and path.name.lower().endswith((".csv", ".csv.gz")):
+        return [path]
+    try:
+        return list(datasets.find_idx_pair(path))
+    except OSError:
+        return [path]
+
+
+def _train_outputs(args: argparse.Namespace) -> None:
+    """Check every output of ``nnx train`` before any work: the checkpoint directory (held for the
+    whole command, :func:`nnx.checkpoint.claim_directory`), ``--save`` and ``--plot``."""
+    inputs = _data_files(args.dataset)
+    ck = str(nnx.checkpoint.checkpoint_path(args.checkpoint)) if args.checkpoint else None
+    lock = str(Path(args.checkpoint) / nnx.checkpoint.LOCK_NAME) if args.checkpoint else None
+    _writable_target("--save", args.save, inputs, [args.plot, ck, lock])
+    _writable_target("--plot", args.plot, inputs, [args.save, ck, lock])
+    if args.checkpoint:
+        for data in inputs:
+            for name in (ck, lock):
+                if nnx.io.same_file(Path(name), data):
+                    raise _UsageError(f"--checkpoint {args.checkpoint!r} would overwrite the data file {str(data)!r}")
 
 
 def _train(args: argparse.Namespace) -> int:
+    with contextlib.ExitStack() as held:
+        return _train_in(args, held)
+
+
+def _train_in(args: argparse.Namespace, held: contextlib.ExitStack) -> int:
     if args.resume and not args.checkpoint:
         raise _UsageError("--resume needs --checkpoint DIR, the directory to resume from")
     if args.checkpoint and Path(args.checkpoint).exists() and not Path(args.checkpoint).is_dir():
         raise _UsageError(f"--checkpoint {args.checkpoint!r} is a file; it names the directory that holds "
                           f"the run's checkpoint ({nnx.checkpoint.CHECKPOINT_NAME} inside it)")
-    _writable_target("--save", args.save)
-    _writable_target("--plot", args.plot)
+    _train_outputs(args)
     if args.plot and importlib.util.find_spec("matplotlib") is None:
         print("nnx: error: --plot needs matplotlib: pip install matplotlib "
               "(or the extra: pip install 'nnx-array[plot]')", file=sys.stderr)
@@ -155,14 +185,19 @@ def _train(args: argparse.Namespace) -> int:
         raise _UsageError(str(exc)) from None
     world = nnx.distributed.init() if args.distributed else None  # before the model: it picks the GPU
     lead = world is None or world.rank == 0
+    if args.checkpoint and lead:  # a second run on the directory is refused now, not after an epoch
+        try:
+            held.enter_context(nnx.checkpoint.claim_directory(args.checkpoint))
+        except OutputPathError as exc:
+            raise _UsageError(f"--checkpoint: {exc}") from None
     say = print if lead else _quiet
     ds = _load_data(args.dataset, _column(args.label_column), args.header)
     x, y = ds.x.astype("float64"), ds.y
     resumed = nnx.checkpoint.latest_checkpoint(args.checkpoint) if args.resume else None
     saved_run = nnx.load_checkpoint(resumed) if resumed else None
-    split_seed = _split_seed(args, saved_run)
-    if args.limit is not None and args.limit < len(ds):
-        keep = _random.permutation(_random.make_rng(split_seed), len(ds))[: args.limit]
+    split_seed, val, limit = _split_settings(args, saved_run)
+    if limit is not None and limit < len(ds):
+        keep = _random.permutation(_random.make_rng(split_seed), len(ds))[:limit]
         x, y = x[keep], y[keep]
     labels = list(ds.labels) if ds.labels is not None else list(range(max(int(ds.y.max()) + 1, 2)))
     classes = len(labels)
@@ -170,7 +205,10 @@ def _train(args: argparse.Namespace) -> int:
         raise _UsageError(f"{args.dataset} has {len(y)} samples of {classes} classes; training needs at least "
                           f"4 samples and 2 classes")
     inputs = int(x.shape[1])
-    (xt, yt), (xv, yv) = datasets.train_val_split(x, y, val=args.val, seed=split_seed, stratify=True)
+    try:
+        (xt, yt), (xv, yv) = datasets.train_val_split(x, y, val=val, seed=split_seed, stratify=True)
+    except nnx.errors.ConfigError as exc:
+        raise _UsageError(f"--val {val} with {len(y)} samples: {exc}") from None
     f = {"dtype": args.dtype, "backend": name}
     scale = nnx.preprocessing.Standardize(inputs, names=_input_names(ds), **f).fit(xt)
     head = nnx.preprocessing.ClassLabels(labels, name=ds.label_name)
@@ -194,7 +232,7 @@ def _train(args: argparse.Namespace) -> int:
     if saved_run is not None:
         done = saved_run.epoch
         say(f"resuming from {nnx.checkpoint.checkpoint_path(args.checkpoint)} after epoch {done}")
-    run_config = {"data": ds.name, "split_seed": split_seed, "val": args.val, "limit": args.limit}
+    run_config = {"data": ds.name, "split_seed": split_seed, "val": val, "limit": limit}
     started = time.perf_counter()
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
@@ -224,20 +262,31 @@ def _quiet(*args: Any, **kwargs: Any) -> None:
     """What ranks other than 0 print: nothing."""
 
 
-def _split_seed(args: argparse.Namespace, ck: Any) -> int:
-    """The seed that splits (and limits) the data: ``--seed``, except when resuming (from the
-    checkpoint ``ck``) with ``--allow-changes`` a run split with another seed, whose split is kept
-    so that held-out samples stay held out."""
+def _split_settings(args: argparse.Namespace, ck: Any) -> tuple[int, float, int | None]:
+    """The seed, held-out fraction and sample limit that split the data: ``--seed``, ``--val`` and
+    ``--limit``, except when resuming (from the checkpoint ``ck``) with ``--allow-changes``: then the
+    checkpointed run's split is kept exactly, so that no sample it held out is trained on."""
+    split = (args.seed, args.val, args.limit)
     if ck is None or not args.allow_changes:
-        return args.seed
+        return split  # a changed split without --allow-changes is refused by fit, as every changed setting
     settings = ck.extra.get("settings") if isinstance(ck.extra, dict) else None
     saved = (settings or {}).get("run_config") or {}
-    seed = saved.get("split_seed") if isinstance(saved, dict) else None
-    if isinstance(seed, int) and not isinstance(seed, bool) and seed >= 0 and seed != args.seed:
-        print(f"nnx: note: keeping the checkpointed run's data split (seed {seed}) so that held-out "
-              f"samples stay held out; --seed {args.seed} is not used for the split", file=sys.stderr)
-        return seed
-    return args.seed
+    if not isinstance(saved, dict) or "split_seed" not in saved:
+        return split
+    seed, val, limit = saved.get("split_seed"), saved.get("val"), saved.get("limit")
+    if not (_is_count(seed) and isinstance(val, float) and 0.0 < val < 1.0 and (limit is None or _is_count(limit))):
+        raise nnx.errors.ModelFileError(ck.path, f"the checkpointed run's data split {saved!r:.200} is not a seed, "
+                                                 f"a held-out fraction and a limit; the file is damaged")
+    kept = (seed, val, limit)
+    if kept != split:
+        print(f"nnx: note: keeping the checkpointed run's data split (seed {seed}), held-out fraction {val} and "
+              f"limit {limit}, so that held-out samples stay held out; this run's --seed {args.seed}, --val "
+              f"{args.val} and --limit {args.limit} are not used for the split", file=sys.stderr)
+    return kept
+
+
+def _is_count(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
 
 
 def _image_shape(ds: Any, inputs: int) -> tuple[int, int]:
@@ -300,7 +349,7 @@ def _model_for_table(args: argparse.Namespace) -> tuple[Any, Any, Any, list[str]
 
 def _predict(args: argparse.Namespace) -> int:
     """Write one line per row of the CSV file: the predicted label (and the class probabilities)."""
-    _writable_target("--out", args.out)
+    _writable_target("--out", args.out, [args.model_file, args.data])
     model, head, x, _ = _model_for_table(args)
     classes = nnx.predict_classes(model, x)
     labels = head.labels if head is not None else None
@@ -335,19 +384,20 @@ def _evaluate(args: argparse.Namespace) -> int:
                           f"and --label-column if it is not the last)")
     labels = head.labels if head is not None else None
     known = {str(v): i for i, v in enumerate(labels)} if labels is not None else None
+    out = nnx.predict(model, x)
+    classes = int(out.shape[1]) if out.shape[1] > 1 else 2
     truth = []
     for row, cell in enumerate(label_cells):
         key = _label_key(cell)
         if known is not None and key not in known:
             raise nnx.errors.DataFormatError(
-                f"{args.data}: data row {row + 1}: the label {cell!r} is not one the model knows "
+                f"{args.data}: data row {row + 1}: the label {cell[:40]!r} is not one the model knows "
                 f"({', '.join(repr(str(v)) for v in labels[:10])})")
-        if known is None and not key.isdigit():
-            raise nnx.errors.DataFormatError(f"{args.data}: data row {row + 1}: the label {cell!r} is not a class number")
+        if known is None and not (key.isdigit() and int(key) < classes):
+            raise nnx.errors.DataFormatError(f"{args.data}: data row {row + 1}: the label {cell[:40]!r} is not a "
+                                             f"class number of this model (0 to {classes - 1})")
         truth.append(known[key] if known is not None else int(key))
-    out = nnx.predict(model, x)
     predicted = nnx.train.loop.output_classes(model, out)
-    classes = int(out.shape[1]) if out.shape[1] > 1 else 2
     y = nnx.to_device(truth, backend.backend_of(out), dtype="int64")
     print(f"nnx evaluate {args.model_file} on {args.data}: {len(truth)} samples")
     print(nnx.metrics.report(y, predicted, labels if labels is not None else list(range(classes))))
@@ -451,7 +501,7 @@ def _parity(args: argparse.Namespace) -> int:
         names = [n.strip() for n in args.backends.split(",") if n.strip()]
     if len(names) < 2:
         return _parity_fail(f"parity needs two or more backends, got {names}")
-    _writable_target("--json", args.json_out)
+    _writable_target("--json", args.json_out, [m for m in args.model or [] if os.path.exists(m)])
     try:
         for name in names:
             backend.get(name)
@@ -481,8 +531,7 @@ def _parity(args: argparse.Namespace) -> int:
             "steps": args.steps,
             "models": results,
         }
-        with open(args.json_out, "w", encoding="utf-8") as fh:
-            json.dump(document, fh, indent=2)
+        nnx.io.atomic_write(args.json_out, [json.dumps(document, indent=2).encode("utf-8")])
     print("all agree" if ok else "backends DIFFER (see above)")
     return 0 if ok else 1
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import csv
 import gzip
+import math
 import zlib
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -22,7 +23,7 @@ from typing import Any, Iterator
 
 import numpy as np
 
-from nnx.errors import DataFormatError
+from nnx.errors import ConfigError, DataFormatError, ShapeError
 from nnx.preprocessing import encode_labels
 
 
@@ -155,14 +156,24 @@ def read_idx(path: str | Path) -> np.ndarray:
         raise DataFormatError(f"{path}: truncated IDX header: {ndim} dimensions need {header} bytes, got {len(raw)}")
     dims = tuple(int(d) for d in np.frombuffer(raw, dtype=">u4", count=ndim, offset=4))
     dtype = np.dtype(_IDX_TYPES[code])
-    expected = int(np.prod(dims, dtype=np.int64)) * dtype.itemsize
+    expected = math.prod(dims) * dtype.itemsize  # Python ints: NumPy's int64 product wraps for absurd dimensions
     got = len(raw) - header
     if got != expected:
         state = "truncated" if got < expected else "longer than its header says"
         raise DataFormatError(
             f"{path}: IDX file {state}: dimensions {dims} of {dtype.name} need {expected} data bytes, got {got}"
         )
-    return np.frombuffer(raw, dtype=dtype, offset=header).reshape(dims).astype(dtype.newbyteorder("="))
+    try:
+        values = np.frombuffer(raw, dtype=dtype, offset=header).reshape(dims).astype(dtype.newbyteorder("="))
+    except ValueError as exc:  # dimensions no array can have, e.g. (0, 2**31, 2**31)
+        raise DataFormatError(f"{path}: IDX dimensions {dims} cannot be those of an array ({exc})") from None
+    if values.dtype.kind == "f":
+        bad = np.argwhere(~np.isfinite(values))
+        if bad.size:
+            where = tuple(int(i) for i in bad[0])
+            raise DataFormatError(f"{path}: the value at index {where} is {values[where]}, not a finite number "
+                                  f"({len(bad)} such value(s)); IDX data must be finite")
+    return values
 
 
 def load_mnist_idx(images: str | Path, labels: str | Path, scale: bool = True) -> Dataset:
@@ -274,7 +285,7 @@ class _Grid:
         if bad.size:
             r, c = (int(i) for i in bad[0])
             raise DataFormatError(f"{self.where}: {_place(self.rows[r][0], cols[c], self.columns)}: "
-                                  f"{self.cells[r][cols[c]].strip()!r} is not a finite number")
+                                  f"{self.cells[r][cols[c]].strip()[:40]!r} is not a finite number")
         return x
 
     def labels(self, col: int) -> tuple[np.ndarray, list[Any]]:
@@ -290,7 +301,7 @@ def _grid(raw: bytes, where: str, header: bool | None) -> _Grid:
     numbered = [(i + 1, line) for i, line in enumerate(text.splitlines()) if line.strip()]
     if not numbered:
         raise DataFormatError(f"{where}: no data rows (the file is empty)")
-    first = _cells(numbered[0][1])
+    first = _cells(numbered[0][1], where, numbered[0][0])
     if header is None:
         header = _looks_like_header(first)
     columns = [c.strip() for c in first] if header else None
@@ -298,7 +309,12 @@ def _grid(raw: bytes, where: str, header: bool | None) -> _Grid:
     if not rows:
         raise DataFormatError(f"{where}: no data rows (only a header)")
     width = len(first)
-    cells = [_cells(line) for _, line in rows]
+    if columns is not None:
+        repeated = sorted({c for c in columns if columns.count(c) > 1})
+        if repeated:
+            raise DataFormatError(f"{where}: the header names column(s) {', '.join(repr(c) for c in repeated[:5])} "
+                                  f"more than once, so columns cannot be told apart by name; rename them")
+    cells = [_cells(line, where, lineno) for lineno, line in rows]
     for (lineno, _), row in zip(rows, cells):
         if len(row) != width:
             raise DataFormatError(
@@ -335,6 +351,8 @@ def read_csv_inputs(
     """
     path = Path(path)
     grid = _grid(_read(path), str(path), header)
+    if isinstance(label_column, str):  # a name must be one of the file's columns, wherever the inputs come from
+        _label_index(label_column, grid.width, grid.columns, str(path))
     label_cells = None
     if names is not None and grid.columns is not None:
         missing = [n for n in names if n not in grid.columns]
@@ -359,8 +377,12 @@ def read_csv_inputs(
     return grid.numbers(cols), label_cells
 
 
-def _cells(line: str) -> list[str]:
-    return next(csv.reader([line]))
+def _cells(line: str, where: str, lineno: int) -> list[str]:
+    try:
+        return next(csv.reader([line]))
+    except csv.Error as exc:  # a cell over csv.field_size_limit(), or a stray NUL byte
+        raise DataFormatError(f"{where}: line {lineno} cannot be read as CSV ({exc}); a data file's cells are "
+                              f"numbers and labels, up to {csv.field_size_limit()} characters each") from None
 
 
 def _is_number(cell: str) -> bool:
@@ -414,6 +436,10 @@ def _raise_first_bad_cell(where: str, rows: list[tuple[int, str]], cells: list[l
     raise DataFormatError(f"{where}: not a table of numbers (a cell the reader cannot parse)")
 
 
+# whole-number labels beyond this are not exact in float64 (and overflow int64 further on)
+_MAX_LABEL = 2.0**53
+
+
 def _class_labels(values: list[str], where: str, rows: list[tuple[int, str]], col: int,
                   columns: list[str] | None) -> tuple[np.ndarray, list[Any]]:
     """Class indices 0..k-1 for the sorted distinct labels, and those labels (ints or strings)."""
@@ -433,13 +459,20 @@ def _class_labels(values: list[str], where: str, rows: list[tuple[int, str]], co
             i = int(bad[0])
             raise DataFormatError(f"{where}: {_place(rows[i][0], col, columns)}: the label {values[i]!r} is not a "
                                   f"whole number (labels are classes: whole numbers or names)")
+        bad = np.flatnonzero(np.abs(numbers) > _MAX_LABEL)
+        if bad.size:
+            i = int(bad[0])
+            raise DataFormatError(f"{where}: {_place(rows[i][0], col, columns)}: the label {values[i]!r} is beyond "
+                                  f"the class numbers nnx reads exactly (-2**53 .. 2**53); labels are classes: "
+                                  f"whole numbers or names")
         return encode_labels(numbers.astype(np.int64))
     return encode_labels(values)
 
 
 def _labels(values: np.ndarray, where: str) -> np.ndarray:
-    if values.size and (not np.all(np.isfinite(values)) or np.any(values != np.round(values)) or values.min() < 0):
-        raise DataFormatError(f"{where}: labels must be whole numbers >= 0 (class indices)")
+    if values.size and (not np.all(np.isfinite(values)) or np.any(values != np.round(values)) or values.min() < 0
+                        or values.max() > _MAX_LABEL):
+        raise DataFormatError(f"{where}: labels must be whole numbers from 0 to 2**53 (class indices)")
     return values.astype(np.int64)
 
 
@@ -462,10 +495,13 @@ def train_val_split(
     x, y = np.asarray(x), np.asarray(y)
     n = int(x.shape[0])
     if y.shape[0] != n:
-        raise ValueError(f"train_val_split: {n} inputs but {y.shape[0]} targets")
+        raise ShapeError(f"train_val_split: {n} inputs but {y.shape[0]} targets")
     count = int(round(val * n)) if isinstance(val, float) else int(val)
     if (isinstance(val, float) and not 0.0 < val < 1.0) or not 0 < count < n:
-        raise ValueError(f"train_val_split: val must be a fraction in (0, 1) or a count in [1, {n - 1}], got {val!r}")
+        held = f" ({val!r} of {n} samples holds out {count})" if isinstance(val, float) and 0.0 < val < 1.0 else ""
+        raise ConfigError(f"train_val_split: val must be a fraction in (0, 1) or a count in [1, {n - 1}] that "
+                          f"leaves at least one sample on each side, got {val!r}{held}; use more samples or "
+                          f"another val")
     rng = _random.make_rng(seed)
     if not stratify:
         order = _random.permutation(rng, n)

@@ -94,3 +94,12 @@ class ParityError(NnxError, AssertionError):
 class DistributedError(NnxError, RuntimeError):
     """A data-parallel run that cannot go on: MPI missing, ranks that disagree (architecture,
     data, checkpoint), or a rank that stopped answering within the timeout."""
+
+
+class OutputPathError(NnxError, ValueError):
+    """An output path nnx will not write: an input of the same command, a directory, a device or
+    FIFO, a missing or read-only folder (see :func:`nnx.io.check_output`)."""
+
+
+class CheckpointInUseError(NnxError, RuntimeError):
+    """A checkpoint directory that another running process holds (its lock file names the process)."""

@@ -7,10 +7,12 @@ changes the caller's matplotlib backend or opens a window.
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 from nnx.errors import NnxError
+from nnx.io import atomic_write
 
 
 class PlotUnavailableError(NnxError, ImportError):
@@ -58,9 +60,9 @@ def plot_history(history: Any, path: str | Path, title: str | None = None) -> Pa
     if title:
         fig.suptitle(title)
     fig.tight_layout()
-    path = Path(path)
-    fig.savefig(path, dpi=110)
-    return path
+    image = io.BytesIO()
+    fig.savefig(image, format="png", dpi=110)
+    return atomic_write(path, [image.getvalue()])
 
 
 __all__ = ["PlotUnavailableError", "plot_history"]

@@ -180,6 +180,7 @@ def build(directory: Path) -> list[tuple[str, str, str]]:
     npz.unlink()
     add("unknown-kind.nnx", _with_description(base, lambda d: d.update(kind="script")),
         "CorruptModelFileError", "expected 'model' or 'checkpoint'")
+    _forged_numbers(directory, add, cases)
     if hasattr(os, "mkfifo"):
         fifo = directory / "a-pipe.nnx"
         if not fifo.exists():
@@ -191,6 +192,52 @@ def build(directory: Path) -> list[tuple[str, str, str]]:
     for name, content in files.items():
         (directory / name).write_bytes(content)
     return cases
+
+
+def numbers_model() -> nnx.Sequential:
+    """A model whose arrays obey rules beyond finiteness: Standardize's std > 0, BatchNorm's running_var >= 0."""
+    return nnx.Sequential(nnx.preprocessing.Standardize(3, names=["a", "b", "c"]), nnx.Linear(3, 4, seed=0), nnx.BatchNorm1d(4),
+                          nnx.Reshape((1, 2, 2)), nnx.Conv2d(1, 1, 2, padding=1, seed=1), nnx.Flatten())
+
+
+def _with_tensor(base: Path, directory: Path, name: str, tensor: str, change: Callable[[np.ndarray], None]) -> None:
+    """A file whose tensor ``tensor`` was changed and its checksum recomputed, as a deliberate forger would."""
+    file = nio.read_tensors(base)
+    tensors = {n: np.array(a) for n, a in file.tensors.items()}
+    change(tensors[tensor])
+    nio.write_tensors(directory / name, tensors, file.description)
+
+
+def _forged_numbers(directory: Path, add: Callable[[str, bytes, str, str], None],
+                    cases: list[tuple[str, str, str]]) -> None:
+    """Files sound in every byte whose numbers no constructor or training run would make."""
+    base = nio.save(numbers_model(), directory / "valid-numbers.nnx")
+    for name, tensor, value, phrase in (
+        ("standardize-std-zero.nnx", "0.std", 0.0, "'std' holds values <= 0"),
+        ("standardize-std-negative.nnx", "0.std", -1.0, "'std' holds values <= 0"),
+        ("standardize-std-nan.nnx", "0.std", np.nan, "'std' holds NaN or infinite values"),
+        ("batchnorm-negative-running-var.nnx", "2.running_var", -0.5, "'running_var' holds negative values"),
+        ("nan-weight.nnx", "1.weight", np.nan, "'weight' holds NaN or infinite values"),
+        ("inf-bias.nnx", "4.bias", np.inf, "'bias' holds NaN or infinite values"),
+    ):
+        _with_tensor(base, directory, name, tensor, lambda a, v=value: a.reshape(-1).__setitem__(0, v))
+        cases.append((name, "CorruptModelFileError", phrase))
+
+    def config(i: int, **values: Any) -> Callable[[dict[str, Any]], None]:
+        return lambda d: d["model"]["children"][i][1]["config"].update(values)
+
+    add("standardize-repeated-names.nnx", _with_description(base, config(0, names=["a", "a", "c"])),
+        "CorruptModelFileError", "repeated column names")
+    add("forged-backend.nnx", _with_description(base, config(1, backend="array_api_strict")),
+        "CorruptModelFileError", "config names a backend")
+    add("conv-padding-huge.nnx", _with_description(base, config(4, padding=[10**6, 10**6])),
+        "CorruptModelFileError", "is out of range")
+
+
+# Cases caught when the model is built or filled from a sound file, not when the file is read.
+VALUE_STAGE = {"standardize-std-zero.nnx", "standardize-std-negative.nnx", "standardize-std-nan.nnx",
+               "batchnorm-negative-running-var.nnx", "nan-weight.nnx", "inf-bias.nnx",
+               "standardize-repeated-names.nnx", "forged-backend.nnx", "conv-padding-huge.nnx"}
 
 
 if __name__ == "__main__":

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import importlib.util
+import os
 import struct
 import subprocess
 import sys
 
 import numpy as np
+import pytest
 
 import nnx
 
@@ -226,3 +228,131 @@ def test_csv_to_saved_model_to_predictions_end_to_end(tmp_path) -> None:
     missing.write_text("width,size\n1,2\n")
     refused = run_nnx("predict", str(model_file), str(missing))
     assert refused.returncode == 1 and "input columns 'height' are not in the file's header" in refused.stderr
+
+
+def _main(capsys, *args: str) -> tuple[int, str]:
+    """``nnx ARGS`` in this process: the exit status and standard error."""
+    from nnx import cli
+
+    try:
+        code = cli.main(list(args))
+    except SystemExit as exit_info:
+        code = exit_info.code
+    err = capsys.readouterr().err
+    assert "Traceback" not in err, err
+    return code, err
+
+
+def _model_and_table(tmp_path, capsys):
+    model, table = tmp_path / "m.nnx", tmp_path / "d.csv"
+    assert _main(capsys, "train", "digits", "--limit", "60", "--epochs", "1", "--hidden", "4", "--quiet",
+                 "--save", str(model))[0] == 0
+    ds = nnx.datasets.load("digits", scale=False)
+    table.write_text("".join(",".join(str(int(v)) for v in row) + f",{label}\n"
+                             for row, label in zip(ds.x[:12], ds.y[:12])))
+    return model, table
+
+
+def test_no_output_destroys_an_input_or_another_output(tmp_path, capsys) -> None:
+    model, table = _model_and_table(tmp_path, capsys)
+    (tmp_path / "sub").mkdir()
+    files = {p: p.read_bytes() for p in (model, table)}
+    cases = [
+        (["predict", str(model), str(table), "--out", str(model)], "is also an input"),
+        (["predict", str(model), str(table), "--out", str(table)], "is also an input"),
+        (["predict", str(model), str(table), "--out", str(tmp_path / "sub" / ".." / "m.nnx")], "is also an input"),
+        (["predict", str(model), str(table), "--out", os.devnull], "not a regular file"),
+        (["train", str(table), "--epochs", "1", "--save", str(table)], "is also an input"),
+        (["train", "digits", "--epochs", "1", "--save", str(tmp_path / "x.png"), "--plot", str(tmp_path / "x.png")],
+         "is also another output"),
+        (["train", "digits", "--epochs", "1", "--checkpoint", str(tmp_path / "ck"),
+          "--save", str(tmp_path / "ck" / "checkpoint.nnx")], "is also another output"),
+        (["parity", "--backends", "numpy,array_api_strict", "--model", str(model), "--json", str(model)],
+         "is also an input"),
+    ]
+    if hasattr(os, "mkfifo"):
+        os.mkfifo(tmp_path / "fifo")
+        cases.append((["predict", str(model), str(table), "--out", str(tmp_path / "fifo")], "not a regular file"))
+    for args, phrase in cases:
+        code, err = _main(capsys, *args)
+        assert code == 2 and phrase in err, (args, err)
+    assert all(p.read_bytes() == content for p, content in files.items())
+    assert not (tmp_path / "x.png").exists() and not (tmp_path / "ck").exists()
+    assert _is_char_device(os.devnull)
+
+
+def _is_char_device(path: str) -> bool:
+    import stat
+
+    return stat.S_ISCHR(os.stat(path).st_mode) if os.name == "posix" else True
+
+
+def test_a_second_run_on_a_checkpoint_directory_is_refused_with_the_holders_pid(tmp_path, capsys) -> None:
+    from test_outputs import _hold
+
+    if nnx.checkpoint.fcntl is None:
+        pytest.skip("no advisory file locks on this system")
+    holder = _hold(tmp_path)
+    try:
+        code, err = _main(capsys, "train", "digits", "--limit", "60", "--epochs", "1", "--quiet",
+                          "--checkpoint", str(tmp_path))
+    finally:
+        holder.communicate("")
+    assert code == 1 and f"in use by another run (process {holder.pid})" in err, err
+    assert not (tmp_path / "checkpoint.nnx").exists()
+    regular = tmp_path / "file"
+    regular.write_text("x")
+    code, err = _main(capsys, "train", "digits", "--epochs", "1", "--checkpoint", str(regular / "sub"))
+    assert code == 2 and "cannot be made" in err
+
+
+def test_bad_data_files_are_clear_errors(tmp_path, capsys) -> None:
+    model, table = _model_and_table(tmp_path, capsys)
+    long_cell = tmp_path / "long.csv"
+    long_cell.write_text("1,2,0\n3," + "9" * 200_000 + ",1\n5,6,0\n7,8,1\n")
+    huge_label = tmp_path / "huge.csv"
+    huge_label.write_text("1,2,0\n3,4,1e300\n5,6,0\n7,8,1\n")
+    twice = tmp_path / "twice.csv"
+    twice.write_text("a,a,label\n1,2,0\n3,4,1\n5,6,0\n7,8,1\n")
+    plain = nnx.save(nnx.Sequential(nnx.Linear(2, 3, seed=0)), tmp_path / "plain.nnx")  # no ClassLabels
+    beyond = tmp_path / "beyond.csv"
+    beyond.write_text("1,2,0\n3,4,1e300\n5,6,2\n")
+    named = tmp_path / "named.csv"
+    named.write_text(",".join(f"p{i}" for i in range(64)) + ",label\n" + table.read_text())
+    for args, phrase in (
+        (["train", str(long_cell), "--epochs", "1"], "line 2 cannot be read as CSV"),
+        (["evaluate", str(model), str(long_cell)], "cannot be read as CSV"),
+        (["train", str(huge_label), "--epochs", "1"], "the label '1e300' is beyond"),
+        (["train", str(twice), "--epochs", "1"], "names column(s) 'a' more than once"),
+        (["evaluate", str(model), str(named), "--label-column", "nosuch"], "no column named 'nosuch'"),
+        (["evaluate", str(model), str(table), "--label-column", "nosuch"], "the file has no header"),
+        (["evaluate", str(plain), str(beyond), "--no-header"], "data row 2: the label '1e300' is not a class number"),
+    ):
+        code, err = _main(capsys, *args)
+        assert code == 1 and phrase in err, (args, err)
+    code, err = _main(capsys, "train", "digits", "--limit", "10", "--val", "0.01", "--epochs", "1")
+    assert code == 2 and "holds out 0" in err
+    images = np.ones((4, 2, 2), ">f4")
+    images[1, 0, 1] = np.nan  # one NaN once scaled every value by a NaN maximum
+    (tmp_path / "idx").mkdir()
+    for name, array, code_byte in (("train-images-idx3-ubyte", images, 0x0D),
+                                   ("train-labels-idx1-ubyte", np.array([0, 1, 0, 1], ">u1"), 0x08)):
+        (tmp_path / "idx" / name).write_bytes(bytes([0, 0, code_byte, array.ndim])
+                                              + struct.pack(f">{array.ndim}I", *array.shape) + array.tobytes())
+    code, err = _main(capsys, "train", str(tmp_path / "idx"), "--epochs", "1")
+    assert code == 1 and "the value at index (1, 0, 1) is nan, not a finite number" in err, err
+
+
+def test_a_resumed_run_keeps_its_held_out_samples(tmp_path, capsys) -> None:
+    base = ["train", "digits", "--limit", "200", "--hidden", "8", "--quiet", "--checkpoint", str(tmp_path)]
+    assert _main(capsys, *base, "--epochs", "1")[0] == 0  # its split: 160 training and 40 held out
+    for changed in (["--val", "0.5"], ["--limit", "150"], ["--val", "0.5", "--limit", "100", "--seed", "4"]):
+        from nnx import cli
+
+        code = cli.main([*base, "--epochs", "2", "--resume", "--allow-changes", *changed])
+        out, err = capsys.readouterr()
+        assert code == 0, err
+        assert "160 training and 40 held-out samples" in out, (changed, out)
+        assert "keeping the checkpointed run's data split" in err
+        code, err = _main(capsys, *base, "--epochs", "3", "--resume", *changed)
+        assert code == 1 and "settings differ" in err

@@ -3,11 +3,17 @@
 Random shapes (empty ones included), dtypes (float16/32/64, integers, bool,
 complex) and values (NaN, ±inf) go into every layer's forward and backward
 and every loss; a raw Python or NumPy exception is a failure. Runs on numpy
-(the CPU backends share the code paths).
+(the CPU backends share the code paths). The last section holds one property
+per class of hostile files and paths: outputs that would destroy inputs,
+forged numbers in model files, a resumed run's data split, damaged data
+files and file names near the length limit.
 """
 
 from __future__ import annotations
 
+import csv
+import os
+import re
 import warnings
 from typing import Any, Callable
 
@@ -148,7 +154,7 @@ def test_any_bytes_as_csv_read_or_raise_an_nnx_error(tmp_path_factory: Any, raw:
 _IDX_HEADERS = st.builds(
     lambda code, dims: bytes([0, 0, code, len(dims)]) + b"".join(d.to_bytes(4, "big") for d in dims),
     st.sampled_from([0x08, 0x09, 0x0B, 0x0C, 0x0D, 0x0E, 0x07, 0xFF]),
-    st.lists(st.integers(0, 6), max_size=4),
+    st.lists(st.one_of(st.integers(0, 6), st.sampled_from([2**31, 2**32 - 1])), max_size=4),
 )
 
 
@@ -164,3 +170,146 @@ def test_any_bytes_as_idx_read_or_raise_an_nnx_error(tmp_path_factory: Any, head
         return
     dims = tuple(int.from_bytes(raw[4 + 4 * i: 8 + 4 * i], "big") for i in range(raw[3]))
     assert array.shape == dims and array.nbytes == len(raw) - 4 - 4 * len(dims)
+    assert array.dtype.kind != "f" or np.all(np.isfinite(array))
+
+
+# hostile files and paths: one property per class -----------------------------------------
+
+FEW = settings(max_examples=25, deadline=None, suppress_health_check=list(HealthCheck), derandomize=True)
+
+
+@FEW
+@given(steps=st.lists(st.sampled_from(["dot", "up", "symlink", "hardlink"]), min_size=0, max_size=4))
+def test_no_spelling_of_an_input_may_be_written(tmp_path_factory: Any, steps: list[str]) -> None:
+    """However an input is named (``./``, ``sub/..``, links to links, hard links), it is no output."""
+    root = tmp_path_factory.mktemp("out")
+    (root / "sub").mkdir()
+    data = root / "d.csv"
+    data.write_text("1,2,0\n")
+    name = data
+    for i, step in enumerate(steps):
+        if step == "dot":
+            name = name.parent / "." / name.name
+        elif step == "up":
+            name = name.parent / "sub" / ".." / name.name
+        else:
+            link = root / f"alias{i}.csv"
+            link.symlink_to(name) if step == "symlink" else os.link(name, link)
+            name = link
+    with pytest.raises(nnx.errors.OutputPathError, match="is also an input"):
+        nnx.io.check_output(name, inputs=[data])
+    with pytest.raises(nnx.errors.OutputPathError, match="is also an input"):
+        nnx.io.check_output(data, inputs=[name])
+    assert nnx.io.check_output(root / "sub" / "new.csv", inputs=[name]) == root / "sub" / "new.csv"
+    assert data.read_text() == "1,2,0\n"
+
+
+_FORGERIES = st.sampled_from([
+    ("0.std", [0.0, -1.0, -1e-30, float("nan"), float("inf")]),
+    ("0.mean", [float("nan"), float("-inf")]),
+    ("1.weight", [float("nan"), float("inf"), float("-inf")]),
+    ("2.running_var", [-1e-6, -5.0, float("nan")]),
+    ("2.running_mean", [float("inf")]),
+    ("4.weight", [float("nan")]),
+])
+
+
+@FEW
+@given(forgery=_FORGERIES, data=st.data())
+def test_no_forged_number_loads(tmp_path_factory: Any, forgery: Any, data: st.DataObject) -> None:
+    """Any one value of a sound file set to what no constructor or training makes: refused on load."""
+    from hostile_files import numbers_model
+
+    tensor, values = forgery
+    path = nnx.save(numbers_model(), tmp_path_factory.mktemp("forged") / "m.nnx")
+    file = nnx.io.read_tensors(path)
+    tensors = {n: np.array(a) for n, a in file.tensors.items()}
+    flat = tensors[tensor].reshape(-1)
+    flat[data.draw(st.integers(0, flat.size - 1))] = data.draw(st.sampled_from(values))
+    nnx.io.write_tensors(path, tensors, file.description)
+    with pytest.raises(nnx.errors.CorruptModelFileError, match="damaged or forged"):
+        nnx.load(path)
+
+
+@FEW
+@given(val=st.sampled_from([0.2, 0.25, 0.5]), limit=st.sampled_from([None, 40, 60]),
+       split_seed=st.integers(0, 3), changed=st.sampled_from(["val", "limit", "split_seed", "data"]))
+def test_a_resumed_run_never_changes_its_data_split(tmp_path_factory: Any, val: float, limit: Any,
+                                                     split_seed: int, changed: str) -> None:
+    """fit refuses a changed run_config on resume even with allow_changes: held out stays held out."""
+    directory = tmp_path_factory.mktemp("ck")
+    x = np.arange(16.0).reshape(8, 2)
+    y = x.sum(axis=1, keepdims=True)
+    config = {"data": "t", "split_seed": split_seed, "val": val, "limit": limit}
+
+    def run(run_config: Any, epochs: int) -> None:
+        model = nnx.Linear(2, 1, seed=0, dtype="float64")
+        nnx.fit(model, nnx.MSE(), nnx.SGD(model.parameters(), lr=0.01), (x, y), epochs=epochs, progress=False,
+                checkpoint=directory, resume=True, allow_changes=True, run_config=run_config)
+
+    run(config, 1)
+    other = {"val": 0.3, "limit": 50, "split_seed": split_seed + 1, "data": "u"}[changed]
+    with pytest.raises(nnx.errors.ConfigError, match="allow_changes never changes"):
+        run({**config, changed: other}, 2)
+    assert nnx.load_checkpoint(directory / "checkpoint.nnx").epoch == 1
+    run(config, 2)  # the same split resumes
+
+
+@FEW
+@given(length=st.sampled_from([10, 131_071, 131_072, 131_073, 200_000]), row=st.integers(0, 3),
+       col=st.integers(0, 2))
+def test_any_cell_length_reads_or_gives_a_data_error(tmp_path_factory: Any, length: int, row: int,
+                                                     col: int) -> None:
+    rows = [["1", "2", "0"], ["3", "4", "1"], ["5", "6", "0"], ["7", "8", "1"]]
+    rows[row][col] = "0" * (length - 1) + "1"  # the number 1, however long its cell
+    raw = "".join(",".join(r) + "\n" for r in rows).encode()
+    path = tmp_path_factory.mktemp("csv") / "f.csv"
+    path.write_bytes(raw)
+    try:
+        ds = nnx.datasets.load_csv(path)
+    except nnx.errors.DataFormatError as exc:
+        assert length > csv.field_size_limit() and "cannot be read as CSV" in str(exc), str(exc)[:300]
+        return
+    assert length <= csv.field_size_limit() and np.all(np.isfinite(ds.x)) and len(ds) == 4
+
+
+@FEW
+@given(label=st.one_of(st.integers(-(2**70), 2**70), st.sampled_from([2**53, 2**53 + 2, -(2**53) - 2, 10**300])),
+       names=st.lists(st.sampled_from(["a", "b", "c"]), min_size=3, max_size=3))
+def test_labels_and_headers_read_exactly_or_give_a_data_error(tmp_path_factory: Any, label: int,
+                                                              names: list[str]) -> None:
+    path = tmp_path_factory.mktemp("csv") / "f.csv"
+    path.write_text(f"{names[0]},{names[1]},{names[2]}\n1,2,0\n3,4,{label}.0\n5,6,0\n")
+    try:
+        ds = nnx.datasets.load_csv(path)
+    except nnx.errors.DataFormatError as exc:
+        assert abs(label) > 2**53 or len(set(names)) < 3, str(exc)
+        return
+    assert abs(label) <= 2**53 and len(set(names)) == 3
+    assert sorted(ds.labels) == sorted({0, label}) and ds.columns == names
+
+
+@FEW
+@given(code=st.sampled_from([0x0D, 0x0E]), shape=st.tuples(st.integers(1, 3), st.integers(1, 3), st.integers(1, 3)),
+       data=st.data())
+def test_a_non_finite_idx_value_is_refused_at_its_position(tmp_path_factory: Any, code: int,
+                                                           shape: tuple[int, ...], data: st.DataObject) -> None:
+    values = np.ones(shape, ">f4" if code == 0x0D else ">f8")
+    at = tuple(data.draw(st.integers(0, n - 1)) for n in shape)
+    values[at] = data.draw(st.sampled_from([np.nan, np.inf, -np.inf]))
+    path = tmp_path_factory.mktemp("idx") / "images"
+    path.write_bytes(bytes([0, 0, code, 3]) + b"".join(n.to_bytes(4, "big") for n in shape) + values.tobytes())
+    with pytest.raises(nnx.errors.DataFormatError, match=f"at index {re.escape(str(at))} is"):
+        nnx.datasets.read_idx(path)
+
+
+@FEW
+@given(length=st.integers(1, 60), wide=st.booleans())
+def test_any_file_name_the_system_takes_saves_without_leftovers(tmp_path_factory: Any, length: int,
+                                                                wide: bool) -> None:
+    """Names up to 240 bytes (ASCII or two-byte characters): the temporary name beside them fits too."""
+    stem = ("é" if wide else "m") * (length * 2 if wide else length * 4)
+    name = stem.encode()[:236].decode("utf-8", "ignore") + ".nnx"
+    directory = tmp_path_factory.mktemp("names")
+    path = nnx.save(nnx.Linear(2, 1, seed=0), directory / name)
+    assert repr(nnx.load(path)) == "Linear(2, 1)" and os.listdir(directory) == [name]

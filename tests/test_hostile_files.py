@@ -16,12 +16,12 @@ import numpy as np
 import pytest
 
 import nnx
-from hostile_files import MARKER, build, valid_model
+from hostile_files import MARKER, VALUE_STAGE, build, numbers_model, valid_model
 
 CORPUS_DIR = "hostile"
 # Cases caught when the model is built from the description, not when the file is read.
 BUILD_STAGE = {"unknown-layer.nnx", "bad-layer-config.nnx", "huge-layer-config.nnx", "deep-nesting.nnx",
-               "deep-nesting-children.nnx", "children-not-pairs.nnx", "sequential-with-config.nnx"}
+               "deep-nesting-children.nnx", "children-not-pairs.nnx", "sequential-with-config.nnx"} | VALUE_STAGE
 
 
 @pytest.fixture(scope="module")
@@ -74,7 +74,8 @@ def test_pickle_payload_is_live_but_never_runs(tmp_path: Path) -> None:
         assert not marker.exists()
 
 
-@pytest.mark.parametrize("name", ["huge-header-length.nnx", "huge-tensor.nnx", "huge-layer-config.nnx"])
+@pytest.mark.parametrize("name", ["huge-header-length.nnx", "huge-tensor.nnx", "huge-layer-config.nnx",
+                                  "conv-padding-huge.nnx"])
 def test_declared_huge_sizes_are_never_allocated(corpus: tuple[Path, list[tuple[str, str, str]]], name: str) -> None:
     directory, _ = corpus
     nnx.load(directory / "valid.nnx")  # warm imports and caches outside the measurement
@@ -86,6 +87,21 @@ def test_declared_huge_sizes_are_never_allocated(corpus: tuple[Path, list[tuple[
     finally:
         tracemalloc.stop()
     assert peak < 2**20, f"loading {name} allocated {peak} bytes at its peak"
+
+
+def test_the_valid_numbers_file_loads_and_its_forgeries_never_reach_a_model(
+        corpus: tuple[Path, list[tuple[str, str, str]]]) -> None:
+    """The forged-number cases differ from a loadable file only in the forged value; a checkpoint
+    restore into an existing model refuses them too, and leaves that model untouched."""
+    directory, _ = corpus
+    assert repr(nnx.load(directory / "valid-numbers.nnx")) == repr(numbers_model())
+    model = numbers_model()
+    before = {n: nnx.to_host(a).copy() for n, a in model.state_dict().items()}
+    for name in ("standardize-std-zero.nnx", "batchnorm-negative-running-var.nnx", "nan-weight.nnx"):
+        file = nnx.io.read_tensors(directory / name)
+        with pytest.raises(nnx.errors.CorruptModelFileError, match="damaged or forged"):
+            nnx.io.fill_model(model, file)
+    assert all(np.array_equal(nnx.to_host(a), before[n]) for n, a in model.state_dict().items())
 
 
 def test_every_truncation_and_every_flipped_byte_is_caught(tmp_path: Path) -> None:

@@ -170,7 +170,7 @@ def test_failed_save_keeps_the_previous_file(tmp_path: Path, monkeypatch: pytest
 
 
 def test_save_to_a_directory_is_an_error(tmp_path: Path) -> None:
-    with pytest.raises(nnx.errors.NotAModelFileError, match="is a directory"):
+    with pytest.raises(nnx.errors.OutputPathError, match="is a directory"):
         nnx.save(_net(), tmp_path)
 
 

@@ -31,7 +31,7 @@ from typing import Any, Callable, ClassVar, Iterator, Mapping
 
 from nnx import backend as _backend
 from nnx import random as _random
-from nnx.errors import BackendMismatchError, DTypeError, ShapeError, StateError
+from nnx.errors import BackendMismatchError, DTypeError, NonFiniteError, ShapeError, StateError
 from nnx.layers.checks import check_float, check_same_dtype
 
 
@@ -277,12 +277,30 @@ class Layer(SavesForBackward):
             have, want = _backend.dtype_name(value), _backend.dtype_name(current)
             if have != want:
                 raise DTypeError(f"{kind} {name!r} is {have} in {source} but the architecture makes it {want}")
+        for path, layer in self.named_modules():
+            own = [n for n, _ in layer._own_parameters()] + list(layer.buffer_names)
+            layer.check_arrays({n: state[_join(path, n)] for n in own}, f"{source}'s layer {path or 'model'}")
         for name, (kind, current) in targets.items():
             value = _backend.to_device(state[name], _backend.backend_of(current))
             if kind == "parameter":
                 params[name].data, params[name].grad = value, None
             else:
                 self.set_buffer(name, value)
+
+    def check_arrays(self, arrays: Mapping[str, Any], where: str) -> None:
+        """Judge values about to become this layer's own parameters and buffers (``arrays``, by
+        attribute name, of any backend) as the constructor judges its arguments; ``where`` names
+        their source for the message. :meth:`load_state_dict` calls it on every layer before it
+        changes anything, so a model file or checkpoint cannot load values the layer would never
+        make. By default every floating-point array must be finite; a layer whose arrays obey more
+        rules (a standard deviation above 0) extends it. Raises
+        :class:`~nnx.errors.NonFiniteError` or ``ValueError`` naming the array.
+        """
+        for name, value in arrays.items():
+            xp = _backend.namespace_of(value)
+            if xp.isdtype(value.dtype, "real floating") and not bool(xp.all(xp.isfinite(value))):
+                raise NonFiniteError(f"{where}: {self!r} {name!r} holds NaN or infinite values, which no "
+                                     f"trained {type(self).__name__} has; the values are damaged or forged")
 
     def random_states(self) -> dict[str, Any]:
         """The state of every layer's own host generator (attribute ``rng``), by dotted path."""

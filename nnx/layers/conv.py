@@ -43,7 +43,14 @@ def _pads(padding: Any, kernel: tuple[int, ...], stride: tuple[int, ...], dilati
             raise ValueError(f"{owner} padding='same' needs stride 1, got stride {stride}")
         totals = [d * (k - 1) for k, d in zip(kernel, dilation)]
         return tuple((t // 2, t - t // 2) for t in totals)
-    return tuple((p, p) for p in as_tuple(padding, n, "padding", owner, minimum=0))
+    pads = as_tuple(padding, n, "padding", owner, minimum=0)
+    spans = tuple(d * (k - 1) + 1 for k, d in zip(kernel, dilation))
+    if any(p > s for p, s in zip(pads, spans)):
+        # padding beyond a window's span only adds outputs that see nothing but zeros (and a file's
+        # padding of 10**6 would allocate terabytes before anything else could object)
+        raise ValueError(f"{owner} padding {padding!r} is out of range: each side may pad at most what the window "
+                         f"spans (dilation * (kernel_size - 1) + 1 = {spans})")
+    return tuple((p, p) for p in pads)
 
 
 class _Conv(ParamLayer):

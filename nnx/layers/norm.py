@@ -224,6 +224,15 @@ class BatchNorm1d(_Norm):
     def output_shape(self, input_shape: tuple[int, ...]) -> tuple[int, ...]:
         return tuple(input_shape)
 
+    def check_arrays(self, arrays: Mapping[str, Any], where: str) -> None:
+        """Finite values (see :meth:`Layer.check_arrays`), and a ``running_var`` of no negative value."""
+        super().check_arrays(arrays, where)
+        var = arrays["running_var"]
+        xp = _backend.namespace_of(var)
+        if not bool(xp.all(var >= 0)):
+            raise ValueError(f"{where}: {self!r} 'running_var' holds negative values, which no variance has; "
+                             f"the values are damaged or forged")
+
     def config(self) -> dict[str, Any]:
         return {"num_features": self.num_features, "momentum": self.momentum, "eps": self.eps,
                 "affine": self.weight is not None, "dtype": self.dtype}

@@ -37,6 +37,10 @@ class Standardize(Layer):
             names = [str(n) for n in names]
             if len(names) != num_features:
                 raise ValueError(f"Standardize got {len(names)} names for {num_features} features")
+            repeated = sorted({n for n in names if names.count(n) > 1})
+            if repeated:
+                raise ValueError(f"Standardize got repeated column names {repeated!r:.200}; each input's name "
+                                 f"must be unique so that a file's columns can be matched by name")
         self.num_features, self.names, self.dtype = num_features, names, dtype
         name = backend or _backend.current()
         self.mean = _backend.to_device(_random.full((num_features,), 0.0), name, dtype)
@@ -73,6 +77,16 @@ class Standardize(Layer):
     def backward(self, grad: Any) -> Any:
         (std,) = self.saved_tensors()
         return grad / std
+
+    def check_arrays(self, arrays: Mapping[str, Any], where: str) -> None:
+        """Finite values (see :meth:`Layer.check_arrays`), and every ``std`` above 0 as :meth:`fit` makes it."""
+        super().check_arrays(arrays, where)
+        std = arrays["std"]
+        xp = _backend.namespace_of(std)
+        if not bool(xp.all(std > 0)):
+            raise ValueError(f"{where}: {self!r} 'std' holds values <= 0, which fit never makes (a constant "
+                             f"feature gets std 1); dividing by them gives infinite or flipped inputs; the "
+                             f"values are damaged or forged")
 
     def config(self) -> dict[str, Any]:
         return {"num_features": self.num_features, "names": self.names, "dtype": self.dtype}

@@ -22,6 +22,7 @@ How :func:`fit` treats data and the device:
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -253,7 +254,9 @@ def fit(
     ``resume=True`` a run first continues from the checkpoint there, if there
     is one (built with the same model, optimizer, callbacks and seed), and
     otherwise starts afresh; on CPU the result is bit for bit that of a run
-    never interrupted.
+    never interrupted. The directory is made and locked before anything else
+    (:func:`nnx.checkpoint.claim_directory`): a second run on it, or a
+    directory that cannot be written, is an error before the first epoch.
 
     The checkpoint also records the run's settings: the optimizer's type,
     learning rate and hyper-parameters, ``seed`` (when an int), ``batch_size``,
@@ -261,7 +264,8 @@ def fit(
     such as how the data were split). Resuming with different settings raises
     :class:`~nnx.errors.ConfigError` listing them; with ``allow_changes=True``
     the run goes on with the new learning rate and hyper-parameters (the shuffle
-    order still continues from the saved generator) and a warning lists the changes.
+    order still continues from the saved generator) and a warning lists the changes;
+    a changed ``run_config`` is refused even then (held-out data must stay held out).
 
     ``world``: the processes of the run (:mod:`nnx.train.world`); the default
     is this process alone. ``world=nnx.distributed.init()`` trains
@@ -274,17 +278,20 @@ def fit(
                          resume=resume, allow_changes=allow_changes, run_config=run_config)
     world = LocalWorld() if world is None else world
     try:
-        run = prepare(model, loss, optimizer, data, options, world.settings())
-        world.begin(model, loss, optimizer, run)
-        stream = options.stream if options.stream is not None else sys.stdout
-        bar = Progress(options.progress if world.rank == 0 else False, epochs, stream)
-        # fit's own checks (the data once, above; the loss and gradients per step) replace the
-        # per-call checks of Sequential and the losses: one transfer per step instead of two or three
-        old_checks = set_finite_checks(False)
-        try:
-            _run(model, loss, optimizer, run, options, world, bar)
-        finally:
-            set_finite_checks(old_checks)
+        with contextlib.ExitStack() as held:
+            if checkpoint is not None and world.rank == 0:  # one run per checkpoint directory, before any work
+                held.enter_context(_checkpoint.claim_directory(checkpoint))
+            run = prepare(model, loss, optimizer, data, options, world.settings())
+            world.begin(model, loss, optimizer, run)
+            stream = options.stream if options.stream is not None else sys.stdout
+            bar = Progress(options.progress if world.rank == 0 else False, epochs, stream)
+            # fit's own checks (the data once, above; the loss and gradients per step) replace the
+            # per-call checks of Sequential and the losses: one transfer per step instead of two or three
+            old_checks = set_finite_checks(False)
+            try:
+                _run(model, loss, optimizer, run, options, world, bar)
+            finally:
+                set_finite_checks(old_checks)
     except BaseException as exc:  # in a world of many, a failure on one rank must end all of them
         world.abort(exc)
     return run.state.history
