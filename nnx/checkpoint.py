@@ -262,8 +262,10 @@ def load_checkpoint(path: str | os.PathLike[str]) -> Checkpoint:
     """Read and validate the checkpoint at ``path`` (a file from :func:`save_checkpoint`)."""
     file = _io.read_tensors(path)
     path = file.path
-    if file.description.get("kind") != "checkpoint":
-        raise ModelFileError(path, "is a model file, not a checkpoint; load it with nnx.load")
+    kind = file.description.get("kind")
+    if kind != "checkpoint":
+        how = "nnx.load" if kind == "model" else "nnx.load_state_dict"
+        raise ModelFileError(path, f"is a {kind} file, not a checkpoint; load it with {how}")
     used: set[str] = set()
     state = _decode(file.description.get("checkpoint"), file.tensors, used, path)
     unused = {n for n in file.tensors if n.startswith(_io.STATE_PREFIX)} - used
@@ -288,6 +290,10 @@ def load_checkpoint(path: str | os.PathLike[str]) -> Checkpoint:
 def save_train_state(path: str | os.PathLike[str], state: Any) -> Path:
     """Checkpoint a :class:`~nnx.TrainState` (its model and :meth:`~nnx.TrainState.state_dict`) atomically."""
     return write_run(path, state.model, state.state_dict())
+
+
+#: settings that decide which samples are held out: a resumed run may never change them
+HELD_OUT_SETTINGS = ("validation_split",)
 
 
 def changed_settings(saved: Any, now: Any, prefix: str = "") -> list[str]:
@@ -324,6 +330,11 @@ def restore_train_state(path: str | os.PathLike[str], state: Any, allow_changes:
                      f"pass the same callbacks to resume")
     changes = changed_settings(ck.extra.get("settings") if isinstance(ck.extra, dict) else None,
                                getattr(state, "settings", None))
+    held_out = [c for c in changes if c.split(":", 1)[0] in HELD_OUT_SETTINGS]
+    if held_out:
+        raise ConfigError(f"{ck.path}: this run would hold out other samples than the checkpointed run "
+                          f"({'; '.join(held_out)}), so it would train on samples the first run validated on; "
+                          f"resume with the same split (allow_changes cannot allow this)")
     if changes and not allow_changes:
         raise ConfigError(f"{ck.path}: this run's settings differ from the checkpointed run's "
                           f"({'; '.join(changes)}); resume with the same settings, or allow the changes "

@@ -74,6 +74,9 @@ class Standardize(Layer):
         (std,) = self.saved_tensors()
         return grad / std
 
+    def fixed_input_shape(self) -> tuple[int | None, ...]:
+        return (None, self.num_features)
+
     def config(self) -> dict[str, Any]:
         return {"num_features": self.num_features, "names": self.names, "dtype": self.dtype}
 
