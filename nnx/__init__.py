@@ -22,7 +22,7 @@ from nnx import checkpoint, datasets, io, metrics, preprocessing, testing, train
 from nnx import distributed
 from nnx.backend import available, current, to_device, to_host, use
 from nnx.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
-from nnx.io import load, register_layer, save
+from nnx.io import load, load_state_dict, register_layer, save
 from nnx.layers import (
     GELU,
     AvgPool2d,
@@ -141,6 +141,7 @@ __all__ = [
     "Checkpoint",
     "load",
     "load_checkpoint",
+    "load_state_dict",
     "save",
     "save_checkpoint",
     # modules

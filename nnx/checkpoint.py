@@ -332,8 +332,10 @@ def load_checkpoint(path: str | os.PathLike[str]) -> Checkpoint:
     """Read and validate the checkpoint at ``path`` (a file from :func:`save_checkpoint`)."""
     file = _io.read_tensors(path)
     path = file.path
-    if file.description.get("kind") != "checkpoint":
-        raise ModelFileError(path, "is a model file, not a checkpoint; load it with nnx.load")
+    kind = file.description.get("kind")
+    if kind != "checkpoint":
+        how = "nnx.load" if kind == "model" else "nnx.load_state_dict"
+        raise ModelFileError(path, f"is a {kind} file, not a checkpoint; load it with {how}")
     used: set[str] = set()
     state = _decode(file.description.get("checkpoint"), file.tensors, used, path)
     unused = {n for n in file.tensors if n.startswith(_io.STATE_PREFIX)} - used
@@ -358,6 +360,10 @@ def load_checkpoint(path: str | os.PathLike[str]) -> Checkpoint:
 def save_train_state(path: str | os.PathLike[str], state: Any) -> Path:
     """Checkpoint a :class:`~nnx.TrainState` (its model and :meth:`~nnx.TrainState.state_dict`) atomically."""
     return write_run(path, state.model, state.state_dict())
+
+
+#: settings that decide which samples are held out: a resumed run may never change them
+HELD_OUT_SETTINGS = ("run_config", "validation_split")
 
 
 def changed_settings(saved: Any, now: Any, prefix: str = "") -> list[str]:
@@ -395,12 +401,13 @@ def restore_train_state(path: str | os.PathLike[str], state: Any, allow_changes:
                      f"pass the same callbacks to resume")
     changes = changed_settings(ck.extra.get("settings") if isinstance(ck.extra, dict) else None,
                                getattr(state, "settings", None))
-    data_changes = [c for c in changes if c.startswith("run_config")]
-    if data_changes and allow_changes:
-        raise ConfigError(f"{ck.path}: this run's data differ from the checkpointed run's ({'; '.join(data_changes)}); "
-                          f"run_config describes the data and their split, which allow_changes never changes, "
-                          f"as the run would train on samples it held out; resume with the checkpointed "
-                          f"run_config, or start a new run in another directory")
+    held_out = [c for c in changes if c.split(":", 1)[0].split(".", 1)[0] in HELD_OUT_SETTINGS]
+    if held_out:
+        raise ConfigError(f"{ck.path}: this run's data or held-out samples differ from the checkpointed run's "
+                          f"({'; '.join(held_out)}); run_config (the data and their split) and validation_split "
+                          f"decide which samples are held out, and a resumed run that changed them would train on "
+                          f"samples it held out, so allow_changes never changes them; resume with the checkpointed "
+                          f"settings, or start a new run in another directory")
     if changes and not allow_changes:
         raise ConfigError(f"{ck.path}: this run's settings differ from the checkpointed run's "
                           f"({'; '.join(changes)}); resume with the same settings, or allow the changes "

@@ -1,7 +1,8 @@
 """Model files: the one place in nnx that reads and writes them.
 
 ``save(model, path)`` writes a model; ``load(path, backend=None)`` builds it
-again on any backend. A file is a JSON description of the architecture
+again on any backend. ``save(model.state_dict(), path)`` writes the weights
+alone, which ``load_state_dict(path)`` reads back for a model built in code. A file is a JSON description of the architecture
 (layer types and their ``config()``, dtype, format version, nnx version) plus
 the raw tensors.
 
@@ -69,6 +70,8 @@ MAX_DEPTH = 64
 MAX_NDIM = 32
 # Prefix of tensors that belong to a checkpoint's training state, not to the model.
 STATE_PREFIX = "state/"
+# What a file holds: a model (architecture and tensors), a run to resume, or tensors alone (a state dict).
+KINDS = ("model", "checkpoint", "weights")
 
 _CODES = {
     "float64": "F64", "float32": "F32", "float16": "F16",
@@ -470,9 +473,9 @@ def read_tensors(path: str | os.PathLike[str]) -> ModelFile:
                 path, "is a safetensors file without an nnx description; it was not written by nnx.save")
         description = _parse_json(metadata[FORMAT], path, "the nnx description")
         _check_version(description, path)
-        if description.get("kind") not in ("model", "checkpoint"):
+        if description.get("kind") not in KINDS:
             raise CorruptModelFileError(path, f"the description's kind is {description.get('kind')!r:.50}, "
-                                              f"expected 'model' or 'checkpoint'")
+                                              f"expected one of {', '.join(map(repr, KINDS))}")
         data = bytearray(data_len)
         if f.readinto(data) != data_len:
             raise CorruptModelFileError(path, "is truncated: it changed size while being read")
@@ -529,13 +532,41 @@ def header_fields(kind: str) -> dict[str, Any]:
     return {"format": FORMAT, "format_version": FORMAT_VERSION, "nnx_version": __version__, "kind": kind}
 
 
-def save(model: Layer, path: str | os.PathLike[str]) -> Path:
+def save(model: Layer | Mapping[str, Any], path: str | os.PathLike[str]) -> Path:
     """Write ``model`` (architecture and tensors) to ``path`` atomically; returns the path.
 
-    The model may live on any backend; the file does not depend on it.
+    The model may live on any backend; the file does not depend on it. Given a
+    state dict (``model.state_dict()``: names to arrays of any backend) instead,
+    the file holds those tensors alone, a weights-only file that
+    :func:`load_state_dict` reads (and :func:`load` refuses: it has no architecture).
     """
+    if isinstance(model, Mapping):
+        return _save_weights(model, path)
     fields, tensors = model_tensors(model, path)
     return write_tensors(path, tensors, {**header_fields("model"), **fields})
+
+
+def _save_weights(state: Mapping[str, Any], path: str | os.PathLike[str]) -> Path:
+    tensors = {}
+    for name, value in state.items():
+        if not isinstance(name, str) or not name:
+            raise TypeError(f"a state dict's keys are tensor names (non-empty strings), got {name!r}")
+        if not hasattr(value, "shape") or not hasattr(value, "dtype"):
+            raise TypeError(f"state dict entry {name!r} is a {type(value).__name__}, not an array; save a state "
+                            f"dict as model.state_dict() returns it, or the model itself with nnx.save(model, path)")
+        tensors[name] = _backend.to_host(value)
+    return write_tensors(path, tensors, header_fields("weights"))
+
+
+def load_state_dict(path: str | os.PathLike[str]) -> dict[str, np.ndarray]:
+    """The tensors of an nnx file by name, as host NumPy arrays: a weights-only file
+    (``nnx.save(model.state_dict(), path)``), or a model file's or checkpoint's model tensors.
+
+    ``model.load_state_dict(nnx.load_state_dict(path))`` puts them into a model built in code;
+    it checks names, shapes and dtypes before it changes anything.
+    """
+    file = read_tensors(path)
+    return {n: a for n, a in file.tensors.items() if not n.startswith(STATE_PREFIX)}
 
 
 @contextlib.contextmanager
@@ -652,9 +683,14 @@ def load(path: str | os.PathLike[str], backend: str | None = None) -> Layer:
 
     Works on model files and on checkpoints (it returns the checkpoint's model).
     Raises a :class:`~nnx.errors.ModelFileError` subclass naming the file and
-    the problem when the file is not a valid nnx file.
+    the problem when the file is not a valid nnx file, or holds weights only.
     """
-    return build_model(read_tensors(path), backend)
+    file = read_tensors(path)
+    if file.description.get("kind") == "weights":
+        raise NotAModelFileError(
+            file.path, "holds weights only (nnx.save of a state dict), no architecture to build; build the model "
+                       "in code and fill it: model.load_state_dict(nnx.load_state_dict(path))")
+    return build_model(file, backend)
 
 
 __all__ = [
@@ -667,6 +703,7 @@ __all__ = [
     "same_file",
     "build_model",
     "load",
+    "load_state_dict",
     "model_tensors",
     "read_tensors",
     "register_layer",

@@ -8,7 +8,16 @@ parameters' backend and dtype, and can be read out with ``state_dict()``
 ``load_state_dict()``. Learning-rate schedules (:mod:`nnx.schedules`) and
 :func:`clip_grad_norm` are re-exported here.
 
-Parameters whose ``grad`` is ``None`` are skipped by ``step()``.
+``step()`` updates the parameters that have a gradient and skips those whose
+``grad`` is ``None`` (frozen layers: leave their parameters out of the
+optimizer, or never backward into them). A step where *no* parameter has a
+gradient since the last ``zero_grad()`` is an error, not a silent no-op: the
+gradient must be carried through the model, ``model.backward(loss.backward())``
+(or ``nnx.train_step``), before ``step()``.
+
+Optimizer state follows its parameter: after ``model.to(...)`` moves or casts
+the parameters, the next ``step()`` moves each state array onto its
+parameter's backend and dtype.
 """
 
 from __future__ import annotations
@@ -51,6 +60,23 @@ class Optimizer:
             p.grad = None
 
     def step(self) -> None:
+        """Update every parameter that has a gradient; raises :class:`~nnx.errors.StateError` when none has."""
+        params, state = self.params, self.state
+        if all(p.grad is None for p in params):
+            raise StateError(
+                f"{type(self).__name__}.step(): no parameter has a gradient since the last zero_grad(), so "
+                f"this step would change nothing. loss.backward() only returns the gradient of the loss; "
+                f"carry it through the model before the step: model.backward(loss.backward()); "
+                f"optimizer.step() (or let nnx.train_step(model, loss, optimizer, x, y) do all three)")
+        for p, slots in zip(params, state):
+            for name, value in slots.items():
+                data = p.data
+                if type(value) is not type(data) or value.dtype != data.dtype:  # the model was moved or cast
+                    slots[name] = _backend.to_device(value, _backend.backend_of(data), _backend.dtype_name(data))
+        self._step()
+
+    def _step(self) -> None:
+        """The update of every parameter whose ``grad`` is not ``None`` (each optimizer's own rule)."""
         raise NotImplementedError
 
     def _slot(self, i: int, name: str, like: Any) -> Any:
@@ -154,7 +180,7 @@ class SGD(Optimizer):
             raise ValueError("SGD nesterov=True needs a momentum > 0")
         self.momentum, self.nesterov, self.weight_decay = float(momentum), bool(nesterov), float(weight_decay)
 
-    def step(self) -> None:
+    def _step(self) -> None:
         for i, p in enumerate(self.params):
             if p.grad is None:
                 continue
@@ -193,7 +219,7 @@ class Adam(Optimizer):
         """Adam couples the decay into the gradient (L2); AdamW overrides this."""
         return g + self.weight_decay * p.data if self.weight_decay else g
 
-    def step(self) -> None:
+    def _step(self) -> None:
         (b1, b2), eps, lr = self.betas, self.eps, self.lr
         for i, p in enumerate(self.params):
             if p.grad is None:
@@ -255,7 +281,7 @@ class RMSProp(Optimizer):
         self.alpha, self.eps = float(alpha), float(eps)
         self.momentum, self.weight_decay = float(momentum), float(weight_decay)
 
-    def step(self) -> None:
+    def _step(self) -> None:
         for i, p in enumerate(self.params):
             g = p.grad
             if g is None:

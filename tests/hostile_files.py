@@ -179,8 +179,11 @@ def build(directory: Path) -> list[tuple[str, str, str]]:
     add("npz-renamed.nnx", npz.read_bytes(), "NotAModelFileError", "zip archive")
     npz.unlink()
     add("unknown-kind.nnx", _with_description(base, lambda d: d.update(kind="script")),
-        "CorruptModelFileError", "expected 'model' or 'checkpoint'")
+        "CorruptModelFileError", "expected one of 'model', 'checkpoint'")
     _forged_numbers(directory, add, cases)
+    weights = nio.save(valid_model().state_dict(), directory / "weights-only.tmp")
+    add("weights-only.nnx", weights.read_bytes(), "NotAModelFileError", "model.load_state_dict(nnx.load_state_dict")
+    weights.unlink()
     if hasattr(os, "mkfifo"):
         fifo = directory / "a-pipe.nnx"
         if not fifo.exists():

@@ -21,7 +21,8 @@ from hostile_files import MARKER, VALUE_STAGE, build, numbers_model, valid_model
 CORPUS_DIR = "hostile"
 # Cases caught when the model is built from the description, not when the file is read.
 BUILD_STAGE = {"unknown-layer.nnx", "bad-layer-config.nnx", "huge-layer-config.nnx", "deep-nesting.nnx",
-               "deep-nesting-children.nnx", "children-not-pairs.nnx", "sequential-with-config.nnx"} | VALUE_STAGE
+               "deep-nesting-children.nnx", "children-not-pairs.nnx", "sequential-with-config.nnx",
+               "weights-only.nnx"} | VALUE_STAGE
 
 
 @pytest.fixture(scope="module")
@@ -156,6 +157,8 @@ def test_checkpoint_reader_shares_the_checks(corpus: tuple[Path, list[tuple[str,
                 nnx.load_checkpoint(directory / name)
     with pytest.raises(nnx.errors.ModelFileError, match="is a model file, not a checkpoint"):
         nnx.load_checkpoint(directory / "valid.nnx")
+    with pytest.raises(nnx.errors.ModelFileError, match="is a weights file, not a checkpoint"):
+        nnx.load_checkpoint(directory / "weights-only.nnx")
 
 
 def test_a_valid_header_length_that_looks_like_a_pickle_still_loads(tmp_path: Path) -> None:

@@ -58,10 +58,15 @@ class Parameter:
 
     @property
     def size(self) -> int:
+        """How many numbers the parameter holds."""
         n = 1
         for d in self.data.shape:
             n *= d
         return n
+
+    def numel(self) -> int:
+        """How many numbers the parameter holds (PyTorch's name for :attr:`size`)."""
+        return self.size
 
     def __repr__(self) -> str:
         return f"Parameter({self.name}, shape={self.shape}, dtype={_backend.dtype_name(self.data)})"
@@ -352,20 +357,40 @@ class Layer(SavesForBackward):
         for _, layer in self.named_modules():
             layer._saved = None
 
-    def to(self, name: str) -> "Layer":
-        """Move every parameter and buffer onto backend ``name`` (an explicit copy); returns self."""
-        _backend.get(name)
+    def to(self, backend: str | None = None, *, dtype: str | None = None) -> "Layer":
+        """Move every parameter and buffer onto ``backend`` and/or cast them to float ``dtype``
+        (``"float32"`` or ``"float64"``): an explicit copy; returns self.
+
+        Casting changes the floating-point parameters and buffers (integer buffers keep their
+        dtype) and the ``dtype`` the layers were built with, so a saved model rebuilds in the new
+        dtype. Gradients and what forwards kept are dropped. An optimizer built before keeps
+        working: its state follows the parameters at its next ``step()``.
+        """
+        if backend is None and dtype is None:
+            raise ValueError("to() needs a backend name, a dtype, or both, e.g. model.to('cupy') or "
+                             "model.to(dtype='float64')")
+        if backend is not None:
+            _backend.get(backend)
+        if dtype is not None and dtype not in _backend.FLOAT_DTYPES:
+            raise DTypeError(f"to() casts to a float dtype, one of {_backend.FLOAT_DTYPES}; got {dtype!r}")
         for _, layer in self.named_modules():
-            layer._to(name)
+            layer._to(backend, dtype)
         return self
 
-    def _to(self, name: str) -> None:
-        """Move this layer's own arrays (not its children's); layers that cache a backend extend it."""
+    def _to(self, name: str | None, dtype: str | None = None) -> None:
+        """Move this layer's own arrays (not its children's) onto backend ``name`` (``None``: where each
+        is), casting float arrays to ``dtype`` when given; layers that cache a backend or dtype extend it."""
+        def move(value: Any) -> Any:
+            cast = dtype if dtype is not None and _backend.dtype_name(value).startswith("float") else None
+            return _backend.to_device(value, name or _backend.backend_of(value), cast)
+
         for _, p in self._own_parameters():
-            p.data = _backend.to_device(p.data, name)
+            p.data = move(p.data)
             p.grad = None
         for key in self.buffer_names:
-            setattr(self, key, _backend.to_device(getattr(self, key), name))
+            setattr(self, key, move(getattr(self, key)))
+        if dtype is not None and isinstance(getattr(self, "dtype", None), str):
+            self.dtype = dtype
         self._saved = None
 
     @property
@@ -467,9 +492,24 @@ class Layer(SavesForBackward):
         """The shape ``forward`` returns for an input of ``input_shape`` (same shape by default)."""
         return tuple(input_shape)
 
-    def summary(self, input_shape: tuple[int, ...]) -> str:
+    def fixed_input_shape(self) -> tuple[int | None, ...] | None:
+        """The input shape this layer fixes, ``None`` standing for the batch axis (``Linear(784, 10)``:
+        ``(None, 784)``), or ``None`` when it fixes none (a convolution takes any image size).
+        A container answers for its first layer; :meth:`summary` uses it when given no shape."""
+        return None
+
+    def summary(self, input_shape: tuple[int | None, ...] | None = None) -> str:
         """A table of every layer inside this one, its output shape for ``input_shape`` (batch
-        axis included) and its parameter count, with the total. Computes shapes only; runs no forward."""
+        axis included) and its parameter count, with the total. Computes shapes only; runs no forward.
+
+        Without ``input_shape``, the shape the first layer fixes (:meth:`fixed_input_shape`) is used,
+        with the batch axis shown as ``None``; a model whose first layer fixes none needs the shape.
+        """
+        if input_shape is None:
+            input_shape = self.fixed_input_shape()
+            if input_shape is None:
+                raise ShapeError(f"summary() of this {type(self).__name__} needs an input shape: its first layer "
+                                 f"does not fix one; pass it with the batch axis, e.g. model.summary((32, 1, 28, 28))")
         shapes: dict[str, tuple[int, ...]] = {}
         with self.observe(lambda path, layer, method, arg, result: shapes.setdefault(path, result),
                           methods=("output_shape",)):

@@ -54,6 +54,9 @@ class Sequential(Layer):
             shape = layer.output_shape(shape)
         return shape
 
+    def fixed_input_shape(self) -> tuple[int | None, ...] | None:
+        return self.layers[0].fixed_input_shape() if self.layers else None
+
     def named_children(self) -> Iterator[tuple[str, Layer]]:
         for i, layer in enumerate(self.layers):
             yield str(i), layer
@@ -124,6 +127,9 @@ class Residual(Layer):
 
     def output_shape(self, input_shape: tuple[int, ...]) -> tuple[int, ...]:
         return self.body.output_shape(input_shape)
+
+    def fixed_input_shape(self) -> tuple[int | None, ...] | None:
+        return self.body.fixed_input_shape()
 
     def __repr__(self) -> str:
         body = repr(self.body).replace("\n", "\n  ")

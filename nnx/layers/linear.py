@@ -105,6 +105,9 @@ class Linear(ParamLayer):
     def _reference(self) -> Parameter:
         return self.weight
 
+    def fixed_input_shape(self) -> tuple[int | None, ...]:
+        return (None, self.in_features)
+
     def output_shape(self, input_shape: tuple[int, ...]) -> tuple[int, ...]:
         if len(input_shape) < 2 or input_shape[-1] != self.in_features:
             raise ShapeError(f"{self!r} expected input of shape (batch, {self.in_features}) or "

@@ -67,9 +67,9 @@ class _Norm(Layer):
     def _affine_repr(self) -> str:
         return "" if self.weight is not None else ", affine=False"
 
-    def _to(self, name: str) -> None:
-        super()._to(name)
-        self._set_backend(name)
+    def _to(self, name: str | None, dtype: str | None = None) -> None:
+        super()._to(name, dtype)
+        self._set_backend(name or self._backend_name)
 
 
 @register_layer

@@ -88,6 +88,9 @@ class Standardize(Layer):
                              f"feature gets std 1); dividing by them gives infinite or flipped inputs; the "
                              f"values are damaged or forged")
 
+    def fixed_input_shape(self) -> tuple[int | None, ...]:
+        return (None, self.num_features)
+
     def config(self) -> dict[str, Any]:
         return {"num_features": self.num_features, "names": self.names, "dtype": self.dtype}
 

@@ -34,6 +34,7 @@ from nnx import backend as _backend
 from nnx import checkpoint as _checkpoint
 from nnx import ops
 from nnx import random as _random
+from nnx.datasets import train_val_split
 from nnx.errors import ConfigError, NnxError, NonFiniteError, ShapeError, TargetError
 from nnx.layers import ClassLabels, Layer, Sigmoid, Softmax, set_finite_checks
 from nnx.losses import Loss
@@ -149,6 +150,21 @@ def _pair(data: Any, what: str) -> tuple[Any, Any]:
     return x, y
 
 
+def _split(x: Any, y: Any, fraction: Any, seed: Any) -> tuple[tuple[Any, Any], tuple[Any, Any]]:
+    """fit's ``validation_split``: host copies of ``(x, y)`` split by a generator made from ``seed``
+    (0 unless an int), stratified for integer class labels."""
+    if isinstance(fraction, bool) or not isinstance(fraction, (int, float)) or not 0.0 < fraction < 1.0:
+        raise ConfigError(f"fit validation_split must be a fraction in (0, 1), got {fraction!r}")
+    hx, hy = _backend.to_host(x), _backend.to_host(y)
+    n = int(hx.shape[0])
+    if n < 2 or not 0 < round(fraction * n) < n:
+        raise ConfigError(f"fit validation_split={fraction!r} of {n} samples leaves no sample in one of the two "
+                          f"parts; use more data or another fraction")
+    seed = seed if isinstance(seed, int) and not isinstance(seed, bool) else 0
+    stratify = hy.ndim == 1 and hy.dtype.kind in "iu"
+    return train_val_split(hx, hy, val=float(fraction), seed=seed, stratify=stratify)
+
+
 def _check_batch_size(batch_size: int | None, n: int) -> int:
     if batch_size is None:
         return max(n, 1)
@@ -211,6 +227,7 @@ def fit(
     batch_size: int | None = 32,
     shuffle: bool = True,
     validation: tuple[Any, Any] | None = None,
+    validation_split: float | None = None,
     callbacks: Iterable[Callback] | None = None,
     seed: Any = None,
     progress: Any = None,
@@ -232,6 +249,14 @@ def fit(
     epoch from the host generator made from ``seed`` (an int, a NumPy
     generator, or ``None`` for nnx's default generator). ``validation`` is a
     second ``(inputs, targets)`` pair scored after every epoch.
+
+    ``validation_split``: a fraction in (0, 1) of ``data`` to hold out and score
+    after every epoch instead of ``validation`` (Keras's habit). The held-out
+    samples are drawn by :func:`nnx.datasets.train_val_split` from ``seed`` (0
+    when ``seed`` is not an int), so every run with that seed holds out the
+    same ones; integer class labels are stratified (each class keeps its share
+    in both parts). A resumed run must keep the fraction, even with
+    ``allow_changes``.
 
     ``metrics``: ``None`` (accuracy when the targets are class labels, one-hot
     or 0/1), ``"accuracy"``, a list of names and functions, or ``{name: fn}``
@@ -273,7 +298,7 @@ def fit(
     being each process's share of a step (see :mod:`nnx.distributed`).
     """
     options = FitOptions(epochs=epochs, batch_size=batch_size, shuffle=shuffle, validation=validation,
-                         callbacks=callbacks, seed=seed, progress=progress, metrics=metrics,
+                         validation_split=validation_split, callbacks=callbacks, seed=seed, progress=progress, metrics=metrics,
                          check_finite=check_finite, state=state, stream=stream, checkpoint=checkpoint,
                          resume=resume, allow_changes=allow_changes, run_config=run_config)
     world = LocalWorld() if world is None else world
@@ -317,6 +342,11 @@ def prepare(model: Layer, loss: Loss, optimizer: Optimizer, data: tuple[Any, Any
     if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 0:
         raise ValueError(f"epochs must be a non-negative int, got {epochs!r}")
     x, y = _pair(data, "data")
+    if options.validation_split is not None:
+        if validation is not None:
+            raise ConfigError("fit got both validation and validation_split; pass one of them")
+        seed = options.seed if state is None else state.seed
+        (x, y), validation = _split(x, y, options.validation_split, seed)
     _check_optimizer(model, optimizer)
     name, dtype = _model_placement(model)
     n = int(x.shape[0])
@@ -335,6 +365,8 @@ def prepare(model: Layer, loss: Loss, optimizer: Optimizer, data: tuple[Any, Any
     save_to = None if options.checkpoint is None else _checkpoint.checkpoint_path(options.checkpoint)
     state.settings = {**run_settings(optimizer, state.seed, batch_size, options.shuffle, options.run_config),
                       **(extra_settings or {})}
+    if options.validation_split is not None:
+        state.settings["validation_split"] = float(options.validation_split)
     if options.resume:
         if save_to is None:
             raise ValueError("resume=True needs checkpoint=DIR, the directory to resume from")

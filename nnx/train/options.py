@@ -18,6 +18,7 @@ class FitOptions:
     batch_size: int | None = 32
     shuffle: bool = True
     validation: tuple[Any, Any] | None = None
+    validation_split: float | None = None
     callbacks: Iterable[Callback] | None = None
     seed: Any = None
     progress: Any = None
