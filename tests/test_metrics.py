@@ -118,6 +118,27 @@ def test_standardize_fits_the_training_data_and_refuses_bad_data(nnx_backend: st
         scale.fit(data[:, :2])
 
 
+
+def test_destandardize_answers_in_the_targets_units_and_survives_a_save(nnx_backend: str, tmp_path) -> None:
+    targets = np.random.default_rng(5).normal([100.0, -3.0], [40.0, 0.01], (30, 2))
+    targets[:, 1] = -3.0  # a constant target trains on 0 and comes back as itself
+    out = nnx.preprocessing.Destandardize(2, names=["price", "tax"], dtype="float64", backend=nnx_backend).fit(targets)
+    z = out.standardize(targets)
+    np.testing.assert_allclose(z[:, 0].mean(), 0.0, atol=1e-13)
+    np.testing.assert_allclose(z[:, 0].std(), 1.0, rtol=1e-13)
+    assert np.all(z[:, 1] == 0.0)
+    back = nnx.to_host(out.forward(nnx.to_device(z, nnx_backend, dtype="float64")))
+    np.testing.assert_allclose(back, targets, rtol=1e-14)
+    model = nnx.Sequential(nnx.Linear(2, 2, seed=0, dtype="float64", backend=nnx_backend), out)
+    loaded = nnx.load(nnx.save(model, tmp_path / "r.nnx"), backend=nnx_backend)
+    assert loaded[1].names == ["price", "tax"]
+    x = nnx.to_device(np.ones((3, 2)), nnx_backend, dtype="float64")
+    np.testing.assert_array_equal(nnx.to_host(loaded.forward(x)), nnx.to_host(model.forward(x)))
+    with pytest.raises(nnx.errors.ShapeError, match=r"training targets of shape \(samples >= 1, 2\)"):
+        out.fit(targets[:, 0])
+    with pytest.raises(nnx.errors.NonFiniteError, match="training targets"):
+        out.fit(np.full((4, 2), np.nan))
+
 def _regression_pair(seed: int, shape: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray]:
     rng = np.random.default_rng(seed)
     truth = rng.normal(3.0, 2.0, shape)
