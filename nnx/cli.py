@@ -84,6 +84,16 @@ def _fraction(text: str) -> float:
     return value
 
 
+def _non_negative(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not value >= 0 or not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"must be a finite number >= 0, got {text}")
+    return value
+
+
 def _load_data(spec: str, label_column: int | str, header: bool | None) -> Any:
     """A bundled name, a folder or file of MNIST IDX data, or a CSV file, with raw (unscaled) inputs:
     the model's first layer standardises them."""
@@ -156,7 +166,10 @@ def _train(args: argparse.Namespace) -> int:
     world = nnx.distributed.init() if args.distributed else None  # before the model: it picks the GPU
     lead = world is None or world.rank == 0
     say = print if lead else _quiet
+    if args.task == "regression":
+        return _train_regression(args, name, world, say)
     ds = _load_data(args.dataset, _column(args.label_column), args.header)
+    _note_continuous_labels(ds, say)
     x, y = ds.x.astype("float64"), ds.y
     resumed = nnx.checkpoint.latest_checkpoint(args.checkpoint) if args.resume else None
     saved_run = nnx.load_checkpoint(resumed) if resumed else None
@@ -217,6 +230,132 @@ def _train(args: argparse.Namespace) -> int:
         print(f"wrote the training plot to {path}")
     if args.save:
         print(f"saved the model to {nnx.save(model, args.save)}")
+    return 0
+
+
+# regression ---------------------------------------------------------------------------
+
+REGRESSION_DEFAULTS = {"hidden": 128, "lr": 1e-3, "weight_decay": 0.0}
+
+
+def _note_continuous_labels(ds: Any, say: Any) -> None:
+    """Warn a classification run whose numeric labels look like a continuous target (``looks_continuous``)."""
+    labels = ds.labels or []
+    if labels and all(isinstance(v, int) for v in labels) and datasets.looks_continuous(
+            [labels[i] for i in ds.y.tolist()]):
+        say(f"nnx: note: the labels are {len(labels)} distinct numbers for {len(ds)} samples: that looks like a "
+            f"continuous target, not classes; to predict the number, train a regression: "
+            f"nnx train {ds.source or ds.name} --task regression", file=sys.stderr)
+
+
+def _train_regression(args: argparse.Namespace, name: str, world: Any, say: Any) -> int:
+    """``nnx train FILE.csv --task regression``: a one-hidden-layer ReLU network on standardised inputs,
+    trained with MSE on the standardised target; the model ends in Destandardize, so it answers (and
+    is saved) in the target's units. Held-out RMSE, MAE and R^2 in those units."""
+    path = Path(args.dataset)
+    if not (path.is_file() and path.name.lower().endswith((".csv", ".csv.gz"))):
+        raise _UsageError(f"--task regression needs a CSV file with the target in a column; {args.dataset!r} "
+                          f"is not one")
+    if args.model != "mlp":
+        raise _UsageError("--task regression trains an mlp; --model cnn classifies images")
+    lead = world is None or world.rank == 0
+    ds = datasets.load_csv(path, label_column=_column(args.label_column), header=args.header, target="values")
+    x, y = ds.x.astype("float64"), ds.y.reshape(-1, 1)
+    resumed = nnx.checkpoint.latest_checkpoint(args.checkpoint) if args.resume else None
+    saved_run = nnx.load_checkpoint(resumed) if resumed else None
+    split_seed = _split_seed(args, saved_run)
+    if args.limit is not None and args.limit < len(ds):
+        keep = _random.permutation(_random.make_rng(split_seed), len(ds))[: args.limit]
+        x, y = x[keep], y[keep]
+    if len(y) < 4:
+        raise _UsageError(f"{args.dataset} has {len(y)} samples; training needs at least 4")
+    inputs = int(x.shape[1])
+    (xt, yt), (xv, yv) = datasets.train_val_split(x, y, val=args.val, seed=split_seed)
+    f = {"dtype": args.dtype, "backend": name}
+    hidden = args.hidden if args.hidden is not None else REGRESSION_DEFAULTS["hidden"]
+    lr = args.lr if args.lr is not None else REGRESSION_DEFAULTS["lr"]
+    decay = args.weight_decay if args.weight_decay is not None else REGRESSION_DEFAULTS["weight_decay"]
+    scale = nnx.preprocessing.Standardize(inputs, names=_input_names(ds), **f).fit(xt)
+    out = nnx.preprocessing.Destandardize(1, names=None if ds.label_name is None else [ds.label_name], **f).fit(yt)
+    network = nnx.Sequential(scale, nnx.Linear(inputs, hidden, seed=args.seed, **f), nnx.ReLU(),
+                             nnx.Linear(hidden, 1, seed=args.seed + 1, **f))
+    optimizer = nnx.AdamW(network.parameters(), lr=lr, weight_decay=decay)
+    epochs = args.epochs if args.epochs is not None else _auto_epochs(len(yt), args.batch_size)
+    target = f"target {ds.label_name!r}" if ds.label_name else "one target"
+    say(f"nnx train {ds.name}: {len(yt)} training and {len(yv)} held-out samples, {inputs} inputs, {target} "
+        f"(regression); backend {name} ({args.dtype})")
+    ranks = f" per process, {world.size} processes" if world is not None else ""
+    say(f"model: standardise -> {inputs} -> {hidden} ReLU -> 1 -> destandardise, MSE on the standardised target, "
+        f"AdamW lr {lr:g} weight decay {decay:g}, batch size {args.batch_size}{ranks}, {epochs} epochs, "
+        f"seed {args.seed}")
+    if saved_run is not None:
+        say(f"resuming from {nnx.checkpoint.checkpoint_path(args.checkpoint)} after epoch {saved_run.epoch}")
+    run_config = {"data": ds.name, "split_seed": split_seed, "val": args.val, "limit": args.limit,
+                  "task": "regression"}
+    started = time.perf_counter()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        history = nnx.fit(network, nnx.MSE(), optimizer, (xt, out.standardize(yt)), epochs=epochs,
+                          batch_size=args.batch_size, validation=(xv, out.standardize(yv)), seed=args.seed,
+                          progress=False if args.quiet or not lead else None, metrics={},
+                          checkpoint=args.checkpoint, resume=args.resume, allow_changes=args.allow_changes,
+                          run_config=run_config, world=world)
+    if not lead:
+        return 0
+    for warning in caught:
+        print(f"nnx: note: {warning.message}", file=sys.stderr)
+    seconds = time.perf_counter() - started
+    model = nnx.Sequential(*network, out)
+    scores = nnx.metrics.regression_scores(yv, nnx.predict(model, xv))
+    print(f"held-out RMSE {scores['rmse']:.4g}, MAE {scores['mae']:.4g}, R^2 {scores['r2']:.4f} "
+          f"({len(yv)} samples); trained in {seconds:.1f} s")
+    if args.plot:
+        path = nnx.plot_history(history, args.plot, title=f"nnx train {ds.name} ({name})")
+        print(f"wrote the training plot to {path}")
+    if args.save:
+        print(f"saved the model to {nnx.save(model, args.save)}")
+    return 0
+
+
+def _regression_output(model: Any) -> Any:
+    """The model's last Destandardize (a regression model's), or ``None``."""
+    return next((m for _, m in reversed(list(model.named_modules()))
+                 if isinstance(m, nnx.preprocessing.Destandardize)), None)
+
+
+def _predict_regression(args: argparse.Namespace, model: Any, x: Any) -> int:
+    """``nnx predict`` of a regression model: one line per row, the predicted value(s) in the target's units."""
+    if args.proba:
+        raise _UsageError(f"--proba is for classifiers; {args.model_file} is a regression model (it predicts values)")
+    out = _regression_output(model)
+    values = nnx.to_host(nnx.predict(model, x)).reshape(len(x), -1)
+    names = out.names or (["prediction"] if values.shape[1] == 1 else [f"prediction{j}" for j in range(values.shape[1])])
+    lines = [",".join(_csv_cell(n) for n in names)]
+    lines += [",".join(f"{v:.8g}" for v in row) for row in values.tolist()]
+    text = "\n".join(lines) + "\n"
+    if args.out:
+        nnx.io.atomic_write(args.out, [text.encode()])
+        print(f"wrote {len(values)} predictions to {args.out}", file=sys.stderr)
+    else:
+        sys.stdout.write(text)
+    return 0
+
+
+def _evaluate_regression(args: argparse.Namespace, model: Any, x: Any, label_cells: list[str]) -> int:
+    """``nnx evaluate`` of a regression model: RMSE, MAE and R^2 against the file's target column."""
+    truth = []
+    for row, cell in enumerate(label_cells):
+        try:
+            value = float(cell)
+        except ValueError:
+            value = math.nan
+        if not math.isfinite(value):
+            raise nnx.errors.DataFormatError(f"{args.data}: data row {row + 1}: the target {cell!r} is not a "
+                                             f"finite number")
+        truth.append(value)
+    scores = nnx.metrics.regression_scores(truth, nnx.predict(model, x))
+    print(f"nnx evaluate {args.model_file} on {args.data}: {len(truth)} samples (regression)")
+    print(f"RMSE {scores['rmse']:.6g}\nMAE  {scores['mae']:.6g}\nR^2  {scores['r2']:.6f}")
     return 0
 
 
@@ -302,6 +441,8 @@ def _predict(args: argparse.Namespace) -> int:
     """Write one line per row of the CSV file: the predicted label (and the class probabilities)."""
     _writable_target("--out", args.out)
     model, head, x, _ = _model_for_table(args)
+    if _regression_output(model) is not None:
+        return _predict_regression(args, model, x)
     classes = nnx.predict_classes(model, x)
     labels = head.labels if head is not None else None
     columns = [head.name if head is not None and head.name else "prediction"]
@@ -333,6 +474,8 @@ def _evaluate(args: argparse.Namespace) -> int:
     if label_cells is None:
         raise _UsageError(f"{args.data} has no label column to evaluate against (give a file with the labels, "
                           f"and --label-column if it is not the last)")
+    if _regression_output(model) is not None:
+        return _evaluate_regression(args, model, x, label_cells)
     labels = head.labels if head is not None else None
     known = {str(v): i for i, v in enumerate(labels)} if labels is not None else None
     truth = []
@@ -541,6 +684,13 @@ def build_parser() -> argparse.ArgumentParser:
                          help="data-parallel over the processes of an MPI job: mpiexec -n N nnx train ... "
                               "--distributed (--batch-size is then each process's share of a step; "
                               "needs pip install 'nnx-array[distributed]')")
+    p_train.add_argument("--task", choices=("classification", "regression"), default="classification",
+                         help="classification (default): the label column holds classes; regression: it holds a "
+                              "number to predict (MSE on the standardised target; the model answers in the "
+                              "target's units; held-out RMSE, MAE and R^2)")
+    p_train.add_argument("--weight-decay", type=_non_negative, default=None,
+                         help=f"with --task regression: AdamW's weight decay "
+                              f"({REGRESSION_DEFAULTS['weight_decay']:g})")
     p_train.set_defaults(func=_train)
     _add_table_commands(sub)
     _add_parity(sub)
