@@ -27,6 +27,7 @@ from nnx import random as _random
 from nnx.errors import NnxError, UnknownBackendError
 from nnx.testing.examples import EXAMPLES, ParityCase, case_for_model, example
 from nnx.testing.parity import check_parity
+from nnx.train.options import DEFAULT_STEPS, default_epochs
 
 
 def _info(args: argparse.Namespace) -> int:
@@ -102,8 +103,7 @@ def _load_data(spec: str, label_column: int | str, header: bool | None) -> Any:
 
 def _auto_epochs(samples: int, batch_size: int) -> int:
     """Epochs when ``--epochs`` is not given: about 3,000 steps, at least 20 and at most 200 epochs."""
-    steps = max(1, math.ceil(samples / batch_size))
-    return min(200, max(20, math.ceil(3000 / steps)))
+    return default_epochs(samples, batch_size, DEFAULT_STEPS["classification"])
 
 
 def _input_names(ds: Any) -> list[str] | None:
@@ -225,13 +225,6 @@ def _train(args: argparse.Namespace) -> int:
 
 # regression ---------------------------------------------------------------------------
 
-REGRESSION_STEPS = 600  # noisy targets overfit sooner than classes: 3,000 steps cost the diabetes table ~6% RMSE
-
-
-def _regression_epochs(samples: int, batch_size: int) -> int:
-    """Epochs of a regression when ``--epochs`` is not given: about 600 steps, at least 20 and at most 200 epochs."""
-    steps = max(1, math.ceil(samples / batch_size))
-    return min(200, max(20, math.ceil(REGRESSION_STEPS / steps)))
 
 
 def _note_continuous_labels(ds: Any, say: Any) -> None:
@@ -273,7 +266,7 @@ def _train_regression(args: argparse.Namespace, name: str, world: Any, say: Any)
     network = nnx.Sequential(scale, nnx.Linear(inputs, args.hidden, seed=args.seed, **f), nnx.ReLU(),
                              nnx.Linear(args.hidden, 1, seed=args.seed + 1, **f))
     optimizer = nnx.Adam(network.parameters(), lr=args.lr)
-    epochs = args.epochs if args.epochs is not None else _regression_epochs(len(yt), args.batch_size)
+    epochs = args.epochs if args.epochs is not None else default_epochs(len(yt), args.batch_size, DEFAULT_STEPS["regression"])
     target = f"target {ds.label_name!r}" if ds.label_name else "one target"
     say(f"nnx train {ds.name}: {len(yt)} training and {len(yv)} held-out samples, {inputs} inputs, {target} "
         f"(regression); backend {name} ({args.dtype})")
