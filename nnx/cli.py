@@ -266,7 +266,9 @@ def _train_regression(args: argparse.Namespace, name: str, world: Any, say: Any)
     network = nnx.Sequential(scale, nnx.Linear(inputs, args.hidden, seed=args.seed, **f), nnx.ReLU(),
                              nnx.Linear(args.hidden, 1, seed=args.seed + 1, **f))
     optimizer = nnx.Adam(network.parameters(), lr=args.lr)
-    epochs = args.epochs if args.epochs is not None else default_epochs(len(yt), args.batch_size, DEFAULT_STEPS["regression"])
+    epochs = args.epochs
+    if epochs is None:
+        epochs = default_epochs(len(yt), args.batch_size, DEFAULT_STEPS["regression"])
     target = f"target {ds.label_name!r}" if ds.label_name else "one target"
     say(f"nnx train {ds.name}: {len(yt)} training and {len(yv)} held-out samples, {inputs} inputs, {target} "
         f"(regression); backend {name} ({args.dtype})")
@@ -314,7 +316,8 @@ def _predict_regression(args: argparse.Namespace, model: Any, x: Any) -> int:
         raise _UsageError(f"--proba is for classifiers; {args.model_file} is a regression model (it predicts values)")
     out = _regression_output(model)
     values = nnx.to_host(nnx.predict(model, x)).reshape(len(x), -1)
-    names = out.names or (["prediction"] if values.shape[1] == 1 else [f"prediction{j}" for j in range(values.shape[1])])
+    width = values.shape[1]
+    names = out.names or (["prediction"] if width == 1 else [f"prediction{j}" for j in range(width)])
     lines = [",".join(_csv_cell(n) for n in names)]
     lines += [",".join(f"{v:.8g}" for v in row) for row in values.tolist()]
     text = "\n".join(lines) + "\n"

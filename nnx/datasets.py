@@ -322,7 +322,8 @@ def _parse_csv(raw: bytes, where: str, label_column: int | str = -1, header: boo
     col = _label_index(label_column, grid.width, grid.columns, where)
     x = grid.numbers([c for c in range(grid.width) if c != col])
     if target == "values":
-        return _Table(x, grid.numbers([col])[:, 0], None, grid.columns, None if grid.columns is None else grid.columns[col])
+        name = None if grid.columns is None else grid.columns[col]
+        return _Table(x, grid.numbers([col])[:, 0], None, grid.columns, name)
     y, labels = grid.labels(col)
     return _Table(x, y, labels, grid.columns, None if grid.columns is None else grid.columns[col])
 

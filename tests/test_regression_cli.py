@@ -125,3 +125,20 @@ def test_regression_usage_errors_and_bad_targets(tmp_path: Path, capsys) -> None
     text.write_text("a,b,y\n1,2,low\n3,4,high\n5,6,low\n7,8,high\n")
     status, _, err = in_process(capsys, "train", str(text), "--task", "regression")
     assert status == 1 and "'low' is not a number" in err
+
+
+def test_load_csv_reads_a_regression_target(tmp_path: Path) -> None:
+    path = tmp_path / "t.csv"
+    path.write_text("a,b,y\n1,2,0.5\n3,4,-1e3\n5,6,7\n")
+    ds = nnx.datasets.load_csv(path, target="values")
+    assert ds.y.dtype == np.float64 and ds.y.tolist() == [0.5, -1000.0, 7.0]
+    assert ds.labels is None and ds.classes == 0 and ds.label_name == "y" and ds.x.tolist()[1] == [3.0, 4.0]
+    first = nnx.datasets.load_csv(path, label_column="a", target="values")
+    assert first.y.tolist() == [1.0, 3.0, 5.0] and first.x.shape == (3, 2)
+    path.write_text("a,b,y\n1,2,0.5\n3,4,inf\n")
+    with pytest.raises(nnx.errors.DataFormatError, match=r"line 3, column 3 \('y'\): 'inf' is not a finite number"):
+        nnx.datasets.load_csv(path, target="values")
+    with pytest.raises(ValueError, match="target must be 'classes' or 'values'"):
+        nnx.datasets.load_csv(path, target="numbers")
+    assert nnx.datasets.looks_continuous([0.5, 1.0]) and nnx.datasets.looks_continuous(np.arange(30))
+    assert not nnx.datasets.looks_continuous(np.arange(300) % 30) and not nnx.datasets.looks_continuous([1, 2, 3])
