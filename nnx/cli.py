@@ -226,7 +226,6 @@ def _train(args: argparse.Namespace) -> int:
 # regression ---------------------------------------------------------------------------
 
 
-
 def _note_continuous_labels(ds: Any, say: Any) -> None:
     """Warn a classification run whose numeric labels look like a continuous target (``looks_continuous``)."""
     labels = ds.labels or []
