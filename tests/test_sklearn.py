@@ -4,6 +4,8 @@ cross_val_score. Skipped (with the reason) where scikit-learn is not installed."
 from __future__ import annotations
 
 import pickle
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -108,3 +110,9 @@ def test_in_a_pipeline_grid_search_and_cross_validation() -> None:
                           cv=2).fit(xr, yr)
     assert set(search.best_params_) == {"hidden", "activation"} and search.best_score_ > 0.8
     assert search.best_estimator_.predict(xr[:3]).shape == (3,)
+
+
+def test_importing_nnx_does_not_import_scikit_learn() -> None:
+    code = "import sys, nnx; print('sklearn' in sys.modules)"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "False"
