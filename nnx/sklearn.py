@@ -72,10 +72,10 @@ class _NNXEstimator(BaseEstimator):
                 raise ValueError(f"{name}: unknown {what} {value!r}; choose one of {', '.join(known)}")
         if isinstance(self.lr, bool) or not isinstance(self.lr, (int, float)) or not 0 < self.lr < float("inf"):
             raise ValueError(f"{name}: lr must be a positive number, got {self.lr!r}")
-        for what, value in (("epochs", self.epochs), ("batch_size", self.batch_size)):
-            if not (value is None and what == "epochs") and not (whole(value) and value > 0):
-                raise ValueError(f"{name}: {what} must be a positive int{' or None' * (what == 'epochs')}, "
-                                 f"got {value!r}")
+        if self.epochs is not None and not (whole(self.epochs) and self.epochs > 0):
+            raise ValueError(f"{name}: epochs must be a positive int or None, got {self.epochs!r}")
+        if not (whole(self.batch_size) and self.batch_size > 0):
+            raise ValueError(f"{name}: batch_size must be a positive int, got {self.batch_size!r}")
         if not (whole(self.seed) and self.seed >= 0):
             raise ValueError(f"{name}: seed must be an int >= 0, got {self.seed!r}")
         if self.dtype not in nnx.backend.FLOAT_DTYPES:

@@ -90,6 +90,7 @@ def test_backend_and_dtype_are_parameters() -> None:
     ({"optimizer": "lbfgs"}, "unknown optimizer 'lbfgs'"),
     ({"lr": -1.0}, "lr must be a positive number"),
     ({"epochs": 0}, "epochs must be a positive int or None"),
+    ({"batch_size": 2.5}, "batch_size must be a positive int"),
     ({"dtype": "float16"}, "dtype must be one of float32, float64"),
     ({"backend": "tpu"}, "unknown backend 'tpu'"),
 ])
