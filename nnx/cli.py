@@ -28,6 +28,7 @@ from nnx import random as _random
 from nnx.errors import NnxError, OutputPathError, UnknownBackendError
 from nnx.testing.examples import EXAMPLES, ParityCase, case_for_model, example
 from nnx.testing.parity import check_parity
+from nnx.train.options import DEFAULT_STEPS, default_epochs
 
 
 def _info(args: argparse.Namespace) -> int:
@@ -103,8 +104,7 @@ def _load_data(spec: str, label_column: int | str, header: bool | None) -> Any:
 
 def _auto_epochs(samples: int, batch_size: int) -> int:
     """Epochs when ``--epochs`` is not given: about 3,000 steps, at least 20 and at most 200 epochs."""
-    steps = max(1, math.ceil(samples / batch_size))
-    return min(200, max(20, math.ceil(3000 / steps)))
+    return default_epochs(samples, batch_size, DEFAULT_STEPS["classification"])
 
 
 def _input_names(ds: Any) -> list[str] | None:
@@ -191,7 +191,10 @@ def _train_in(args: argparse.Namespace, held: contextlib.ExitStack) -> int:
         except OutputPathError as exc:
             raise _UsageError(f"--checkpoint: {exc}") from None
     say = print if lead else _quiet
+    if args.task == "regression":
+        return _train_regression(args, name, world, say)
     ds = _load_data(args.dataset, _column(args.label_column), args.header)
+    _note_continuous_labels(ds, say)
     x, y = ds.x.astype("float64"), ds.y
     resumed = nnx.checkpoint.latest_checkpoint(args.checkpoint) if args.resume else None
     saved_run = nnx.load_checkpoint(resumed) if resumed else None
@@ -255,6 +258,129 @@ def _train_in(args: argparse.Namespace, held: contextlib.ExitStack) -> int:
         print(f"wrote the training plot to {path}")
     if args.save:
         print(f"saved the model to {nnx.save(model, args.save)}")
+    return 0
+
+
+# regression ---------------------------------------------------------------------------
+
+
+def _note_continuous_labels(ds: Any, say: Any) -> None:
+    """Warn a classification run whose numeric labels look like a continuous target (``looks_continuous``)."""
+    labels = ds.labels or []
+    if labels and all(isinstance(v, int) for v in labels) and datasets.looks_continuous(
+            [labels[i] for i in ds.y.tolist()]):
+        say(f"nnx: note: the labels are {len(labels)} distinct numbers for {len(ds)} samples: that looks like a "
+            f"continuous target, not classes; to predict the number, train a regression: "
+            f"nnx train {ds.source or ds.name} --task regression", file=sys.stderr)
+
+
+def _train_regression(args: argparse.Namespace, name: str, world: Any, say: Any) -> int:
+    """``nnx train FILE.csv --task regression``: a one-hidden-layer ReLU network on standardised inputs,
+    trained with MSE on the standardised target; the model ends in Destandardize, so it answers (and
+    is saved) in the target's units. Held-out RMSE, MAE and R^2 in those units."""
+    path = Path(args.dataset)
+    if not (path.is_file() and path.name.lower().endswith((".csv", ".csv.gz"))):
+        raise _UsageError(f"--task regression needs a CSV file with the target in a column; {args.dataset!r} "
+                          f"is not one")
+    if args.model != "mlp":
+        raise _UsageError("--task regression trains an mlp; --model cnn classifies images")
+    lead = world is None or world.rank == 0
+    ds = datasets.load_csv(path, label_column=_column(args.label_column), header=args.header, target="values")
+    x, y = ds.x.astype("float64"), ds.y.reshape(-1, 1)
+    resumed = nnx.checkpoint.latest_checkpoint(args.checkpoint) if args.resume else None
+    saved_run = nnx.load_checkpoint(resumed) if resumed else None
+    split_seed = _split_seed(args, saved_run)
+    if args.limit is not None and args.limit < len(ds):
+        keep = _random.permutation(_random.make_rng(split_seed), len(ds))[: args.limit]
+        x, y = x[keep], y[keep]
+    if len(y) < 4:
+        raise _UsageError(f"{args.dataset} has {len(y)} samples; training needs at least 4")
+    inputs = int(x.shape[1])
+    (xt, yt), (xv, yv) = datasets.train_val_split(x, y, val=args.val, seed=split_seed)
+    f = {"dtype": args.dtype, "backend": name}
+    scale = nnx.preprocessing.Standardize(inputs, names=_input_names(ds), **f).fit(xt)
+    out = nnx.preprocessing.Destandardize(1, names=None if ds.label_name is None else [ds.label_name], **f).fit(yt)
+    network = nnx.Sequential(scale, nnx.Linear(inputs, args.hidden, seed=args.seed, **f), nnx.ReLU(),
+                             nnx.Linear(args.hidden, 1, seed=args.seed + 1, **f))
+    optimizer = nnx.Adam(network.parameters(), lr=args.lr)
+    epochs = args.epochs
+    if epochs is None:
+        epochs = default_epochs(len(yt), args.batch_size, DEFAULT_STEPS["regression"])
+    target = f"target {ds.label_name!r}" if ds.label_name else "one target"
+    say(f"nnx train {ds.name}: {len(yt)} training and {len(yv)} held-out samples, {inputs} inputs, {target} "
+        f"(regression); backend {name} ({args.dtype})")
+    ranks = f" per process, {world.size} processes" if world is not None else ""
+    say(f"model: standardise -> {inputs} -> {args.hidden} ReLU -> 1 -> destandardise, MSE on the standardised "
+        f"target, Adam lr {args.lr:g}, batch size {args.batch_size}{ranks}, {epochs} epochs, seed {args.seed}")
+    if saved_run is not None:
+        say(f"resuming from {nnx.checkpoint.checkpoint_path(args.checkpoint)} after epoch {saved_run.epoch}")
+    run_config = {"data": ds.name, "split_seed": split_seed, "val": args.val, "limit": args.limit,
+                  "task": "regression"}
+    started = time.perf_counter()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        history = nnx.fit(network, nnx.MSE(), optimizer, (xt, out.standardize(yt)), epochs=epochs,
+                          batch_size=args.batch_size, validation=(xv, out.standardize(yv)), seed=args.seed,
+                          progress=False if args.quiet or not lead else None, metrics={},
+                          checkpoint=args.checkpoint, resume=args.resume, allow_changes=args.allow_changes,
+                          run_config=run_config, world=world)
+    if not lead:
+        return 0
+    for warning in caught:
+        print(f"nnx: note: {warning.message}", file=sys.stderr)
+    seconds = time.perf_counter() - started
+    model = nnx.Sequential(*network, out)
+    scores = nnx.metrics.regression_scores(yv, nnx.predict(model, xv))
+    print(f"held-out RMSE {scores['rmse']:.4g}, MAE {scores['mae']:.4g}, R^2 {scores['r2']:.4f} "
+          f"({len(yv)} samples); trained in {seconds:.1f} s")
+    if args.plot:
+        path = nnx.plot_history(history, args.plot, title=f"nnx train {ds.name} ({name})")
+        print(f"wrote the training plot to {path}")
+    if args.save:
+        print(f"saved the model to {nnx.save(model, args.save)}")
+    return 0
+
+
+def _regression_output(model: Any) -> Any:
+    """The model's last Destandardize (a regression model's), or ``None``."""
+    return next((m for _, m in reversed(list(model.named_modules()))
+                 if isinstance(m, nnx.preprocessing.Destandardize)), None)
+
+
+def _predict_regression(args: argparse.Namespace, model: Any, x: Any) -> int:
+    """``nnx predict`` of a regression model: one line per row, the predicted value(s) in the target's units."""
+    if args.proba:
+        raise _UsageError(f"--proba is for classifiers; {args.model_file} is a regression model (it predicts values)")
+    out = _regression_output(model)
+    values = nnx.to_host(nnx.predict(model, x)).reshape(len(x), -1)
+    width = values.shape[1]
+    names = out.names or (["prediction"] if width == 1 else [f"prediction{j}" for j in range(width)])
+    lines = [",".join(_csv_cell(n) for n in names)]
+    lines += [",".join(f"{v:.8g}" for v in row) for row in values.tolist()]
+    text = "\n".join(lines) + "\n"
+    if args.out:
+        nnx.io.atomic_write(args.out, [text.encode()])
+        print(f"wrote {len(values)} predictions to {args.out}", file=sys.stderr)
+    else:
+        sys.stdout.write(text)
+    return 0
+
+
+def _evaluate_regression(args: argparse.Namespace, model: Any, x: Any, label_cells: list[str]) -> int:
+    """``nnx evaluate`` of a regression model: RMSE, MAE and R^2 against the file's target column."""
+    truth = []
+    for row, cell in enumerate(label_cells):
+        try:
+            value = float(cell)
+        except ValueError:
+            value = math.nan
+        if not math.isfinite(value):
+            raise nnx.errors.DataFormatError(f"{args.data}: data row {row + 1}: the target {cell!r} is not a "
+                                             f"finite number")
+        truth.append(value)
+    scores = nnx.metrics.regression_scores(truth, nnx.predict(model, x))
+    print(f"nnx evaluate {args.model_file} on {args.data}: {len(truth)} samples (regression)")
+    print(f"RMSE {scores['rmse']:.6g}\nMAE  {scores['mae']:.6g}\nR^2  {scores['r2']:.6f}")
     return 0
 
 
@@ -351,6 +477,8 @@ def _predict(args: argparse.Namespace) -> int:
     """Write one line per row of the CSV file: the predicted label (and the class probabilities)."""
     _writable_target("--out", args.out, [args.model_file, args.data])
     model, head, x, _ = _model_for_table(args)
+    if _regression_output(model) is not None:
+        return _predict_regression(args, model, x)
     classes = nnx.predict_classes(model, x)
     labels = head.labels if head is not None else None
     columns = [head.name if head is not None and head.name else "prediction"]
@@ -382,6 +510,8 @@ def _evaluate(args: argparse.Namespace) -> int:
     if label_cells is None:
         raise _UsageError(f"{args.data} has no label column to evaluate against (give a file with the labels, "
                           f"and --label-column if it is not the last)")
+    if _regression_output(model) is not None:
+        return _evaluate_regression(args, model, x, label_cells)
     labels = head.labels if head is not None else None
     known = {str(v): i for i, v in enumerate(labels)} if labels is not None else None
     out = nnx.predict(model, x)
@@ -590,6 +720,10 @@ def build_parser() -> argparse.ArgumentParser:
                          help="data-parallel over the processes of an MPI job: mpiexec -n N nnx train ... "
                               "--distributed (--batch-size is then each process's share of a step; "
                               "needs pip install 'nnx-array[distributed]')")
+    p_train.add_argument("--task", choices=("classification", "regression"), default="classification",
+                         help="classification (default): the label column holds classes; regression: it holds a "
+                              "number to predict (MSE on the standardised target; the model answers in the "
+                              "target's units; held-out RMSE, MAE and R^2; without --epochs about 600 steps)")
     p_train.set_defaults(func=_train)
     _add_table_commands(sub)
     _add_parity(sub)

@@ -220,6 +220,7 @@ def load_csv(
     label_column: int | str = -1,
     scale: float | None = None,
     header: bool | None = None,
+    target: str = "classes",
 ) -> Dataset:
     """A CSV file (raw or .gz, UTF-8 with or without a byte-order mark): one sample per row.
 
@@ -232,6 +233,9 @@ def load_csv(
     not a mix of both. Either way the distinct
     labels, sorted, become classes ``0 .. k-1`` (``Dataset.labels`` keeps the
     originals, so labels 1, 2, 3 make three classes, not four).
+    ``target="values"`` reads the label column as a regression target
+    instead: finite numbers, kept as they are (``y`` float64, ``labels``
+    ``None``, ``classes`` 0).
 
     ``header``: ``None`` decides by a rule: the first line is a header when
     none of its cells is empty and none is a number, or when its numeric
@@ -239,15 +243,17 @@ def load_csv(
     least three of them). ``True``/``False`` say so instead. ``scale``
     divides the inputs (e.g. 255 for pixels); ``None`` keeps them as they are.
     """
+    if target not in ("classes", "values"):
+        raise ValueError(f"load_csv: target must be 'classes' or 'values', got {target!r}")
     path = Path(path)
-    table = _parse_csv(_read(path), str(path), label_column, header)
+    table = _parse_csv(_read(path), str(path), label_column, header, target)
     max_value = float(scale) if scale else 1.0
     x = table.x
     side = int(round(x.shape[1] ** 0.5))
     shape = (side, side) if side * side == x.shape[1] else (1, int(x.shape[1]))
     ds = _finish(x, table.y, path.name, shape, max_value, bool(scale), str(path))
     ds.labels, ds.columns, ds.label_name = table.labels, table.columns, table.label_name
-    ds.classes = len(table.labels)
+    ds.classes = len(table.labels) if table.labels is not None else 0
     return ds
 
 
@@ -257,7 +263,7 @@ class _Table:
 
     x: np.ndarray
     y: np.ndarray
-    labels: list[Any]
+    labels: list[Any] | None
     columns: list[str] | None
     label_name: str | None
 
@@ -324,12 +330,16 @@ def _grid(raw: bytes, where: str, header: bool | None) -> _Grid:
     return _Grid(where, columns, rows, cells, width)
 
 
-def _parse_csv(raw: bytes, where: str, label_column: int | str = -1, header: bool | None = None) -> _Table:
+def _parse_csv(raw: bytes, where: str, label_column: int | str = -1, header: bool | None = None,
+               target: str = "classes") -> _Table:
     grid = _grid(raw, where, header)
     if grid.width < 2:
         raise DataFormatError(f"{where}: need at least one input column and a label column, got {grid.width} column")
     col = _label_index(label_column, grid.width, grid.columns, where)
     x = grid.numbers([c for c in range(grid.width) if c != col])
+    if target == "values":
+        name = None if grid.columns is None else grid.columns[col]
+        return _Table(x, grid.numbers([col])[:, 0], None, grid.columns, name)
     y, labels = grid.labels(col)
     return _Table(x, y, labels, grid.columns, None if grid.columns is None else grid.columns[col])
 
@@ -458,7 +468,8 @@ def _class_labels(values: list[str], where: str, rows: list[tuple[int, str]], co
         if bad.size:
             i = int(bad[0])
             raise DataFormatError(f"{where}: {_place(rows[i][0], col, columns)}: the label {values[i]!r} is not a "
-                                  f"whole number (labels are classes: whole numbers or names)")
+                                  f"whole number (labels are classes: whole numbers or names)"
+                                  + _continuous_hint(numbers, bad.size))
         bad = np.flatnonzero(np.abs(numbers) > _MAX_LABEL)
         if bad.size:
             i = int(bad[0])
@@ -467,6 +478,22 @@ def _class_labels(values: list[str], where: str, rows: list[tuple[int, str]], co
                                   f"whole numbers or names")
         return encode_labels(numbers.astype(np.int64))
     return encode_labels(values)
+
+
+def _continuous_hint(numbers: np.ndarray, fractional: int) -> str:
+    """The advice for a label column of numbers that are not all whole: it may be a regression target."""
+    distinct = np.unique(numbers[np.isfinite(numbers)]).size
+    return (f"; the column holds {distinct} distinct numbers, {fractional} of them not whole: a continuous target "
+            f"is a regression (nnx train FILE --task regression, or load_csv(..., target='values'))")
+
+
+def looks_continuous(values: Any) -> bool:
+    """Whether numeric labels look like a continuous target rather than classes: more than 20 distinct
+    values that are on average fewer than 5 samples each, or any value that is not a whole number."""
+    values = np.asarray(values, dtype=np.float64).reshape(-1)
+    distinct = np.unique(values).size
+    fractional = bool(np.any(values != np.round(values)))
+    return fractional or (distinct > 20 and values.size < 5 * distinct)
 
 
 def _labels(values: np.ndarray, where: str) -> np.ndarray:
@@ -546,6 +573,7 @@ __all__ = [
     "load_digits",
     "load_mnist_5k",
     "load_mnist_idx",
+    "looks_continuous",
     "names",
     "one_hot",
     "read_csv_inputs",

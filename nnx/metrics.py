@@ -1,10 +1,13 @@
-"""Classification metrics computed on the device, with one transfer to the host at the end.
+"""Classification and regression metrics computed on the device, with one transfer to the host at the end.
 
-Every function takes true class numbers and predicted class numbers (or
-scores) as arrays of any backend, or NumPy arrays and lists. The counting
-happens where the arrays are (a GPU stays busy, the host gets one small
-array); the results are host numbers. Class numbers are ``0 .. classes-1``;
-map other labels first (:func:`nnx.preprocessing.encode_labels`).
+Every classification function takes true class numbers and predicted class
+numbers (or scores) as arrays of any backend, or NumPy arrays and lists. The
+counting happens where the arrays are (a GPU stays busy, the host gets one
+small array); the results are host numbers. Class numbers are
+``0 .. classes-1``; map other labels first
+(:func:`nnx.preprocessing.encode_labels`). The regression functions
+(:func:`rmse`, :func:`mae`, :func:`r2`, :func:`regression_scores`) take true
+and predicted values the same way.
 """
 
 from __future__ import annotations
@@ -177,4 +180,70 @@ def report(y_true: Any, y_pred: Any, labels: list[Any] | None = None) -> str:
     return "\n".join(lines)
 
 
-__all__ = ["accuracy", "confusion_matrix", "precision_recall_f1", "report", "top_k_accuracy"]
+# regression ---------------------------------------------------------------------------
+
+
+def _values(y_true: Any, y_pred: Any) -> tuple[Any, Any, Any]:
+    """The namespace and both value arrays as float64 ``(samples, outputs)`` on one backend, checked."""
+    t, p = _on_one_backend(y_true, y_pred)
+    xp = _backend.namespace_of(t)
+    for what, a in (("y_true", t), ("y_pred", p)):
+        if a.ndim not in (1, 2) or not (xp.isdtype(a.dtype, "real floating") or xp.isdtype(a.dtype, "integral")):
+            raise TargetError(f"{what} must be a 1-D or 2-D array of real numbers (samples, or samples x outputs), "
+                              f"got {a.dtype} {tuple(a.shape)}")
+    shapes = (tuple(t.shape), tuple(p.shape))
+    if int(t.shape[0]) == 0:
+        raise ShapeError("regression metrics need at least one sample, got none")
+    t, p = (a[:, None] if a.ndim == 1 else a for a in (t, p))  # a vector is one output
+    if t.shape != p.shape:
+        raise ShapeError(f"y_true has shape {shapes[0]}, y_pred {shapes[1]}; give one value per sample "
+                         f"(and output) in both")
+    return xp, xp.astype(t, xp.float64), xp.astype(p, xp.float64)
+
+
+def regression_scores(y_true: Any, y_pred: Any) -> dict[str, float]:
+    """Root mean squared error, mean absolute error and the coefficient of determination R^2 at once.
+
+    ``y_true`` and ``y_pred`` are ``(samples,)`` or ``(samples, outputs)``
+    (a single column and a vector pair up). Per output ``j``:
+    ``rmse_j = sqrt(mean((t - p)**2))``, ``mae_j = mean(|t - p|)``,
+    ``r2_j = 1 - sum((t - p)**2) / sum((t - mean(t))**2)``; each score is the
+    plain average over the outputs. An output whose true values are all equal
+    has ``r2_j = 1`` when predicted exactly and ``0`` otherwise (instead of a
+    division by zero). Computed in float64 where the arrays are; one small
+    array moves to the host.
+
+    Returns
+    -------
+    dict
+        ``{"rmse": float, "mae": float, "r2": float}``.
+    """
+    xp, t, p = _values(y_true, y_pred)
+    error = t - p
+    squares = xp.mean(error * error, axis=0)
+    spread = xp.sum((t - xp.mean(t, axis=0))**2, axis=0)
+    residual = xp.sum(error * error, axis=0)
+    safe = xp.where(spread > 0, spread, xp.ones_like(spread))
+    r2 = xp.where(spread > 0, 1 - residual / safe, xp.where(residual == 0, xp.ones_like(spread), xp.zeros_like(spread)))
+    host = _backend.to_host(xp.stack([xp.mean(xp.sqrt(squares)), xp.mean(xp.mean(xp.abs(error), axis=0)),
+                                      xp.mean(r2)]))
+    return {"rmse": float(host[0]), "mae": float(host[1]), "r2": float(host[2])}
+
+
+def rmse(y_true: Any, y_pred: Any) -> float:
+    """Root mean squared error (per output, averaged over outputs); see :func:`regression_scores`."""
+    return regression_scores(y_true, y_pred)["rmse"]
+
+
+def mae(y_true: Any, y_pred: Any) -> float:
+    """Mean absolute error (per output, averaged over outputs); see :func:`regression_scores`."""
+    return regression_scores(y_true, y_pred)["mae"]
+
+
+def r2(y_true: Any, y_pred: Any) -> float:
+    """The coefficient of determination R^2 (per output, averaged over outputs); see :func:`regression_scores`."""
+    return regression_scores(y_true, y_pred)["r2"]
+
+
+__all__ = ["accuracy", "confusion_matrix", "mae", "precision_recall_f1", "r2", "regression_scores", "report", "rmse",
+           "top_k_accuracy"]

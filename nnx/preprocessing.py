@@ -4,6 +4,9 @@
   fitted on the training split only; put it first in the model.
 * :class:`ClassLabels` (a layer): the original labels of the output classes;
   put it last, and :func:`nnx.predict_classes` answers in those labels.
+* :class:`Destandardize` (a layer): a regression target's mean and standard
+  deviation; put it last, train the layers before it on
+  ``Destandardize.standardize(y)``, and the model answers in the target's units.
 * :func:`encode_labels`: any int or string labels as class numbers ``0 .. k-1``.
 
 Example::
@@ -20,7 +23,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from nnx.layers.preprocess import ClassLabels, Standardize
+from nnx.layers.preprocess import ClassLabels, Destandardize, Standardize
 
 
 def encode_labels(values: Sequence[Any]) -> tuple[np.ndarray, list[Any]]:
@@ -33,4 +36,4 @@ def encode_labels(values: Sequence[Any]) -> tuple[np.ndarray, list[Any]]:
     return codes.astype(np.int64).reshape(-1), [v.item() for v in names]
 
 
-__all__ = ["ClassLabels", "Standardize", "encode_labels"]
+__all__ = ["ClassLabels", "Destandardize", "Standardize", "encode_labels"]

@@ -104,6 +104,8 @@ LAYERS: dict[str, LayerCase] = {
     "Standardize (fitted)": LayerCase(lambda: nnx.preprocessing.Standardize(4, dtype="float64").fit(
         np.random.default_rng(3).normal(2.0, 3.0, (20, 4))), (6, 4)),
     "ClassLabels": LayerCase(lambda: nnx.preprocessing.ClassLabels(["a", "b", "c", "d"]), (6, 4)),
+    "Destandardize (fitted)": LayerCase(lambda: nnx.preprocessing.Destandardize(4, dtype="float64").fit(
+        np.random.default_rng(4).normal(-5.0, 20.0, (20, 4))), (6, 4)),
     "Mean(axis=-1)": LayerCase(lambda: nnx.Mean(-1), (3, 5, 4)),
     "Residual": LayerCase(lambda: nnx.Residual(nnx.Sequential(
         nnx.Linear(4, 4, seed=18, dtype="float64"), nnx.Tanh())), (5, 4)),

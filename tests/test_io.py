@@ -251,6 +251,12 @@ def _every_tabular_layer() -> nnx.Sequential:
                           nnx.preprocessing.ClassLabels(["no", "yes"], name="answer"))
 
 
+def _every_regression_layer() -> nnx.Sequential:
+    out = nnx.preprocessing.Destandardize(2, names=["price", "tax"], dtype="float64")
+    out.fit(np.random.default_rng(14).normal([300.0, -2.0], [50.0, 0.1], (30, 2)))
+    return nnx.Sequential(nnx.Linear(3, 2, seed=15, dtype="float64"), out)
+
+
 # each model and an input for it: together they hold every layer nnx exports
 MODELS = {
     "dense": (_every_layer, lambda rng: rng.normal(size=(9, 2, 3))),
@@ -258,6 +264,7 @@ MODELS = {
     "sequence": (_every_sequence_layer, lambda rng: rng.integers(0, 11, (9, 5))),
     "signal": (_every_signal_layer, lambda rng: rng.normal(size=(9, 3, 12))),
     "tabular": (_every_tabular_layer, lambda rng: rng.normal(5.0, 2.0, size=(9, 3))),
+    "regression": (_every_regression_layer, lambda rng: rng.normal(size=(9, 3))),
 }
 
 

@@ -116,3 +116,68 @@ def test_standardize_fits_the_training_data_and_refuses_bad_data(nnx_backend: st
         scale.fit(bad)
     with pytest.raises(nnx.errors.ShapeError, match=r"\(samples >= 1, 3\)"):
         scale.fit(data[:, :2])
+
+
+
+def test_destandardize_answers_in_the_targets_units_and_survives_a_save(nnx_backend: str, tmp_path) -> None:
+    targets = np.random.default_rng(5).normal([100.0, -3.0], [40.0, 0.01], (30, 2))
+    targets[:, 1] = -3.0  # a constant target trains on 0 and comes back as itself
+    out = nnx.preprocessing.Destandardize(2, names=["price", "tax"], dtype="float64", backend=nnx_backend).fit(targets)
+    z = out.standardize(targets)
+    np.testing.assert_allclose(z[:, 0].mean(), 0.0, atol=1e-13)
+    np.testing.assert_allclose(z[:, 0].std(), 1.0, rtol=1e-13)
+    assert np.all(z[:, 1] == 0.0)
+    back = nnx.to_host(out.forward(nnx.to_device(z, nnx_backend, dtype="float64")))
+    np.testing.assert_allclose(back, targets, rtol=1e-14)
+    model = nnx.Sequential(nnx.Linear(2, 2, seed=0, dtype="float64", backend=nnx_backend), out)
+    loaded = nnx.load(nnx.save(model, tmp_path / "r.nnx"), backend=nnx_backend)
+    assert loaded[1].names == ["price", "tax"]
+    x = nnx.to_device(np.ones((3, 2)), nnx_backend, dtype="float64")
+    np.testing.assert_array_equal(nnx.to_host(loaded.forward(x)), nnx.to_host(model.forward(x)))
+    with pytest.raises(nnx.errors.ShapeError, match=r"training targets of shape \(samples >= 1, 2\)"):
+        out.fit(targets[:, 0])
+    with pytest.raises(nnx.errors.NonFiniteError, match="training targets"):
+        out.fit(np.full((4, 2), np.nan))
+
+def _regression_pair(seed: int, shape: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    truth = rng.normal(3.0, 2.0, shape)
+    return truth, truth + rng.normal(0.0, 0.5, shape)
+
+
+@pytest.mark.parametrize("shape", [(50,), (50, 3)], ids=["one output", "three outputs"])
+def test_regression_scores_match_their_definitions(nnx_backend: str, shape: tuple[int, ...]) -> None:
+    truth, predicted = _regression_pair(1, shape)
+    t2, p2 = truth.reshape(50, -1), predicted.reshape(50, -1)
+    errors = [t2[:, j] - p2[:, j] for j in range(t2.shape[1])]
+    expected_rmse = np.mean([np.sqrt(np.sum(e**2) / 50) for e in errors])
+    expected_mae = np.mean([np.sum(np.abs(e)) / 50 for e in errors])
+    expected_r2 = np.mean([1 - np.sum(e**2) / np.sum((t2[:, j] - t2[:, j].mean())**2) for j, e in enumerate(errors)])
+    t, p = nnx.to_device(truth, nnx_backend, dtype="float32"), nnx.to_device(predicted, nnx_backend, dtype="float32")
+    scores = metrics.regression_scores(t, p)
+    assert scores["rmse"] == pytest.approx(expected_rmse, rel=1e-6)
+    assert scores["mae"] == pytest.approx(expected_mae, rel=1e-6)
+    assert scores["r2"] == pytest.approx(expected_r2, rel=1e-6)
+    exact = metrics.regression_scores(truth, predicted)  # host float64: agrees to rounding
+    assert (metrics.rmse(truth, predicted), metrics.mae(truth, predicted), metrics.r2(truth, predicted)) == (
+        exact["rmse"], exact["mae"], exact["r2"])
+    assert exact["rmse"] == pytest.approx(expected_rmse, rel=1e-13)
+    assert exact["r2"] == pytest.approx(expected_r2, rel=1e-13)
+
+
+def test_regression_scores_of_perfect_and_constant_predictions() -> None:
+    truth = np.array([1.0, 2.0, 4.0, 7.0])
+    assert metrics.regression_scores(truth, truth) == {"rmse": 0.0, "mae": 0.0, "r2": 1.0}
+    assert metrics.r2(truth, np.full(4, truth.mean())) == 0.0  # the mean predicts nothing
+    assert metrics.r2(truth, np.full(4, 0.0)) == pytest.approx(1 - np.sum(truth**2) / np.sum((truth - 3.5)**2))
+    assert metrics.mae(truth.reshape(4, 1), [1.0, 2.0, 4.0, 8.0]) == 0.25  # a column and a vector pair up
+    assert metrics.r2([5.0, 5.0], [5.0, 5.0]) == 1.0 and metrics.r2([5.0, 5.0], [5.0, 6.0]) == 0.0
+
+
+def test_regression_scores_refuse_mismatched_or_empty_inputs() -> None:
+    with pytest.raises(nnx.errors.ShapeError, match=r"y_true has shape \(3,\), y_pred \(2,\)"):
+        metrics.rmse([1.0, 2.0, 3.0], [1.0, 2.0])
+    with pytest.raises(nnx.errors.ShapeError, match="at least one sample"):
+        metrics.mae(np.zeros(0), np.zeros(0))
+    with pytest.raises(nnx.errors.TargetError, match="real numbers"):
+        metrics.r2(np.zeros((2, 2, 2)), np.zeros((2, 2, 2)))

@@ -45,6 +45,16 @@ def _flowers(folder: Path) -> None:
     (folder / "flowers.csv").write_text("\n".join(rows) + "\n")
 
 
+def _houses(folder: Path) -> None:
+    """The README's ``houses.csv``: a header, three inputs and a price to predict in the last column."""
+    rng = np.random.default_rng(0)
+    rows = ["area,rooms,distance,price"]
+    for area, rooms, distance in zip(rng.uniform(40, 200, 100), rng.integers(1, 6, 100), rng.uniform(0, 9, 100)):
+        price = 2000 * area + 15000 * rooms - 8000 * distance + rng.normal(0, 5000)
+        rows.append(f"{area:.1f},{rooms},{distance:.2f},{price:.0f}")
+    (folder / "houses.csv").write_text("\n".join(rows) + "\n")
+
+
 def test_python_blocks_run_in_order(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(tmp_path)
     namespace: dict[str, object] = {}
@@ -90,7 +100,11 @@ def test_bash_commands_run(tmp_path: Path, line: int, command: str) -> None:
     if "cupy" in command and nnx.available().get("cupy") is not None:
         pytest.skip(f"README.md:{line} needs CuPy: {nnx.available()['cupy']}")
     _flowers(tmp_path)
-    if args[1] in ("predict", "evaluate"):
+    _houses(tmp_path)
+    if args[1] in ("predict", "evaluate") and "houses.nnx" in args:
+        subprocess.run([sys.executable, "-m", "nnx", "train", "houses.csv", "--task", "regression", "--quiet",
+                        "--save", "houses.nnx"], cwd=tmp_path, check=True, capture_output=True)
+    elif args[1] in ("predict", "evaluate"):
         subprocess.run([sys.executable, "-m", "nnx", "train", "flowers.csv", "--quiet", "--save", "flowers.nnx"],
                        cwd=tmp_path, check=True, capture_output=True)
     result = subprocess.run([sys.executable, "-m", "nnx", *args[1:]], cwd=tmp_path, capture_output=True, text=True)

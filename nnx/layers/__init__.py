@@ -11,7 +11,7 @@ from nnx.layers.embedding import Embedding
 from nnx.layers.linear import Linear
 from nnx.layers.norm import BatchNorm1d, BatchNorm2d, LayerNorm
 from nnx.layers.pooling import AvgPool2d, GlobalAvgPool2d, MaxPool2d
-from nnx.layers.preprocess import ClassLabels, Standardize
+from nnx.layers.preprocess import ClassLabels, Destandardize, Standardize
 from nnx.layers.shape import Flatten, Mean, Reshape
 
 __all__ = [
@@ -21,6 +21,7 @@ __all__ = [
     "ClassLabels",
     "Conv1d",
     "Conv2d",
+    "Destandardize",
     "Dropout",
     "Embedding",
     "Flatten",

@@ -1,6 +1,7 @@
 """Layers that carry preprocessing inside the model, so it is saved and loaded with it:
-:class:`Standardize` (per-feature mean and standard deviation fitted on training data) and
-:class:`ClassLabels` (the original labels of a classifier's output classes)."""
+:class:`Standardize` (per-feature mean and standard deviation fitted on training data),
+:class:`ClassLabels` (the original labels of a classifier's output classes) and
+:class:`Destandardize` (a regression's outputs back in the target's units)."""
 
 from __future__ import annotations
 
@@ -49,19 +50,9 @@ class Standardize(Layer):
     def fit(self, x: Any) -> "Standardize":
         """Set ``mean`` and ``std`` from the training inputs ``x`` (``(samples, num_features)``, any
         backend or a NumPy array), computed in float64 on the layer's backend."""
-        name = _backend.backend_of(self.mean)
-        data = _backend.to_device(_backend.to_host(x), name, "float64")
-        if data.ndim != 2 or data.shape[1] != self.num_features or data.shape[0] < 1:
-            raise ShapeError(f"{self!r}.fit expected training inputs of shape (samples >= 1, "
-                             f"{self.num_features}), got {tuple(data.shape)}")
-        xp = _backend.namespace_of(data)
-        if not bool(xp.all(xp.isfinite(data))):
-            raise NonFiniteError(f"{self!r}.fit: the training inputs hold NaN or infinite values")
-        std = xp.std(data, axis=0)
-        std = xp.where(std > 0, std, xp.ones_like(std))
-        dtype = getattr(xp, self.dtype)
-        self.mean = xp.astype(xp.mean(data, axis=0), dtype)
-        self.std = xp.astype(std, dtype)
+        mean, std = _fitted_moments(self, x, self.num_features, "inputs")
+        xp = _backend.namespace_of(mean)
+        self.mean, self.std = xp.astype(mean, getattr(xp, self.dtype)), xp.astype(std, getattr(xp, self.dtype))
         return self
 
     def forward(self, x: Any) -> Any:
@@ -157,4 +148,89 @@ class ClassLabels(Layer):
         return f"ClassLabels([{shown}])"
 
 
-__all__ = ["ClassLabels", "Standardize"]
+def _fitted_moments(layer: Layer, values: Any, size: int, what: str) -> tuple[Any, Any]:
+    """Per-column float64 mean and standard deviation (1 for a constant column) of the training
+    ``what`` ``values`` ``(samples, size)``, on the backend of ``layer.mean``, checked for shape and finiteness."""
+    name = _backend.backend_of(layer.mean)
+    data = _backend.to_device(_backend.to_host(values), name, "float64")
+    if data.ndim != 2 or data.shape[1] != size or data.shape[0] < 1:
+        raise ShapeError(f"{layer!r}.fit expected training {what} of shape (samples >= 1, {size}), "
+                         f"got {tuple(data.shape)}")
+    xp = _backend.namespace_of(data)
+    if not bool(xp.all(xp.isfinite(data))):
+        raise NonFiniteError(f"{layer!r}.fit: the training {what} hold NaN or infinite values")
+    std = xp.std(data, axis=0)
+    return xp.mean(data, axis=0), xp.where(std > 0, std, xp.ones_like(std))
+
+
+@register_layer
+class Destandardize(Layer):
+    """``z * std + mean`` per output: a regression network's standardised outputs in the target's units.
+
+    Put it last. :meth:`fit` takes the training targets (float64 on the host,
+    population standard deviation; a constant target gets ``std = 1``);
+    :meth:`standardize` turns targets into the units the network is trained
+    in, so the network before this layer learns targets of mean 0 and
+    standard deviation 1 whatever their scale, and the saved model answers in
+    the target's own units. ``names`` keeps the target columns' names (from a
+    CSV header). Input: ``(..., num_outputs)``.
+    """
+
+    buffer_names = ("mean", "std")
+    example_input = takes_any_input
+
+    def __init__(self, num_outputs: int, *, names: Sequence[str] | None = None, dtype: str = "float32",
+                 backend: str | None = None) -> None:
+        super().__init__()
+        check_arguments("Destandardize", dtype, num_outputs=num_outputs)
+        if names is not None:
+            names = [str(n) for n in names]
+            if len(names) != num_outputs:
+                raise ValueError(f"Destandardize got {len(names)} names for {num_outputs} outputs")
+        self.num_outputs, self.names, self.dtype = num_outputs, names, dtype
+        name = backend or _backend.current()
+        self.mean = _backend.to_device(_random.full((num_outputs,), 0.0), name, dtype)
+        self.std = _backend.to_device(_random.full((num_outputs,), 1.0), name, dtype)
+
+    def fit(self, y: Any) -> "Destandardize":
+        """Set ``mean`` and ``std`` from the training targets ``y`` (``(samples, num_outputs)``, or
+        ``(samples,)`` for one output; any backend or a NumPy array)."""
+        y = _backend.to_host(y)
+        mean, std = _fitted_moments(self, y.reshape(-1, 1) if y.ndim == 1 else y, self.num_outputs, "targets")
+        xp = _backend.namespace_of(mean)
+        self.mean, self.std = xp.astype(mean, getattr(xp, self.dtype)), xp.astype(std, getattr(xp, self.dtype))
+        return self
+
+    def standardize(self, y: Any) -> Any:
+        """Targets ``y`` (``(samples, num_outputs)``, host or device) in the network's units,
+        ``(y - mean) / std``, as float64 on the host: what to train the layers before this one on."""
+        mean, std = (_backend.to_host(a).astype("float64") for a in (self.mean, self.std))
+        y = _backend.to_host(y).astype("float64")
+        return ((y.reshape(-1, 1) if y.ndim == 1 else y) - mean) / std
+
+    def forward(self, x: Any) -> Any:
+        where = repr(self)
+        _backend.check_backend(x, _backend.backend_of(self.mean), where)
+        check_float(x, where)
+        check_same_dtype(x, self.mean.dtype, where)
+        if x.ndim < 1 or x.shape[-1] != self.num_outputs:
+            raise ShapeError(f"{where} expected input of shape (..., {self.num_outputs}), got {tuple(x.shape)}")
+        self.save_for_backward(self.std)
+        return x * self.std + self.mean
+
+    def backward(self, grad: Any) -> Any:
+        (std,) = self.saved_tensors()
+        return grad * std
+
+    def config(self) -> dict[str, Any]:
+        return {"num_outputs": self.num_outputs, "names": self.names, "dtype": self.dtype}
+
+    def __repr__(self) -> str:
+        return f"Destandardize({self.num_outputs})"
+
+    @classmethod
+    def config_size(cls, config: Mapping[str, Any]) -> int:
+        return 2 * count(config.get("num_outputs"))
+
+
+__all__ = ["ClassLabels", "Destandardize", "Standardize"]
