@@ -402,7 +402,7 @@ def restore_train_state(path: str | os.PathLike[str], state: Any, allow_changes:
     changes = changed_settings(ck.extra.get("settings") if isinstance(ck.extra, dict) else None,
                                getattr(state, "settings", None))
     held_out = [c for c in changes if c.split(":", 1)[0].split(".", 1)[0] in HELD_OUT_SETTINGS]
-    if held_out:
+    if held_out and allow_changes:
         raise ConfigError(f"{ck.path}: this run's data or held-out samples differ from the checkpointed run's "
                           f"({'; '.join(held_out)}); run_config (the data and their split) and validation_split "
                           f"decide which samples are held out, and a resumed run that changed them would train on "

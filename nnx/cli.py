@@ -289,14 +289,17 @@ def _train_regression(args: argparse.Namespace, name: str, world: Any, say: Any)
     x, y = ds.x.astype("float64"), ds.y.reshape(-1, 1)
     resumed = nnx.checkpoint.latest_checkpoint(args.checkpoint) if args.resume else None
     saved_run = nnx.load_checkpoint(resumed) if resumed else None
-    split_seed = _split_seed(args, saved_run)
-    if args.limit is not None and args.limit < len(ds):
-        keep = _random.permutation(_random.make_rng(split_seed), len(ds))[: args.limit]
+    split_seed, val, limit = _split_settings(args, saved_run)
+    if limit is not None and limit < len(ds):
+        keep = _random.permutation(_random.make_rng(split_seed), len(ds))[:limit]
         x, y = x[keep], y[keep]
     if len(y) < 4:
         raise _UsageError(f"{args.dataset} has {len(y)} samples; training needs at least 4")
     inputs = int(x.shape[1])
-    (xt, yt), (xv, yv) = datasets.train_val_split(x, y, val=args.val, seed=split_seed)
+    try:
+        (xt, yt), (xv, yv) = datasets.train_val_split(x, y, val=val, seed=split_seed)
+    except nnx.errors.ConfigError as exc:
+        raise _UsageError(f"--val {val} with {len(y)} samples: {exc}") from None
     f = {"dtype": args.dtype, "backend": name}
     scale = nnx.preprocessing.Standardize(inputs, names=_input_names(ds), **f).fit(xt)
     out = nnx.preprocessing.Destandardize(1, names=None if ds.label_name is None else [ds.label_name], **f).fit(yt)
@@ -314,8 +317,7 @@ def _train_regression(args: argparse.Namespace, name: str, world: Any, say: Any)
         f"target, Adam lr {args.lr:g}, batch size {args.batch_size}{ranks}, {epochs} epochs, seed {args.seed}")
     if saved_run is not None:
         say(f"resuming from {nnx.checkpoint.checkpoint_path(args.checkpoint)} after epoch {saved_run.epoch}")
-    run_config = {"data": ds.name, "split_seed": split_seed, "val": args.val, "limit": args.limit,
-                  "task": "regression"}
+    run_config = {"data": ds.name, "split_seed": split_seed, "val": val, "limit": limit, "task": "regression"}
     started = time.perf_counter()
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
