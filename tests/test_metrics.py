@@ -60,7 +60,7 @@ def test_metrics_refuse_bad_input() -> None:
         metrics.accuracy([0.5, 1.0], [0, 1])
     with pytest.raises(nnx.errors.ShapeError, match="y_true has 2 samples, y_pred 3"):
         metrics.accuracy([0, 1], [0, 1, 1])
-    with pytest.raises(ValueError, match="k must be a positive int"):
+    with pytest.raises(nnx.errors.ArgumentError, match="top_k_accuracy k must be an integer >= 1, got 0"):
         metrics.top_k_accuracy([0], [[1.0]], 0)
     with pytest.raises(nnx.errors.TargetError, match="class numbers must be in"):
         metrics.top_k_accuracy([3], [[1.0, 2.0]], 1)
