@@ -116,3 +116,29 @@ def test_standardize_fits_the_training_data_and_refuses_bad_data(nnx_backend: st
         scale.fit(bad)
     with pytest.raises(nnx.errors.ShapeError, match=r"\(samples >= 1, 3\)"):
         scale.fit(data[:, :2])
+
+
+def test_accuracy_count_refuses_targets_of_another_shape(nnx_backend: str) -> None:
+    from nnx.train.metrics import accuracy_count
+
+    def dev(a: object, dtype: str = "float64") -> object:
+        return nnx.to_device(np.asarray(a), nnx_backend, dtype=dtype)
+
+    one_column = dev([[0.9], [0.2], [0.7]])
+    assert float(accuracy_count(one_column, dev([1.0, 0.0, 0.0]))) == 2.0  # (n, 1) against (n,): no (n, n)
+    assert float(accuracy_count(one_column, dev([[1.0], [0.0], [0.0]]))) == 2.0
+    scores = dev([[0.1, 0.9], [0.8, 0.2], [0.3, 0.7]])
+    assert float(accuracy_count(scores, dev([1, 0, 0], "int64"))) == 2.0
+    for output, target in ((one_column, dev([1.0, 0.0])), (scores, dev([[0.0, 1.0, 0.0]] * 3)),
+                           (scores, dev([[1], [0], [0]], "int64")), (scores, dev([1, 0], "int64")),
+                           (dev([[[0.5]]] * 3), dev([1.0, 0.0, 0.0]))):
+        with pytest.raises(nnx.errors.ShapeError, match="accuracy"):
+            accuracy_count(output, target)
+
+
+def test_fit_refuses_targets_whose_shape_makes_accuracy_wrong() -> None:
+    model = nnx.Sequential(nnx.Linear(2, 1, seed=0), nnx.Sigmoid())
+    x, t = np.ones((4, 2), dtype=np.float32), np.array([0.0, 1.0, 1.0, 0.0], dtype=np.float32)
+    with pytest.raises(nnx.errors.ShapeError):
+        nnx.fit(model, nnx.MSE(), nnx.SGD(model.parameters(), lr=0.1), (x, t), epochs=1, progress=False,
+                metrics="accuracy")  # MSE refuses (4, 1) against (4,) before accuracy would count 4x4
