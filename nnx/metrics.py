@@ -42,7 +42,9 @@ def _pair(y_true: Any, y_pred: Any) -> tuple[Any, Any, Any]:
     xp = _backend.namespace_of(t)
     for what, a in (("y_true", t), ("y_pred", p)):
         if a.ndim != 1 or not xp.isdtype(a.dtype, "integral"):
-            raise TargetError(f"{what} must be a 1-D array of class numbers, got {a.dtype} {tuple(a.shape)}")
+            raise TargetError(f"{what} must be a 1-D array of class numbers, got {_backend.dtype_name(a)} "
+                              f"{tuple(a.shape)}; for scores or probabilities pass their arg-max over the "
+                              f"classes, or use top_k_accuracy")
     if t.shape != p.shape:
         raise ShapeError(f"y_true has {t.shape[0]} samples, y_pred {p.shape[0]}")
     return xp, xp.astype(t, xp.int64), xp.astype(p, xp.int64)
@@ -140,7 +142,7 @@ def top_k_accuracy(y_true: Any, scores: Any, k: int = 5) -> float:
     if not n:
         return 0.0
     if not xp.isdtype(t.dtype, "integral"):
-        raise TargetError(f"y_true must be class numbers, got {t.dtype}")
+        raise TargetError(f"y_true must be class numbers, got {_backend.dtype_name(t)}")
     t = xp.astype(t, xp.int64)
     ids = xp.arange(c, dtype=xp.int64, device=s.device)
     hit = t[:, None] == ids[None, :]

@@ -142,3 +142,11 @@ def test_fit_refuses_targets_whose_shape_makes_accuracy_wrong() -> None:
     with pytest.raises(nnx.errors.ShapeError):
         nnx.fit(model, nnx.MSE(), nnx.SGD(model.parameters(), lr=0.1), (x, t), epochs=1, progress=False,
                 metrics="accuracy")  # MSE refuses (4, 1) against (4,) before accuracy would count 4x4
+
+
+def test_metrics_refuse_probabilities_where_class_numbers_belong(nnx_backend: str) -> None:
+    probs = nnx.to_device(np.array([[0.2, 0.8], [0.9, 0.1]]), nnx_backend, dtype="float32")
+    for fn in (metrics.accuracy, metrics.confusion_matrix, metrics.precision_recall_f1):
+        with pytest.raises(nnx.errors.TargetError, match=r"float32 \(2, 2\); for scores or probabilities"):
+            fn([1, 0], probs)
+    assert metrics.top_k_accuracy([1, 0], probs, k=1) == 1.0
