@@ -172,7 +172,8 @@ def _train(args: argparse.Namespace) -> int:
     inputs = int(x.shape[1])
     (xt, yt), (xv, yv) = datasets.train_val_split(x, y, val=args.val, seed=split_seed, stratify=True)
     f = {"dtype": args.dtype, "backend": name}
-    scale = nnx.preprocessing.Standardize(inputs, names=_input_names(ds), **f).fit(xt)
+    # images: one scale for all pixels (a per-pixel scale blows up the rarely inked border pixels)
+    scale = nnx.preprocessing.Standardize(inputs, names=_input_names(ds), **f).fit(xt, per_feature=args.model != "cnn")
     head = nnx.preprocessing.ClassLabels(labels, name=ds.label_name)
     if args.model == "cnn":
         shape = _image_shape(ds, inputs)

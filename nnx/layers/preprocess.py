@@ -32,7 +32,7 @@ class Standardize(Layer):
     def __init__(self, num_features: int, *, names: Sequence[str] | None = None, dtype: str = "float32",
                  backend: str | None = None) -> None:
         super().__init__()
-        check_arguments("Standardize", dtype, num_features=num_features)
+        (num_features,) = check_arguments("Standardize", dtype, num_features=num_features)
         if names is not None:
             names = [str(n) for n in names]
             if len(names) != num_features:
@@ -42,9 +42,15 @@ class Standardize(Layer):
         self.mean = _backend.to_device(_random.full((num_features,), 0.0), name, dtype)
         self.std = _backend.to_device(_random.full((num_features,), 1.0), name, dtype)
 
-    def fit(self, x: Any) -> "Standardize":
+    def fit(self, x: Any, *, per_feature: bool = True) -> "Standardize":
         """Set ``mean`` and ``std`` from the training inputs ``x`` (``(samples, num_features)``, any
-        backend or a NumPy array), computed in float64 on the layer's backend."""
+        backend or a NumPy array), computed in float64 on the layer's backend.
+
+        ``per_feature=False`` fits one mean and one standard deviation over all
+        features (repeated for each): for the pixels of images, where a pixel
+        that is almost always blank would otherwise be scaled up by its tiny
+        standard deviation and turn a stroke there in new data into a huge value.
+        """
         name = _backend.backend_of(self.mean)
         data = _backend.to_device(_backend.to_host(x), name, "float64")
         if data.ndim != 2 or data.shape[1] != self.num_features or data.shape[0] < 1:
@@ -53,10 +59,12 @@ class Standardize(Layer):
         xp = _backend.namespace_of(data)
         if not bool(xp.all(xp.isfinite(data))):
             raise NonFiniteError(f"{self!r}.fit: the training inputs hold NaN or infinite values")
-        std = xp.std(data, axis=0)
-        std = xp.where(std > 0, std, xp.ones_like(std))
+        axis = 0 if per_feature else None
+        ones = xp.ones((self.num_features,), dtype=data.dtype, device=_backend.device_of(data))
+        std = xp.std(data, axis=axis) * ones
+        std = xp.where(std > 0, std, ones)
         dtype = getattr(xp, self.dtype)
-        self.mean = xp.astype(xp.mean(data, axis=0), dtype)
+        self.mean = xp.astype(xp.mean(data, axis=axis) * ones, dtype)
         self.std = xp.astype(std, dtype)
         return self
 
