@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 import nnx
+from nnx.testing import examples
 
 
 def _x(nnx_backend: str, shape: tuple[int, ...], dtype: str = "float32") -> object:
@@ -185,11 +186,13 @@ def test_argument_errors_are_both_value_and_type_errors() -> None:
 
 
 def test_dtype_errors_name_the_dtype_not_its_class() -> None:
-    for make in (lambda: nnx.Linear(2, 2, dtype=np.float32), lambda: nnx.BatchNorm1d(2, dtype=np.dtype("float64"))):
+    for make, name in ((lambda: nnx.Linear(2, 2, dtype=np.float32), "float32"),
+                       (lambda: nnx.BatchNorm1d(2, dtype=np.dtype("float64")), "float64"),
+                       (lambda: examples.example("mlp", dtype=np.float32), "float32")):
         with pytest.raises(nnx.errors.ArgumentError) as info:
             make()
-        assert "<class" not in str(info.value) and "dtype='float32'" in str(info.value)
-        assert "got float32" in str(info.value) or "got float64" in str(info.value)
+        assert "<class" not in str(info.value) and "numpy" not in str(info.value)
+        assert f"object for {name}; pass dtype='{name}'" in str(info.value)
 
 
 def test_lists_into_layers_say_to_pass_an_array_and_fit_takes_them() -> None:

@@ -262,8 +262,10 @@ def _host_array(x: Any) -> np.ndarray:
 def to_device(x: Any, name: str | None = None, dtype: Any = None) -> Any:
     """Move ``x`` onto backend ``name`` (default: the selected one), optionally casting.
 
-    ``x`` may be a NumPy array, a nested list or an array of another backend;
-    ``dtype`` is a dtype name such as ``"float32"`` or a dtype object.
+    ``x`` may be a NumPy array, a nested list, a number or an array of another
+    backend; a 0-d array or a number stays 0-d (shape ``()``). ``dtype`` is a
+    dtype name such as ``"float32"``, a dtype object or a class such as ``numpy.float32``.
+    Data that makes no numeric array (ragged lists, objects) is a :class:`~nnx.errors.DTypeError`.
     """
     record = get(name or current())
     host = to_host(x)

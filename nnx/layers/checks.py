@@ -14,10 +14,11 @@ def check_arguments(owner: str, dtype: Any = None, **counts: Any) -> tuple[int, 
     ``dtype`` a float dtype name; returns the counts as plain ints, in order."""
     sizes = tuple(integer(n, name, owner, minimum=1) for name, n in counts.items())
     if dtype is not None and (not isinstance(dtype, str) or dtype not in _backend.FLOAT_DTYPES):
-        raise ArgumentError(
-            f"{owner} dtype must be one of {_backend.FLOAT_DTYPES}, got {_backend.dtype_label(dtype)}; "
-            f"pass the name, e.g. dtype='float32'"
-        )
+        label = _backend.dtype_label(dtype)
+        shown = repr(dtype) if isinstance(dtype, str) else f"the {type(dtype).__name__} object for {label}"
+        fix = label if label in _backend.FLOAT_DTYPES else "float32"
+        raise ArgumentError(f"{owner} dtype must be the name 'float32' or 'float64', got {shown}; "
+                            f"pass dtype={fix!r}")
     return sizes
 
 
