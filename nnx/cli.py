@@ -213,7 +213,8 @@ def _train_in(args: argparse.Namespace, held: contextlib.ExitStack) -> int:
     except nnx.errors.ConfigError as exc:
         raise _UsageError(f"--val {val} with {len(y)} samples: {exc}") from None
     f = {"dtype": args.dtype, "backend": name}
-    scale = nnx.preprocessing.Standardize(inputs, names=_input_names(ds), **f).fit(xt)
+    # images: one scale for all pixels (a per-pixel scale blows up the rarely inked border pixels)
+    scale = nnx.preprocessing.Standardize(inputs, names=_input_names(ds), **f).fit(xt, per_feature=args.model != "cnn")
     head = nnx.preprocessing.ClassLabels(labels, name=ds.label_name)
     if args.model == "cnn":
         shape = _image_shape(ds, inputs)

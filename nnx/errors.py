@@ -75,6 +75,11 @@ class ConfigError(NnxError, ValueError):
     """Arguments that do not fit together, such as an optimizer built for another model's parameters."""
 
 
+class ArgumentError(NnxError, ValueError, TypeError):
+    """An argument of the wrong kind or out of range: a float, bool or ``None`` where an integer
+    belongs, a size below 1. Both a ``ValueError`` and a ``TypeError``, so either ``except`` catches it."""
+
+
 class IndexRangeError(NnxError, ValueError):
     """An integer index outside the table it indexes (an Embedding's token id, say)."""
 

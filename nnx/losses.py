@@ -168,6 +168,14 @@ class BinaryCrossEntropyWithLogits(Loss):
 
     def forward(self, pred: Any, target: Any) -> Any:
         xp = self._check(pred, target)
+        # one device-to-host read, like the finiteness check; nnx.fit checks all targets once instead
+        if finite_checks_enabled() and not bool(xp.all((target >= 0) & (target <= 1))):
+            lo, hi = float(xp.min(target)), float(xp.max(target))
+            raise TargetError(
+                f"{self!r} expected targets in [0, 1] (the probability of the positive class), got values "
+                f"from {lo:g} to {hi:g}; outside [0, 1] the loss is no cross-entropy (it can go negative): "
+                f"check the labels (0/1 for two classes; SoftmaxCrossEntropy for more)"
+            )
         # log(1 + exp(z)) - z t  ==  max(z, 0) - z t + log1p(exp(-|z|))
         per = xp.log1p(xp.exp(-xp.abs(pred)))
         per += xp.maximum(pred, 0.0)

@@ -15,6 +15,7 @@ from __future__ import annotations
 from typing import Any
 
 from nnx import backend as _backend
+from nnx.arguments import integer
 from nnx.errors import ShapeError, TargetError
 
 # rows of one-hot per chunk: bounds the temporary (rows x classes) arrays
@@ -44,7 +45,9 @@ def _pair(y_true: Any, y_pred: Any) -> tuple[Any, Any, Any]:
     xp = _backend.namespace_of(t)
     for what, a in (("y_true", t), ("y_pred", p)):
         if a.ndim != 1 or not xp.isdtype(a.dtype, "integral"):
-            raise TargetError(f"{what} must be a 1-D array of class numbers, got {a.dtype} {tuple(a.shape)}")
+            raise TargetError(f"{what} must be a 1-D array of class numbers, got {_backend.dtype_name(a)} "
+                              f"{tuple(a.shape)}; for scores or probabilities pass their arg-max over the "
+                              f"classes, or use top_k_accuracy")
     if t.shape != p.shape:
         raise ShapeError(f"y_true has {t.shape[0]} samples, y_pred {p.shape[0]}")
     return xp, xp.astype(t, xp.int64), xp.astype(p, xp.int64)
@@ -62,10 +65,8 @@ def _counts(y_true: Any, y_pred: Any, classes: int | None) -> tuple[Any, Any, An
     n = int(t.shape[0])
     if classes is None:
         k = int(_backend.to_host(xp.max(xp.concat([t, p])))) + 1 if n else 0
-    elif isinstance(classes, bool) or not isinstance(classes, int) or classes < 0:
-        raise ValueError(f"classes must be a non-negative int, got {classes!r}")
     else:
-        k = classes
+        k = integer(classes, "classes", "metrics", minimum=0)
     counts = xp.zeros((k, k), dtype=xp.float64, device=t.device)
     ids = xp.arange(k, dtype=xp.int64, device=t.device)
     step = max(1, _CHUNK_ELEMENTS // max(k, 1))
@@ -132,8 +133,7 @@ def top_k_accuracy(y_true: Any, scores: Any, k: int = 5) -> float:
 
     A true class tied with others counts as ranked above them.
     """
-    if isinstance(k, bool) or not isinstance(k, int) or k < 1:
-        raise ValueError(f"top_k_accuracy k must be a positive int, got {k!r}")
+    k = integer(k, "k", "top_k_accuracy", minimum=1)
     s, t = _on_one_backend(scores, y_true)
     xp = _backend.namespace_of(s)
     if not xp.isdtype(s.dtype, "real floating"):
@@ -145,7 +145,7 @@ def top_k_accuracy(y_true: Any, scores: Any, k: int = 5) -> float:
     if not n:
         return 0.0
     if not xp.isdtype(t.dtype, "integral"):
-        raise TargetError(f"y_true must be class numbers, got {t.dtype}")
+        raise TargetError(f"y_true must be class numbers, got {_backend.dtype_name(t)}")
     t = xp.astype(t, xp.int64)
     ids = xp.arange(c, dtype=xp.int64, device=s.device)
     hit = t[:, None] == ids[None, :]

@@ -10,6 +10,8 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from nnx.arguments import integer
+
 
 class Schedule:
     """Base class: ``lr_at(t)`` for position ``t``; ``step()``, ``state_dict()``, ``load_state_dict()``."""
@@ -47,8 +49,7 @@ class StepLR(Schedule):
     """``lr = base_lr * gamma ** (t // step_size)``."""
 
     def __init__(self, optimizer: Any, step_size: int, gamma: float = 0.1) -> None:
-        if not isinstance(step_size, int) or step_size < 1:
-            raise ValueError(f"StepLR step_size must be a positive int, got {step_size!r}")
+        step_size = integer(step_size, "step_size", "StepLR", minimum=1)
         if not 0.0 < float(gamma) < math.inf:
             raise ValueError(f"StepLR gamma must be a finite number > 0, got {gamma}")
         self.step_size, self.gamma = step_size, float(gamma)
@@ -77,7 +78,9 @@ class CosineWithWarmup(Schedule):
     (and ``min_lr`` after it)."""
 
     def __init__(self, optimizer: Any, warmup_steps: int, total_steps: int, min_lr: float = 0.0) -> None:
-        if not (isinstance(warmup_steps, int) and isinstance(total_steps, int) and 0 <= warmup_steps < total_steps):
+        warmup_steps = integer(warmup_steps, "warmup_steps", "CosineWithWarmup", minimum=0)
+        total_steps = integer(total_steps, "total_steps", "CosineWithWarmup", minimum=1)
+        if warmup_steps >= total_steps:
             raise ValueError(
                 f"CosineWithWarmup needs ints 0 <= warmup_steps < total_steps, got {warmup_steps!r}, {total_steps!r}"
             )

@@ -140,3 +140,28 @@ def test_a_plain_use_reaches_every_thread_and_a_block_stays_local() -> None:
     assert seen["plain"] == ("array_api_strict", "array_api_strict")
     assert seen["block"] == ("array_api_strict", "array_api_strict")  # the block does not leak to other threads
     assert seen["inside"] == "numpy" and seen["after"] == "array_api_strict"
+
+
+@pytest.mark.parametrize("value", [np.array(1.5), 1.5, np.array(3), 7, np.float32(2.5), True])
+def test_0d_arrays_and_scalars_keep_their_shape(nnx_backend: str, value: object) -> None:
+    y = nnx.to_device(value, nnx_backend)
+    assert tuple(y.shape) == ()
+    host = nnx.to_host(y)
+    assert host.shape == () and host.item() == np.array(value).item()
+    assert tuple(nnx.to_device(value, nnx_backend, dtype="float32").shape) == ()
+
+
+def test_dtype_objects_and_classes_are_named_readably(nnx_backend: str) -> None:
+    x = nnx.to_device([1.0, 2.0], nnx_backend, dtype=np.float32)  # the class, as NumPy users write it
+    assert nb.dtype_name(x) == "float32"
+    for dtype in (np.float32, np.dtype("float32"), "float32", x.dtype):
+        assert nb.dtype_label(dtype) == "float32"
+    with pytest.raises(nnx.errors.DTypeError, match=r"unknown dtype 'float17'; use 'float32'"):
+        nnx.to_device([1.0], nnx_backend, dtype="float17")
+
+
+def test_data_that_makes_no_array_is_a_clear_error() -> None:
+    with pytest.raises(nnx.errors.DTypeError, match="nnx.to_device"):
+        nnx.to_device([[1.0, 2.0], [3.0]])  # ragged
+    with pytest.raises(nnx.errors.DTypeError, match="Python objects"):
+        nnx.to_device({"a": 1})

@@ -253,3 +253,19 @@ def test_chunked_windows_give_the_same_results(nnx_backend: str, monkeypatch: py
     assert len(probe._chunks(5, windows)) == 3
     for chunked, expected in zip(run(), whole):
         np.testing.assert_allclose(chunked, expected, rtol=1e-13, atol=1e-13)
+
+
+def test_summary_of_a_too_small_image_is_a_shape_error_not_a_negative_size() -> None:
+    for model in (nnx.Sequential(nnx.Conv2d(1, 2, 5), nnx.Flatten()), nnx.Sequential(nnx.MaxPool2d(4))):
+        with pytest.raises(nnx.errors.ShapeError, match="input 3x3 is smaller than kernel"):
+            model.summary((1, 1, 3, 3))
+    assert "(1, 2, 1, 1)" in nnx.Sequential(nnx.Conv2d(1, 2, 5), nnx.Flatten()).summary((1, 1, 5, 5))
+
+
+def test_a_conv_model_predicts_0_rows_as_an_empty_result(nnx_backend: str) -> None:
+    with nnx.use(nnx_backend):
+        model = nnx.Sequential(nnx.Conv2d(1, 4, 3, padding=1, seed=0), nnx.ReLU(), nnx.MaxPool2d(2),
+                               nnx.Conv2d(4, 2, 3, stride=2, seed=1), nnx.Flatten(), nnx.Linear(2, 3, seed=2))
+    out = nnx.predict(model, np.zeros((0, 1, 8, 8), dtype=np.float32))
+    assert tuple(out.shape) == (0, 3)
+    assert nnx.predict_classes(model, np.zeros((0, 1, 8, 8), dtype=np.float32)).shape == (0,)

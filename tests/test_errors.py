@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 import nnx
+from nnx.testing import examples
 
 
 def _x(nnx_backend: str, shape: tuple[int, ...], dtype: str = "float32") -> object:
@@ -129,3 +130,81 @@ def test_errors_are_catchable_as_builtins() -> None:
     assert issubclass(nnx.errors.BackendMismatchError, TypeError)
     for cls in (nnx.errors.ShapeError, nnx.errors.DTypeError, nnx.errors.BackendMismatchError, nnx.errors.StateError):
         assert issubclass(cls, nnx.errors.NnxError)
+
+
+def _fit_one(**kwargs: Any) -> Any:
+    model = nnx.Linear(2, 2, seed=0)
+    kwargs = {"epochs": 1, **kwargs}
+    return nnx.fit(model, nnx.MSE(), nnx.SGD(model.parameters(), lr=0.1), ([[1.0, 2.0]], [[1.0, 2.0]]),
+                   progress=False, **kwargs)
+
+
+@pytest.mark.parametrize("make, name", [
+    (lambda: nnx.Conv2d(1, 2, 3.0), "kernel_size"),
+    (lambda: nnx.Conv2d(1, 2, kernel_size=None), "kernel_size"),
+    (lambda: nnx.Conv2d(1, 2, 3, stride=True), "stride"),
+    (lambda: nnx.Conv2d(1, 2, 3, padding=1.5), "padding"),
+    (lambda: nnx.Conv2d(1, 2, 3, padding="full"), "padding"),
+    (lambda: nnx.Conv1d(1, 2, (3, 3)), "kernel_size"),
+    (lambda: nnx.MaxPool2d(2.5), "kernel_size"),
+    (lambda: nnx.AvgPool2d(2, stride=0), "stride"),
+    (lambda: nnx.Embedding(10, 4, padding_idx=True), "padding_idx"),
+    (lambda: nnx.Embedding(10, 4, padding_idx=10), "padding_idx"),
+    (lambda: nnx.Linear(2.0, 3), "in_features"),
+    (lambda: nnx.Reshape((1, 2.0)), "shape"),
+    (lambda: nnx.Mean(axis=1.0), "axis"),
+    (lambda: nnx.Softmax(axis=None), "axis"),
+    (lambda: nnx.schedules.StepLR(nnx.SGD(nnx.Linear(2, 2).parameters(), lr=0.1), 2.0), "step_size"),
+    (lambda: nnx.schedules.CosineWithWarmup(nnx.SGD(nnx.Linear(2, 2).parameters(), lr=0.1), True, 10),
+     "warmup_steps"),
+    (lambda: nnx.EarlyStopping(patience=1.5), "patience"),
+    (lambda: nnx.metrics.top_k_accuracy([0], [[1.0]], k=True), "k"),
+    (lambda: nnx.metrics.confusion_matrix([0], [0], classes=2.0), "classes"),
+    (lambda: _fit_one(epochs=2.0), "epochs"),
+    (lambda: _fit_one(batch_size=np.float64(8)), "batch_size"),
+    (lambda: nnx.predict(nnx.Linear(2, 2), [[1.0, 2.0]], batch_size=True), "batch_size"),
+])
+def test_integer_arguments_refuse_bools_floats_and_none_by_name(make: Any, name: str) -> None:
+    with pytest.raises(nnx.errors.ArgumentError, match=rf"\b{name}\b"):
+        make()
+
+
+def test_every_integer_type_is_an_integer_and_configs_stay_plain() -> None:
+    conv = nnx.Conv2d(np.int64(1), np.int32(2), np.int64(3), stride=(np.int8(1), 1), padding=np.uint8(1))
+    assert conv.config()["kernel_size"] == [3, 3] and type(conv.in_channels) is int
+    assert conv.padding == [1, 1] and type(conv.padding[0]) is int
+    emb = nnx.Embedding(np.int64(10), 4, padding_idx=np.int64(0))
+    assert emb.padding_idx == 0 and type(emb.padding_idx) is int
+    assert nnx.to_host(emb.weight.data)[0].tolist() == [0.0] * 4  # that row only
+    assert np.count_nonzero(nnx.to_host(emb.weight.data)[1:]) > 0
+    assert nnx.Linear(np.array(3), 2).in_features == 3  # a 0-d integer array
+
+
+def test_argument_errors_are_both_value_and_type_errors() -> None:
+    assert issubclass(nnx.errors.ArgumentError, ValueError) and issubclass(nnx.errors.ArgumentError, TypeError)
+    assert issubclass(nnx.errors.ArgumentError, nnx.errors.NnxError)
+
+
+def test_dtype_errors_name_the_dtype_not_its_class() -> None:
+    for make, name in ((lambda: nnx.Linear(2, 2, dtype=np.float32), "float32"),
+                       (lambda: nnx.BatchNorm1d(2, dtype=np.dtype("float64")), "float64"),
+                       (lambda: examples.example("mlp", dtype=np.float32), "float32")):
+        with pytest.raises(nnx.errors.ArgumentError) as info:
+            make()
+        assert "<class" not in str(info.value) and "numpy" not in str(info.value)
+        assert f"object for {name}; pass dtype='{name}'" in str(info.value)
+
+
+def test_lists_into_layers_say_to_pass_an_array_and_fit_takes_them() -> None:
+    with pytest.raises(nnx.errors.DTypeError, match=r"expected an array, got list.*nnx.to_device"):
+        nnx.Flatten().forward([[1.0, 2.0]])
+    model = nnx.Sequential(nnx.Linear(2, 2, seed=0))
+    with pytest.raises(nnx.errors.DTypeError, match="expected an array, got list"):
+        model.forward([[1.0, 2.0]])
+    history = nnx.fit(model, nnx.SoftmaxCrossEntropy(), nnx.SGD(model.parameters(), lr=0.1),
+                      ([[1.0, 2.0], [2.0, 1.0]], [0, 1]), epochs=1, progress=False)  # documented: lists move
+    assert len(history.history["loss"]) == 1
+    with pytest.raises(nnx.errors.DTypeError, match="cannot make an array"):
+        nnx.fit(model, nnx.MSE(), nnx.SGD(model.parameters(), lr=0.1), ([[1.0, 2.0], [1.0]], [[1.0, 2.0]] * 2), 1)
+    with pytest.raises(nnx.errors.ShapeError, match="one row per sample"):
+        nnx.evaluate(model, nnx.MSE(), (1.0, 2.0))

@@ -12,6 +12,7 @@ files and file names near the length limit.
 from __future__ import annotations
 
 import csv
+import json
 import os
 import re
 import warnings
@@ -20,7 +21,7 @@ from typing import Any, Callable
 import hypothesis.extra.numpy as hnp
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 import nnx
@@ -313,3 +314,85 @@ def test_any_file_name_the_system_takes_saves_without_leftovers(tmp_path_factory
     directory = tmp_path_factory.mktemp("names")
     path = nnx.save(nnx.Linear(2, 1, seed=0), directory / name)
     assert repr(nnx.load(path)) == "Linear(2, 1)" and os.listdir(directory) == [name]
+
+
+
+
+# integer arguments and 0-d arrays ------------------------------------------------------
+
+# (constructor, valid keyword arguments, the integer parameters to vary): every layer taking an integer
+INT_PARAMETERS: list[tuple[Callable[..., Any], dict[str, Any], list[str]]] = [
+    (nnx.Linear, {"in_features": 3, "out_features": 2}, ["in_features", "out_features"]),
+    (nnx.Conv1d, {"in_channels": 2, "out_channels": 2, "kernel_size": 3, "stride": 1, "padding": 1, "dilation": 1,
+                  "groups": 1}, ["in_channels", "out_channels", "kernel_size", "stride", "padding", "dilation",
+                                 "groups"]),
+    (nnx.Conv2d, {"in_channels": 2, "out_channels": 2, "kernel_size": 3, "stride": 1, "padding": 1, "dilation": 1,
+                  "groups": 1}, ["in_channels", "out_channels", "kernel_size", "stride", "padding", "dilation",
+                                 "groups"]),
+    (nnx.MaxPool2d, {"kernel_size": 2, "stride": 2, "padding": 1}, ["kernel_size", "stride", "padding"]),
+    (nnx.AvgPool2d, {"kernel_size": 2, "stride": 2, "padding": 1}, ["kernel_size", "stride", "padding"]),
+    (nnx.Embedding, {"num_embeddings": 5, "embedding_dim": 2, "padding_idx": 1},
+     ["num_embeddings", "embedding_dim", "padding_idx"]),
+    (nnx.LayerNorm, {"num_features": 3}, ["num_features"]),
+    (nnx.BatchNorm1d, {"num_features": 3}, ["num_features"]),
+    (nnx.BatchNorm2d, {"num_features": 3}, ["num_features"]),
+    (nnx.preprocessing.Standardize, {"num_features": 3}, ["num_features"]),
+    (nnx.Mean, {"axis": 1}, ["axis"]),
+    (nnx.Softmax, {"axis": -1}, ["axis"]),
+]
+_CASES = [(i, name) for i, (_, _, names) in enumerate(INT_PARAMETERS) for name in names]
+NOT_INTEGERS = st.one_of(st.booleans(), st.floats(allow_nan=True), st.none(), st.text(max_size=3),
+                         st.sampled_from([np.True_, np.float32(2.0), np.float64(1.0), np.array(2.0), [], {}]))
+INTEGER_TYPES = st.sampled_from([int, np.int8, np.int16, np.int32, np.int64, np.uint8, np.uint64, np.array])
+ARGS = settings(max_examples=150, deadline=None, suppress_health_check=list(HealthCheck), derandomize=True)
+
+
+@ARGS
+@given(case=st.sampled_from(_CASES), value=NOT_INTEGERS)
+def test_any_non_integer_for_any_integer_parameter_is_refused_with_its_name(case: tuple[int, str],
+                                                                            value: Any) -> None:
+    make, kwargs, _ = INT_PARAMETERS[case[0]]
+    assume(not (value is None and case[1] in ("stride", "padding_idx") and make is not nnx.Conv1d
+                and make is not nnx.Conv2d))  # None: the documented default (the kernel; no padding row)
+    with pytest.raises(nnx.errors.ArgumentError, match=case[1]):
+        make(**{**kwargs, case[1]: value})
+
+
+@ARGS
+@given(case=st.sampled_from(_CASES), kind=INTEGER_TYPES)
+def test_any_integer_type_is_an_integer(case: tuple[int, str], kind: Any) -> None:
+    make, kwargs, _ = INT_PARAMETERS[case[0]]
+    value = kwargs[case[1]]
+    if value < 0 and kind in (np.uint8, np.uint64):
+        value = 1  # Softmax's axis: any other valid value
+    plain, typed = make(**{**kwargs, case[1]: value}), make(**{**kwargs, case[1]: kind(value)})
+    assert json.dumps(typed.config()) == json.dumps(plain.config())  # plain ints: still JSON
+
+
+@ARGS
+@given(value=st.one_of(st.floats(allow_nan=False, width=32), st.integers(-2**31, 2**31 - 1), st.booleans()),
+       zero_d=st.booleans(), backend=st.sampled_from(["numpy", "array_api_strict"]))
+def test_any_0d_array_or_scalar_keeps_shape_on_every_move(value: Any, zero_d: bool, backend: str) -> None:
+    x = np.array(value) if zero_d else value
+    y = nnx.to_device(x, backend)
+    assert tuple(y.shape) == ()
+    back = nnx.to_host(y)
+    assert back.shape == () and back.item() == np.array(value).item()
+    assert nnx.to_host(nnx.to_device(x, backend, dtype="float64")).shape == ()
+
+
+@ARGS
+@given(layer=st.sampled_from(["conv1d", "conv2d", "maxpool", "avgpool", "strided"]), channels=st.integers(1, 3),
+       side=st.integers(3, 7))
+def test_a_0_row_batch_gives_an_empty_result_of_the_right_shape(layer: str, channels: int, side: int) -> None:
+    make = {"conv1d": lambda: nnx.Conv1d(channels, 2, 3, padding=1, seed=0),
+            "conv2d": lambda: nnx.Conv2d(channels, 2, 3, seed=0),
+            "strided": lambda: nnx.Conv2d(channels, 2, 2, stride=2, seed=0),
+            "maxpool": lambda: nnx.MaxPool2d(2), "avgpool": lambda: nnx.AvgPool2d(3, stride=1, padding=1)}
+    m = make[layer]()
+    shape = (0, channels, side) if layer == "conv1d" else (0, channels, side, side)
+    y = m.forward(nnx.to_device(np.zeros(shape), dtype="float32"))
+    assert tuple(y.shape) == m.output_shape(shape)
+    dx = m.backward(nnx.to_device(np.zeros(tuple(y.shape)), dtype="float32"))
+    assert tuple(dx.shape) == shape
+    assert all(float(nnx.to_host(p.grad).sum()) == 0.0 for p in m.parameters())

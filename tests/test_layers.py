@@ -259,3 +259,12 @@ def test_infinite_input_or_target_is_an_error_and_relu_keeps_nan(nnx_backend: st
         nnx.losses.SoftmaxCrossEntropy().forward(x, nnx.to_device([0, 1, 2], nnx_backend))
     nan = nnx.to_device([[np.nan, -1.0, 2.0]], nnx_backend, dtype="float32")
     assert np.isnan(nnx.to_host(nnx.ReLU().forward(nan))[0, 0])  # a NaN stays visible to later checks
+
+
+def test_standardize_fits_one_scale_for_all_features_when_asked() -> None:
+    x = np.array([[0.0, 0.0, 4.0], [0.0, 2.0, 6.0]])
+    pooled = nnx.preprocessing.Standardize(3, dtype="float64").fit(x, per_feature=False)
+    assert np.allclose(nnx.to_host(pooled.mean), [x.mean()] * 3) and np.allclose(nnx.to_host(pooled.std), [x.std()] * 3)
+    apart = nnx.preprocessing.Standardize(3, dtype="float64").fit(x)
+    assert np.allclose(nnx.to_host(apart.std), [1.0, 1.0, 1.0])  # a constant feature gets std 1
+    assert np.allclose(nnx.to_host(apart.mean), x.mean(axis=0))

@@ -153,3 +153,23 @@ def test_a_classifier_learns_end_to_end(nnx_backend: str) -> None:
     model.eval()
     predicted = np.argmax(nnx.to_host(model.forward(x)), axis=1)
     assert (predicted == labels).mean() > 0.9
+
+
+@pytest.mark.parametrize("bad", [2.0, -0.5, 1.0 + 1e-6])
+def test_bce_refuses_targets_outside_0_1(nnx_backend: str, bad: float) -> None:
+    pred = nnx.to_device(np.array([[3.0], [-1.0]]), nnx_backend, dtype="float64")
+    target = nnx.to_device(np.array([[1.0], [bad]]), nnx_backend, dtype="float64")
+    with pytest.raises(nnx.errors.TargetError, match=r"targets in \[0, 1\]"):
+        nnx.BinaryCrossEntropyWithLogits().forward(pred, target)
+    ok = nnx.to_device(np.array([[1.0], [0.25]]), nnx_backend, dtype="float64")
+    assert float(nnx.BinaryCrossEntropyWithLogits().forward(pred, ok)) > 0
+
+
+def test_fit_checks_bce_targets_once_before_training() -> None:
+    model = nnx.Linear(2, 1, seed=0)
+    x, t = np.ones((4, 2), dtype=np.float32), np.array([[0.0], [1.0], [2.0], [1.0]], dtype=np.float32)
+    before = nnx.to_host(model.weight.data)
+    with pytest.raises(nnx.errors.TargetError, match=r"data: .*targets in \[0, 1\]"):
+        nnx.fit(model, nnx.BinaryCrossEntropyWithLogits(), nnx.SGD(model.parameters(), lr=0.1), (x, t),
+                epochs=1, batch_size=2, progress=False)
+    assert (nnx.to_host(model.weight.data) == before).all()  # refused before the first step

@@ -60,7 +60,7 @@ def test_metrics_refuse_bad_input() -> None:
         metrics.accuracy([0.5, 1.0], [0, 1])
     with pytest.raises(nnx.errors.ShapeError, match="y_true has 2 samples, y_pred 3"):
         metrics.accuracy([0, 1], [0, 1, 1])
-    with pytest.raises(ValueError, match="k must be a positive int"):
+    with pytest.raises(nnx.errors.ArgumentError, match="top_k_accuracy k must be an integer >= 1, got 0"):
         metrics.top_k_accuracy([0], [[1.0]], 0)
     with pytest.raises(nnx.errors.TargetError, match="class numbers must be in"):
         metrics.top_k_accuracy([3], [[1.0, 2.0]], 1)
@@ -181,3 +181,37 @@ def test_regression_scores_refuse_mismatched_or_empty_inputs() -> None:
         metrics.mae(np.zeros(0), np.zeros(0))
     with pytest.raises(nnx.errors.TargetError, match="real numbers"):
         metrics.r2(np.zeros((2, 2, 2)), np.zeros((2, 2, 2)))
+
+
+def test_accuracy_count_refuses_targets_of_another_shape(nnx_backend: str) -> None:
+    from nnx.train.metrics import accuracy_count
+
+    def dev(a: object, dtype: str = "float64") -> object:
+        return nnx.to_device(np.asarray(a), nnx_backend, dtype=dtype)
+
+    one_column = dev([[0.9], [0.2], [0.7]])
+    assert float(accuracy_count(one_column, dev([1.0, 0.0, 0.0]))) == 2.0  # (n, 1) against (n,): no (n, n)
+    assert float(accuracy_count(one_column, dev([[1.0], [0.0], [0.0]]))) == 2.0
+    scores = dev([[0.1, 0.9], [0.8, 0.2], [0.3, 0.7]])
+    assert float(accuracy_count(scores, dev([1, 0, 0], "int64"))) == 2.0
+    for output, target in ((one_column, dev([1.0, 0.0])), (scores, dev([[0.0, 1.0, 0.0]] * 3)),
+                           (scores, dev([[1], [0], [0]], "int64")), (scores, dev([1, 0], "int64")),
+                           (dev([[[0.5]]] * 3), dev([1.0, 0.0, 0.0]))):
+        with pytest.raises(nnx.errors.ShapeError, match="accuracy"):
+            accuracy_count(output, target)
+
+
+def test_fit_refuses_targets_whose_shape_makes_accuracy_wrong() -> None:
+    model = nnx.Sequential(nnx.Linear(2, 1, seed=0), nnx.Sigmoid())
+    x, t = np.ones((4, 2), dtype=np.float32), np.array([0.0, 1.0, 1.0, 0.0], dtype=np.float32)
+    with pytest.raises(nnx.errors.ShapeError):
+        nnx.fit(model, nnx.MSE(), nnx.SGD(model.parameters(), lr=0.1), (x, t), epochs=1, progress=False,
+                metrics="accuracy")  # MSE refuses (4, 1) against (4,) before accuracy would count 4x4
+
+
+def test_metrics_refuse_probabilities_where_class_numbers_belong(nnx_backend: str) -> None:
+    probs = nnx.to_device(np.array([[0.2, 0.8], [0.9, 0.1]]), nnx_backend, dtype="float32")
+    for fn in (metrics.accuracy, metrics.confusion_matrix, metrics.precision_recall_f1):
+        with pytest.raises(nnx.errors.TargetError, match=r"float32 \(2, 2\); for scores or probabilities"):
+            fn([1, 0], probs)
+    assert metrics.top_k_accuracy([1, 0], probs, k=1) == 1.0

@@ -174,11 +174,19 @@ def backend_of_type(kind: type) -> str | None:
 
 
 def namespace_of(x: Any) -> ModuleType:
-    """The array-API namespace of an array (``array_api_compat.array_namespace``, cached by type)."""
+    """The array-API namespace of an array (``array_api_compat.array_namespace``, cached by type);
+    :class:`~nnx.errors.DTypeError` for anything that is no array (a list, a number)."""
     kind = type(x)
     xp = _NAMESPACE_BY_TYPE.get(kind)
     if xp is None:
-        xp = array_namespace(x)
+        try:
+            xp = array_namespace(x)
+        except TypeError:
+            raise DTypeError(
+                f"expected an array, got {kind.__name__}; layers and losses take arrays of a backend: "
+                f"pass nnx.to_device(numpy.asarray(x, dtype='float32')) (nnx.fit, evaluate and predict "
+                f"also take NumPy arrays and nested lists)"
+            ) from None
         _NAMESPACE_BY_TYPE[kind] = xp
     return xp
 
@@ -200,12 +208,29 @@ def check_backend(x: Any, expected: str, where: str) -> None:
 
 
 def _host_dtype(dtype: Any) -> np.dtype:
-    name = getattr(dtype, "name", None) or str(dtype)
-    name = name.rsplit(".", 1)[-1]
+    if isinstance(dtype, np.dtype):
+        return dtype
+    if isinstance(dtype, type) and issubclass(dtype, np.generic):  # numpy.float32, the class
+        return np.dtype(dtype)
+    name = dtype if isinstance(dtype, str) else getattr(dtype, "name", None)
+    name = str(name if isinstance(name, str) else dtype).rsplit(".", 1)[-1]  # "torch.float32": "float32"
     try:
         return np.dtype(name)
     except TypeError:
-        raise DTypeError(f"unknown dtype {dtype!r}; use 'float32' or 'float64'") from None
+        raise DTypeError(f"unknown dtype {_unknown_label(dtype)}; use 'float32' or 'float64'") from None
+
+
+def _unknown_label(dtype: Any) -> str:
+    return repr(dtype) if isinstance(dtype, str) else getattr(dtype, "__name__", None) or repr(dtype)
+
+
+def dtype_label(dtype: Any) -> str:
+    """A dtype (name, dtype object of any backend, or a class such as ``numpy.float32``) as a message
+    shows it: ``float32`` for whatever means float32, the repr of anything else."""
+    try:
+        return _host_dtype(dtype).name
+    except (DTypeError, TypeError, ValueError):
+        return _unknown_label(dtype)
 
 
 def to_host(x: Any) -> np.ndarray:
@@ -216,21 +241,37 @@ def to_host(x: Any) -> np.ndarray:
     try:
         name = backend_of(x)
     except BackendMismatchError:
-        return np.array(x, copy=True)
+        return _host_array(x)
     return BACKENDS[name].to_host(x)
+
+
+def _host_array(x: Any) -> np.ndarray:
+    """A new NumPy array from host data (a number, a nested list); a clear error for anything else."""
+    try:
+        host = np.array(x, copy=True)
+    except (ValueError, TypeError) as exc:
+        raise DTypeError(f"cannot make an array of this {type(x).__name__} ({exc}); pass an array, "
+                         f"e.g. nnx.to_device(numpy.asarray(x, dtype='float32'))") from None
+    if host.dtype == object:
+        raise DTypeError(f"expected an array, a number or a nested list of numbers, got {type(x).__name__} "
+                         f"(it makes an array of Python objects); pass an array, e.g. "
+                         f"nnx.to_device(numpy.asarray(x, dtype='float32'))")
+    return host
 
 
 def to_device(x: Any, name: str | None = None, dtype: Any = None) -> Any:
     """Move ``x`` onto backend ``name`` (default: the selected one), optionally casting.
 
-    ``x`` may be a NumPy array, a nested list or an array of another backend;
-    ``dtype`` is a dtype name such as ``"float32"`` or a dtype object.
+    ``x`` may be a NumPy array, a nested list, a number or an array of another
+    backend; a 0-d array or a number stays 0-d (shape ``()``). ``dtype`` is a
+    dtype name such as ``"float32"``, a dtype object or a class such as ``numpy.float32``.
+    Data that makes no numeric array (ragged lists, objects) is a :class:`~nnx.errors.DTypeError`.
     """
     record = get(name or current())
     host = to_host(x)
     if dtype is not None:
         host = host.astype(_host_dtype(dtype), copy=False)
-    return record.from_host(np.ascontiguousarray(host))
+    return record.from_host(np.asarray(host, order="C"))  # not ascontiguousarray: it makes a 0-d array 1-d
 
 
 def dtype_name_of(dtype: Any) -> str:

@@ -14,6 +14,7 @@ from __future__ import annotations
 from typing import Any, Sequence
 
 from nnx import backend as _backend
+from nnx.arguments import integer
 from nnx.layers import Parameter
 
 DEFAULT_BUCKET_BYTES = 25 * 2**20
@@ -28,8 +29,7 @@ def _itemsize(p: Parameter) -> int:
 def plan_buckets(params: Sequence[Parameter], bucket_bytes: int = DEFAULT_BUCKET_BYTES) -> list[list[Parameter]]:
     """Group ``params`` into buckets: one dtype and backend per bucket, in order, at most
     ``bucket_bytes`` each (a larger parameter gets a bucket of its own)."""
-    if isinstance(bucket_bytes, bool) or not isinstance(bucket_bytes, int) or bucket_bytes < 1:
-        raise ValueError(f"bucket_bytes must be a positive int, got {bucket_bytes!r}")
+    bucket_bytes = integer(bucket_bytes, "bucket_bytes", "plan_buckets", minimum=1)
     open_buckets: dict[tuple[str, str], tuple[list[Parameter], int]] = {}
     buckets: list[list[Parameter]] = []
     for p in params:

@@ -7,6 +7,7 @@ import math
 from typing import Any
 
 from nnx import ops
+from nnx.arguments import integer
 from nnx.errors import ShapeError
 from nnx.layers.base import Layer, holds_no_arrays, takes_any_input
 from nnx.layers.checks import check_float
@@ -155,7 +156,7 @@ class Softmax(Layer):
 
     def __init__(self, axis: int = -1) -> None:
         super().__init__()
-        self.axis = int(axis)
+        self.axis = integer(axis, "axis", "Softmax")
 
     def forward(self, x: Any) -> Any:
         check_float(x, self)

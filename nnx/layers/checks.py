@@ -6,15 +6,20 @@ from typing import Any
 
 from nnx import backend as _backend
 from nnx import ops
-from nnx.errors import DTypeError, NonFiniteError
+from nnx.arguments import integer
+from nnx.errors import ArgumentError, DTypeError, NonFiniteError
 
-def check_arguments(owner: str, dtype: str | None = None, **counts: Any) -> None:
-    """Constructor checks: each of ``counts`` a positive int, ``dtype`` a float dtype name."""
-    for name, n in counts.items():
-        if not isinstance(n, int) or isinstance(n, bool) or n < 1:
-            raise ValueError(f"{owner} needs a positive int {name}, got {n!r}")
-    if dtype is not None and dtype not in _backend.FLOAT_DTYPES:
-        raise ValueError(f"{owner} dtype must be one of {_backend.FLOAT_DTYPES}, got {dtype!r}")
+def check_arguments(owner: str, dtype: Any = None, **counts: Any) -> tuple[int, ...]:
+    """Constructor checks: each of ``counts`` a positive integer (any integer type, not a bool),
+    ``dtype`` a float dtype name; returns the counts as plain ints, in order."""
+    sizes = tuple(integer(n, name, owner, minimum=1) for name, n in counts.items())
+    if dtype is not None and (not isinstance(dtype, str) or dtype not in _backend.FLOAT_DTYPES):
+        label = _backend.dtype_label(dtype)
+        shown = repr(dtype) if isinstance(dtype, str) else f"the {type(dtype).__name__} object for {label}"
+        fix = label if label in _backend.FLOAT_DTYPES else "float32"
+        raise ArgumentError(f"{owner} dtype must be the name 'float32' or 'float64', got {shown}; "
+                            f"pass dtype={fix!r}")
+    return sizes
 
 
 class Where:

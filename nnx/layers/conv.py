@@ -21,11 +21,12 @@ from typing import Any, Callable, Mapping
 from nnx import backend as _backend
 from nnx import init as _init
 from nnx import random as _random
-from nnx.errors import ShapeError
+from nnx.arguments import integers
+from nnx.errors import ArgumentError, ShapeError
 from nnx.layers.base import Parameter, ParamLayer, count, ints_product
 from nnx.layers.checks import check_arguments
 from nnx.layers.registry import register_layer
-from nnx.layers.windows import Pads, Runs, Slices, Window, as_tuple
+from nnx.layers.windows import Pads, Runs, Slices, Window
 
 # The windows of a batch are gathered in chunks of samples holding at most this many values
 # (16 MiB in float32), so a large batch of large images does not need its whole im2col at once.
@@ -36,6 +37,9 @@ def _pads(padding: Any, kernel: tuple[int, ...], stride: tuple[int, ...], dilati
           owner: str) -> Pads:
     """(low, high) padding per axis from an int, a sequence, ``"valid"`` or ``"same"``."""
     n = len(kernel)
+    if isinstance(padding, str) and padding not in ("valid", "same"):
+        raise ArgumentError(f"{owner} padding must be an integer >= 0, a list of {n} of them, 'valid' or "
+                            f"'same', got {padding!r}")
     if padding == "valid":
         return ((0, 0),) * n
     if padding == "same":
@@ -43,7 +47,7 @@ def _pads(padding: Any, kernel: tuple[int, ...], stride: tuple[int, ...], dilati
             raise ValueError(f"{owner} padding='same' needs stride 1, got stride {stride}")
         totals = [d * (k - 1) for k, d in zip(kernel, dilation)]
         return tuple((t // 2, t - t // 2) for t in totals)
-    pads = as_tuple(padding, n, "padding", owner, minimum=0)
+    pads = integers(padding, n, "padding", owner, minimum=0)
     spans = tuple(d * (k - 1) + 1 for k, d in zip(kernel, dilation))
     if any(p > s for p, s in zip(pads, spans)):
         # padding beyond a window's span only adds outputs that see nothing but zeros (and a file's
@@ -77,16 +81,17 @@ class _Conv(ParamLayer):
     ) -> None:
         super().__init__()
         owner, n = type(self).__name__, self.spatial
-        check_arguments(owner, dtype, in_channels=in_channels, out_channels=out_channels, groups=groups)
+        in_channels, out_channels, groups = check_arguments(
+            owner, dtype, in_channels=in_channels, out_channels=out_channels, groups=groups)
         if in_channels % groups or out_channels % groups:
             raise ValueError(f"{owner} groups={groups} must divide in_channels={in_channels} "
                              f"and out_channels={out_channels}")
-        kernel = as_tuple(kernel_size, n, "kernel_size", owner)
-        strides = as_tuple(stride, n, "stride", owner)
-        dilations = as_tuple(dilation, n, "dilation", owner)
+        kernel = integers(kernel_size, n, "kernel_size", owner, 1)
+        strides = integers(stride, n, "stride", owner, 1)
+        dilations = integers(dilation, n, "dilation", owner, 1)
         self.window = Window(kernel, strides, dilations, _pads(padding, kernel, strides, dilations, owner))
         self.in_channels, self.out_channels, self.groups, self.dtype = in_channels, out_channels, groups, dtype
-        self.padding = padding if isinstance(padding, str) else list(as_tuple(padding, n, "padding", owner, 0))
+        self.padding = padding if isinstance(padding, str) else [lo for lo, _ in self.window.pads]
         rng = _random.make_rng(seed)
         name = backend or _backend.current()
         shape = (out_channels, in_channels // groups, *kernel)
@@ -136,8 +141,8 @@ class _Conv(ParamLayer):
     def _chunks(self, n: int, cols: Slices | Runs) -> list[slice]:
         """Slices of the batch whose windows hold at most ``_WINDOW_ELEMENTS`` values each."""
         per_sample = self.in_channels * self.window.size * cols.positions
-        step = max(1, _WINDOW_ELEMENTS // per_sample)
-        return [slice(start, min(start + step, n)) for start in range(0, n, step)]
+        step = max(1, _WINDOW_ELEMENTS // max(per_sample, 1))
+        return [slice(start, min(start + step, n)) for start in range(0, max(n, 1), step)]  # 0 rows: one empty chunk
 
     def _columns(self, cols: Slices | Runs, padded: Any) -> Any:
         """The windows of ``padded`` as ``(batch, groups, in_channels / groups * kernel positions, positions)``."""
@@ -149,15 +154,15 @@ class _Conv(ParamLayer):
     def _backward(self, grad: Any, input_grad: bool) -> Any:
         padded, shape, cols = self.saved_tensors()
         xp = _backend.namespace_of(grad)
-        gr = xp.reshape(cols.grid_grad(grad), (shape[0], self.groups, self.out_channels // self.groups, -1))
+        gr = xp.reshape(cols.grid_grad(grad), (shape[0], self.groups, self.out_channels // self.groups, cols.positions))
         w = self._kernel_matrix(xp)
         dw, dx = None, []
         for chunk in self._chunks(shape[0], cols):
             part = xp.sum(gr[chunk, ...] @ xp.matrix_transpose(self._columns(cols, padded[chunk, ...])), axis=0)
             dw = part if dw is None else dw + part
             if input_grad:
-                dcols = xp.reshape(xp.matrix_transpose(w) @ gr[chunk, ...],
-                                   (-1, self.in_channels, self.window.size, cols.positions))
+                part = xp.matrix_transpose(w) @ gr[chunk, ...]
+                dcols = xp.reshape(part, (part.shape[0], self.in_channels, self.window.size, cols.positions))
                 dx.append(cols.scatter(dcols, (dcols.shape[0], *shape[1:])))
         self.weight.accumulate(xp.reshape(dw, tuple(self.weight.data.shape)))
         if self.bias is not None:
@@ -169,9 +174,7 @@ class _Conv(ParamLayer):
     def output_shape(self, input_shape: tuple[int, ...]) -> tuple[int, ...]:
         if len(input_shape) != 2 + self.spatial or input_shape[1] != self.in_channels:
             raise ShapeError(f"{self!r} expected input of shape {self._layout()}, got {tuple(input_shape)}")
-        padded = [s + lo + hi for s, (lo, hi) in zip(input_shape[2:], self.window.pads)]
-        out = [(p - self.window.span(a)) // self.window.stride[a] + 1 for a, p in enumerate(padded)]
-        return (input_shape[0], self.out_channels, *out)
+        return (input_shape[0], self.out_channels, *self.window.output(input_shape[2:], repr(self)))
 
     def config(self) -> dict[str, Any]:
         w = self.window

@@ -7,6 +7,7 @@ from typing import Any, Callable, Mapping
 from nnx import backend as _backend
 from nnx import init as _init
 from nnx import random as _random
+from nnx.arguments import integer
 from nnx.errors import DTypeError, IndexRangeError
 from nnx.layers.base import Parameter, ParamLayer, count
 from nnx.layers.checks import check_arguments
@@ -44,9 +45,10 @@ class Embedding(ParamLayer):
         backend: str | None = None,
     ) -> None:
         super().__init__()
-        check_arguments("Embedding", dtype, num_embeddings=num_embeddings, embedding_dim=embedding_dim)
-        if padding_idx is not None and not (isinstance(padding_idx, int) and 0 <= padding_idx < num_embeddings):
-            raise ValueError(f"Embedding padding_idx must be an int in [0, {num_embeddings}), got {padding_idx!r}")
+        num_embeddings, embedding_dim = check_arguments("Embedding", dtype, num_embeddings=num_embeddings,
+                                                        embedding_dim=embedding_dim)
+        if padding_idx is not None:  # a bool would pick row 0 or 1 and zero it
+            padding_idx = integer(padding_idx, "padding_idx", "Embedding", 0, num_embeddings - 1)
         self.num_embeddings, self.embedding_dim, self.padding_idx, self.dtype = (
             num_embeddings, embedding_dim, padding_idx, dtype)
         shape = (num_embeddings, embedding_dim)

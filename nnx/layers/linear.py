@@ -50,7 +50,8 @@ class Linear(ParamLayer):
         backend: str | None = None,
     ) -> None:
         super().__init__()
-        check_arguments("Linear", dtype, in_features=in_features, out_features=out_features)
+        in_features, out_features = check_arguments("Linear", dtype, in_features=in_features,
+                                                    out_features=out_features)
         if bias_value is not None and not bias:
             raise ValueError("Linear got bias_value but bias=False")
         self.in_features, self.out_features, self.dtype = in_features, out_features, dtype

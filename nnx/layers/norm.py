@@ -21,7 +21,7 @@ class _Norm(Layer):
     def __init__(self, num_features: int, eps: float, affine: bool, dtype: str, backend: str | None) -> None:
         super().__init__()
         owner = type(self).__name__
-        check_arguments(owner, dtype, num_features=num_features)
+        (num_features,) = check_arguments(owner, dtype, num_features=num_features)
         if not eps > 0:
             raise ValueError(f"{owner} eps must be > 0, got {eps}")
         self.num_features, self.eps, self.dtype = num_features, float(eps), dtype

@@ -6,11 +6,12 @@ import math
 from typing import Any
 
 from nnx import backend as _backend
+from nnx.arguments import integers
 from nnx.errors import ShapeError
 from nnx.layers.base import Layer, holds_no_arrays, takes_any_input
 from nnx.layers.checks import check_float
 from nnx.layers.registry import register_layer
-from nnx.layers.windows import Window, as_tuple
+from nnx.layers.windows import Window
 
 
 class _Pool2d(Layer):
@@ -22,9 +23,9 @@ class _Pool2d(Layer):
     def __init__(self, kernel_size: Any, stride: Any = None, padding: Any = 0) -> None:
         super().__init__()
         owner = type(self).__name__
-        kernel = as_tuple(kernel_size, 2, "kernel_size", owner)
-        strides = kernel if stride is None else as_tuple(stride, 2, "stride", owner)
-        pads = as_tuple(padding, 2, "padding", owner, minimum=0)
+        kernel = integers(kernel_size, 2, "kernel_size", owner, 1)
+        strides = kernel if stride is None else integers(stride, 2, "stride", owner, 1)
+        pads = integers(padding, 2, "padding", owner, minimum=0)
         if any(2 * p > k for p, k in zip(pads, kernel)):
             raise ValueError(f"{owner} padding {pads} must be at most half the kernel {kernel}")
         self.window = Window(kernel, strides, (1, 1), tuple((p, p) for p in pads))
@@ -38,9 +39,10 @@ class _Pool2d(Layer):
         return self.window.gather(self.window.pad(x, fill), out), out
 
     def output_shape(self, input_shape: tuple[int, ...]) -> tuple[int, ...]:
-        w = self.window
-        out = [(n + 2 * p - k) // s + 1 for n, (p, _), k, s in zip(input_shape[2:], w.pads, w.kernel, w.stride)]
-        return (*input_shape[:2], *out)
+        if len(input_shape) != 4:
+            raise ShapeError(f"{self!r} expected input of shape (batch, channels, height, width), "
+                             f"got {tuple(input_shape)}")
+        return (*input_shape[:2], *self.window.output(input_shape[2:], repr(self)))
 
     def config(self) -> dict[str, Any]:
         w = self.window

@@ -33,7 +33,7 @@ class Standardize(Layer):
     def __init__(self, num_features: int, *, names: Sequence[str] | None = None, dtype: str = "float32",
                  backend: str | None = None) -> None:
         super().__init__()
-        check_arguments("Standardize", dtype, num_features=num_features)
+        (num_features,) = check_arguments("Standardize", dtype, num_features=num_features)
         if names is not None:
             names = [str(n) for n in names]
             if len(names) != num_features:
@@ -47,10 +47,16 @@ class Standardize(Layer):
         self.mean = _backend.to_device(_random.full((num_features,), 0.0), name, dtype)
         self.std = _backend.to_device(_random.full((num_features,), 1.0), name, dtype)
 
-    def fit(self, x: Any) -> "Standardize":
+    def fit(self, x: Any, *, per_feature: bool = True) -> "Standardize":
         """Set ``mean`` and ``std`` from the training inputs ``x`` (``(samples, num_features)``, any
-        backend or a NumPy array), computed in float64 on the layer's backend."""
-        mean, std = _fitted_moments(self, x, self.num_features, "inputs")
+        backend or a NumPy array), computed in float64 on the layer's backend.
+
+        ``per_feature=False`` fits one mean and one standard deviation over all
+        features (repeated for each): for the pixels of images, where a pixel
+        that is almost always blank would otherwise be scaled up by its tiny
+        standard deviation and turn a stroke there in new data into a huge value.
+        """
+        mean, std = _fitted_moments(self, x, self.num_features, "inputs", per_feature)
         xp = _backend.namespace_of(mean)
         self.mean, self.std = xp.astype(mean, getattr(xp, self.dtype)), xp.astype(std, getattr(xp, self.dtype))
         return self
@@ -148,9 +154,11 @@ class ClassLabels(Layer):
         return f"ClassLabels([{shown}])"
 
 
-def _fitted_moments(layer: Layer, values: Any, size: int, what: str) -> tuple[Any, Any]:
+def _fitted_moments(layer: Layer, values: Any, size: int, what: str,
+                    per_column: bool = True) -> tuple[Any, Any]:
     """Per-column float64 mean and standard deviation (1 for a constant column) of the training
-    ``what`` ``values`` ``(samples, size)``, on the backend of ``layer.mean``, checked for shape and finiteness."""
+    ``what`` ``values`` ``(samples, size)``, on the backend of ``layer.mean``, checked for shape and finiteness;
+    with ``per_column=False`` one mean and standard deviation over all columns, repeated for each."""
     name = _backend.backend_of(layer.mean)
     data = _backend.to_device(_backend.to_host(values), name, "float64")
     if data.ndim != 2 or data.shape[1] != size or data.shape[0] < 1:
@@ -159,8 +167,10 @@ def _fitted_moments(layer: Layer, values: Any, size: int, what: str) -> tuple[An
     xp = _backend.namespace_of(data)
     if not bool(xp.all(xp.isfinite(data))):
         raise NonFiniteError(f"{layer!r}.fit: the training {what} hold NaN or infinite values")
-    std = xp.std(data, axis=0)
-    return xp.mean(data, axis=0), xp.where(std > 0, std, xp.ones_like(std))
+    axis = 0 if per_column else None
+    ones = xp.ones((size,), dtype=data.dtype, device=_backend.device_of(data))
+    std = xp.std(data, axis=axis) * ones
+    return xp.mean(data, axis=axis) * ones, xp.where(std > 0, std, ones)
 
 
 @register_layer

@@ -5,7 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 from nnx import backend as _backend
-from nnx.errors import ShapeError
+from nnx.arguments import integer
+from nnx.errors import ArgumentError, ShapeError
 from nnx.layers.base import Layer, holds_no_arrays, takes_any_input
 from nnx.layers.checks import check_float
 from nnx.layers.registry import register_layer
@@ -49,10 +50,9 @@ class Reshape(Layer):
 
     def __init__(self, shape: tuple[int, ...] | list[int]) -> None:
         super().__init__()
-        shape = tuple(shape)
-        if not shape or not all(isinstance(d, int) and not isinstance(d, bool) and d > 0 for d in shape):
-            raise ValueError(f"Reshape needs a non-empty shape of positive ints, got {shape!r}")
-        self.shape = shape
+        if not isinstance(shape, (tuple, list)) or not shape:
+            raise ArgumentError(f"Reshape shape must be a non-empty tuple of integers >= 1, got {shape!r}")
+        self.shape = tuple(integer(d, "shape", "Reshape", minimum=1) for d in shape)
 
     def forward(self, x: Any) -> Any:
         xp = _backend.namespace_of(x)
@@ -91,9 +91,9 @@ class Mean(Layer):
 
     def __init__(self, axis: int = 1) -> None:
         super().__init__()
-        if not isinstance(axis, int) or isinstance(axis, bool) or axis == 0:
-            raise ValueError(f"Mean axis must be an int other than 0 (the batch axis), got {axis!r}")
-        self.axis = axis
+        self.axis = integer(axis, "axis", "Mean")
+        if self.axis == 0:
+            raise ArgumentError("Mean axis must be an integer other than 0 (the batch axis), got 0")
 
     def forward(self, x: Any) -> Any:
         xp = check_float(x, self)

@@ -33,14 +33,6 @@ from nnx.errors import ShapeError
 Pads = tuple[tuple[int, int], ...]
 
 
-def as_tuple(value: Any, n: int, name: str, owner: str, minimum: int = 1) -> tuple[int, ...]:
-    """An int or a sequence of ``n`` ints, each at least ``minimum``, as a tuple of ``n`` ints."""
-    values = [value] * n if isinstance(value, int) and not isinstance(value, bool) else list(value)
-    if len(values) != n or not all(isinstance(v, int) and not isinstance(v, bool) and v >= minimum for v in values):
-        raise ValueError(f"{owner} {name} must be an int >= {minimum} or {n} of them, got {value!r}")
-    return tuple(values)
-
-
 class Window:
     """Kernel size, stride, dilation and padding (low, high) per spatial axis, and what follows from them."""
 
@@ -54,7 +46,12 @@ class Window:
 
     def check(self, x: Any, where: str) -> tuple[int, ...]:
         """The output's spatial shape for input ``x``; a ShapeError when the input is smaller than a window."""
-        spatial = tuple(x.shape[2:])
+        return self.output(tuple(x.shape[2:]), where)
+
+    def output(self, spatial: Sequence[int], where: str) -> tuple[int, ...]:
+        """The output's spatial shape for inputs of spatial shape ``spatial``; a ShapeError when they are
+        smaller than a window (so a summary never shows a negative size)."""
+        spatial = tuple(spatial)
         padded = [n + lo + hi for n, (lo, hi) in zip(spatial, self.pads)]
         if any(p < self.span(a) for a, p in enumerate(padded)):
             shown = "x".join(str(n) for n in spatial)
@@ -157,7 +154,7 @@ class Runs:
 
     def gather(self, padded: Any) -> Any:
         xp = _backend.namespace_of(padded)
-        flat = xp.reshape(padded, (*padded.shape[:2], -1))
+        flat = xp.reshape(padded, (*padded.shape[:2], math.prod(padded.shape[2:])))  # no -1: a 0-row batch
         n = self.positions
         return xp.stack([flat[:, :, o:o + n] for o in self.offsets], axis=2)
 

@@ -33,6 +33,7 @@ from nnx.layers import (
     Tanh,
 )
 from nnx.errors import ShapeError
+from nnx.layers.checks import check_arguments
 from nnx.losses import MSE, Loss, SoftmaxCrossEntropy, SumSquaredError
 from nnx.optim import SGD, Adam, Optimizer
 from nnx.random import legacy
@@ -165,8 +166,7 @@ def example(name: str, dtype: str = "float64") -> ParityCase:
     """The example ``name`` (one of :data:`EXAMPLES`) built in ``dtype``."""
     if name not in EXAMPLES:
         raise ValueError(f"unknown example model {name!r}; choose one of {', '.join(EXAMPLES)}")
-    if dtype not in _backend.FLOAT_DTYPES:
-        raise ValueError(f"dtype must be one of {_backend.FLOAT_DTYPES}, got {dtype!r}")
+    check_arguments("example", dtype)
     return EXAMPLES[name](dtype)
 
 

@@ -6,6 +6,7 @@ import math
 from typing import Any, Callable, Mapping
 
 from nnx import backend as _backend
+from nnx.arguments import integer
 from nnx.errors import StateError
 from nnx.train.state import TrainState
 
@@ -69,9 +70,8 @@ class EarlyStopping(Callback):
             mode = "max" if "accuracy" in monitor else "min"
         if mode not in ("min", "max"):
             raise ValueError(f"EarlyStopping mode must be 'min', 'max' or 'auto', got {mode!r}")
-        if patience < 0:
-            raise ValueError(f"EarlyStopping patience must be >= 0, got {patience}")
-        self.monitor, self.patience, self.min_delta, self.mode = monitor, int(patience), float(min_delta), mode
+        patience = integer(patience, "patience", "EarlyStopping", minimum=0)
+        self.monitor, self.patience, self.min_delta, self.mode = monitor, patience, float(min_delta), mode
         self.restore_best = restore_best
         self.best: float | None = None
         self.best_epoch: int | None = None

@@ -34,8 +34,9 @@ from nnx import backend as _backend
 from nnx import checkpoint as _checkpoint
 from nnx import ops
 from nnx import random as _random
+from nnx.arguments import integer
 from nnx.datasets import train_val_split
-from nnx.errors import ConfigError, NnxError, NonFiniteError, ShapeError, TargetError
+from nnx.errors import ConfigError, DTypeError, NnxError, NonFiniteError, ShapeError, TargetError
 from nnx.layers import ClassLabels, Layer, Sigmoid, Softmax, set_finite_checks
 from nnx.losses import Loss
 from nnx.optim import Optimizer
@@ -74,12 +75,12 @@ def _to_model(values: Any, name: str, dtype: str) -> Any:
         return _backend.to_device(host, name, dtype=dtype)
     if host.dtype.kind in "iu":
         return _backend.to_device(host, name, dtype="int64")
-    raise TypeError(f"expected numeric data, got dtype {host.dtype}")
+    raise DTypeError(f"expected numeric data (floats, integers or bools), got dtype {host.dtype.name}")
 
 
 def _check_data(model: Layer, loss: Loss, x: Any, y: Any, what: str) -> None:
     """Check a whole data set once, before training: float inputs and targets finite (no NaN,
-    no ±inf), integer class labels in range.
+    no ±inf), integer class labels and float targets in the loss's range (BCE's [0, 1]).
 
     The per-batch checks of Sequential and the losses cost a device-to-host read
     every step; fit turns them off, so it checks everything here once: the range
@@ -93,13 +94,18 @@ def _check_data(model: Layer, loss: Loss, x: Any, y: Any, what: str) -> None:
             raise NonFiniteError(f"{what}: the {part} hold {bad} non-finite value(s) (NaN or ±inf) in an array "
                                  f"of shape {tuple(values.shape)}; clean or drop those samples before fit")
     xp = _backend.namespace_of(y)
-    if not xp.isdtype(y.dtype, "integral"):
+    labels = xp.isdtype(y.dtype, "integral")
+    if not labels and not xp.isdtype(y.dtype, "real floating"):
         return
     with model.inference():
         row = model.forward(x[:1, ...])
-    if row.ndim != 2:
+    if labels and row.ndim == 2:  # class labels: their range
+        shape = (int(y.shape[0]), int(row.shape[1]))
+    elif not labels and tuple(row.shape[1:]) == tuple(y.shape[1:]):  # float targets: the loss's own range
+        shape = tuple(y.shape)
+    else:
         return
-    scores = xp.broadcast_to(row, (int(y.shape[0]), int(row.shape[1])))
+    scores = xp.broadcast_to(row, shape)
     try:
         loss.forward(scores, y)
     except TargetError as exc:
@@ -141,7 +147,10 @@ def run_settings(optimizer: Optimizer, seed: Any, batch_size: int, shuffle: bool
 def _pair(data: Any, what: str) -> tuple[Any, Any]:
     if not (isinstance(data, (tuple, list)) and len(data) == 2):
         raise TypeError(f"{what} must be a pair (inputs, targets), got {type(data).__name__}")
-    x, y = data
+    x, y = (v if hasattr(v, "shape") else _backend.to_host(v) for v in data)  # nested lists, as predict takes
+    if x.ndim == 0 or y.ndim == 0:
+        raise ShapeError(f"{what}: inputs and targets need one row per sample, got shapes {tuple(x.shape)} "
+                         f"and {tuple(y.shape)}")
     nx, ny = int(x.shape[0]), int(y.shape[0])
     if nx != ny:
         raise ShapeError(f"{what}: {nx} inputs but {ny} targets; both need one row per sample")
@@ -168,9 +177,7 @@ def _split(x: Any, y: Any, fraction: Any, seed: Any) -> tuple[tuple[Any, Any], t
 def _check_batch_size(batch_size: int | None, n: int) -> int:
     if batch_size is None:
         return max(n, 1)
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-        raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
-    return max(min(batch_size, n), 1)
+    return max(min(integer(batch_size, "batch_size", "fit", minimum=1), n), 1)
 
 
 # the non-finite guard -----------------------------------------------------------------
@@ -339,8 +346,7 @@ def prepare(model: Layer, loss: Loss, optimizer: Optimizer, data: tuple[Any, Any
     the data onto the model's backend, make or check the :class:`TrainState`, record the settings
     (with ``extra_settings``) and restore the checkpoint when resuming."""
     epochs, validation, state = options.epochs, options.validation, options.state
-    if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 0:
-        raise ValueError(f"epochs must be a non-negative int, got {epochs!r}")
+    epochs = integer(epochs, "epochs", "fit", minimum=0)
     x, y = _pair(data, "data")
     if options.validation_split is not None:
         if validation is not None:

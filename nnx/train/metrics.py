@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any, Callable, Mapping
 
 from nnx import backend as _backend
+from nnx.errors import ShapeError
 
 Metric = Callable[[Any, Any], Any]
 
@@ -14,15 +15,25 @@ def accuracy_count(output: Any, target: Any) -> Any:
 
     Several output columns: the arg-max is the class, compared with integer
     targets or with the arg-max of one-hot targets. One column: ``output > 0.5``
-    against ``target > 0.5`` (sigmoid outputs with 0/1 targets).
+    against ``target > 0.5`` (sigmoid outputs with 0/1 targets). Targets of another shape
+    (another batch, another number of classes) are a :class:`~nnx.errors.ShapeError`.
     """
     xp = _backend.namespace_of(output)
-    if output.ndim == 2 and output.shape[1] > 1:
+    out, tgt = tuple(output.shape), tuple(target.shape)
+    n = out[0] if out else -1
+    if len(out) == 2 and out[1] > 1:
+        if tgt not in ((n,), out):
+            raise ShapeError(f"accuracy of outputs {out} needs class numbers ({n},) or one-hot targets {out}, "
+                             f"got targets of shape {tgt}")
         predicted = xp.argmax(output, axis=1)
         truth = target if target.ndim == 1 else xp.argmax(target, axis=1)
         right = predicted == xp.astype(truth, predicted.dtype)
     else:
-        right = (output > 0.5) == (target > 0.5)
+        if out not in ((n,), (n, 1)) or tgt not in ((n,), (n, 1)):
+            raise ShapeError(f"accuracy of one output per sample needs outputs and targets of shape (samples,) "
+                             f"or (samples, 1), of one length, got {out} and {tgt}")
+        right = xp.reshape(output, (n,)) > 0.5  # reshaped: (n, 1) against (n,) must not broadcast to (n, n)
+        right = right == (xp.reshape(target, (n,)) > 0.5)
     return xp.sum(xp.astype(right, output.dtype))
 
 
