@@ -8,6 +8,20 @@ on ``PYTHONPATH``, it is loaded here instead.
 """
 
 from importlib.metadata import entry_points
+from typing import Iterator
+
+import pytest
+
+from nnx import backend as _backend
 
 _INSTALLED = any(ep.value == "nnx.testing.plugin" for ep in entry_points(group="pytest11"))
 pytest_plugins = [] if _INSTALLED else ["nnx.testing.plugin"]
+
+
+@pytest.fixture(autouse=True)
+def _restore_the_process_backend() -> Iterator[None]:
+    """A test that runs the ``nnx`` command in this process selects its backend for the whole process
+    (a plain ``nnx.use``); put the selection back so later tests see the default."""
+    saved = _backend._process_choice[0]
+    yield
+    _backend._process_choice[0] = saved
