@@ -158,8 +158,11 @@ class _Recurrent(ParamLayer):
         xp, size = _backend.namespace_of(grad), self.hidden_size
         zeros = xp.zeros((batch, size), dtype=grad.dtype, device=_backend.device_of(grad))
         g = None
-        if self.return_sequences:
-            g = xp.permute_dims(grad, (1, 0, 2)) if self.batch_first else grad
+        if self.return_sequences and self.batch_first:  # time first, each step's rows contiguous
+            g = xp.reshape(xp.permute_dims(grad, (1, 0, 2)), (steps * batch, grad.shape[-1]))
+            g = xp.reshape(g, (steps, batch, grad.shape[-1]))
+        elif self.return_sequences:
+            g = grad
         starts: list[Any] = [None] * (self.num_layers * self.directions)
         for layer in reversed(range(self.num_layers)):
             flat, runs = saved[layer]
@@ -178,8 +181,9 @@ class _Recurrent(ParamLayer):
                 w_ih.accumulate(da.T @ flat)
                 w_hh.accumulate(dgh.T @ h_prev)
                 if b_ih is not None:
-                    b_ih.accumulate(xp.sum(da, axis=0))
-                    b_hh.accumulate(xp.sum(dgh, axis=0))
+                    db = xp.sum(da, axis=0)
+                    b_ih.accumulate(db)
+                    b_hh.accumulate(xp.asarray(db, copy=True) if dgh is da else xp.sum(dgh, axis=0))
                 if layer or input_grad:
                     part = da @ w_ih.data
                     dx = part if dx is None else dx + part

@@ -50,24 +50,27 @@ def lstm_step(gx: Any, h: Any, c: Any, w_hh: Any) -> tuple[Any, Any, tuple[Any, 
     size = h.shape[-1]
     a = h @ w_hh.T
     a += gx
-    s = ops.sigmoid(a)  # the g quarter is wasted, but one call beats three slices
+    gates = ops.sigmoid(a)  # one call for all four, then the g quarter is replaced by its tanh
     g = ops.tanh(a[:, 2 * size:3 * size])
-    c_new = s[:, size:2 * size] * c
-    c_new += s[:, :size] * g
+    gates[:, 2 * size:3 * size] = g
+    c_new = gates[:, size:2 * size] * c
+    c_new += gates[:, :size] * g
     tc = ops.tanh(c_new)
-    return s[:, 3 * size:] * tc, c_new, (s, g, c, tc)
+    return gates[:, 3 * size:] * tc, c_new, (gates, c, tc)
 
 
 def lstm_step_backward(dh: Any, dc: Any, saved: tuple[Any, ...]) -> tuple[Any, Any]:
     """``(d gates, dc_prev)``: the gradient of the gates' pre-activations and of the old cell state."""
-    s, g, c_prev, tc = saved
-    size = g.shape[-1]
-    i, f, o = s[:, :size], s[:, size:2 * size], s[:, 3 * size:]
+    gates, c_prev, tc = saved
+    size = tc.shape[-1]
+    i, f, g, o = (gates[:, k * size:(k + 1) * size] for k in range(4))
     dc = dc + ops.tanh_backward(tc, dh * o)
     xp = _backend.namespace_of(dh)
-    da = xp.concat([ops.sigmoid_backward(i, dc * g), ops.sigmoid_backward(f, dc * c_prev),
-                    ops.tanh_backward(g, dc * i), ops.sigmoid_backward(o, dh * tc)], axis=1)
-    return da, dc * f
+    slope = 1 - gates
+    slope *= gates  # the sigmoids' slopes; the g quarter's is tanh's
+    slope[:, 2 * size:3 * size] = 1 - g * g
+    slope *= xp.concat([dc * g, dc * c_prev, dc * i, dh * tc], axis=1)
+    return slope, dc * f
 
 
 def gru_step(gx: Any, h: Any, w_hh: Any, b_hh: Any) -> tuple[Any, tuple[Any, ...]]:
@@ -208,7 +211,7 @@ class LSTMCell(_Cell):
         x, h, saved = self._pop()
         dh, dc = grad
         if dc is None:
-            dc = saved[2] * 0.0
+            dc = saved[1] * 0.0
         da, dc_prev = lstm_step_backward(self._state(x, dh, "dh"), self._state(x, dc, "dc"), saved)
         dx, dh_prev = self._accumulate(x, h, da, da, input_grad)
         return dx, (dh_prev, dc_prev)
