@@ -269,17 +269,31 @@ class LSTM(_Recurrent):
 
     def _direction_backward(self, dys: Any, carry: tuple[Any, ...], mask: Any, run: list[Any], w_hh: Any,
                             reverse: bool) -> tuple[list[Any], list[Any], tuple[Any, ...]]:
+        # lstm_step_backward's math with everything that does not depend on the carried gradients
+        # computed once for all steps, so each step is a handful of operations
+        xp, size = _backend.namespace_of(w_hh), self.hidden_size
+        gates = xp.stack([r[1][0] for r in run])  # (length, batch, 4 * hidden): i, f, g, o
+        c_prev, tc = xp.stack([r[1][1] for r in run]), xp.stack([r[1][2] for r in run])
+        i, f, g, o = (gates[..., k * size:(k + 1) * size] for k in range(4))
+        factor = 1 - gates
+        factor *= gates  # the sigmoids' slopes; the g quarter's is tanh's
+        factor[..., 2 * size:3 * size] = 1 - g * g
+        factor *= xp.concat([g, c_prev, i, tc], axis=2)  # d(pre-activations) = [dc, dc, dc, dh] * factor
+        through = 1 - tc * tc
+        through *= o  # dc += dh * through
         dh, dc = carry
         das: list[Any] = [None] * len(run)
         for t in self._order(len(run), not reverse):
             gh = dh if dys is None else dh + dys[t, ...]
-            if mask is None:
-                da, dc = lstm_step_backward(gh, dc, run[t][1])
-                dh = da @ w_hh
-            else:
+            if mask is not None:
                 valid, skip = mask[1][t, ...], mask[2][t, ...]
-                da, dc_prev = lstm_step_backward(gh * valid, dc * valid, run[t][1])
-                dh, dc = da @ w_hh + dh * skip, dc_prev + dc * skip
+                gh, dc, passed = gh * valid, dc * valid, (dh * skip, dc * skip)
+            dc = dc + gh * through[t, ...]
+            da = xp.concat([dc, dc, dc, gh], axis=1)
+            da *= factor[t, ...]
+            dh, dc = da @ w_hh, dc * f[t, ...]
+            if mask is not None:
+                dh, dc = dh + passed[0], dc + passed[1]
             das[t] = da
         return das, das, (dh, dc)
 
