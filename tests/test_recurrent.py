@@ -309,3 +309,11 @@ def test_bad_inputs_are_refused_with_the_fix(nnx_backend: str) -> None:
     cell.forward(x[:, 0, :])
     with pytest.raises(TypeError, match=r"\(dh, dc\)"):
         cell.backward(_f64(np.ones((2, 4)), nnx_backend))
+
+
+def test_config_size_is_exact_and_instant_for_any_claim() -> None:
+    for kind in (nnx.LSTM, nnx.GRU):
+        layer = kind(3, 4, num_layers=3, bidirectional=True, bias=False)
+        assert kind.config_size(layer.config()) == layer.num_parameters()
+        huge = dict(layer.config(), num_layers=10**18)  # a hostile model file: answered without a loop
+        assert kind.config_size(huge) > 10**18

@@ -221,11 +221,12 @@ class _Recurrent(ParamLayer):
     def config_size(cls, config: Mapping[str, Any]) -> int:
         size, hidden = count(config.get("input_size")), count(config.get("hidden_size"))
         directions, bias = 2 if config.get("bidirectional") else 1, bool(config.get("bias", True))
-        total = 0
-        for layer in range(count(config.get("num_layers", 1))):
-            total += directions * gate_parameters_size(cls._gates, size if layer == 0 else directions * hidden,
-                                                       hidden, bias)
-        return total
+        layers = count(config.get("num_layers", 1))
+        if not layers:
+            return 0
+        first = gate_parameters_size(cls._gates, size, hidden, bias)
+        later = gate_parameters_size(cls._gates, directions * hidden, hidden, bias)
+        return directions * (first + (layers - 1) * later)  # closed form: a file may claim any num_layers
 
     def example_input(self, batch: int, rng: Any, fits: Callable[[tuple[int, ...]], bool]) -> Any:
         """Standard normal sequences of 6 steps."""
