@@ -45,7 +45,8 @@ class Runner:
         layer = getattr(nnx, kind)(FEATURES, HIDDEN, seed=0)
         self.impl = impl
         if impl == "nnx":
-            self.layer, self.x, self.g = layer, nnx.to_device(x, "numpy", "float32"), nnx.to_device(g, "numpy", "float32")
+            self.layer = layer
+            self.x, self.g = nnx.to_device(x, "numpy", "float32"), nnx.to_device(g, "numpy", "float32")
             return
         import torch
 
