@@ -317,3 +317,18 @@ def test_config_size_is_exact_and_instant_for_any_claim() -> None:
         assert kind.config_size(layer.config()) == layer.num_parameters()
         huge = dict(layer.config(), num_layers=10**18)  # a hostile model file: answered without a loop
         assert kind.config_size(huge) > 10**18
+
+
+@pytest.mark.parametrize("kind", ["LSTM", "GRU"])
+def test_backward_params_skips_only_the_input_gradient(nnx_backend: str, kind: str) -> None:
+    """As the first layer of a network: the same weight and initial-state gradients, no input gradient."""
+    grads = []
+    for method in ("backward", "backward_params"):
+        layer = getattr(nnx, kind)(3, 4, num_layers=2, bidirectional=True, seed=2, dtype="float64",
+                                   backend=nnx_backend)
+        y = layer.forward(_f64(_normal((2, 5, 3), 3), nnx_backend), nnx.to_device([5, 2], nnx_backend))
+        result = getattr(layer, method)(_f64(_normal(tuple(y.shape), 4), nnx_backend))
+        assert (result is None) == (method == "backward_params")
+        grads.append({n: nnx.to_host(p.grad) for n, p in layer.named_parameters()} | {"h0": nnx.to_host(layer.h0_grad)})
+    for name in grads[0]:
+        np.testing.assert_array_equal(grads[0][name], grads[1][name], err_msg=name)
