@@ -13,8 +13,9 @@ state (``return_sequences=False``) feeds a linear layer to two classes; Adam,
 a loop of forward, loss, backward and step written out. A quarter of the
 sequences are held out and looked at once, at the end.
 
-Result (numpy, seed 0, the defaults, on a loaded 2-core VM): held-out accuracy
-above 99% with either cell in about a minute.
+Result (numpy, seed 0, the defaults, on a shared 2-core VM): held-out accuracy
+above 99% with either cell (LSTM 100.00% after 26 s of training; GRU 100.00%
+after 108 s under heavy load).
 """
 
 from __future__ import annotations
