@@ -52,6 +52,7 @@ from nnx.layers import (
     Tanh,
     set_finite_checks,
 )
+from nnx.layers import GRU, LSTM, GRUCell, LSTMCell
 from nnx.losses import MSE, BinaryCrossEntropyWithLogits, SoftmaxCrossEntropy, SumSquaredError
 from nnx.optim import SGD, Adam, AdamW, RMSProp, clip_grad_norm
 from nnx.plot import plot_history
@@ -113,6 +114,10 @@ __all__ = [
     "Tanh",
     "register_layer",
     "set_finite_checks",
+    "GRU",
+    "GRUCell",
+    "LSTM",
+    "LSTMCell",
     # losses and optimizers
     "BinaryCrossEntropyWithLogits",
     "MSE",

@@ -32,6 +32,7 @@ class LayerCase:
     off_kinks: bool = False
     indices: tuple[int, int] | None = None  # integer inputs in [low, high) instead of float64 normals
     eps: float = 1e-6  # gradcheck's step of the central differences
+    covers: tuple[type, ...] = ()  # exported classes checked inside a test-only wrapper built by ``make``
 
     def input(self, backend: str, seed: int = 0) -> Any:
         """The input the case is checked on."""
@@ -126,6 +127,95 @@ LAYERS: dict[str, LayerCase] = {
         nnx.LeakyReLU(), nnx.Linear(4, 3, seed=6, dtype="float64"), nnx.Tanh(), nnx.Softmax(),
     ), (6, 2, 2), off_kinks=True),
 }
+
+
+# recurrent layers -----------------------------------------------------------------------------
+
+
+def _host_state(backend: str, shape: tuple[int, ...], seed: int) -> Any:
+    return nnx.to_device(np.random.default_rng(seed).standard_normal(shape), backend, dtype="float64")
+
+
+class _CellLoop(nnx.Layer):
+    """A cell run over the steps of ``(batch, steps, input)`` from a fixed non-zero state, every
+    step's ``h`` as the output: the loop a user writes with a cell, backward in reverse order."""
+
+    def __init__(self, cell: nnx.Layer) -> None:
+        super().__init__()
+        self.cell = cell
+
+    def forward(self, x: Any) -> Any:
+        xp, backend = nnx.backend.namespace_of(x), nnx.backend.backend_of(x)
+        shape = (x.shape[0], self.cell.hidden_size)
+        state = _host_state(backend, shape, 40)
+        if isinstance(self.cell, nnx.LSTMCell):
+            state = (state, _host_state(backend, shape, 41))
+        outputs = []
+        for t in range(x.shape[1]):
+            state = self.cell.forward(x[:, t, :], state)
+            outputs.append(state[0] if isinstance(state, tuple) else state)
+        self.save_for_backward(x.shape[1])
+        return xp.stack(outputs, axis=1)
+
+    def backward(self, grad: Any) -> Any:
+        (steps,) = self.saved_tensors()
+        lstm = isinstance(self.cell, nnx.LSTMCell)
+        dh, dc, dxs = grad[:, 0, :] * 0.0, None, []
+        for t in reversed(range(steps)):
+            if lstm:
+                dx, (dh, dc) = self.cell.backward((grad[:, t, :] + dh, dc))
+            else:
+                dx, dh = self.cell.backward(grad[:, t, :] + dh)
+            dxs.append(dx)
+        return nnx.backend.namespace_of(grad).stack(dxs[::-1], axis=1)
+
+
+class _Given(nnx.Layer):
+    """A recurrent layer run with sequence lengths and random initial states (``layer.given``)."""
+
+    def __init__(self, layer: nnx.Layer, lengths: list[int]) -> None:
+        super().__init__()
+        self.layer, self.lengths = layer, lengths
+
+    def forward(self, x: Any) -> Any:
+        backend, layer = nnx.backend.backend_of(x), self.layer
+        shape = (layer.num_layers * layer.directions, x.shape[0], layer.hidden_size)
+        states = {"h0": _host_state(backend, shape, 42)}
+        if isinstance(layer, nnx.LSTM):
+            states["c0"] = _host_state(backend, shape, 43)
+        self.save_for_backward()
+        with layer.given(lengths=nnx.to_device(self.lengths, backend, dtype="int64"), **states):
+            return layer.forward(x)
+
+    def backward(self, grad: Any) -> Any:
+        self.saved_tensors()
+        return self.layer.backward(grad)
+
+
+LAYERS.update({
+    "LSTMCell (3 steps from a non-zero state)": LayerCase(lambda: _CellLoop(nnx.LSTMCell(3, 2, seed=30,
+                                                          dtype="float64")), (2, 3, 3), covers=(nnx.LSTMCell,)),
+    "GRUCell(bias=False) (3 steps from a non-zero state)": LayerCase(lambda: _CellLoop(nnx.GRUCell(
+        3, 2, bias=False, seed=31, dtype="float64")), (2, 3, 3), covers=(nnx.GRUCell,)),
+    "GRUCell (3 steps from a non-zero state)": LayerCase(lambda: _CellLoop(nnx.GRUCell(3, 2, seed=32,
+                                                         dtype="float64")), (2, 3, 3), covers=(nnx.GRUCell,)),
+    "LSTM": LayerCase(_f64(nnx.LSTM, 3, 2, seed=33), (2, 4, 3)),
+    "LSTM(bidirectional, return_sequences=False)": LayerCase(_f64(
+        nnx.LSTM, 2, 2, bidirectional=True, return_sequences=False, seed=34), (2, 3, 2)),
+    "LSTM(batch_first=False, bias=False)": LayerCase(_f64(nnx.LSTM, 3, 2, batch_first=False, bias=False, seed=35),
+                                                     (3, 2, 3)),
+    "LSTM(num_layers=2) with lengths and initial states": LayerCase(lambda: _Given(
+        nnx.LSTM(2, 2, num_layers=2, seed=36, dtype="float64"), [3, 1, 2]), (3, 3, 2), covers=(nnx.LSTM,)),
+    "GRU": LayerCase(_f64(nnx.GRU, 3, 2, seed=37), (2, 4, 3)),
+    # hidden_size 1 keeps the numeric gradient cheap; the other cases mix several hidden units
+    "GRU(num_layers=2, bidirectional)": LayerCase(_f64(nnx.GRU, 2, 1, num_layers=2, bidirectional=True, seed=38),
+                                                  (2, 3, 2)),
+    "GRU(return_sequences=False, bias=False)": LayerCase(_f64(nnx.GRU, 3, 2, return_sequences=False, bias=False,
+                                                              seed=39), (2, 4, 3)),
+    "GRU(bidirectional, return_sequences=False) with lengths and h0": LayerCase(lambda: _Given(
+        nnx.GRU(2, 2, bidirectional=True, return_sequences=False, seed=44, dtype="float64"), [3, 0, 2]),
+        (3, 3, 2), covers=(nnx.GRU,)),
+})
 
 
 def _classes(backend: str) -> Any:

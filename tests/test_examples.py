@@ -147,3 +147,12 @@ def test_cnn_digits_example_learns(nnx_backend: str) -> None:
     assert "cnn_digits: 9,978 parameters, 3 epochs" in out
     accuracy = float(re.search(r"seed 0: held-out accuracy (\d+\.\d+)%", out).group(1))
     assert accuracy > 85.0
+
+
+def test_sequence_classifier_learns(nnx_backend: str) -> None:
+    """A short run (the full one: above 99% held out; see the example's docstring)."""
+    out = run_script("sequence_classifier.py", "--backend", nnx_backend, "--cell", "gru", "--train", "600",
+                     "--epochs", "4")
+    assert "sequence_classifier: gru, 600 training sequences, 4 epochs" in out
+    accuracy = float(re.search(r"held-out accuracy (\d+\.\d+)%", out).group(1))
+    assert accuracy > 90.0

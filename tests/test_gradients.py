@@ -25,6 +25,7 @@ def _exported(base: type, module: object) -> set[type]:
 
 def test_every_exported_layer_and_loss_has_a_gradcheck_case() -> None:
     layers = {type(case.make()) for case in LAYERS.values()}
+    layers |= {cls for case in LAYERS.values() for cls in case.covers}
     losses = {type(loss) for loss, _ in LOSSES.values()}
     missing = (_exported(nnx.Layer, nnx.layers) | _exported(nnx.Layer, nnx)) - layers
     missing |= _exported(nnx.losses.Loss, nnx.losses) - losses

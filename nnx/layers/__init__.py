@@ -13,6 +13,8 @@ from nnx.layers.norm import BatchNorm1d, BatchNorm2d, LayerNorm
 from nnx.layers.pooling import AvgPool2d, GlobalAvgPool2d, MaxPool2d
 from nnx.layers.preprocess import ClassLabels, Destandardize, Standardize
 from nnx.layers.shape import Flatten, Mean, Reshape
+from nnx.layers.recurrent import GRU, LSTM
+from nnx.layers.recurrent_cells import GRUCell, LSTMCell
 
 __all__ = [
     "AvgPool2d",
@@ -45,4 +47,8 @@ __all__ = [
     "Standardize",
     "Tanh",
     "set_finite_checks",
+    "GRU",
+    "GRUCell",
+    "LSTM",
+    "LSTMCell",
 ]

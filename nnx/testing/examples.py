@@ -1,4 +1,4 @@
-"""The models ``nnx parity`` checks by name: the tutorials' networks, an MLP, a classifier and a CNN.
+"""The models ``nnx parity`` checks by name: the tutorials' networks, an MLP, a classifier, a CNN and an RNN.
 
 Each example is built on the host (numpy) from fixed seeds, in the dtype asked
 for, with its own data, loss and optimizer; :func:`nnx.testing.check_parity`
@@ -34,6 +34,7 @@ from nnx.layers import (
 )
 from nnx.errors import ShapeError
 from nnx.layers.checks import check_arguments
+from nnx.layers import GRU, LSTM
 from nnx.losses import MSE, Loss, SoftmaxCrossEntropy, SumSquaredError
 from nnx.optim import SGD, Adam, Optimizer
 from nnx.random import legacy
@@ -152,6 +153,21 @@ def _cnn(dtype: str) -> ParityCase:
                       model, SoftmaxCrossEntropy(), x, y, lambda params: SGD(params, lr=0.1, momentum=0.9))
 
 
+def _rnn(dtype: str) -> ParityCase:
+    f = {"dtype": dtype, "backend": "numpy"}
+    model = Sequential(
+        GRU(4, 5, bidirectional=True, seed=13, **f),
+        LSTM(10, 5, return_sequences=False, seed=14, **f),
+        Linear(5, 3, seed=15, **f),
+    )
+    rng = _random.make_rng(16)
+    x = _data(_random.normal(rng, (16, 5, 4), 0.0, 1.0), dtype)
+    y = _backend.to_device(_random.permutation(rng, 16) % 3, "numpy", dtype="int64")
+    return ParityCase("rnn", "sequence classifier (bidirectional GRU, LSTM's last state, linear) on 5-step "
+                      "sequences, softmax cross-entropy on class indices, Adam lr 0.01",
+                      model, SoftmaxCrossEntropy(), x, y, lambda params: Adam(params, lr=0.01))
+
+
 EXAMPLES: dict[str, Callable[[str], ParityCase]] = {
     "seed000": _seed000,
     "seed001": _seed001,
@@ -159,6 +175,7 @@ EXAMPLES: dict[str, Callable[[str], ParityCase]] = {
     "mlp": _mlp,
     "classifier": _classifier,
     "cnn": _cnn,
+    "rnn": _rnn,
 }
 
 
