@@ -22,6 +22,7 @@ pytest_plugins = [] if _INSTALLED else ["nnx.testing.plugin"]
 def _restore_the_process_backend() -> Iterator[None]:
     """A test that runs the ``nnx`` command in this process selects its backend for the whole process
     (a plain ``nnx.use``); put the selection back so later tests see the default."""
-    saved = _backend._process_choice[0]
+    saved = _backend._process_choice[0], _backend._selected.get()
     yield
-    _backend._process_choice[0] = saved
+    _backend._process_choice[0] = saved[0]
+    _backend._selected.set(saved[1])
