@@ -94,3 +94,8 @@ class ParityError(NnxError, AssertionError):
 class DistributedError(NnxError, RuntimeError):
     """A data-parallel run that cannot go on: MPI missing, ranks that disagree (architecture,
     data, checkpoint), or a rank that stopped answering within the timeout."""
+
+
+class LayerTreeError(NnxError, TypeError):
+    """Layers kept where the layer tree does not look (a plain list, tuple or dict attribute),
+    so their weights would be neither trained nor saved; ``nnx.LayerList`` / ``nnx.LayerDict`` hold them."""
