@@ -70,10 +70,9 @@ def _layer_case(name: str, shape: str, make: Callable[[], nnx.Layer], x: np.ndar
     nx, gen = make(), make()
     fwd = Case(f"{name} forward", shape)
     fwd.add("nnx", lambda: nx.forward(x)).add("generic", lambda: gen.forward(x)).add("numpy", hand_fwd)
-    bwd = Case(f"{name} {'backward_params' if params_only else 'backward'}", shape)
-    back = "backward_params" if params_only else "backward"
-    bwd.add("nnx", lambda: getattr(nx, back)(g), lambda: nx.forward(x))
-    bwd.add("generic", lambda: getattr(gen, back)(g), lambda: gen.forward(x))
+    bwd = Case(f"{name} backward{'(input_grad=False)' if params_only else ''}", shape)
+    bwd.add("nnx", lambda: nx.backward(g, input_grad=not params_only), lambda: nx.forward(x))
+    bwd.add("generic", lambda: gen.backward(g, input_grad=not params_only), lambda: gen.forward(x))
     bwd.add("numpy", hand_bwd, hand_fwd)
     return [fwd, bwd]
 

@@ -80,7 +80,7 @@ def run(cell: str, epochs: int, train: int, seed: int, batch_size: int = 64, lr:
             with recurrent.given(lengths=nnx.to_device(lengths[idx], dtype="int64")):
                 out = model.forward(x)
             loss.forward(out, nnx.to_device(labels[idx], dtype="int64"))
-            model.backward_params(loss.backward())
+            model.backward(loss.backward(), input_grad=False)
             adam.step()
             adam.zero_grad()
     seconds = time.perf_counter() - started

@@ -108,3 +108,8 @@ class OutputPathError(NnxError, ValueError):
 
 class CheckpointInUseError(NnxError, RuntimeError):
     """A checkpoint directory that another running process holds (its lock file names the process)."""
+
+
+class LayerTreeError(NnxError, TypeError):
+    """Layers kept where the layer tree does not look (a plain list, tuple or dict attribute),
+    so their weights would be neither trained nor saved; ``nnx.LayerList`` / ``nnx.LayerDict`` hold them."""

@@ -70,6 +70,68 @@ def test_a_user_layer_gets_the_contract_from_the_base_class(nnx_backend: str) ->
     assert repr(layer) == "Doubler()"
 
 
+
+class Skipper(nnx.Layer):
+    """A user layer whose backward can skip the input's gradient: it records what it was asked."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.scale = nnx.Parameter(nnx.to_device(np.full((1,), 3.0), dtype="float64"), "scale")
+        self.asked: list[bool] = []
+
+    def forward(self, x: Any) -> Any:
+        self.save_for_backward(x)
+        return x * self.scale.data
+
+    def backward(self, grad: Any, *, input_grad: bool = True) -> Any:
+        (x,) = self.saved_tensors()
+        self.asked.append(input_grad)
+        xp = nnx.backend.namespace_of(grad)
+        self.scale.accumulate(xp.reshape(xp.sum(grad * x), (1,)))
+        return grad * self.scale.data if input_grad else None
+
+
+def test_input_grad_false_reaches_backwards_that_take_it_and_is_kept_from_the_rest() -> None:
+    x, g = inputs("numpy", (4, 2)), inputs("numpy", (4, 2), seed=1)
+    skipper, doubler = Skipper(), Doubler()
+    net = nnx.Sequential(skipper, doubler)
+    net.forward(x)
+    assert net.backward(g, input_grad=False) is None
+    assert skipper.asked == [False]  # Doubler's backward takes no keyword: it ran as written
+    net.forward(x)
+    np.testing.assert_array_equal(net.backward(g), g * 2 * 3.0)
+    assert skipper.asked == [False, True]
+    np.testing.assert_array_equal(skipper.scale.grad, 2 * 2 * np.sum(g * x, keepdims=True)[0])
+    doubler.forward(x)
+    assert doubler.backward(g, input_grad=False) is None
+    skipper.forward(x)
+    with pytest.raises(nnx.errors.ShapeError, match="expected a gradient"):  # still checked
+        skipper.backward(inputs("numpy", (4, 3)), input_grad=False)
+
+
+def test_residual_without_input_grad_fills_the_same_gradients_bit_for_bit() -> None:
+    def block() -> nnx.Residual:
+        return nnx.Residual(nnx.Sequential(nnx.Linear(3, 4, seed=0, dtype="float64"), nnx.Tanh()),
+                            nnx.Linear(3, 4, seed=1, dtype="float64"))
+
+    x, g = inputs("numpy", (5, 3)), inputs("numpy", (5, 4), seed=1)
+    full, skip = block(), block()
+    full.forward(x)
+    assert full.backward(g) is not None
+    skip.forward(x)
+    assert skip.backward(g, input_grad=False) is None
+    for a, b in zip(full.parameters(), skip.parameters()):
+        np.testing.assert_array_equal(a.grad, b.grad)
+
+
+def test_a_layer_without_a_backward_says_so() -> None:
+    class ForwardOnly(nnx.Layer):
+        def forward(self, x: Any) -> Any:
+            return x
+
+    with pytest.raises(NotImplementedError, match="ForwardOnly has no backward"):
+        ForwardOnly().backward(np.ones(2), input_grad=False)
+
 def _tree(backend: str | None = None) -> nnx.Sequential:
     return nnx.Sequential(
         nnx.Linear(3, 4, seed=0, dtype="float64", backend=backend),
@@ -143,6 +205,15 @@ def test_observe_sees_every_call_and_leaves_nothing_behind(nnx_backend: str) -> 
     assert forward == ["0", "1.0", "1.1", "1.2.0", "1.2.1", "1.2", "1", "2", ""]
     assert [p for p, m in seen if m == "backward"][:3] == ["2", "1.2.1", "1.2.0"]
     assert all("forward" not in vars(m) and "backward" not in vars(m) for _, m in net.named_modules())
+
+
+def test_observe_sees_a_training_step_that_skips_the_first_input_gradient(nnx_backend: str) -> None:
+    net = _tree(nnx_backend)
+    seen: dict[str, Any] = {}
+    with net.observe(lambda path, layer, method, arg, out: seen.setdefault(path, out), ("backward",)):
+        x, y = inputs(nnx_backend, (5, 3)), inputs(nnx_backend, (5, 2), seed=1)
+        nnx.train_step(net, nnx.MSE(), nnx.SGD(net.parameters(), lr=0.1), x, y)
+    assert seen["0"] is None and seen[""] is None and seen["2"] is not None
 
 
 def test_register_layer_as_a_decorator_saves_and_loads(tmp_path: Path) -> None:

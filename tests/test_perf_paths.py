@@ -16,18 +16,18 @@ def _net(nnx_backend: str) -> nnx.Sequential:
     )
 
 
-def test_backward_params_gives_backward_gradients(nnx_backend: str) -> None:
+def test_backward_without_input_grad_gives_backward_gradients(nnx_backend: str) -> None:
     x = nnx.to_device(np.random.default_rng(0).normal(size=(4, 5)), nnx_backend, "float64")
     g = nnx.to_device(np.random.default_rng(1).normal(size=(4, 3)), nnx_backend, "float64")
     full, skip = _net(nnx_backend), _net(nnx_backend)
     full.forward(x)
     assert full.backward(g) is not None
     skip.forward(x)
-    assert skip.backward_params(g) is None
+    assert skip.backward(g, input_grad=False) is None
     for a, b in zip(full.parameters(), skip.parameters()):
         np.testing.assert_array_equal(nnx.to_host(a.grad), nnx.to_host(b.grad))
     with pytest.raises(nnx.errors.StateError):
-        skip.backward_params(g)
+        skip.backward(g, input_grad=False)
 
 
 @pytest.mark.parametrize("layer", [nnx.ReLU, nnx.Sigmoid, nnx.Tanh])

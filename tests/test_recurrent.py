@@ -320,15 +320,15 @@ def test_config_size_is_exact_and_instant_for_any_claim() -> None:
 
 
 @pytest.mark.parametrize("kind", ["LSTM", "GRU"])
-def test_backward_params_skips_only_the_input_gradient(nnx_backend: str, kind: str) -> None:
+def test_backward_without_input_grad_skips_only_the_input_gradient(nnx_backend: str, kind: str) -> None:
     """As the first layer of a network: the same weight and initial-state gradients, no input gradient."""
     grads = []
-    for method in ("backward", "backward_params"):
+    for input_grad in (True, False):
         layer = getattr(nnx, kind)(3, 4, num_layers=2, bidirectional=True, seed=2, dtype="float64",
                                    backend=nnx_backend)
         y = layer.forward(_f64(_normal((2, 5, 3), 3), nnx_backend), nnx.to_device([5, 2], nnx_backend))
-        result = getattr(layer, method)(_f64(_normal(tuple(y.shape), 4), nnx_backend))
-        assert (result is None) == (method == "backward_params")
+        result = layer.backward(_f64(_normal(tuple(y.shape), 4), nnx_backend), input_grad=input_grad)
+        assert (result is None) == (not input_grad)
         grads.append({n: nnx.to_host(p.grad) for n, p in layer.named_parameters()} | {"h0": nnx.to_host(layer.h0_grad)})
     for name in grads[0]:
         np.testing.assert_array_equal(grads[0][name], grads[1][name], err_msg=name)

@@ -6,12 +6,18 @@ Writing a layer (see README, "Writing your own layer"):
   ``self.save_for_backward(...)``;
 * ``backward(grad)`` takes them back with ``self.saved_tensors()``, *adds*
   into its parameters' ``grad`` (``Parameter.accumulate``) and returns the
-  gradient with respect to ``x``; ``backward_params(grad)`` may skip the
-  input's gradient (the first layer of a network needs none);
+  gradient with respect to ``x``. That is the one method to write. A layer
+  whose input gradient costs work of its own (``Linear``: a matrix product)
+  may take the keyword ``backward(grad, *, input_grad=True)`` and skip it
+  when called with ``input_grad=False`` (the first layer of a network needs
+  none); callers may pass ``input_grad=False`` to any layer, and get ``None``;
 * parameters are :class:`Parameter` attributes, non-trainable arrays
   (running statistics) are attributes named in ``buffer_names``, a host
   generator for random draws is the attribute ``rng``, and sub-layers are
-  :class:`Layer` attributes. ``config()`` returns the constructor arguments.
+  :class:`Layer` attributes, or :class:`~nnx.LayerList` / :class:`~nnx.LayerDict`
+  ones for several (a plain list, tuple or dict of layers is refused with
+  :class:`~nnx.errors.LayerTreeError`: the tree walk would not find them).
+  ``config()`` returns the constructor arguments.
 
 The base class checks every incoming gradient against the output of the
 forward before it (backend, dtype and shape), and a backward without a
@@ -31,7 +37,7 @@ from typing import Any, Callable, ClassVar, Iterator, Mapping
 
 from nnx import backend as _backend
 from nnx import random as _random
-from nnx.errors import BackendMismatchError, DTypeError, NonFiniteError, ShapeError, StateError
+from nnx.errors import BackendMismatchError, DTypeError, LayerTreeError, NonFiniteError, ShapeError, StateError
 from nnx.layers.checks import check_float, check_same_dtype
 
 
@@ -80,7 +86,9 @@ class SavesForBackward:
 
     def save_for_backward(self, *values: Any) -> None:
         """Keep ``values`` for the next backward (replacing what an earlier forward kept)."""
-        self._saved = values if self._keeps else None
+        # into the instance dict: this runs every step, and Layer.__setattr__'s check of lists of
+        # layers is for the attributes a layer's own code assigns
+        self.__dict__["_saved"] = values if self._keeps else None
 
     def saved_tensors(self) -> tuple[Any, ...]:
         """Take back what the forward kept; a second call, or one without a forward, raises."""
@@ -90,7 +98,7 @@ class SavesForBackward:
                 f"{self!r}.backward called without a forward before it "
                 f"(or twice after one forward); call forward first"
             )
-        self._saved = None
+        self.__dict__["_saved"] = None
         return saved
 
 
@@ -98,7 +106,7 @@ def _records_output(forward: Callable[..., Any]) -> Callable[..., Any]:
     @functools.wraps(forward)
     def wrapper(self: "Layer", *args: Any, **kwargs: Any) -> Any:
         out = forward(self, *args, **kwargs)
-        self._grad_spec = (type(out), out.dtype, out.shape) if hasattr(out, "dtype") else None
+        self.__dict__["_grad_spec"] = (type(out), out.dtype, out.shape) if hasattr(out, "dtype") else None
         return out
 
     wrapper._nnx_contract = True  # type: ignore[attr-defined]
@@ -106,12 +114,19 @@ def _records_output(forward: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def _checks_gradient(backward: Callable[..., Any]) -> Callable[..., Any]:
+    """``backward`` behind the incoming gradient's check, callable as ``backward(grad, *, input_grad=True)``
+    whether or not it takes ``input_grad`` itself (decided here, once per class)."""
+    takes_input_grad = "input_grad" in inspect.signature(backward).parameters
+
     @functools.wraps(backward)
-    def wrapper(self: "Layer", grad: Any) -> Any:
+    def wrapper(self: "Layer", grad: Any, *, input_grad: bool = True) -> Any:
         spec = self._grad_spec
         if spec is not None and not (type(grad) is spec[0] and grad.dtype == spec[1] and grad.shape == spec[2]):
             self._gradient_mismatch(grad)
-        return backward(self, grad)
+        if takes_input_grad:
+            return backward(self, grad, input_grad=input_grad)
+        dx = backward(self, grad)
+        return dx if input_grad else None
 
     wrapper._nnx_contract = True  # type: ignore[attr-defined]
     return wrapper
@@ -128,16 +143,24 @@ class Layer(SavesForBackward):
     buffer_names: ClassVar[tuple[str, ...]] = ()
     _grad_spec: Any = None
 
+    #: whether this class says which children it has (overrides ``named_children``); set per class
+    _names_own_children: ClassVar[bool] = False
+
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
-        for name, wrap in (("forward", _records_output), ("backward", _checks_gradient),
-                           ("backward_params", _checks_gradient)):
+        for name, wrap in (("forward", _records_output), ("backward", _checks_gradient)):
             fn = cls.__dict__.get(name)
             if fn is not None and not getattr(fn, "_nnx_contract", False):
                 setattr(cls, name, wrap(fn))
+        cls._names_own_children = cls.named_children is not Layer.named_children
 
     def __init__(self) -> None:
         self.training = True
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if isinstance(value, (list, tuple, dict)) and not self._names_own_children:
+            _refuse_plain_layers(self, name, value)
+        object.__setattr__(self, name, value)
 
     # the forward/backward contract ------------------------------------------------
 
@@ -145,17 +168,15 @@ class Layer(SavesForBackward):
         """The output for input ``x``; keeps what backward needs (``save_for_backward``)."""
         raise NotImplementedError
 
-    def backward(self, grad: Any) -> Any:
-        """The gradient with respect to the input; adds into the parameters' gradients."""
-        raise NotImplementedError
+    def backward(self, grad: Any, *, input_grad: bool = True) -> Any:
+        """The gradient with respect to the input; adds into the parameters' gradients.
 
-    def backward_params(self, grad: Any) -> None:
-        """Backward that only fills the parameters' gradients.
-
-        For the first layer of a network nobody needs the input's gradient, so a
-        layer that can skip computing it (``Linear``: one matrix product) does.
+        A subclass writes ``backward(self, grad)``, or ``backward(self, grad, *, input_grad=True)``
+        if it can skip computing the input's gradient. Callers may pass ``input_grad=False`` to
+        any layer (the first layer of a network: nobody needs its input's gradient); the
+        parameters' gradients are the same and the call returns ``None``.
         """
-        self.backward(grad)
+        raise NotImplementedError(f"{type(self).__name__} has no backward; write backward(self, grad)")
 
     def __call__(self, x: Any) -> Any:
         return self.forward(x)
@@ -416,8 +437,8 @@ class Layer(SavesForBackward):
                 original = getattr(layer, method)
 
                 def watched(arg: Any, *rest: Any, _f: Any = original, _p: str = path, _l: Layer = layer,
-                            _m: str = method) -> Any:
-                    result = _f(arg, *rest)
+                            _m: str = method, **keywords: Any) -> Any:
+                    result = _f(arg, *rest, **keywords)
                     callback(_p, _l, _m, arg, result)
                     return result
 
@@ -534,19 +555,7 @@ class Layer(SavesForBackward):
 
 
 class ParamLayer(Layer):
-    """A layer with parameters whose input gradient costs work of its own (a matrix product):
-    it implements ``_backward(grad, input_grad)``, and ``backward_params`` skips the input's
-    gradient. It also checks that inputs share the parameters' backend and dtype."""
-
-    def backward(self, grad: Any) -> Any:
-        return self._backward(grad, True)
-
-    def backward_params(self, grad: Any) -> None:
-        self._backward(grad, False)
-
-    def _backward(self, grad: Any, input_grad: bool) -> Any:
-        """Accumulate the parameters' gradients; return the input's gradient if ``input_grad``."""
-        raise NotImplementedError
+    """A layer with parameters that checks its inputs share the parameters' backend and dtype."""
 
     def _reference(self) -> Parameter:
         """The parameter whose backend and dtype inputs must match (the first one)."""
@@ -596,6 +605,17 @@ def holds_no_arrays(cls: type, config: Mapping[str, Any]) -> int:
 def takes_any_input(self: Layer, batch: int, rng: Any, fits: Callable[[tuple[int, ...]], bool]) -> None:
     """``example_input`` of a layer that takes any input the layers after it take."""
     return None
+
+
+def _refuse_plain_layers(owner: Layer, name: str, value: Any) -> None:
+    """Raise if the list, tuple or dict ``value`` holds a layer: the tree walk would not find it."""
+    for key, item in value.items() if isinstance(value, dict) else enumerate(value):
+        if isinstance(item, Layer):
+            holder, kind = ("LayerDict", "dict") if isinstance(value, dict) else ("LayerList", type(value).__name__)
+            raise LayerTreeError(
+                f"{type(owner).__name__}.{name} is a plain {kind} holding a layer ({name}[{key!r}] is "
+                f"{type(item).__name__}); the layer tree does not look inside it, so its weights would be "
+                f"neither trained nor saved. Assign nnx.{holder}(...) instead: self.{name} = nnx.{holder}({name})")
 
 
 def quote_names(names: Any) -> str:

@@ -36,17 +36,13 @@ class Sequential(Layer):
             x = layer.forward(x)
         return x
 
-    def backward(self, grad: Any) -> Any:
-        for layer in reversed(self.layers):
-            grad = layer.backward(grad)
-        return grad
-
-    def backward_params(self, grad: Any) -> None:
+    def backward(self, grad: Any, *, input_grad: bool = True) -> Any:
         layers = self.layers
         for layer in reversed(layers[1:]):
             grad = layer.backward(grad)
-        if layers:
-            layers[0].backward_params(grad)
+        if not layers:
+            return grad if input_grad else None
+        return layers[0].backward(grad, input_grad=input_grad)
 
     def output_shape(self, input_shape: tuple[int, ...]) -> tuple[int, ...]:
         shape = tuple(input_shape)
@@ -116,14 +112,10 @@ class Residual(Layer):
             )
         return y + skip
 
-    def backward(self, grad: Any) -> Any:
-        dx = self.body.backward(grad)
-        return dx + (grad if self.shortcut is None else self.shortcut.backward(grad))
-
-    def backward_params(self, grad: Any) -> None:
-        self.body.backward_params(grad)
-        if self.shortcut is not None:
-            self.shortcut.backward_params(grad)
+    def backward(self, grad: Any, *, input_grad: bool = True) -> Any:
+        dx = self.body.backward(grad, input_grad=input_grad)
+        skip = grad if self.shortcut is None else self.shortcut.backward(grad, input_grad=input_grad)
+        return dx + skip if input_grad else None
 
     def output_shape(self, input_shape: tuple[int, ...]) -> tuple[int, ...]:
         return self.body.output_shape(input_shape)

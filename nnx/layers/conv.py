@@ -151,7 +151,7 @@ class _Conv(ParamLayer):
         return _backend.namespace_of(c).reshape(
             c, (padded.shape[0], g, self.in_channels // g * self.window.size, cols.positions))
 
-    def _backward(self, grad: Any, input_grad: bool) -> Any:
+    def backward(self, grad: Any, *, input_grad: bool = True) -> Any:
         padded, shape, cols = self.saved_tensors()
         xp = _backend.namespace_of(grad)
         gr = xp.reshape(cols.grid_grad(grad), (shape[0], self.groups, self.out_channels // self.groups, cols.positions))

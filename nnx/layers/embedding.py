@@ -74,7 +74,8 @@ class Embedding(ParamLayer):
         rows = xp.take(self.weight.data, flat, axis=0)
         return xp.reshape(rows, (*indices.shape, self.embedding_dim))
 
-    def _backward(self, grad: Any, input_grad: bool) -> None:
+    def backward(self, grad: Any) -> None:
+        """Adds into the table's gradient; returns ``None``: integer indices have no gradient."""
         (flat,) = self.saved_tensors()
         xp = _backend.namespace_of(grad)
         g = xp.reshape(grad, (-1, self.embedding_dim))

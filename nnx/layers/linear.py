@@ -88,7 +88,7 @@ class Linear(ParamLayer):
         self.save_for_backward(x, lead)
         return y if len(lead) == 1 else _backend.namespace_of(y).reshape(y, (*lead, self.out_features))
 
-    def _backward(self, grad: Any, input_grad: bool) -> Any:
+    def backward(self, grad: Any, *, input_grad: bool = True) -> Any:
         x, lead = self.saved_tensors()
         xp = _backend.namespace_of(grad)
         if len(lead) > 1:

@@ -135,7 +135,7 @@ class Recurrent(ParamLayer):
             return xp.concat([f[0] for f in finals[-self.directions:]], axis=1)
         return xp.permute_dims(inp, (1, 0, 2)) if self.batch_first else inp
 
-    def _backward(self, grad: Any, input_grad: bool) -> Any:
+    def backward(self, grad: Any, *, input_grad: bool = True) -> Any:
         saved, mask, steps, batch = self.saved_tensors()
         xp, size = _backend.namespace_of(grad), self.hidden_size
         zeros = xp.zeros((batch, size), dtype=grad.dtype, device=_backend.device_of(grad))

@@ -204,7 +204,7 @@ class LSTMCell(_Cell):
         self._push((x, h, saved))
         return h_new, c_new
 
-    def _backward(self, grad: Any, input_grad: bool) -> Any:
+    def backward(self, grad: Any, *, input_grad: bool = True) -> Any:
         if not (isinstance(grad, tuple) and len(grad) == 2):
             raise TypeError(f"{self!r}.backward expects the pair (dh, dc) of the new state's gradients, "
                             f"got {type(grad).__name__}")
@@ -236,7 +236,7 @@ class GRUCell(_Cell):
         self._push((x, h, saved))
         return h_new
 
-    def _backward(self, grad: Any, input_grad: bool) -> Any:
+    def backward(self, grad: Any, *, input_grad: bool = True) -> Any:
         x, h, saved = self._pop()
         dgx, dgh, dh_skip = gru_step_backward(grad, saved)
         dx, dh_prev = self._accumulate(x, h, dgx, dgh, input_grad)

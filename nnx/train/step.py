@@ -25,7 +25,7 @@ def train_step(model: Layer, loss: Loss, optimizer: Optimizer, x: Any, y: Any,
     optimizer.zero_grad()
     output = model.forward(x)
     value = loss.forward(output, y)
-    model.backward_params(loss.backward())  # the input's gradient is not needed here
+    model.backward(loss.backward(), input_grad=False)  # the input's gradient is not needed here
     if before_update is not None:
         before_update(x, y, value, output)
     optimizer.step()
