@@ -52,6 +52,14 @@ from nnx.layers import (
     Tanh,
     set_finite_checks,
 )
+from nnx.layers import (
+    MultiHeadAttention,
+    PositionalEmbedding,
+    SinusoidalPositions,
+    TransformerBlock,
+    scaled_dot_product_attention,
+    sinusoidal_positions,
+)
 from nnx.losses import MSE, BinaryCrossEntropyWithLogits, SoftmaxCrossEntropy, SumSquaredError
 from nnx.optim import SGD, Adam, AdamW, RMSProp, clip_grad_norm
 from nnx.plot import plot_history
@@ -113,6 +121,13 @@ __all__ = [
     "Tanh",
     "register_layer",
     "set_finite_checks",
+    # attention and transformers
+    "MultiHeadAttention",
+    "PositionalEmbedding",
+    "SinusoidalPositions",
+    "TransformerBlock",
+    "scaled_dot_product_attention",
+    "sinusoidal_positions",
     # losses and optimizers
     "BinaryCrossEntropyWithLogits",
     "MSE",

@@ -13,6 +13,9 @@ from nnx.layers.norm import BatchNorm1d, BatchNorm2d, LayerNorm
 from nnx.layers.pooling import AvgPool2d, GlobalAvgPool2d, MaxPool2d
 from nnx.layers.preprocess import ClassLabels, Standardize
 from nnx.layers.shape import Flatten, Mean, Reshape
+from nnx.layers.attention import (MultiHeadAttention, scaled_dot_product_attention,
+                                  scaled_dot_product_attention_backward)
+from nnx.layers.transformer import PositionalEmbedding, SinusoidalPositions, TransformerBlock, sinusoidal_positions
 
 __all__ = [
     "AvgPool2d",
@@ -44,4 +47,12 @@ __all__ = [
     "Standardize",
     "Tanh",
     "set_finite_checks",
+    # attention and transformers
+    "MultiHeadAttention",
+    "PositionalEmbedding",
+    "SinusoidalPositions",
+    "TransformerBlock",
+    "scaled_dot_product_attention",
+    "scaled_dot_product_attention_backward",
+    "sinusoidal_positions",
 ]
