@@ -251,6 +251,13 @@ def _every_tabular_layer() -> nnx.Sequential:
                           nnx.preprocessing.ClassLabels(["no", "yes"], name="answer"))
 
 
+def _every_attention_layer() -> nnx.Sequential:
+    f = {"dtype": "float64"}
+    return nnx.Sequential(nnx.Embedding(11, 8, seed=14, **f), nnx.PositionalEmbedding(5, 8, seed=15, **f),
+                          nnx.SinusoidalPositions(8), nnx.TransformerBlock(8, 2, dropout=0.1, causal=True, seed=16, **f),
+                          nnx.MultiHeadAttention(8, 4, seed=17, **f), nnx.Linear(8, 2, seed=18, **f))
+
+
 # each model and an input for it: together they hold every layer nnx exports
 MODELS = {
     "dense": (_every_layer, lambda rng: rng.normal(size=(9, 2, 3))),
@@ -258,6 +265,7 @@ MODELS = {
     "sequence": (_every_sequence_layer, lambda rng: rng.integers(0, 11, (9, 5))),
     "signal": (_every_signal_layer, lambda rng: rng.normal(size=(9, 3, 12))),
     "tabular": (_every_tabular_layer, lambda rng: rng.normal(5.0, 2.0, size=(9, 3))),
+    "attention": (_every_attention_layer, lambda rng: rng.integers(0, 11, (9, 5))),
 }
 
 
