@@ -373,8 +373,8 @@ class Layer(SavesForBackward):
                 original = getattr(layer, method)
 
                 def watched(arg: Any, *rest: Any, _f: Any = original, _p: str = path, _l: Layer = layer,
-                            _m: str = method) -> Any:
-                    result = _f(arg, *rest)
+                            _m: str = method, **options: Any) -> Any:  # options: an attention layer's masks
+                    result = _f(arg, *rest, **options)
                     callback(_p, _l, _m, arg, result)
                     return result
 

@@ -151,6 +151,27 @@ def _cnn(dtype: str) -> ParityCase:
                       model, SoftmaxCrossEntropy(), x, y, lambda params: SGD(params, lr=0.1, momentum=0.9))
 
 
+def _tiny_gpt(dtype: str) -> ParityCase:
+    from nnx.layers import Embedding, PositionalEmbedding, TransformerBlock
+
+    f = {"dtype": dtype, "backend": "numpy"}
+    vocab, seq = 7, 6
+    model = Sequential(
+        Embedding(vocab, 16, seed=13, **f), PositionalEmbedding(seq, 16, seed=14, **f),
+        TransformerBlock(16, 2, hidden_dim=32, dropout=0.1, causal=True, seed=15, **f),
+        LayerNorm(16, **f), Linear(16, vocab, seed=16, **f),
+    )
+    rng = _random.make_rng(17)
+    tokens = rng.integers(0, vocab, (16, seq + 1))
+    x = _backend.to_device(tokens[:, :-1], "numpy", dtype="int64")
+    y = _data((tokens[:, 1:, None] == _random.asarray(range(vocab))) * 1.0, dtype)
+    return ParityCase("tiny_gpt", "tiny GPT (embedding, learned positions, causal transformer block with dropout, "
+                      "layer norm, head), MSE to one-hot next tokens, SGD lr 0.5",
+                      # not Adam: the key bias's true gradient is exactly 0 (softmax ignores a constant
+                      # per query), and Adam would turn its rounding noise into full-size steps
+                      model, MSE(), x, y, _sgd(0.5))
+
+
 EXAMPLES: dict[str, Callable[[str], ParityCase]] = {
     "seed000": _seed000,
     "seed001": _seed001,
@@ -158,6 +179,7 @@ EXAMPLES: dict[str, Callable[[str], ParityCase]] = {
     "mlp": _mlp,
     "classifier": _classifier,
     "cnn": _cnn,
+    "tiny_gpt": _tiny_gpt,
 }
 
 
