@@ -147,3 +147,17 @@ def test_cnn_digits_example_learns(nnx_backend: str) -> None:
     assert "cnn_digits: 9,978 parameters, 3 epochs" in out
     accuracy = float(re.search(r"seed 0: held-out accuracy (\d+\.\d+)%", out).group(1))
     assert accuracy > 85.0
+
+
+def test_tiny_gpt_learns_to_reverse(nnx_backend: str) -> None:
+    """A short run of a smaller model (the full one: see the example's docstring)."""
+    sys.path.insert(0, str(EXAMPLES))
+    try:
+        import tiny_gpt
+    finally:
+        sys.path.remove(str(EXAMPLES))
+    with nnx.use(nnx_backend):
+        model, losses = tiny_gpt.train(40, 3, 0, batch=16, lr=1e-2, width=16, heads=2, blocks=1)
+        accuracy = tiny_gpt.exact_match(model, 3, 0, n=50)
+    assert np.mean(losses[-5:]) < 0.8 * np.mean(losses[:5])
+    assert 0.0 <= accuracy <= 1.0
