@@ -62,18 +62,22 @@ def answer_logits(model: nnx.Layer, tokens: object, length: int) -> tuple[object
 
 
 def train(steps: int, length: int, seed: int, batch: int = 64, lr: float = 3e-3, dtype: str = "float32",
-          log_every: int = 0, **shape: int) -> tuple[nnx.Layer, list[float]]:
+          log_every: int = 0, held_out: int = 1000, **shape: int) -> tuple[nnx.Layer, list[float]]:
     """Train on fresh batches of reversals (none from the held-out set); returns the model and the losses.
+    ``held_out``: how many sequences :func:`exact_match` keeps back (give it the same number);
     ``shape``: ``width``, ``heads``, ``blocks`` of :func:`make_model`."""
+    if 2 * held_out > 10**length:
+        raise ValueError(f"{held_out} held-out sequences would leave too few of the {10**length} sequences of "
+                         f"{length} digits to train on; hold out at most {10**length // 2}")
     rng = np.random.default_rng(seed)
-    held_out = {row[:length].tobytes() for row in reversal_data(1000, length, np.random.default_rng(seed + 1))}
+    kept = {row[:length].tobytes() for row in reversal_data(held_out, length, np.random.default_rng(seed + 1))}
     model = make_model(length, seed, dtype=dtype, **shape)
     adam = nnx.Adam(model.parameters(), lr=lr)
     schedule = nnx.schedules.CosineWithWarmup(adam, warmup_steps=max(1, steps // 20), total_steps=steps)
     loss = nnx.SoftmaxCrossEntropy()
     losses = []
     for step in range(steps):
-        tokens = nnx.to_device(reversal_data(batch, length, rng, held_out), dtype="int64")
+        tokens = nnx.to_device(reversal_data(batch, length, rng, kept), dtype="int64")
         xp = nnx.backend.namespace_of(tokens)
         logits, out = answer_logits(model, tokens, length)
         losses.append(float(loss.forward(logits, xp.reshape(tokens[:, length + 1:], (-1,)))))
@@ -89,7 +93,7 @@ def train(steps: int, length: int, seed: int, batch: int = 64, lr: float = 3e-3,
 
 
 def exact_match(model: nnx.Layer, length: int, seed: int, n: int = 1000) -> float:
-    """The share of held-out sequences whose answer digits are all predicted right."""
+    """The share of the ``n`` held-out sequences (``train``'s ``held_out``) whose answer digits are all right."""
     tokens = nnx.to_device(reversal_data(n, length, np.random.default_rng(seed + 1)), dtype="int64")
     with model.inference():
         logits, _ = answer_logits(model, tokens, length)

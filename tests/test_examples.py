@@ -157,7 +157,7 @@ def test_tiny_gpt_learns_to_reverse(nnx_backend: str) -> None:
     finally:
         sys.path.remove(str(EXAMPLES))
     with nnx.use(nnx_backend):
-        model, losses = tiny_gpt.train(40, 3, 0, batch=16, lr=1e-2, width=16, heads=2, blocks=1)
-        accuracy = tiny_gpt.exact_match(model, 3, 0, n=50)
+        model, losses = tiny_gpt.train(40, 4, 0, batch=16, lr=1e-2, held_out=50, width=16, heads=2, blocks=1)
+        accuracy = tiny_gpt.exact_match(model, 4, 0, n=50)
     assert np.mean(losses[-5:]) < 0.8 * np.mean(losses[:5])
     assert 0.0 <= accuracy <= 1.0
