@@ -12,8 +12,10 @@ answer digit right; it is measured with the true prefix fed in (one forward),
 which for exact match equals greedy decoding: a decoder that has been right so
 far is fed exactly that prefix.
 
-Result (numpy, float32, seed 0, 1,500 steps of 64 sequences of length 6): held-out
-exact match above 95% in about a minute of CPU time (see the closing line it prints).
+Result (numpy, float32, seed 0, the defaults: 400 steps of 64 sequences of 6 digits,
+102,283 parameters): 100.0% exact match on the 1,000 held-out sequences, training in 42 s
+on a shared 2-core VM with ``OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1`` (with more BLAS
+threads than free cores, a loaded machine runs it several times slower).
 """
 
 from __future__ import annotations
