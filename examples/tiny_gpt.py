@@ -56,11 +56,11 @@ def reversal_data(n: int, length: int, rng: np.random.Generator, exclude: set[by
     return np.stack(list(rows.values()))
 
 
-def answer_logits(model: nnx.Layer, tokens: object, length: int) -> tuple[object, object]:
-    """The logits that predict the answer digits, as ``(batch * length, VOCAB)``, and the full output."""
+def answer_logits(model: nnx.Layer, tokens: object, length: int) -> object:
+    """The logits that predict the answer digits, as ``(batch * length, VOCAB)``."""
     xp = nnx.backend.namespace_of(tokens)
     out = model.forward(tokens[:, :-1])
-    return xp.reshape(out[:, length:, :], (-1, VOCAB)), out
+    return xp.reshape(out[:, length:, :], (-1, VOCAB))
 
 
 def train(steps: int, length: int, seed: int, batch: int = 64, lr: float = 3e-3, dtype: str = "float32",
@@ -81,7 +81,7 @@ def train(steps: int, length: int, seed: int, batch: int = 64, lr: float = 3e-3,
     for step in range(steps):
         tokens = nnx.to_device(reversal_data(batch, length, rng, kept), dtype="int64")
         xp = nnx.backend.namespace_of(tokens)
-        logits, out = answer_logits(model, tokens, length)
+        logits = answer_logits(model, tokens, length)
         losses.append(float(loss.forward(logits, xp.reshape(tokens[:, length + 1:], (-1,)))))
         grad = xp.reshape(loss.backward(), (batch, length, VOCAB))
         head = xp.zeros((batch, length, VOCAB), dtype=grad.dtype, device=nnx.backend.device_of(grad))
@@ -98,7 +98,7 @@ def exact_match(model: nnx.Layer, length: int, seed: int, n: int = 1000) -> floa
     """The share of the ``n`` held-out sequences (``train``'s ``held_out``) whose answer digits are all right."""
     tokens = nnx.to_device(reversal_data(n, length, np.random.default_rng(seed + 1)), dtype="int64")
     with model.inference():
-        logits, _ = answer_logits(model, tokens, length)
+        logits = answer_logits(model, tokens, length)
     predicted = np.argmax(nnx.to_host(logits), axis=-1).reshape(n, length)
     return float(np.mean(np.all(predicted == nnx.to_host(tokens)[:, length + 1:], axis=1)))
 

@@ -254,7 +254,8 @@ def _every_tabular_layer() -> nnx.Sequential:
 def _every_attention_layer() -> nnx.Sequential:
     f = {"dtype": "float64"}
     return nnx.Sequential(nnx.Embedding(11, 8, seed=14, **f), nnx.PositionalEmbedding(5, 8, seed=15, **f),
-                          nnx.SinusoidalPositions(8), nnx.TransformerBlock(8, 2, dropout=0.1, causal=True, seed=16, **f),
+                          nnx.SinusoidalPositions(8),
+                          nnx.TransformerBlock(8, 2, dropout=0.1, causal=True, seed=16, **f),
                           nnx.MultiHeadAttention(8, 4, seed=17, **f), nnx.Linear(8, 2, seed=18, **f))
 
 

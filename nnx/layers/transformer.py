@@ -113,15 +113,16 @@ class TransformerBlock(Layer):
 class PositionalEmbedding(ParamLayer):
     """Adds a learned vector per position: ``x + weight[:seq]`` for ``x`` of shape
     ``(batch, seq, embed_dim)`` with ``seq <= max_len`` (place it after an
-    :class:`~nnx.Embedding`). The table starts as ``Normal(0, 0.02)`` draws from ``seed``."""
+    :class:`~nnx.Embedding`). The table starts as draws from ``init`` (default ``Normal(0, 0.02)``)
+    with ``seed``."""
 
-    def __init__(self, max_len: int, embed_dim: int, *, init: str | _init.Initializer = _init.Normal(0.0, 0.02),
+    def __init__(self, max_len: int, embed_dim: int, *, init: str | _init.Initializer | None = None,
                  seed: Any = None, dtype: str = "float32", backend: str | None = None) -> None:
         super().__init__()
         check_arguments("PositionalEmbedding", dtype, max_len=max_len, embed_dim=embed_dim)
         self.max_len, self.embed_dim, self.dtype = max_len, embed_dim, dtype
         shape = (max_len, embed_dim)
-        table = _init.draw(init, shape, _random.make_rng(seed), shape)
+        table = _init.draw(init or _init.Normal(0.0, 0.02), shape, _random.make_rng(seed), shape)
         self.weight = Parameter(_backend.to_device(table, backend or _backend.current(), dtype), "weight")
 
     def forward(self, x: Any) -> Any:
