@@ -152,8 +152,8 @@ class Layer(SavesForBackward):
         """
         self.backward(grad)
 
-    def __call__(self, x: Any) -> Any:
-        return self.forward(x)
+    def __call__(self, x: Any, *args: Any, **kwargs: Any) -> Any:
+        return self.forward(x, *args, **kwargs)
 
     def _gradient_mismatch(self, grad: Any) -> None:
         """Raise the error that says how ``grad`` differs from the output it is the gradient of."""
