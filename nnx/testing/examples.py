@@ -1,4 +1,5 @@
-"""The models ``nnx parity`` checks by name: the tutorials' networks, an MLP, a classifier and a CNN.
+"""The models ``nnx parity`` checks by name: the tutorials' networks, an MLP, a classifier, a CNN
+and a tiny GPT.
 
 Each example is built on the host (numpy) from fixed seeds, in the dtype asked
 for, with its own data, loss and optimizer; :func:`nnx.testing.check_parity`
