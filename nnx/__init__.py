@@ -53,6 +53,14 @@ from nnx.layers import (
     set_finite_checks,
 )
 from nnx.layers import GRU, LSTM, GRUCell, LSTMCell
+from nnx.layers import (
+    MultiHeadAttention,
+    PositionalEmbedding,
+    SinusoidalPositions,
+    TransformerBlock,
+    scaled_dot_product_attention,
+    sinusoidal_positions,
+)
 from nnx.losses import MSE, BinaryCrossEntropyWithLogits, SoftmaxCrossEntropy, SumSquaredError
 from nnx.optim import SGD, Adam, AdamW, RMSProp, clip_grad_norm
 from nnx.plot import plot_history
@@ -118,6 +126,13 @@ __all__ = [
     "GRUCell",
     "LSTM",
     "LSTMCell",
+    # attention and transformers
+    "MultiHeadAttention",
+    "PositionalEmbedding",
+    "SinusoidalPositions",
+    "TransformerBlock",
+    "scaled_dot_product_attention",
+    "sinusoidal_positions",
     # losses and optimizers
     "BinaryCrossEntropyWithLogits",
     "MSE",

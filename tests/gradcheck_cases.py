@@ -12,6 +12,7 @@ from typing import Any, Callable
 
 import numpy as np
 
+import attention_cases as att
 import nnx
 
 
@@ -217,6 +218,41 @@ LAYERS.update({
         (3, 3, 2), covers=(nnx.GRU,)),
 })
 
+
+# attention: the op and the layers, with every mask kind (wrappers in tests/attention_cases.py)
+LAYERS.update({
+    "scaled_dot_product_attention": LayerCase(lambda: att.AttentionOp(), (2, 2, 4, 9)),
+    "scaled_dot_product_attention(causal, seq_q < seq_k)": LayerCase(lambda: att.AttentionOp(True, seq_q=3),
+                                                                     (2, 2, 5, 9)),
+    "scaled_dot_product_attention(key padding, one sample fully padded)": LayerCase(
+        lambda: att.AttentionOp(padding=att.padding_mask(3, 4)), (3, 2, 4, 9)),
+    "scaled_dot_product_attention(additive -inf mask, one row fully blocked)": LayerCase(
+        lambda: att.AttentionOp(additive=att.additive_mask(4, 4)), (2, 2, 4, 9)),
+    "scaled_dot_product_attention(causal, padding, additive, dropout)": LayerCase(
+        lambda: att.AttentionOp(True, att.padding_mask(3, 4), att.additive_mask(4, 4), att.dropout_mask((3, 2, 4, 4))),
+        (3, 2, 4, 9)),
+    # widths whose packed projection PyTorch's two-thread matmul handles fast (the torch backend runs these too)
+    "MultiHeadAttention": LayerCase(_f64(nnx.MultiHeadAttention, 4, 2, seed=26), (2, 4, 4)),
+    "MultiHeadAttention(bias=False, causal=True, dropout=0.3)": LayerCase(
+        _f64(nnx.MultiHeadAttention, 4, 2, 0.3, bias=False, causal=True, seed=27), (2, 4, 4)),
+    "MultiHeadAttention(key padding, additive mask)": LayerCase(lambda: att.WithMasks(
+        nnx.MultiHeadAttention(4, 2, seed=28, dtype="float64"), att.padding_mask(3, 4), att.additive_mask(4, 4)),
+        (3, 4, 4)),
+    "MultiHeadAttention(cross, packed)": LayerCase(lambda: att.CrossAttention(
+        nnx.MultiHeadAttention(4, 2, seed=29, dtype="float64"), 2), (2, 3, 12)),
+    "MultiHeadAttention(cross, kdim=3, vdim=5)": LayerCase(lambda: att.CrossAttention(
+        nnx.MultiHeadAttention(4, 2, kdim=3, vdim=5, seed=30, dtype="float64"), 2), (2, 3, 12)),
+    "TransformerBlock(causal, dropout)": LayerCase(
+        _f64(nnx.TransformerBlock, 4, 2, hidden_dim=6, dropout=0.2, causal=True, seed=31), (2, 3, 4)),
+    "TransformerBlock(key padding)": LayerCase(lambda: att.WithMasks(
+        nnx.TransformerBlock(4, 2, hidden_dim=6, seed=32, dtype="float64"), att.padding_mask(3, 3)), (3, 3, 4)),
+    "PositionalEmbedding": LayerCase(_f64(nnx.PositionalEmbedding, 5, 3, seed=33), (2, 4, 3)),
+    "SinusoidalPositions": LayerCase(lambda: nnx.SinusoidalPositions(5), (2, 3, 5)),
+    "Sequential (tiny GPT)": LayerCase(lambda: nnx.Sequential(
+        nnx.Embedding(7, 4, seed=34, dtype="float64"), nnx.PositionalEmbedding(5, 4, seed=35, dtype="float64"),
+        nnx.TransformerBlock(4, 2, hidden_dim=8, causal=True, seed=36, dtype="float64"),
+        nnx.LayerNorm(4, dtype="float64"), nnx.Linear(4, 7, seed=37, dtype="float64")), (2, 5), indices=(0, 7)),
+})
 
 def _classes(backend: str) -> Any:
     return nnx.to_device(np.random.default_rng(0).integers(0, 3, 5), backend)

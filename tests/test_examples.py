@@ -156,3 +156,15 @@ def test_sequence_classifier_learns(nnx_backend: str) -> None:
     assert "sequence_classifier: gru, 600 training sequences, 4 epochs" in out
     accuracy = float(re.search(r"held-out accuracy (\d+\.\d+)%", out).group(1))
     assert accuracy > 90.0
+
+
+def test_tiny_gpt_learns_to_reverse(nnx_backend: str) -> None:
+    """A short run of a smaller model (the full one: see the example's docstring)."""
+    sys.path.insert(0, str(EXAMPLES))
+    try:
+        import tiny_gpt
+    finally:
+        sys.path.remove(str(EXAMPLES))
+    with nnx.use(nnx_backend):
+        model, losses = tiny_gpt.train(40, 4, 0, batch=16, lr=1e-2, held_out=50, width=16, heads=2, blocks=1)
+    assert np.mean(losses[-5:]) < 0.8 * np.mean(losses[:5])

@@ -263,6 +263,14 @@ def _every_recurrent_layer() -> nnx.Sequential:
                           nnx.Linear(3, 2, seed=16, dtype="float64"))
 
 
+def _every_attention_layer() -> nnx.Sequential:
+    f = {"dtype": "float64"}
+    return nnx.Sequential(nnx.Embedding(11, 8, seed=14, **f), nnx.PositionalEmbedding(5, 8, seed=15, **f),
+                          nnx.SinusoidalPositions(8),
+                          nnx.TransformerBlock(8, 2, dropout=0.1, causal=True, seed=16, **f),
+                          nnx.MultiHeadAttention(8, 4, seed=17, **f), nnx.Linear(8, 2, seed=18, **f))
+
+
 # each model and an input for it: together they hold every layer nnx exports
 MODELS = {
     "dense": (_every_layer, lambda rng: rng.normal(size=(9, 2, 3))),
@@ -272,6 +280,7 @@ MODELS = {
     "tabular": (_every_tabular_layer, lambda rng: rng.normal(5.0, 2.0, size=(9, 3))),
     "regression": (_every_regression_layer, lambda rng: rng.normal(size=(9, 3))),
     "recurrent": (_every_recurrent_layer, lambda rng: rng.normal(size=(9, 5, 3))),
+    "attention": (_every_attention_layer, lambda rng: rng.integers(0, 11, (9, 5))),
 }
 
 

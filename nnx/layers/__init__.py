@@ -15,6 +15,9 @@ from nnx.layers.preprocess import ClassLabels, Destandardize, Standardize
 from nnx.layers.shape import Flatten, Mean, Reshape
 from nnx.layers.recurrent import GRU, LSTM
 from nnx.layers.recurrent_cells import GRUCell, LSTMCell
+from nnx.layers.attention import (MultiHeadAttention, scaled_dot_product_attention,
+                                  scaled_dot_product_attention_backward)
+from nnx.layers.transformer import PositionalEmbedding, SinusoidalPositions, TransformerBlock, sinusoidal_positions
 
 __all__ = [
     "AvgPool2d",
@@ -51,4 +54,12 @@ __all__ = [
     "GRUCell",
     "LSTM",
     "LSTMCell",
+    # attention and transformers
+    "MultiHeadAttention",
+    "PositionalEmbedding",
+    "SinusoidalPositions",
+    "TransformerBlock",
+    "scaled_dot_product_attention",
+    "scaled_dot_product_attention_backward",
+    "sinusoidal_positions",
 ]

@@ -178,8 +178,8 @@ class Layer(SavesForBackward):
         """
         raise NotImplementedError(f"{type(self).__name__} has no backward; write backward(self, grad)")
 
-    def __call__(self, x: Any) -> Any:
-        return self.forward(x)
+    def __call__(self, x: Any, *args: Any, **kwargs: Any) -> Any:
+        return self.forward(x, *args, **kwargs)
 
     def _gradient_mismatch(self, grad: Any) -> None:
         """Raise the error that says how ``grad`` differs from the output it is the gradient of."""

@@ -1,4 +1,5 @@
-"""The models ``nnx parity`` checks by name: the tutorials' networks, an MLP, a classifier, a CNN and an RNN.
+"""The models ``nnx parity`` checks by name: the tutorials' networks, an MLP, a classifier, a CNN,
+an RNN and a tiny GPT.
 
 Each example is built on the host (numpy) from fixed seeds, in the dtype asked
 for, with its own data, loss and optimizer; :func:`nnx.testing.check_parity`
@@ -168,6 +169,27 @@ def _rnn(dtype: str) -> ParityCase:
                       model, SoftmaxCrossEntropy(), x, y, lambda params: Adam(params, lr=0.01))
 
 
+def _tiny_gpt(dtype: str) -> ParityCase:
+    from nnx.layers import Embedding, PositionalEmbedding, TransformerBlock
+
+    f = {"dtype": dtype, "backend": "numpy"}
+    vocab, seq = 7, 6
+    model = Sequential(
+        Embedding(vocab, 16, seed=13, **f), PositionalEmbedding(seq, 16, seed=14, **f),
+        TransformerBlock(16, 2, hidden_dim=32, dropout=0.1, causal=True, seed=15, **f),
+        LayerNorm(16, **f), Linear(16, vocab, seed=16, **f),
+    )
+    rng = _random.make_rng(17)
+    tokens = rng.integers(0, vocab, (16, seq + 1))
+    x = _backend.to_device(tokens[:, :-1], "numpy", dtype="int64")
+    y = _data((tokens[:, 1:, None] == _random.asarray(range(vocab))) * 1.0, dtype)
+    return ParityCase("tiny_gpt", "tiny GPT (embedding, learned positions, causal transformer block with dropout, "
+                      "layer norm, head), MSE to one-hot next tokens, SGD lr 0.5",
+                      # not Adam: the key bias's true gradient is exactly 0 (softmax ignores a constant
+                      # per query), and Adam would turn its rounding noise into full-size steps
+                      model, MSE(), x, y, _sgd(0.5))
+
+
 EXAMPLES: dict[str, Callable[[str], ParityCase]] = {
     "seed000": _seed000,
     "seed001": _seed001,
@@ -176,6 +198,7 @@ EXAMPLES: dict[str, Callable[[str], ParityCase]] = {
     "classifier": _classifier,
     "cnn": _cnn,
     "rnn": _rnn,
+    "tiny_gpt": _tiny_gpt,
 }
 
 
