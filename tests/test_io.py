@@ -379,3 +379,22 @@ def test_overwriting_keeps_the_files_permissions(tmp_path: Path) -> None:
     os.chmod(path, 0o640)
     nnx.save(_net(), path)
     assert stat.S_IMODE(os.stat(path).st_mode) == 0o640
+
+
+@pytest.mark.parametrize("name", sorted(MODELS))
+def test_every_layer_casts_with_to_dtype_and_saves_in_the_new_dtype(name: str, tmp_path: Path) -> None:
+    """``model.to(dtype=...)`` casts every layer's arrays and the dtype it was built with (float64 to float32)."""
+    make, data = MODELS[name]
+    model = make()
+    host = data(np.random.default_rng(1))
+    x64 = nnx.to_device(host, "numpy", dtype="float64" if host.dtype.kind == "f" else "int64")
+    expected = nnx.to_host(model.eval().forward(x64))
+    model.to(dtype="float32")
+    floats = {nnx.backend.dtype_name(v) for v in model.state_dict().values()} - {"int64"}
+    assert floats == {"float32"}
+    x32 = nnx.to_device(host, "numpy", dtype="float32" if host.dtype.kind == "f" else "int64")
+    out = nnx.to_host(model.forward(x32))
+    assert out.dtype == np.float32
+    np.testing.assert_allclose(out, expected, rtol=1e-3, atol=1e-4)
+    loaded = nnx.load(nnx.save(model, tmp_path / f"{name}.nnx")).eval()
+    np.testing.assert_array_equal(nnx.to_host(loaded.forward(x32)), out)

@@ -49,8 +49,8 @@ class Recurrent(ParamLayer):
             setattr(self, f"{s}_n", None)
             setattr(self, f"{s}0_grad", None)
 
-    def _to(self, name: str) -> None:
-        super()._to(name)
+    def _to(self, name: str | None, dtype: str | None = None) -> None:
+        super()._to(name, dtype)
         self._clear_states()
 
     @contextlib.contextmanager
