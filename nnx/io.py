@@ -167,7 +167,7 @@ def write_tensors(
         code = _CODES.get(a.dtype.name)
         if code is None:
             raise TypeError(f"cannot save tensor {name!r} of dtype {a.dtype}; nnx files hold {', '.join(_CODES)}")
-        arrays[name] = np.ascontiguousarray(a, dtype=_HOST_DTYPES[code])
+        arrays[name] = np.asarray(a, dtype=_HOST_DTYPES[code], order="C")  # keeps 0-d arrays 0-d
     # Larger items first: with an 8-byte aligned header every tensor is aligned to its item size.
     order = sorted(arrays, key=lambda n: (-arrays[n].dtype.itemsize, n))
     header: dict[str, Any] = {}
@@ -187,6 +187,12 @@ def write_tensors(
 
 
 _CHECKSUM = "sha256"
+# What to do with a file of each kind nnx writes, for a reader given the wrong kind.
+_KIND_USES = {
+    "model": "load it with nnx.load",
+    "checkpoint": "load it with nnx.load_checkpoint (nnx.load returns its model)",
+    "trace": "replay it with nnx parity --against or nnx.testing.assert_matches_trace",
+}
 
 
 def _canonical(value: Any) -> bytes:
@@ -317,12 +323,13 @@ def _check_version(description: Any, path: Path) -> None:
                   f"{__version__}, which reads version {FORMAT_VERSION}; {hint}")
 
 
-def read_tensors(path: str | os.PathLike[str]) -> ModelFile:
+def read_tensors(path: str | os.PathLike[str], kinds: tuple[str, ...] = ("model", "checkpoint")) -> ModelFile:
     """Read and validate an nnx file: sizes first, then the description, then the data.
 
     Every size the header declares is checked against the file's size before
     anything is read or allocated, and the data must match the SHA-256 that
-    the description records.
+    the description records. ``kinds`` are the kinds of file the caller
+    reads (a parity trace, :mod:`nnx.testing.trace`, is the kind ``"trace"``).
     """
     path = Path(path)
     with contextlib.suppress(OSError):
@@ -366,9 +373,13 @@ def read_tensors(path: str | os.PathLike[str]) -> ModelFile:
                 path, "is a safetensors file without an nnx description; it was not written by nnx.save")
         description = _parse_json(metadata[FORMAT], path, "the nnx description")
         _check_version(description, path)
-        if description.get("kind") not in ("model", "checkpoint"):
-            raise CorruptModelFileError(path, f"the description's kind is {description.get('kind')!r:.50}, "
-                                              f"expected 'model' or 'checkpoint'")
+        kind = description.get("kind")
+        if kind not in kinds:
+            if kind in _KIND_USES:
+                raise NotAModelFileError(path, f"is a {kind} file, not a {' or '.join(kinds)} file; "
+                                               f"{_KIND_USES[kind]}")
+            raise CorruptModelFileError(path, f"the description's kind is {kind!r:.50}, "
+                                              f"expected {' or '.join(repr(k) for k in kinds)}")
         data = bytearray(data_len)
         if f.readinto(data) != data_len:
             raise CorruptModelFileError(path, "is truncated: it changed size while being read")
