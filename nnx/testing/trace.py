@@ -29,14 +29,13 @@ from. ``tolerances`` maps glob patterns of tensor names (:func:`tensor_name`:
 ``loss/value``, ``initial/0/weight``) to the relative tolerance per step of the
 tensors they match (the first matching pattern wins).
 
-``python -m nnx.testing.trace --regenerate DIR`` records every example model
-(:mod:`nnx.testing.examples`) on numpy into ``DIR``; the repository's
-``tests/data/traces`` is made that way.
+:func:`regenerate` records every example model (:mod:`nnx.testing.examples`)
+on numpy into a folder; the repository's ``tests/data/traces`` is made by
+``python tests/data/traces/regenerate.py``.
 """
 
 from __future__ import annotations
 
-import argparse
 import datetime
 import fnmatch
 import math
@@ -348,7 +347,7 @@ def _check_version(description: dict[str, Any], path: Path) -> None:
 def _check_finite(name: str, a: np.ndarray, path: Path) -> None:
     if a.dtype.kind == "f" and not bool(np.isfinite(a).all()):
         bad = tuple(int(i) for i in np.argwhere(~np.isfinite(a))[0])
-        raise _fail(path, f"tensor {name!r} holds {a[bad]!r} at {list(bad)}; a trace records a run whose every "
+        raise _fail(path, f"tensor {name} holds {float(a[bad])} at {list(bad)}; a trace records a run whose every "
                           f"tensor was finite (nnx stops a run at the first NaN or infinity), so the file "
                           f"is corrupted or forged")
 
@@ -371,7 +370,9 @@ def _entries(body: dict[str, Any], tensors: dict[str, np.ndarray], steps: int, p
         if not key.startswith(_STEP) or key not in tensors:
             raise _fail(path, f"trace entry {i} refers to tensor {key!r:.100}, which the file does not hold")
         used.add(key)
-        entries.append(TraceEntry(row[0], row[1], row[2], row[3], row[4], float(row[5]), tensors[key]))
+        entry = TraceEntry(row[0], row[1], row[2], row[3], row[4], float(row[5]), tensors[key])
+        _check_finite(f"{entry.name} of step {entry.step}", entry.value, path)
+        entries.append(entry)
     unused = {n for n in tensors if n.startswith(_STEP)} - used
     if unused:
         raise _fail(path, f"the file holds step tensors no entry refers to: {_io.quote_names(unused)}")
@@ -422,7 +423,8 @@ def load_trace(path: str | os.PathLike[str]) -> Trace:
     if not (_io.is_count(steps) and steps >= 1):
         raise _fail(path, f"the trace's steps {steps!r:.50} is not a count >= 1")
     for name, a in file.tensors.items():
-        _check_finite(name, a, path)
+        if not name.startswith(_STEP):  # step tensors are checked by the entries that name them
+            _check_finite(repr(name), a, path)
     for name in (f"{_DATA}x", f"{_DATA}y"):
         if name not in file.tensors:
             raise _fail(path, f"the trace lacks its {'inputs' if name.endswith('x') else 'targets'} ({name!r})")
@@ -642,22 +644,6 @@ def regenerate(directory: str | os.PathLike[str], names: Sequence[str] | None = 
     return [example_trace(name).save(folder / f"{name}{SUFFIX}") for name in (names or list(EXAMPLES))]
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m nnx.testing.trace",
-        description="Record the traces of nnx's example models on numpy "
-                    f"({EXAMPLE_DTYPE}, {EXAMPLE_BATCH} samples, {EXAMPLE_STEPS} steps).")
-    parser.add_argument("--regenerate", required=True, metavar="DIR", help="write <example>.nnxtrace files there")
-    parser.add_argument("--model", action="append", default=None, metavar="EXAMPLE",
-                        help="only this example (repeatable; default: every example)")
-    args = parser.parse_args(argv)
-    sizes = regenerate(args.regenerate, args.model)
-    for size in sizes:
-        print(f"wrote {size}")
-    print(f"{len(sizes)} trace(s), {_kib(sum(s.total for s in sizes))} in all")
-    return 0
-
-
 __all__ = [
     "EXAMPLE_BATCH",
     "EXAMPLE_DTYPE",
@@ -677,7 +663,3 @@ __all__ = [
     "regenerate",
     "tensor_name",
 ]
-
-
-if __name__ == "__main__":
-    sys.exit(main())
