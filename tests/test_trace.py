@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
 import os
 import re
-import subprocess
-import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 import nnx
+from nnx import cli
 from nnx.errors import ConfigError, FormatVersionError, ParityError
 from nnx.testing import assert_matches_trace, check_trace, load_trace, record_trace
 from nnx.testing.examples import EXAMPLES, example
@@ -162,9 +164,22 @@ def test_another_trace_version_is_refused(tmp_path: Path) -> None:
         nnx.load(tmp_path / "valid.nnxtrace")
 
 
-def _nnx(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "nnx", *args], cwd=cwd, capture_output=True, text=True,
-                          timeout=300, env=ENV)
+@dataclass
+class _Done:
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+def _nnx(*args: str, cwd: Path) -> _Done:
+    """``nnx ARGS`` run in ``cwd``, in this process (as the command runs it: exit status, both outputs)."""
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.chdir(cwd), contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        try:
+            status = cli.main(list(args))
+        except SystemExit as exc:  # argparse's usage errors
+            status = int(exc.code or 0)
+    return _Done(status, out.getvalue(), err.getvalue())
 
 
 def test_cli_records_and_replays_with_the_exit_codes_of_parity(tmp_path: Path) -> None:
@@ -220,19 +235,20 @@ def test_the_pytest_fixture_records_once_then_compares(pytester: pytest.Pytester
     monkeypatch.setenv("PYTHONPATH", ENV["PYTHONPATH"])
     installed = any(ep.value == "nnx.testing.plugin" for ep in entry_points(group="pytest11"))
     plugin = () if installed else ("-p", "nnx.testing.plugin")
-    options = (*plugin, "--nnx-backends=numpy,array_api_strict")
+    # hypothesis's plugin costs seconds per run and has nothing to do here
+    options = (*plugin, "-p", "no:hypothesispytest", "--nnx-backends=numpy,array_api_strict")
     pytester.makepyfile(test_user=PLUGIN_USER_TEST.replace("SEED", "0"))
-    result = pytester.runpytest_subprocess(*options)
+    result = pytester.runpytest_inprocess(*options)
     result.assert_outcomes(failed=2)
     result.stdout.fnmatch_lines(["*no trace for this test at *test_model.nnxtrace; record it with pytest "
                                  "--nnx-record-traces*"])
-    result = pytester.runpytest_subprocess(*options, "--nnx-record-traces")
+    result = pytester.runpytest_inprocess(*options, "--nnx-record-traces")
     result.assert_outcomes(passed=2)
     assert (pytester.path / "nnx_traces" / "test_user" / "test_model.nnxtrace").exists()
-    result = pytester.runpytest_subprocess(*options)
+    result = pytester.runpytest_inprocess(*options)
     result.assert_outcomes(passed=2)
     pytester.makepyfile(test_user=PLUGIN_USER_TEST.replace("SEED", "1"))
-    result = pytester.runpytest_subprocess(*options)
+    result = pytester.runpytest_inprocess(*options)
     result.assert_outcomes(failed=2)
     result.stdout.fnmatch_lines(["*first difference on *: step 0, layer 0 Linear(3, 2), initial weight*"])
 
