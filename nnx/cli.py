@@ -528,7 +528,7 @@ def _parity_record(args: argparse.Namespace) -> int:
     except (NnxError, ValueError, OSError) as exc:
         return _parity_fail(str(exc))
     target = Path(args.record)
-    if len(cases) > 1 or target.is_dir():
+    if len(cases) > 1 or target.is_dir() or args.record.endswith(("/", os.sep)):
         if target.exists() and not target.is_dir():
             return _parity_fail(f"--record {args.record!r}: several models need a folder, and this is a file")
         target.mkdir(parents=True, exist_ok=True)

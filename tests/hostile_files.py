@@ -242,9 +242,9 @@ def build_traces(directory: Path) -> list[tuple[str, str, str]]:
     add("trace-unknown-layer.nnxtrace",
         _with_description(base, lambda d: d["model"]["children"][1][1].update(type="os.system")),
         "UnknownLayerError", "'os.system', which is not an allowed layer type")
-    add("trace-unknown-loss.nnxtrace",
-        _with_description(base, lambda d: d["trace"]["loss"].update(type="os.system")),
-        "CorruptModelFileError", "loss type 'os.system' is not one of nnx's")
+    add("trace-loss-without-config.nnxtrace",
+        _with_description(base, lambda d: d["trace"]["loss"].update(config="os.system")),
+        "CorruptModelFileError", "needs a type name and a config object")
     add("trace-bad-optimizer.nnxtrace",
         _with_description(base, lambda d: d["trace"]["optimizer"].update(lr=-1.0)),
         "CorruptModelFileError", "learning rate must be > 0")

@@ -164,6 +164,22 @@ def test_another_trace_version_is_refused(tmp_path: Path) -> None:
         nnx.load(tmp_path / "valid.nnxtrace")
 
 
+def test_a_loss_outside_nnx_is_replayed_only_when_given(tmp_path: Path) -> None:
+    class HalfMSE(nnx.MSE):
+        def forward(self, pred, target):  # type: ignore[no-untyped-def]
+            return super().forward(pred, target) * 0.5
+
+        def backward(self, grad=None):  # type: ignore[no-untyped-def]
+            return super().backward(grad) * 0.5
+
+    case = example("seed001")
+    record_trace(case.model, HalfMSE(), case.x, case.y, steps=2).save(tmp_path / "h.nnxtrace")
+    with pytest.raises(ConfigError, match="the trace's loss is a 'HalfMSE', not one of nnx's"):
+        check_trace(tmp_path / "h.nnxtrace", backends=["numpy"])
+    assert check_trace(tmp_path / "h.nnxtrace", backends=["numpy"], loss=HalfMSE()).ok
+    assert not check_trace(tmp_path / "h.nnxtrace", backends=["numpy"], loss=nnx.MSE()).ok
+
+
 @dataclass
 class _Done:
     returncode: int

@@ -169,13 +169,15 @@ class Trace:
         return model
 
     def build_loss(self) -> Loss:
-        """The loss the trace was recorded with (one of nnx's losses)."""
-        cls = _allowed(Loss, _losses)[self.loss["type"]]
+        """The loss the trace was recorded with; :class:`~nnx.errors.ConfigError` if it is not one
+        of nnx's (a trace never names code to run: pass your own loss to the replay)."""
+        cls = _lookup(Loss, _losses, self.loss["type"], "loss")
         return cls(**self.loss["config"])
 
     def build_optimizer(self) -> OptimizerFactory:
-        """A factory of the optimizer the trace was recorded with (one of nnx's optimizers)."""
-        cls = _allowed(Optimizer, _optim)[self.optimizer["type"]]
+        """A factory of the optimizer the trace was recorded with; :class:`~nnx.errors.ConfigError`
+        if it is not one of nnx's (pass your own optimizer to the replay)."""
+        cls = _lookup(Optimizer, _optim, self.optimizer["type"], "optimizer")
         lr, hyper = self.optimizer["lr"], {k: tuple(v) if isinstance(v, list) else v
                                            for k, v in self.optimizer["hyper"].items()}
         return lambda params: cls(params, lr=lr, **hyper)
@@ -218,6 +220,14 @@ def _allowed(base: type, module: Any) -> dict[str, type]:
         if cls.__module__ == module.__name__:
             found[cls.__name__] = cls
     return found
+
+
+def _lookup(base: type, module: Any, name: Any, what: str) -> type:
+    allowed = _allowed(base, module)
+    if name not in allowed:
+        raise ConfigError(f"the trace's {what} is a {name!r:.60}, not one of nnx's ({', '.join(sorted(allowed))}); "
+                          f"pass {what}= (your own {what}) to replay it")
+    return allowed[name]
 
 
 def _budget(trace: Trace) -> int:
@@ -442,23 +452,26 @@ def load_trace(path: str | os.PathLike[str]) -> Trace:
         entries=_entries(body, file.tensors, steps, path),
         metadata=metadata, path=path,
     )
-    for what, spec, allowed in (("loss", loss, _allowed(Loss, _losses)),
-                                ("optimizer", optimizer, _allowed(Optimizer, _optim))):
-        if spec["type"] not in allowed:
-            raise _fail(path, f"the trace's {what} type {spec['type']!r:.60} is not one of nnx's "
-                              f"({', '.join(sorted(allowed))}); pass your own {what} to replay it")
+    if not (isinstance(loss["type"], str) and isinstance(loss["config"], dict)):
+        raise _fail(path, f"the trace's loss {loss!r:.200} needs a type name and a config object")
+    if not (isinstance(optimizer["type"], str) and isinstance(optimizer["hyper"], dict)):
+        raise _fail(path, f"the trace's optimizer {optimizer!r:.200} needs a type name and a hyper object")
     try:
         model = trace.build_model("numpy")
     except _io.ModelFileError:
         raise
     except Exception as exc:  # generator states or tensors that do not fit the model
         raise _fail(path, f"the trace's model cannot be rebuilt: {type(exc).__name__}: {exc}") from None
-    for what, build in (("loss", trace.build_loss), ("optimizer", lambda: trace.build_optimizer()(
-            model.parameters()))):
-        try:
-            build()
-        except (TypeError, ValueError) as exc:
-            raise _fail(path, f"the trace's {what} {body[what]!r:.200} is invalid: {exc}") from None
+    # nnx's own loss and optimizer are judged by their constructors now; one of the user's is
+    # refused by the replay unless the caller passes it (ConfigError)
+    for what, base, module, build in (
+            ("loss", Loss, _losses, trace.build_loss),
+            ("optimizer", Optimizer, _optim, lambda: trace.build_optimizer()(model.parameters()))):
+        if body[what]["type"] in _allowed(base, module):
+            try:
+                build()
+            except (TypeError, ValueError) as exc:
+                raise _fail(path, f"the trace's {what} {body[what]!r:.200} is invalid: {exc}") from None
     _check_against_model(trace, model, path)
     return trace
 
