@@ -276,8 +276,9 @@ def test_the_valid_trace_of_the_corpus_replays(trace_corpus: tuple[Path, list[tu
     assert check_trace(directory / "valid.nnxtrace", backends=["numpy"]).ok
 
 
-def test_a_trace_declaring_a_huge_tensor_allocates_nothing_of_it(
-        trace_corpus: tuple[Path, list[tuple[str, str, str]]]) -> None:
+@pytest.mark.parametrize("name", ["trace-huge-tensor.nnxtrace", "trace-huge-steps.nnxtrace"])
+def test_a_trace_declaring_huge_sizes_allocates_nothing_of_them(
+        trace_corpus: tuple[Path, list[tuple[str, str, str]]], name: str) -> None:
     from nnx.testing import load_trace
 
     directory, _ = trace_corpus
@@ -285,7 +286,7 @@ def test_a_trace_declaring_a_huge_tensor_allocates_nothing_of_it(
     tracemalloc.start()
     try:
         with pytest.raises(nnx.errors.CorruptModelFileError):
-            load_trace(directory / "trace-huge-tensor.nnxtrace")
+            load_trace(directory / name)
         _, peak = tracemalloc.get_traced_memory()
     finally:
         tracemalloc.stop()
