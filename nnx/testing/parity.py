@@ -35,6 +35,7 @@ class TensorCheck:
     ``grad``: d loss / d prediction), ``"backward"`` (a layer's ``input_grad``
     or a parameter's ``<name>.grad``) or ``"update"`` (a parameter after the
     optimizer step, or a buffer such as a running mean after the step). ``layer`` is the index in the model (``None`` for the loss).
+    A trace replay (:mod:`nnx.testing.trace`) adds ``"initial"``: a starting parameter or buffer, as step 0.
     """
 
     step: int

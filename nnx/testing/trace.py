@@ -52,7 +52,6 @@ from nnx import backend as _backend
 from nnx import io as _io
 from nnx import losses as _losses
 from nnx import optim as _optim
-from nnx import random as _random
 from nnx.errors import (
     ConfigError,
     CorruptModelFileError,
