@@ -294,3 +294,11 @@ def test_the_readme_failure_report_is_what_the_command_prints(tmp_path: Path) ->
         if "recorded on" in shown:  # the machine and version of the run
             got, shown = got.split(" (")[0], shown.split(" (")[0]
         assert got == shown
+
+
+def test_a_replay_runs_on_the_selected_backend_or_the_given_models() -> None:
+    _strict_available()
+    path = TRACES / "seed001.nnxtrace"
+    with nnx.use("array_api_strict"):
+        assert check_trace(path).backends[1:] == ["array_api_strict"]
+        assert check_trace(path, example("seed001", "float32").model).backends[1:] == ["numpy"]

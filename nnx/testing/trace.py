@@ -564,7 +564,7 @@ def check_trace(
         compared with the trace's first (as step 0, ``initial/<path>/<name>``),
         so a changed initialiser is reported too.
     backends
-        Where to replay (default: ``model``'s backend, else the selected one).
+        Where to replay (default: the backend of ``model`` if given, else the selected one).
     loss, optimizer
         Replace the trace's loss and optimizer (needed only for ones of your own).
     rtol, tolerances
@@ -578,6 +578,7 @@ def check_trace(
     """
     if not isinstance(trace, Trace):
         trace = load_trace(trace)
+    names = list(backends) if backends else [(model.backend if model is not None else None) or _backend.current()]
     if model is None:
         model = trace.build_model("numpy")
     else:
@@ -585,7 +586,6 @@ def check_trace(
         if architecture != _io.canonical_architecture(trace.model):
             raise ConfigError(f"the model's architecture {architecture!r:.300} differs from the trace's "
                               f"{trace.model!r:.300}; replay the trace with its own model (model=None)")
-    names = list(backends) if backends else [model.backend or _backend.current()]
     for name in names:
         _backend.get(name)
     start = clone_to(model, "numpy")
