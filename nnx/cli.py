@@ -3,7 +3,9 @@
 ``nnx parity`` trains copies of a model on two or more backends and reports
 where they first part ways; exit status 0 when every model agrees on every
 backend, 1 when one does not, 2 for bad arguments or a backend that cannot run
-here (with the reason).
+here (with the reason). ``nnx parity --record TRACE`` writes a trace of one
+backend's run instead, and ``--against TRACE`` replays one on the local
+backends (:mod:`nnx.testing.trace`), with the same report and exit statuses.
 """
 
 from __future__ import annotations
