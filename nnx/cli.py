@@ -422,7 +422,7 @@ def _add_parity(sub: Any) -> None:
     traces.add_argument("--against", metavar="TRACE", default=None,
                         help="replay a trace file (or every .nnxtrace file in a folder) on the --backends "
                         "and compare each with it")
-    p.add_argument("--batch", type=_positive(int), default=None,
+    p.add_argument("--batch", type=_positive(int), default=None, metavar="N",
                    help="use the first N samples of each example's data (a saved model: N random samples)")
     p.add_argument("--tolerance", action="append", default=None, metavar="PATTERN=RTOL",
                    help="with --against: the relative tolerance per step of the tensors whose names match "
