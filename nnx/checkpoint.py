@@ -332,10 +332,8 @@ def load_checkpoint(path: str | os.PathLike[str]) -> Checkpoint:
     """Read and validate the checkpoint at ``path`` (a file from :func:`save_checkpoint`)."""
     file = _io.read_tensors(path)
     path = file.path
-    kind = file.description.get("kind")
-    if kind != "checkpoint":
-        how = "nnx.load" if kind == "model" else "nnx.load_state_dict"
-        raise ModelFileError(path, f"is a {kind} file, not a checkpoint; load it with {how}")
+    if file.description.get("kind") != "checkpoint":
+        raise ModelFileError(path, "is a model file, not a checkpoint; load it with nnx.load")
     used: set[str] = set()
     state = _decode(file.description.get("checkpoint"), file.tensors, used, path)
     unused = {n for n in file.tensors if n.startswith(_io.STATE_PREFIX)} - used

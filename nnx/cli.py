@@ -3,7 +3,9 @@
 ``nnx parity`` trains copies of a model on two or more backends and reports
 where they first part ways; exit status 0 when every model agrees on every
 backend, 1 when one does not, 2 for bad arguments or a backend that cannot run
-here (with the reason).
+here (with the reason). ``nnx parity --record TRACE`` writes a trace of one
+backend's run instead, and ``--against TRACE`` replays one on the local
+backends (:mod:`nnx.testing.trace`), with the same report and exit statuses.
 """
 
 from __future__ import annotations
@@ -588,14 +590,26 @@ def _add_parity(sub: Any) -> None:
     p.add_argument("--model", action="append", default=None, metavar="EXAMPLE|SAVED_FILE",
                    help=f"an example model ({', '.join(EXAMPLES)}, or 'all', the default) "
                    "or a file saved with nnx.save; repeatable")
-    p.add_argument("--steps", type=int, default=5, help="training steps to compare (default 5)")
-    p.add_argument("--dtype", choices=backend.FLOAT_DTYPES, default="float64",
+    p.add_argument("--steps", type=int, default=None, help="training steps to compare (default 5)")
+    p.add_argument("--dtype", choices=backend.FLOAT_DTYPES, default=None,
                    help="dtype of the example models (default float64)")
     p.add_argument("--rtol", type=float, default=None,
                    help="relative tolerance per step: step k allows k times it "
                    "(default: 1e-12 for float64, 1e-5 for float32)")
     p.add_argument("--json", dest="json_out", default=None, metavar="OUT",
                    help="also write the full report as JSON to OUT")
+    traces = p.add_mutually_exclusive_group()
+    traces.add_argument("--record", metavar="TRACE", default=None,
+                        help="record a trace on one backend (--backends NAME, default the selected one) "
+                        "instead of comparing: TRACE is the file, or a folder for several models")
+    traces.add_argument("--against", metavar="TRACE", default=None,
+                        help="replay a trace file (or every .nnxtrace file in a folder) on the --backends "
+                        "and compare each with it")
+    p.add_argument("--batch", type=_positive(int), default=None, metavar="N",
+                   help="use the first N samples of each example's data (a saved model: N random samples)")
+    p.add_argument("--tolerance", action="append", default=None, metavar="PATTERN=RTOL",
+                   help="with --against: the relative tolerance per step of the tensors whose names match "
+                   "the glob PATTERN (such as 'backward/*/weight.grad'; the report names them); repeatable")
     p.set_defaults(func=_parity)
 
 
@@ -604,30 +618,41 @@ def _parity_fail(message: str) -> int:
     return 2
 
 
-def _cases(specs: list[str], dtype: str) -> list[ParityCase]:
+def _cases(specs: list[str], dtype: str, batch: int | None = None) -> list[ParityCase]:
     names: list[str] = []
     for spec in specs:
         names.extend(EXAMPLES if spec == "all" else [spec])
     cases = []
     for name in names:
         if name in EXAMPLES:
-            cases.append(example(name, dtype))
+            case = example(name, dtype)
+            if batch is not None:
+                case.x, case.y = case.x[:batch], case.y[:batch]
+            cases.append(case)
         elif os.path.exists(name):
-            cases.append(_saved_case(name))
+            cases.append(_saved_case(name, batch))
         else:
             raise ValueError(f"--model {name!r} is neither an example ({', '.join(EXAMPLES)}, all) "
                              f"nor an existing file")
     return cases
 
 
-def _saved_case(path: str) -> ParityCase:
-    return case_for_model(nnx.load(path, backend="numpy"), os.path.basename(path))
+def _saved_case(path: str, batch: int | None = None) -> ParityCase:
+    return case_for_model(nnx.load(path, backend="numpy"), os.path.basename(path), batch=batch or 16)
 
 
 def _parity(args: argparse.Namespace) -> int:
     """Run the parity check the arguments describe; returns the exit status."""
+    if args.against is not None:
+        return _parity_against(args)
+    if args.tolerance:
+        return _parity_fail("--tolerance applies to --against TRACE only (use --rtol)")
+    args.steps = 5 if args.steps is None else args.steps
+    args.dtype = args.dtype or "float64"
     if args.steps < 1:
         return _parity_fail(f"--steps must be >= 1, got {args.steps}")
+    if args.record is not None:
+        return _parity_record(args)
     if args.backends is None:
         names = [n for n, reason in backend.available(refresh=True).items() if reason is None]
     else:
@@ -652,6 +677,11 @@ def _parity(args: argparse.Namespace) -> int:
         ok = ok and report.ok
         print(f"{case.name:<10} {report}")
         results[case.name] = {"description": case.description, **report.to_dict()}
+    return _parity_end(args, ok, names, results)
+
+
+def _parity_end(args: argparse.Namespace, ok: bool, names: list[str], results: dict[str, Any]) -> int:
+    """Write the JSON document if asked, print the verdict; the exit status."""
     if args.json_out:
         document = {
             "ok": ok,
@@ -667,6 +697,95 @@ def _parity(args: argparse.Namespace) -> int:
         nnx.io.atomic_write(args.json_out, [json.dumps(document, indent=2).encode("utf-8")])
     print("all agree" if ok else "backends DIFFER (see above)")
     return 0 if ok else 1
+
+
+def _parity_record(args: argparse.Namespace) -> int:
+    """``nnx parity --record TRACE``: one backend, one trace file per model."""
+    from nnx.testing.trace import SUFFIX, record_trace
+
+    names = [n.strip() for n in (args.backends or backend.current()).split(",") if n.strip()]
+    if len(names) != 1:
+        return _parity_fail(f"--record runs on one backend (--backends NAME), got {names}")
+    try:
+        backend.get(names[0])
+        cases = _cases(args.model or ["all"], args.dtype, args.batch)
+    except (NnxError, ValueError, OSError) as exc:
+        return _parity_fail(str(exc))
+    target = Path(args.record)
+    if len(cases) > 1 or target.is_dir() or args.record.endswith(("/", os.sep)):
+        if target.exists() and not target.is_dir():
+            return _parity_fail(f"--record {args.record!r}: several models need a folder, and this is a file")
+        target.mkdir(parents=True, exist_ok=True)
+        paths = [target / f"{case.name}{SUFFIX}" for case in cases]
+    else:
+        _writable_target("--record", args.record)
+        paths = [target]
+    print(f"nnx parity: recording on {names[0]} ({backend.device_name(names[0])}); {args.steps} step(s); "
+          f"example models in {args.dtype}; float32 matmuls in full precision ('highest')")
+    total = 0
+    for case, path in zip(cases, paths):
+        size = record_trace(case.model, case.loss, case.x, case.y, optimizer=case.optimizer, steps=args.steps,
+                            backend=names[0]).save(path)
+        total += size.total
+        print(f"{case.name:<10} wrote {size}")
+    print(f"{len(paths)} trace(s), {total / 1024:.1f} KiB in all")
+    return 0
+
+
+def _tolerances(specs: list[str] | None) -> dict[str, float]:
+    out: dict[str, float] = {}
+    for spec in specs or []:
+        pattern, sep, value = spec.rpartition("=")
+        try:
+            rtol = float(value)
+        except ValueError:
+            rtol = -1.0
+        if not sep or not pattern or not (math.isfinite(rtol) and rtol >= 0):
+            raise ValueError(f"--tolerance expects PATTERN=RTOL with RTOL a number >= 0, got {spec!r}")
+        out[pattern] = rtol
+    return out
+
+
+def _parity_against(args: argparse.Namespace) -> int:
+    """``nnx parity --against TRACE``: replay a trace (or a folder of them) on local backends."""
+    from nnx.testing.trace import SUFFIX, check_trace, load_trace
+
+    for option, value in (("--model", args.model), ("--steps", args.steps), ("--dtype", args.dtype),
+                          ("--batch", args.batch)):
+        if value is not None:
+            return _parity_fail(f"{option} does not apply to --against: the trace fixes the model, data and steps")
+    if args.backends is None:
+        names = [n for n, reason in backend.available(refresh=True).items() if reason is None]
+    else:
+        names = [n.strip() for n in args.backends.split(",") if n.strip()]
+    if not names:
+        return _parity_fail("--backends names no backend")
+    _writable_target("--json", args.json_out)
+    source = Path(args.against)
+    files = sorted(source.glob(f"*{SUFFIX}")) if source.is_dir() else [source]
+    if not files:
+        return _parity_fail(f"--against {args.against!r}: the folder holds no {SUFFIX} files")
+    try:
+        tolerances = _tolerances(args.tolerance)
+        for name in names:
+            backend.get(name)
+        traces = [load_trace(path) for path in files]
+    except (NnxError, ValueError, OSError) as exc:  # unknown/unavailable backends, unreadable traces
+        return _parity_fail(str(exc))
+    print(f"nnx parity: replaying {len(traces)} trace(s) on {', '.join(names)}; float32 matmuls in full "
+          f"precision ('highest') everywhere")
+    results: dict[str, Any] = {}
+    ok = True
+    for trace in traces:
+        meta, label = trace.metadata, trace.path.name.removesuffix(SUFFIX)
+        versions = meta.get("versions", {}) if isinstance(meta.get("versions"), dict) else {}
+        print(f"{label:<10} recorded on {meta.get('backend')} ({meta.get('device', 'unknown device')}), "
+              f"{meta.get('dtype')}, matmuls {meta.get('matmul_precision')}, nnx {versions.get('nnx', '?')}")
+        report = check_trace(trace, backends=names, rtol=args.rtol, tolerances=tolerances)
+        ok = ok and report.ok
+        print(f"{label:<10} {report}")
+        results[label] = report.to_dict()
+    return _parity_end(args, ok, names, results)
 
 
 def build_parser() -> argparse.ArgumentParser:

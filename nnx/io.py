@@ -70,8 +70,6 @@ MAX_DEPTH = 64
 MAX_NDIM = 32
 # Prefix of tensors that belong to a checkpoint's training state, not to the model.
 STATE_PREFIX = "state/"
-# What a file holds: a model (architecture and tensors), a run to resume, or tensors alone (a state dict).
-KINDS = ("model", "checkpoint", "weights")
 
 _CODES = {
     "float64": "F64", "float32": "F32", "float16": "F16",
@@ -274,7 +272,7 @@ def write_tensors(
         code = _CODES.get(a.dtype.name)
         if code is None:
             raise TypeError(f"cannot save tensor {name!r} of dtype {a.dtype}; nnx files hold {', '.join(_CODES)}")
-        arrays[name] = np.ascontiguousarray(a, dtype=_HOST_DTYPES[code])
+        arrays[name] = np.asarray(a, dtype=_HOST_DTYPES[code], order="C")  # keeps 0-d arrays 0-d
     # Larger items first: with an 8-byte aligned header every tensor is aligned to its item size.
     order = sorted(arrays, key=lambda n: (-arrays[n].dtype.itemsize, n))
     header: dict[str, Any] = {}
@@ -294,6 +292,14 @@ def write_tensors(
 
 
 _CHECKSUM = "sha256"
+# What to do with a file of each kind nnx writes, for a reader given the wrong kind.
+_KIND_USES = {
+    "model": "load it with nnx.load",
+    "checkpoint": "load it with nnx.load_checkpoint (nnx.load returns its model)",
+    "trace": "replay it with nnx parity --against or nnx.testing.assert_matches_trace",
+    "weights": "it holds weights only (nnx.save of a state dict), no architecture; build the model in code and "
+               "fill it: model.load_state_dict(nnx.load_state_dict(path))",
+}
 
 
 def _canonical(value: Any) -> bytes:
@@ -424,12 +430,13 @@ def _check_version(description: Any, path: Path) -> None:
                   f"{__version__}, which reads version {FORMAT_VERSION}; {hint}")
 
 
-def read_tensors(path: str | os.PathLike[str]) -> ModelFile:
+def read_tensors(path: str | os.PathLike[str], kinds: tuple[str, ...] = ("model", "checkpoint")) -> ModelFile:
     """Read and validate an nnx file: sizes first, then the description, then the data.
 
     Every size the header declares is checked against the file's size before
     anything is read or allocated, and the data must match the SHA-256 that
-    the description records.
+    the description records. ``kinds`` are the kinds of file the caller
+    reads (a parity trace, :mod:`nnx.testing.trace`, is the kind ``"trace"``).
     """
     path = Path(path)
     with contextlib.suppress(OSError):
@@ -473,9 +480,13 @@ def read_tensors(path: str | os.PathLike[str]) -> ModelFile:
                 path, "is a safetensors file without an nnx description; it was not written by nnx.save")
         description = _parse_json(metadata[FORMAT], path, "the nnx description")
         _check_version(description, path)
-        if description.get("kind") not in KINDS:
-            raise CorruptModelFileError(path, f"the description's kind is {description.get('kind')!r:.50}, "
-                                              f"expected one of {', '.join(map(repr, KINDS))}")
+        kind = description.get("kind")
+        if kind not in kinds:
+            if kind in _KIND_USES:
+                raise NotAModelFileError(path, f"is a {kind} file, not a {' or '.join(kinds)} file; "
+                                               f"{_KIND_USES[kind]}")
+            raise CorruptModelFileError(path, f"the description's kind is {kind!r:.50}, "
+                                              f"expected {' or '.join(repr(k) for k in kinds)}")
         data = bytearray(data_len)
         if f.readinto(data) != data_len:
             raise CorruptModelFileError(path, "is truncated: it changed size while being read")
@@ -565,7 +576,7 @@ def load_state_dict(path: str | os.PathLike[str]) -> dict[str, np.ndarray]:
     ``model.load_state_dict(nnx.load_state_dict(path))`` puts them into a model built in code;
     it checks names, shapes and dtypes before it changes anything.
     """
-    file = read_tensors(path)
+    file = read_tensors(path, kinds=("model", "checkpoint", "weights"))
     return {n: a for n, a in file.tensors.items() if not n.startswith(STATE_PREFIX)}
 
 
@@ -685,12 +696,7 @@ def load(path: str | os.PathLike[str], backend: str | None = None) -> Layer:
     Raises a :class:`~nnx.errors.ModelFileError` subclass naming the file and
     the problem when the file is not a valid nnx file, or holds weights only.
     """
-    file = read_tensors(path)
-    if file.description.get("kind") == "weights":
-        raise NotAModelFileError(
-            file.path, "holds weights only (nnx.save of a state dict), no architecture to build; build the model "
-                       "in code and fill it: model.load_state_dict(nnx.load_state_dict(path))")
-    return build_model(file, backend)
+    return build_model(read_tensors(path), backend)
 
 
 __all__ = [

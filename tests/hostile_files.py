@@ -179,7 +179,7 @@ def build(directory: Path) -> list[tuple[str, str, str]]:
     add("npz-renamed.nnx", npz.read_bytes(), "NotAModelFileError", "zip archive")
     npz.unlink()
     add("unknown-kind.nnx", _with_description(base, lambda d: d.update(kind="script")),
-        "CorruptModelFileError", "expected one of 'model', 'checkpoint'")
+        "CorruptModelFileError", "expected 'model' or 'checkpoint'")
     _forged_numbers(directory, add, cases)
     weights = nio.save(valid_model().state_dict(), directory / "weights-only.tmp")
     add("weights-only.nnx", weights.read_bytes(), "NotAModelFileError", "model.load_state_dict(nnx.load_state_dict")
@@ -241,6 +241,87 @@ def _forged_numbers(directory: Path, add: Callable[[str, bytes, str, str], None]
 VALUE_STAGE = {"standardize-std-zero.nnx", "standardize-std-negative.nnx", "standardize-std-nan.nnx",
                "batchnorm-negative-running-var.nnx", "nan-weight.nnx", "inf-bias.nnx",
                "standardize-repeated-names.nnx", "forged-backend.nnx", "conv-padding-huge.nnx"}
+
+
+# parity traces (nnx.testing.trace): the container's checks, then the trace's own ---------------
+
+
+def valid_trace() -> Any:
+    from nnx.testing.examples import example
+    from nnx.testing.trace import record_trace
+
+    case = example("seed001", "float32")
+    return record_trace(case.model, case.loss, case.x, case.y, optimizer=case.optimizer, steps=2, backend="numpy")
+
+
+def build_traces(directory: Path) -> list[tuple[str, str, str]]:
+    """Write every hostile trace file into ``directory`` (beside ``valid.nnxtrace``); return the cases,
+    each read with ``nnx.testing.load_trace``."""
+    import copy
+
+    from nnx.testing.trace import load_trace
+
+    directory.mkdir(parents=True, exist_ok=True)
+    base = directory / "valid.nnxtrace"
+    valid_trace().save(base)
+    raw = base.read_bytes()
+    cases: list[tuple[str, str, str]] = []
+
+    def add(name: str, content: bytes, error: str, phrase: str) -> None:
+        (directory / name).write_bytes(content)
+        cases.append((name, error, phrase))
+
+    def forged(name: str, change: Callable[[Any], None], error: str, phrase: str) -> None:
+        trace = copy.deepcopy(load_trace(base))
+        change(trace)
+        trace.save(directory / name)
+        cases.append((name, error, phrase))
+
+    add("trace-truncated.nnxtrace", raw[:-3], "CorruptModelFileError", "the file is truncated")
+    add("trace-truncated-in-header.nnxtrace", raw[:60], "CorruptModelFileError", "-byte header but only")
+    flipped = bytearray(raw)
+    flipped[20] ^= 0xFF
+    add("trace-wrong-header.nnxtrace", bytes(flipped), "CorruptModelFileError", "not valid JSON")
+    add("trace-pickle.nnxtrace", pickle.dumps({"x": 1}, protocol=4), "NotAModelFileError", "is a Python pickle")
+    nio.save(valid_model(), directory / "trace-is-a-model.nnxtrace")
+    cases.append(("trace-is-a-model.nnxtrace", "NotAModelFileError", "is a model file, not a trace file"))
+    add("trace-version-2.nnxtrace", _with_description(base, lambda d: d.update(trace_version=2)),
+        "FormatVersionError", "trace format version 2 (recorded by nnx")
+    add("trace-version-missing.nnxtrace", _with_description(base, lambda d: d.pop("trace_version")),
+        "FormatVersionError", "record it again with this nnx")
+    add("trace-unknown-layer.nnxtrace",
+        _with_description(base, lambda d: d["model"]["children"][1][1].update(type="os.system")),
+        "UnknownLayerError", "'os.system', which is not an allowed layer type")
+    add("trace-loss-without-config.nnxtrace",
+        _with_description(base, lambda d: d["trace"]["loss"].update(config="os.system")),
+        "CorruptModelFileError", "needs a type name and a config object")
+    add("trace-bad-optimizer.nnxtrace",
+        _with_description(base, lambda d: d["trace"]["optimizer"].update(lr=-1.0)),
+        "CorruptModelFileError", "learning rate must be > 0")
+    forged("trace-nan-gradient.nnxtrace",
+           lambda t: t.entry(2, "backward/0/weight.grad").value.__setitem__((0, 0), np.nan),
+           "CorruptModelFileError", "tensor backward/0/weight.grad of step 2 holds nan at [0, 0]")
+    forged("trace-inf-input.nnxtrace", lambda t: setattr(t, "x", np.where(t.x == 1, np.inf, t.x).astype(t.x.dtype)),
+           "CorruptModelFileError", "tensor 'data/x' holds inf")
+    add("trace-nan-scale.nnxtrace",
+        _with_description(base, lambda d: d["trace"]["entries"][0].__setitem__(5, float("nan"))),
+        "CorruptModelFileError", "trace entry 0 is not")
+    forged("trace-update-shape.nnxtrace",
+           lambda t: setattr(t.entry(1, "update/0/weight"), "value", t.entry(1, "update/0/weight").value.T.copy()),
+           "CorruptModelFileError", "but the model's is float32[3, 4]")
+    forged("trace-batch-mismatch.nnxtrace", lambda t: setattr(t, "y", t.y[:1]),
+           "CorruptModelFileError", "are not one batch of samples each")
+    huge = {"dtype": "F32", "shape": [2**40, 2**40], "data_offsets": [0, 4 * 2**80]}
+    add("trace-huge-tensor.nnxtrace", _with_header(base, lambda h: h.__setitem__("trace/0", huge)),
+        "CorruptModelFileError", "but the file holds only")
+    add("trace-huge-steps.nnxtrace", _with_description(base, lambda d: d["trace"].update(steps=10**12)),
+        "CorruptModelFileError", "declares 1000000000000 steps but records steps [1, 2]")
+    add("trace-missing-tensor.nnxtrace",
+        _with_description(base, lambda d: d["trace"]["entries"][0].__setitem__(6, "trace/9999")),
+        "CorruptModelFileError", "refers to tensor 'trace/9999', which the file does not hold")
+    add("trace-no-entries.nnxtrace", _with_description(base, lambda d: d["trace"].update(entries=[])),
+        "CorruptModelFileError", "records no tensors")
+    return cases
 
 
 if __name__ == "__main__":

@@ -198,7 +198,7 @@ def test_a_state_dict_saves_as_weights_only_and_loads_into_a_model(nnx_backend: 
         np.testing.assert_array_equal(nnx.to_host(p.data), nnx.to_host(q.data))
     with pytest.raises(NotAModelFileError, match="weights only"):
         nnx.load(path)
-    with pytest.raises(ModelFileError, match="not a checkpoint"):
+    with pytest.raises(ModelFileError, match="is a weights file, not a model or checkpoint file"):
         nnx.load_checkpoint(path)
 
 

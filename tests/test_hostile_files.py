@@ -157,7 +157,7 @@ def test_checkpoint_reader_shares_the_checks(corpus: tuple[Path, list[tuple[str,
                 nnx.load_checkpoint(directory / name)
     with pytest.raises(nnx.errors.ModelFileError, match="is a model file, not a checkpoint"):
         nnx.load_checkpoint(directory / "valid.nnx")
-    with pytest.raises(nnx.errors.ModelFileError, match="is a weights file, not a checkpoint"):
+    with pytest.raises(nnx.errors.ModelFileError, match="is a weights file, not a model or checkpoint file"):
         nnx.load_checkpoint(directory / "weights-only.nnx")
 
 
@@ -252,3 +252,61 @@ def test_tampered_checkpoint_state_gets_a_file_error(tmp_path: Path, case: str) 
     with pytest.raises(error) as info:
         nnx.load_checkpoint(path).restore(model, opt, schedule)
     assert phrase in str(info.value) and str(path) in str(info.value)
+
+
+# parity traces ----------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def trace_corpus(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[tuple[str, str, str]]]:
+    from hostile_files import build_traces
+
+    directory = tmp_path_factory.mktemp("hostile-traces")
+    return directory, build_traces(directory)
+
+
+def _trace_cases() -> list[str]:
+    import tempfile
+
+    from hostile_files import build_traces
+
+    with tempfile.TemporaryDirectory() as d:
+        return [name for name, _, _ in build_traces(Path(d))]
+
+
+@pytest.mark.parametrize("name", _trace_cases())
+def test_each_hostile_trace_gets_its_error(trace_corpus: tuple[Path, list[tuple[str, str, str]]], name: str) -> None:
+    from nnx.testing import load_trace
+
+    directory, cases = trace_corpus
+    _, error, phrase = next(c for c in cases if c[0] == name)
+    path = directory / name
+    with pytest.raises(nnx.errors.ModelFileError) as info:
+        load_trace(path)
+    assert type(info.value).__name__ == error, str(info.value)
+    assert phrase in str(info.value), str(info.value)
+    assert info.value.path == str(path)
+
+
+def test_the_valid_trace_of_the_corpus_replays(trace_corpus: tuple[Path, list[tuple[str, str, str]]]) -> None:
+    from nnx.testing import check_trace
+
+    directory, _ = trace_corpus
+    assert check_trace(directory / "valid.nnxtrace", backends=["numpy"]).ok
+
+
+@pytest.mark.parametrize("name", ["trace-huge-tensor.nnxtrace", "trace-huge-steps.nnxtrace"])
+def test_a_trace_declaring_huge_sizes_allocates_nothing_of_them(
+        trace_corpus: tuple[Path, list[tuple[str, str, str]]], name: str) -> None:
+    from nnx.testing import load_trace
+
+    directory, _ = trace_corpus
+    load_trace(directory / "valid.nnxtrace")
+    tracemalloc.start()
+    try:
+        with pytest.raises(nnx.errors.CorruptModelFileError):
+            load_trace(directory / name)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 2**20

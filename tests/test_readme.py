@@ -107,6 +107,11 @@ def test_bash_commands_run(tmp_path: Path, line: int, command: str) -> None:
     elif args[1] in ("predict", "evaluate"):
         subprocess.run([sys.executable, "-m", "nnx", "train", "flowers.csv", "--quiet", "--save", "flowers.nnx"],
                        cwd=tmp_path, check=True, capture_output=True)
+    if "--against" in args:  # a replayed trace is the one the README records just before
+        for _, record in _commands():
+            if "--record" in record:
+                subprocess.run([sys.executable, "-m", "nnx", *shlex.split(record)[1:]], cwd=tmp_path, check=True,
+                               capture_output=True)
     result = subprocess.run([sys.executable, "-m", "nnx", *args[1:]], cwd=tmp_path, capture_output=True, text=True)
     assert result.returncode == 0, f"README.md:{line}: {command}\n{result.stderr}"
 

@@ -9,7 +9,9 @@ moves, and a computation that meets arrays of two backends raises
 
 from __future__ import annotations
 
+import contextlib
 import os
+import platform
 from contextvars import ContextVar
 from functools import lru_cache
 from types import ModuleType
@@ -29,6 +31,7 @@ __all__ = [
     "backend_of",
     "backend_of_type",
     "current",
+    "device_name",
     "device_of",
     "disable_fast_path",
     "enable_fast_path",
@@ -368,6 +371,20 @@ def matmul_precision(name: str | None = None) -> str:
     """
     record = get(name or current())
     return "highest" if record.matmul_precision is None else record.matmul_precision(None)
+
+
+def device_name(name: str | None = None) -> str:
+    """The device backend ``name`` (default: the selected one) computes on, in words."""
+    record = get(name or current())
+    if record.device_name is not None:
+        return record.device_name()
+    processor = platform.machine()
+    with contextlib.suppress(OSError):
+        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as cpuinfo:
+            for line in cpuinfo:
+                if line.startswith("model name"):
+                    return f"{line.partition(':')[2].strip()} ({processor} CPU)"
+    return f"{platform.processor() or processor} CPU"
 
 
 def set_matmul_precision(precision: str, name: str | None = None) -> str:

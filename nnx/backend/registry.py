@@ -53,7 +53,8 @@ class Backend:
     called with a distributed ``World`` and this record and returns what sums
     and broadcasts flat arrays between the ranks; ``bind_device``, if set, is
     called with the ``World`` when a run starts on this backend, to give each
-    process the device of its local rank.
+    process the device of its local rank. ``device_name`` names the device the
+    backend computes on (default: the host's processor), for records such as parity traces.
     """
 
     name: str
@@ -73,6 +74,7 @@ class Backend:
     op_overrides_default: bool = field(default=False)
     communicator: str = field(default="nnx.distributed.world:MpiDevice")
     bind_device: str | None = field(default=None)
+    device_name: Callable[[], str] | None = field(default=None)
 
 
 def load(path: str) -> Any:
@@ -154,6 +156,14 @@ def _cupy_probe() -> str | None:
     except Exception as exc:
         return f"cupy is installed but could not run a kernel: {exc.__class__.__name__}: {exc}"
     return None
+
+
+def _cupy_device_name() -> str:
+    import cupy
+
+    device = cupy.cuda.Device()
+    name = cupy.cuda.runtime.getDeviceProperties(device.id)["name"]
+    return f"{name.decode() if isinstance(name, bytes) else name} (CUDA device {device.id})"
 
 
 def _cupy_namespace() -> ModuleType:
@@ -275,6 +285,7 @@ BACKENDS: dict[str, Backend] = {
             op_overrides="nnx.backend.cupy_ops:override",
             communicator="nnx.distributed.nccl:NcclDevice",
             bind_device="nnx.distributed.nccl:select_gpu",
+            device_name=_cupy_device_name,
         ),
         Backend(
             name="torch",

@@ -5,14 +5,18 @@
 * :func:`check_parity` / :func:`assert_parity`: one model trained on several
   backends, compared tensor by tensor (the example models ``nnx parity`` runs
   are in :mod:`nnx.testing.examples`);
-* :mod:`nnx.testing.plugin`: the pytest plugin (fixture ``nnx_backend``,
-  marker ``nnx_backends``, option ``--nnx-backends``).
+* :func:`record_trace` / :func:`assert_matches_trace` / :func:`check_trace` /
+  :func:`load_trace`: a training run recorded on one machine, replayed on another
+  (:mod:`nnx.testing.trace`);
+* :mod:`nnx.testing.plugin`: the pytest plugin (fixtures ``nnx_backend`` and
+  ``nnx_trace``, marker ``nnx_backends``, options ``--nnx-backends`` and ``--nnx-record-traces``).
 """
 
 from nnx.errors import ParityError
 from nnx.testing.compare import Comparison, assert_close, compare
 from nnx.testing.gradcheck import GradcheckResult, gradcheck
 from nnx.testing.parity import ParityReport, TensorCheck, assert_parity, check_parity, clone_to
+from nnx.testing.trace import Trace, TraceReport, assert_matches_trace, check_trace, load_trace, record_trace
 
 __all__ = [
     "Comparison",
@@ -20,10 +24,16 @@ __all__ = [
     "ParityError",
     "ParityReport",
     "TensorCheck",
+    "Trace",
+    "TraceReport",
     "assert_close",
+    "assert_matches_trace",
     "assert_parity",
     "check_parity",
+    "check_trace",
     "clone_to",
     "compare",
     "gradcheck",
+    "load_trace",
+    "record_trace",
 ]

@@ -35,6 +35,7 @@ class TensorCheck:
     ``grad``: d loss / d prediction), ``"backward"`` (a layer's ``input_grad``
     or a parameter's ``<name>.grad``) or ``"update"`` (a parameter after the
     optimizer step, or a buffer such as a running mean after the step). ``layer`` is the index in the model (``None`` for the loss).
+    A trace replay (:mod:`nnx.testing.trace`) adds ``"initial"``: a starting parameter or buffer, as step 0.
     """
 
     step: int
@@ -190,10 +191,10 @@ def _trace(model: Layer, loss: Loss, make_optimizer: OptimizerFactory, x: Any, y
                     record((step, "update", path, labels[path], local), value)
 
 
-def _run(name: str, model: Layer, loss: Loss, make_optimizer: OptimizerFactory, x: Any, y: Any,
-         steps: int) -> tuple[list[tuple[Key, Any, float]], str | None]:
-    """One backend's trace on the host (key, array, context magnitude), and the error if the run raised."""
-    entries: list[tuple[Key, Any, float]] = []
+def collect(name: str, model: Layer, loss: Loss, make_optimizer: OptimizerFactory, x: Any, y: Any,
+            steps: int, entries: list[tuple[Key, Any, float]]) -> None:
+    """Train copies of ``model`` and ``loss`` on backend ``name``, appending every tensor to ``entries``
+    as (key, host array, context magnitude); an error of the run propagates."""
 
     def record(key: Key, value: Any, context: Any = None) -> None:
         host = None if context is None else _backend.to_host(context)
@@ -201,10 +202,17 @@ def _run(name: str, model: Layer, loss: Loss, make_optimizer: OptimizerFactory, 
         scale = 0.0 if host is None or host.dtype.kind in "iub" else magnitude(host)
         entries.append((key, _backend.to_host(value), scale))
 
+    with _backend.use(name):
+        _trace(clone_to(model, name), clone_to(loss, name), make_optimizer,
+               _backend.to_device(x, name), _backend.to_device(y, name), steps, record)
+
+
+def _run(name: str, model: Layer, loss: Loss, make_optimizer: OptimizerFactory, x: Any, y: Any,
+         steps: int) -> tuple[list[tuple[Key, Any, float]], str | None]:
+    """One backend's trace on the host (key, array, context magnitude), and the error if the run raised."""
+    entries: list[tuple[Key, Any, float]] = []
     try:
-        with _backend.use(name):
-            _trace(clone_to(model, name), clone_to(loss, name), make_optimizer,
-                   _backend.to_device(x, name), _backend.to_device(y, name), steps, record)
+        collect(name, model, loss, make_optimizer, x, y, steps, entries)
     except Exception as exc:  # a backend that cannot run the model is a parity failure
         return entries, f"{type(exc).__name__}: {exc}"
     return entries, None
@@ -262,27 +270,42 @@ def check_parity(
         report.errors[reference] = ref_error
     for name in names:
         report.losses[name] = [float(v) for k, v, _ in runs[name][0] if k[1] == "loss" and k[4] == "value"]
+
+    def tolerance(key: Key, expected: Any) -> tuple[float, float | None]:
+        step = key[0]
+        base = default_rtol(expected.dtype) if rtol is None else rtol
+        return base * step, None if atol is None else atol * step
+
+    judge(report, ref_entries, {n: runs[n] for n in names[1:]}, tolerance)
+    return report
+
+
+def judge(report: ParityReport, reference: list[tuple[Key, Any, float]],
+          runs: dict[str, tuple[list[tuple[Key, Any, float]], str | None]],
+          tolerance: Callable[[Key, Any], tuple[float, float | None]]) -> None:
+    """Compare each run's entries with the reference's, in order, into ``report`` (its checked count,
+    worst tensor per backend, first failure and errors). ``tolerance(key, expected)`` gives the
+    (rtol, atol) of one tensor; the reference's context magnitude scales a default atol."""
     first: tuple[int, TensorCheck] | None = None
-    for name in names[1:]:
-        entries, error = runs[name]
+    for name, (entries, error) in runs.items():
         if error is not None:
             report.errors[name] = error
-        for position, ((key, expected, scale), (other_key, actual, _)) in enumerate(zip(ref_entries, entries)):
-            if key != other_key:  # the two runs recorded different tensors: report, do not guess
-                report.errors[name] = f"recorded {other_key} where {reference} recorded {key}"
+        for position, ((key, expected, scale), (other_key, actual, _)) in enumerate(zip(reference, entries)):
+            if key[:3] + key[4:] != other_key[:3] + other_key[4:]:  # different tensors: report, do not guess
+                report.errors[name] = f"recorded {other_key} where {report.reference} recorded {key}"
                 break
-            step = key[0]
-            base = default_rtol(expected.dtype) if rtol is None else rtol
-            check = TensorCheck(*key, backend=name, comparison=compare(
-                actual, expected, base * step, None if atol is None else atol * step, scale))
+            rtol, atol = tolerance(key, expected)
+            check = TensorCheck(*key, backend=name, comparison=compare(actual, expected, rtol, atol, scale))
             report.checked += 1
             worst = report.worst.get(name)
             if worst is None or check.comparison.score > worst.comparison.score:
                 report.worst[name] = check
             if not check.comparison.ok and (first is None or position < first[0]):
                 first = (position, check)
+        if error is None and len(entries) != len(reference) and name not in report.errors:
+            report.errors[name] = (f"recorded {len(entries)} tensors where {report.reference} "
+                                   f"recorded {len(reference)}")
     report.first_failure = None if first is None else first[1]
-    return report
 
 
 def assert_parity(*args: Any, **kwargs: Any) -> ParityReport:

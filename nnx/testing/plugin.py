@@ -15,11 +15,21 @@ its own ``backend`` fixture or marker runs as if nnx were not installed.
 
 A test that parametrises ``nnx_backend`` itself (``@pytest.mark.parametrize``)
 keeps its own list; the fixture still skips the unavailable ones.
+
+* the fixture ``nnx_trace``: a function ``nnx_trace(model, loss, x, y, *, optimizer=None,
+  steps=3, name=None, rtol=None, tolerances=None)`` that trains a copy of the model and
+  compares every tensor with the trace stored for the test
+  (``nnx_traces/<test file>/<test>[-<name>].nnxtrace`` beside the test file;
+  :mod:`nnx.testing.trace`); a missing trace fails the test, naming the option that records it;
+* the option ``--nnx-record-traces``: ``nnx_trace`` records the trace instead (once per test
+  and run: a test run on several backends records on the first and compares the others).
 """
 
 from __future__ import annotations
 
-from typing import Iterator
+import re
+from pathlib import Path
+from typing import Any, Callable, Iterator
 
 import pytest
 
@@ -27,6 +37,10 @@ from nnx import backend as _backend
 
 FIXTURE = "nnx_backend"
 MARKER = "nnx_backends"
+TRACE_FIXTURE = "nnx_trace"
+RECORD_OPTION = "--nnx-record-traces"
+TRACE_FOLDER = "nnx_traces"
+_recorded = pytest.StashKey[set]()
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -38,6 +52,13 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         help="comma-separated nnx backends that tests taking the 'nnx_backend' fixture run on "
         "(default: every backend nnx knows, unavailable ones skipped with the reason; "
         "torch only where installed)",
+    )
+    group.addoption(
+        RECORD_OPTION,
+        action="store_true",
+        default=False,
+        help=f"tests taking the '{TRACE_FIXTURE}' fixture record their traces (under {TRACE_FOLDER}/ beside "
+        "the test file) instead of comparing with them",
     )
 
 
@@ -97,3 +118,38 @@ def nnx_backend(request: pytest.FixtureRequest) -> Iterator[str]:
         pytest.skip(f"backend {name!r} unavailable: {reason}")
     with _backend.use(name):
         yield name
+
+
+def _trace_path(request: pytest.FixtureRequest, name: str | None) -> Path:
+    """Where the test's trace lives: its name and its parameters other than the backend."""
+    from nnx.testing.trace import SUFFIX
+
+    node = request.node
+    parts = [getattr(node, "originalname", node.name)]
+    callspec = getattr(node, "callspec", None)
+    if callspec is not None:
+        parts += [f"{key}={value}" for key, value in sorted(callspec.params.items()) if key != FIXTURE]
+    if name:
+        parts.append(name)
+    stem = re.sub(r"[^A-Za-z0-9_.=-]+", "_", "-".join(parts))[:150]
+    return request.path.parent / TRACE_FOLDER / request.path.stem / f"{stem}{SUFFIX}"
+
+
+@pytest.fixture
+def nnx_trace(request: pytest.FixtureRequest) -> Callable[..., Any]:
+    """Compare a short training run with the test's stored trace (record it with --nnx-record-traces)."""
+    from nnx.testing.trace import assert_matches_trace, record_trace
+
+    def check(model: Any, loss: Any, x: Any, y: Any, *, optimizer: Any = None, steps: int = 3,
+              name: str | None = None, rtol: float | None = None, tolerances: Any = None) -> Any:
+        path = _trace_path(request, name)
+        recorded = request.config.stash.setdefault(_recorded, set())
+        if request.config.getoption(RECORD_OPTION) and path not in recorded:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            recorded.add(path)
+            return record_trace(model, loss, x, y, optimizer=optimizer, steps=steps).save(path)
+        if not path.exists():
+            pytest.fail(f"no trace for this test at {path}; record it with pytest {RECORD_OPTION}", pytrace=False)
+        return assert_matches_trace(model, path, optimizer=optimizer, rtol=rtol, tolerances=tolerances)
+
+    return check
