@@ -635,11 +635,16 @@ class _Builder:
                       f"whole file; the description is corrupted{hint}")
         try:
             with _default_rng_untouched():
-                return cls.from_config(config, children)
+                layer = cls.from_config(config, children)
         except Exception as exc:  # whatever a constructor makes of arguments it never expected
             raise CorruptModelFileError(
                 path, f"layer {where} ({name}) has an invalid config {config!r:.200}: "
                       f"{type(exc).__name__}: {exc}") from None
+        if getattr(layer, "rng", None) is _random.default():
+            # a file names no seed, so every random layer would share nnx's default generator: a restored
+            # state (a checkpoint's, a trace's) could only be one layer's; give each its own, seeded by its place
+            layer.rng = _random.make_rng(int.from_bytes(hashlib.sha256(where.encode()).digest()[:8], "little"))
+        return layer
 
     def _size(self, cls: type[Layer], config: dict[str, Any], where: str, name: str) -> int:
         """The elements ``config`` implies (:meth:`~nnx.Layer.config_size`), before anything is built."""

@@ -398,3 +398,17 @@ def test_every_layer_casts_with_to_dtype_and_saves_in_the_new_dtype(name: str, t
     np.testing.assert_allclose(out, expected, rtol=1e-3, atol=1e-4)
     loaded = nnx.load(nnx.save(model, tmp_path / f"{name}.nnx")).eval()
     np.testing.assert_array_equal(nnx.to_host(loaded.forward(x32)), out)
+
+
+def test_random_layers_of_a_loaded_model_each_get_their_own_generator(tmp_path: Path) -> None:
+    """A file names no seed: each random layer gets a generator of its own, seeded by its place, so a
+    restored state (a checkpoint's, a trace's) is each layer's own and loads draw the same masks."""
+    model = nnx.Sequential(nnx.Linear(3, 4, seed=0), nnx.Dropout(0.5, seed=1), nnx.Dropout(0.5, seed=2))
+    path = nnx.save(model, tmp_path / "m.nnx")
+    first, second = nnx.load(path), nnx.load(path)
+    generators = [first[1].rng, first[2].rng]
+    assert generators[0] is not generators[1] and nnx.random.default() not in generators
+    first.set_random_states(model.random_states())
+    x = nnx.to_device(np.ones((5, 3)), dtype="float32")
+    np.testing.assert_array_equal(nnx.to_host(first.forward(x)), nnx.to_host(model.forward(x)))
+    np.testing.assert_array_equal(nnx.to_host(second.forward(x)), nnx.to_host(nnx.load(path).forward(x)))

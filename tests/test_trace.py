@@ -46,13 +46,14 @@ def test_every_example_model_has_a_committed_trace() -> None:
 
 
 @pytest.mark.parametrize("name", sorted(p.name for p in TRACES.glob(f"*{SUFFIX}")))
-def test_committed_trace_replays_bit_for_bit_on_numpy_and_within_tolerance_on_strict(name: str) -> None:
+def test_committed_trace_replays_within_tolerance_on_numpy_and_strict(name: str) -> None:
+    """As CI replays a trace recorded elsewhere: within the dtype's tolerances (bit for bit only where the
+    recording machine's BLAS summed in the same order; a fresh trace is checked bit for bit below)."""
     _strict_available()
     trace = load_trace(TRACES / name)
     assert trace.backend == "numpy" and trace.metadata["matmul_precision"] == "highest"
     report = check_trace(trace, backends=["numpy", "array_api_strict"])
     assert report.ok, f"{report}\n(if the change is meant to move the numbers, run `{REGENERATE}`)"
-    assert _identical(report, "numpy"), str(report)
 
 
 def test_a_fresh_numpy_trace_replays_bit_for_bit_and_within_tolerance(tmp_path: Path) -> None:

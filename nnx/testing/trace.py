@@ -304,6 +304,7 @@ def record_trace(
     _backend.get(name)
     make_optimizer = optimizer or (lambda params: SGD(params, lr=0.1))
     fields, tensors = _io.model_tensors(model)
+    random_states = model.random_states()  # as the run starts: its dropout masks are drawn from them
     host_x, host_y = _backend.to_host(x), _backend.to_host(y)
     loss_config = loss.config()
     entries: list[tuple[Key, Any, float]] = []
@@ -324,7 +325,7 @@ def record_trace(
     return Trace(
         model=fields["model"],
         model_tensors={n: np.array(a) for n, a in tensors.items()},
-        random_states=model.random_states(),
+        random_states=random_states,
         loss={"type": type(loss).__name__, "config": loss_config},
         optimizer=_describe_optimizer(make_optimizer, model),
         x=host_x, y=host_y, steps=steps,
