@@ -2,8 +2,10 @@
 # The GPU checks on a CUDA machine (cupy must be available):
 #   1. the whole test suite (every test that runs on numpy and array_api_strict runs on cupy too);
 #   2. `nnx parity` numpy vs cupy on the example models, in float64 and in float32 (TF32 off);
-#   3. benchmarks/tf32.py: what TF32 matmuls change (error against float64, speed);
-#   4. benchmarks/bench.py, when the tree has it (SKIP_BENCH=1 leaves it out).
+#   3. parity traces of the example models recorded on cupy into tests/data/traces-cupy/ (commit them:
+#      CPU CI then replays the GPU's numbers, tests/test_trace.py) and replayed here on numpy;
+#   4. benchmarks/tf32.py: what TF32 matmuls change (error against float64, speed);
+#   5. benchmarks/bench.py, when the tree has it (SKIP_BENCH=1 leaves it out).
 # Every output goes to stdout and into RESULTS (default benchmarks/results/), named
 # <date>-gpu-<device>{-tests.log,-parity-float64.json,-parity-float32.json,-tf32.json,-tf32.md,-bench.log},
 # and ci/gpu_summary.py writes the summary <date>-gpu-<device>.md and .json (date, device, versions).
@@ -38,6 +40,10 @@ for dtype in float64 float32; do
   parity_rc+=("$?")
 done
 
+$py -m nnx parity --record tests/data/traces-cupy/ --backends cupy --dtype float32 --steps 3 --batch 4
+$py -m nnx parity --against tests/data/traces-cupy/ --backends numpy,cupy 2>&1 | tee "$stem-traces.log"
+trace_rc=${PIPESTATUS[0]}
+
 $py benchmarks/tf32.py --backend cupy --json "$stem-tf32.json" --markdown "$stem-tf32.md"
 tf32_rc=$?
 
@@ -53,4 +59,4 @@ $py ci/gpu_summary.py "$stem" --tests-rc "$tests_rc" --parity-float64-rc "${pari
   --parity-float32-rc "${parity_rc[1]}" --tf32-rc "$tf32_rc" "${bench_args[@]}"
 cat "$stem.md"
 
-[ "$tests_rc" -eq 0 ] && [ "${parity_rc[0]}" -eq 0 ] && [ "${parity_rc[1]}" -eq 0 ]
+[ "$tests_rc" -eq 0 ] && [ "${parity_rc[0]}" -eq 0 ] && [ "${parity_rc[1]}" -eq 0 ] && [ "$trace_rc" -eq 0 ]

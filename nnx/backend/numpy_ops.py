@@ -47,9 +47,10 @@ _SELECT_MIN = 2048
 
 
 def _fast(*arrays: Any) -> bool:
-    """Whether every array is a float32 or float64 ndarray of one dtype and one shape."""
+    """Whether every array is a float32 or float64 ndarray of one dtype and one shape, not 0-d (ufuncs
+    turn 0-d results into NumPy scalars, which the scratch-buffer forms cannot write into)."""
     first = arrays[0]
-    if type(first) is not np.ndarray or first.dtype not in _BITS:
+    if type(first) is not np.ndarray or first.dtype not in _BITS or first.ndim == 0:
         return False
     for a in arrays[1:]:
         if type(a) is not np.ndarray or a.dtype != first.dtype or a.shape != first.shape:
