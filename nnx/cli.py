@@ -197,23 +197,17 @@ def _train_in(args: argparse.Namespace, held: contextlib.ExitStack) -> int:
         return _train_regression(args, name, world, say)
     ds = _load_data(args.dataset, _column(args.label_column), args.header)
     _note_continuous_labels(ds, say)
-    x, y = ds.x.astype("float64"), ds.y
-    resumed = nnx.checkpoint.latest_checkpoint(args.checkpoint) if args.resume else None
-    saved_run = nnx.load_checkpoint(resumed) if resumed else None
-    split_seed, val, limit = _split_settings(args, saved_run)
-    if limit is not None and limit < len(ds):
-        keep = _random.permutation(_random.make_rng(split_seed), len(ds))[:limit]
-        x, y = x[keep], y[keep]
     labels = list(ds.labels) if ds.labels is not None else list(range(max(int(ds.y.max()) + 1, 2)))
     classes = len(labels)
-    if len(y) < 4 or classes < 2:
-        raise _UsageError(f"{args.dataset} has {len(y)} samples of {classes} classes; training needs at least "
-                          f"4 samples and 2 classes")
-    inputs = int(x.shape[1])
-    try:
-        (xt, yt), (xv, yv) = datasets.train_val_split(x, y, val=val, seed=split_seed, stratify=True)
-    except nnx.errors.ConfigError as exc:
-        raise _UsageError(f"--val {val} with {len(y)} samples: {exc}") from None
+
+    def enough(y: Any) -> None:
+        if len(y) < 4 or classes < 2:
+            raise _UsageError(f"{args.dataset} has {len(y)} samples of {classes} classes; training needs at "
+                              f"least 4 samples and 2 classes")
+
+    saved_run, run_config, (xt, yt), (xv, yv) = _split_data(args, ds.x.astype("float64"), ds.y, True, enough)
+    run_config = {"data": ds.name, **run_config}
+    inputs = int(xt.shape[1])
     f = {"dtype": args.dtype, "backend": name}
     # images: one scale for all pixels (a per-pixel scale blows up the rarely inked border pixels)
     scale = nnx.preprocessing.Standardize(inputs, names=_input_names(ds), **f).fit(xt, per_feature=args.model != "cnn")
@@ -238,27 +232,59 @@ def _train_in(args: argparse.Namespace, held: contextlib.ExitStack) -> int:
     if saved_run is not None:
         done = saved_run.epoch
         say(f"resuming from {nnx.checkpoint.checkpoint_path(args.checkpoint)} after epoch {done}")
-    run_config = {"data": ds.name, "split_seed": split_seed, "val": val, "limit": limit}
-    started = time.perf_counter()
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        history = nnx.fit(model, loss, optimizer, (xt, train_targets), epochs=epochs,
-                          batch_size=args.batch_size, validation=(xv, val_targets), seed=args.seed,
-                          progress=False if args.quiet or not lead else None, metrics="accuracy",
-                          checkpoint=args.checkpoint, resume=args.resume, allow_changes=args.allow_changes,
-                          run_config=run_config, world=world)
-    if not lead:
+    run = _fit(args, model, loss, optimizer, (xt, train_targets), (xv, val_targets), epochs, "accuracy",
+               run_config, world)
+    if run is None:
         return 0
-    for warning in caught:
-        print(f"nnx: note: {warning.message}", file=sys.stderr)
-    seconds = time.perf_counter() - started
     scores = nnx.evaluate(model, loss, (xv, val_targets), metrics="accuracy")
     right = round(scores["accuracy"] * len(yv))
     print(f"held-out accuracy: {100 * scores['accuracy']:.2f}% ({right}/{len(yv)}), "
-          f"loss {scores['loss']:.4f}; trained in {seconds:.1f} s")
+          f"loss {scores['loss']:.4f}; trained in {run[1]:.1f} s")
+    return _write_outputs(args, run[0], model, f"nnx train {ds.name} ({name})")
+
+
+def _split_data(args: argparse.Namespace, x: Any, y: Any, stratify: bool,
+                enough: Any) -> tuple[Any, dict[str, Any], tuple[Any, Any], tuple[Any, Any]]:
+    """The checkpointed run when resuming, the split settings (``run_config``'s), and the training and
+    held-out parts, split as the checkpointed run split them (see :func:`_split_settings`);
+    ``enough(y)`` refuses too little data once ``--limit`` has cut it."""
+    resumed = nnx.checkpoint.latest_checkpoint(args.checkpoint) if args.resume else None
+    saved_run = nnx.load_checkpoint(resumed) if resumed else None
+    split_seed, val, limit = _split_settings(args, saved_run)
+    if limit is not None and limit < len(y):
+        keep = _random.permutation(_random.make_rng(split_seed), len(y))[:limit]
+        x, y = x[keep], y[keep]
+    enough(y)
+    try:
+        train, held_out = datasets.train_val_split(x, y, val=val, seed=split_seed, stratify=stratify)
+    except nnx.errors.ConfigError as exc:
+        raise _UsageError(f"--val {val} with {len(y)} samples: {exc}") from None
+    return saved_run, {"split_seed": split_seed, "val": val, "limit": limit}, train, held_out
+
+
+def _fit(args: argparse.Namespace, model: Any, loss: Any, optimizer: Any, train: Any, held_out: Any, epochs: int,
+         metrics: Any, run_config: dict[str, Any], world: Any) -> tuple[Any, float] | None:
+    """``nnx.fit`` as the command runs it (its warnings printed as notes); ``(history, seconds)``, or
+    ``None`` on ranks other than 0, which print nothing."""
+    lead = world is None or world.rank == 0
+    started = time.perf_counter()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        history = nnx.fit(model, loss, optimizer, train, epochs=epochs, batch_size=args.batch_size,
+                          validation=held_out, seed=args.seed, progress=False if args.quiet or not lead else None,
+                          metrics=metrics, checkpoint=args.checkpoint, resume=args.resume,
+                          allow_changes=args.allow_changes, run_config=run_config, world=world)
+    if not lead:
+        return None
+    for warning in caught:
+        print(f"nnx: note: {warning.message}", file=sys.stderr)
+    return history, time.perf_counter() - started
+
+
+def _write_outputs(args: argparse.Namespace, history: Any, model: Any, title: str) -> int:
+    """``--plot`` and ``--save`` after training."""
     if args.plot:
-        path = nnx.plot_history(history, args.plot, title=f"nnx train {ds.name} ({name})")
-        print(f"wrote the training plot to {path}")
+        print(f"wrote the training plot to {nnx.plot_history(history, args.plot, title=title)}")
     if args.save:
         print(f"saved the model to {nnx.save(model, args.save)}")
     return 0
@@ -287,22 +313,16 @@ def _train_regression(args: argparse.Namespace, name: str, world: Any, say: Any)
                           f"is not one")
     if args.model != "mlp":
         raise _UsageError("--task regression trains an mlp; --model cnn classifies images")
-    lead = world is None or world.rank == 0
     ds = datasets.load_csv(path, label_column=_column(args.label_column), header=args.header, target="values")
-    x, y = ds.x.astype("float64"), ds.y.reshape(-1, 1)
-    resumed = nnx.checkpoint.latest_checkpoint(args.checkpoint) if args.resume else None
-    saved_run = nnx.load_checkpoint(resumed) if resumed else None
-    split_seed, val, limit = _split_settings(args, saved_run)
-    if limit is not None and limit < len(ds):
-        keep = _random.permutation(_random.make_rng(split_seed), len(ds))[:limit]
-        x, y = x[keep], y[keep]
-    if len(y) < 4:
-        raise _UsageError(f"{args.dataset} has {len(y)} samples; training needs at least 4")
-    inputs = int(x.shape[1])
-    try:
-        (xt, yt), (xv, yv) = datasets.train_val_split(x, y, val=val, seed=split_seed)
-    except nnx.errors.ConfigError as exc:
-        raise _UsageError(f"--val {val} with {len(y)} samples: {exc}") from None
+
+    def enough(y: Any) -> None:
+        if len(y) < 4:
+            raise _UsageError(f"{args.dataset} has {len(y)} samples; training needs at least 4")
+
+    saved_run, run_config, (xt, yt), (xv, yv) = _split_data(args, ds.x.astype("float64"), ds.y.reshape(-1, 1),
+                                                            False, enough)
+    run_config = {"data": ds.name, **run_config, "task": "regression"}
+    inputs = int(xt.shape[1])
     f = {"dtype": args.dtype, "backend": name}
     scale = nnx.preprocessing.Standardize(inputs, names=_input_names(ds), **f).fit(xt)
     out = nnx.preprocessing.Destandardize(1, names=None if ds.label_name is None else [ds.label_name], **f).fit(yt)
@@ -320,30 +340,15 @@ def _train_regression(args: argparse.Namespace, name: str, world: Any, say: Any)
         f"target, Adam lr {args.lr:g}, batch size {args.batch_size}{ranks}, {epochs} epochs, seed {args.seed}")
     if saved_run is not None:
         say(f"resuming from {nnx.checkpoint.checkpoint_path(args.checkpoint)} after epoch {saved_run.epoch}")
-    run_config = {"data": ds.name, "split_seed": split_seed, "val": val, "limit": limit, "task": "regression"}
-    started = time.perf_counter()
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        history = nnx.fit(network, nnx.MSE(), optimizer, (xt, out.standardize(yt)), epochs=epochs,
-                          batch_size=args.batch_size, validation=(xv, out.standardize(yv)), seed=args.seed,
-                          progress=False if args.quiet or not lead else None, metrics={},
-                          checkpoint=args.checkpoint, resume=args.resume, allow_changes=args.allow_changes,
-                          run_config=run_config, world=world)
-    if not lead:
+    run = _fit(args, network, nnx.MSE(), optimizer, (xt, out.standardize(yt)), (xv, out.standardize(yv)), epochs,
+               {}, run_config, world)
+    if run is None:
         return 0
-    for warning in caught:
-        print(f"nnx: note: {warning.message}", file=sys.stderr)
-    seconds = time.perf_counter() - started
     model = nnx.Sequential(*network, out)
     scores = nnx.metrics.regression_scores(yv, nnx.predict(model, xv))
     print(f"held-out RMSE {scores['rmse']:.4g}, MAE {scores['mae']:.4g}, R^2 {scores['r2']:.4f} "
-          f"({len(yv)} samples); trained in {seconds:.1f} s")
-    if args.plot:
-        path = nnx.plot_history(history, args.plot, title=f"nnx train {ds.name} ({name})")
-        print(f"wrote the training plot to {path}")
-    if args.save:
-        print(f"saved the model to {nnx.save(model, args.save)}")
-    return 0
+          f"({len(yv)} samples); trained in {run[1]:.1f} s")
+    return _write_outputs(args, run[0], model, f"nnx train {ds.name} ({name})")
 
 
 def _regression_output(model: Any) -> Any:
