@@ -158,8 +158,8 @@ def test_shifted_products_run_from_their_channel_threshold() -> None:
     from nnx.layers import windows
 
     calls: list[str] = []
-    wide = nnx.Conv2d(windows.SHIFTED_MIN_CHANNELS, windows.SHIFTED_MIN_CHANNELS, 3, padding=1, seed=0)
-    narrow = nnx.Conv2d(3, 4, 3, padding=1, seed=0)
+    few = windows.SHIFTED_MIN_CHANNELS
+    wide, narrow = nnx.Conv2d(few, few, 3, padding=1, seed=0), nnx.Conv2d(few - 1, few - 1, 3, padding=1, seed=0)
     original = nnx.ops.shifted_matmul
     try:
         windows.ops.shifted_matmul = lambda *a: calls.append("shifted") or original(*a)
