@@ -150,6 +150,17 @@ def _grouped(weight: Any, groups: int) -> Any:
     return _backend.namespace_of(weight).reshape(weight, (groups, o // groups, c, -1))
 
 
+def _runs(x: Any, offsets: Sequence[int], n: int) -> Callable[[slice], Any]:
+    """A chunk's runs of ``x`` ``(batch, groups, C, length)`` gathered as ``(chunk, groups, C * offsets, n)``."""
+    xp = _backend.namespace_of(x)
+
+    def gather(chunk: slice) -> Any:
+        cols = xp.stack([x[chunk, :, :, o:o + n] for o in offsets], axis=3)
+        return xp.reshape(cols, (cols.shape[0], x.shape[1], x.shape[2] * len(offsets), n))
+
+    return gather
+
+
 def correlate(kernel: Any, x: Any, offsets: Sequence[int], n: int) -> Any:
     """``y[b, g, m, p] = sum over c, k of kernel[g, m, c, k] * x[b, g, c, p + offsets[k]]`` for ``p < n``.
 
@@ -161,12 +172,7 @@ def correlate(kernel: Any, x: Any, offsets: Sequence[int], n: int) -> Any:
     g, m, c, k = kernel.shape
     if c >= SHIFTED_MIN_CHANNELS:
         return ops.shifted_matmul(xp.permute_dims(kernel, (3, 0, 1, 2)), x, tuple(offsets), n)
-
-    def gather(chunk: slice) -> Any:
-        cols = xp.stack([x[chunk, :, :, o:o + n] for o in offsets], axis=3)
-        return xp.reshape(cols, (cols.shape[0], g, c * k, n))
-
-    return _gathered_products(xp.reshape(kernel, (g, m, c * k)), gather, x.shape[0], g * c * k * n)
+    return _gathered_products(xp.reshape(kernel, (g, m, c * k)), _runs(x, offsets, n), x.shape[0], g * c * k * n)
 
 
 def correlate_weight_grad(grad: Any, x: Any, offsets: Sequence[int], n: int) -> Any:
@@ -177,12 +183,7 @@ def correlate_weight_grad(grad: Any, x: Any, offsets: Sequence[int], n: int) -> 
     if c >= SHIFTED_MIN_CHANNELS:
         parts = [xp.sum(grad @ xp.matrix_transpose(x[..., o:o + n]), axis=0) for o in offsets]
         return xp.stack(parts, axis=-1)
-
-    def gather(chunk: slice) -> Any:
-        cols = xp.stack([x[chunk, :, :, o:o + n] for o in offsets], axis=3)
-        return xp.reshape(cols, (cols.shape[0], g, c * len(offsets), n))
-
-    dw = _gathered_weight_grad(grad, gather, x.shape[0], g * c * len(offsets) * n)
+    dw = _gathered_weight_grad(grad, _runs(x, offsets, n), x.shape[0], g * c * len(offsets) * n)
     return xp.reshape(dw, (g, grad.shape[2], c, len(offsets)))
 
 
