@@ -329,6 +329,24 @@ def softmax_backward(y: Any, grad: Any, axis: int) -> Any:
     return g
 
 
+# windows of a convolution ---------------------------------------------------------------
+
+
+@op
+def shifted_matmul(w: Any, x: Any, offsets: tuple[int, ...], n: int) -> Any:
+    """``sum over k of w[k] @ x[..., offsets[k]:offsets[k] + n]``, the sum in the order of ``offsets``.
+
+    A stride-1 correlation along ``x``'s flattened last axis (:class:`nnx.layers.windows.Runs`):
+    ``w`` is ``(kernel positions, ..., M, C)``, ``x`` is ``(..., C, length)`` and the result
+    ``(..., M, n)``. Each kernel offset is one matrix product with a shifted view of ``x``, so the
+    windows are never copied out (the matrix product reads the view directly).
+    """
+    y = w[0, ...] @ x[..., offsets[0]:offsets[0] + n]
+    for k in range(1, len(offsets)):
+        y += w[k, ...] @ x[..., offsets[k]:offsets[k] + n]
+    return y
+
+
 # optimizer updates --------------------------------------------------------------------
 
 
@@ -438,6 +456,7 @@ __all__ = [
     "relu_backward",
     "rmsprop_update",
     "sgd_update",
+    "shifted_matmul",
     "sigmoid",
     "sigmoid_backward",
     "sigmoid_cut",

@@ -85,6 +85,8 @@ LAYERS: dict[str, LayerCase] = {
     "Conv2d(groups=2, dilation=(2, 1))": LayerCase(_f64(nnx.Conv2d, 4, 6, 2, groups=2, dilation=(2, 1), seed=10),
                                                    (2, 4, 6, 5)),
     "Conv2d depthwise": LayerCase(_f64(nnx.Conv2d, 3, 3, 3, groups=3, padding="same", seed=11), (2, 3, 5, 5)),
+    # 4 channels: stride 1 multiplies shifted views per kernel offset instead of gathering windows
+    "Conv2d(4, 4), shifted products": LayerCase(_f64(nnx.Conv2d, 4, 4, 2, padding=1, seed=30), (2, 4, 3, 3)),
     "MaxPool2d(2)": LayerCase(lambda: nnx.MaxPool2d(2), (2, 3, 6, 5)),
     "MaxPool2d(3, stride=2, padding=1)": LayerCase(lambda: nnx.MaxPool2d(3, stride=2, padding=1), (2, 2, 7, 6)),
     "AvgPool2d(2)": LayerCase(lambda: nnx.AvgPool2d(2), (2, 3, 6, 5)),

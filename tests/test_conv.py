@@ -92,29 +92,84 @@ def test_conv2d_matches_the_loop_definition(nnx_backend: str, kw: dict[str, Any]
     np.testing.assert_allclose(got, expected, rtol=1e-12, atol=1e-12)
 
 
-@pytest.mark.parametrize("kw", [kw for kw in CONV2D if "stride" not in kw] + [dict(padding=(2, 0), dilation=(2, 1))],
-                         ids=lambda kw: ",".join(f"{k}={v}" for k, v in kw.items()) or "plain")
-def test_both_window_layouts_agree(nnx_backend: str, kw: dict[str, Any]) -> None:
-    """Stride 1 gathers contiguous runs (computing extra columns it then drops); the strided slices
-    other strides use must give the same output and gradients."""
-    from nnx.layers.windows import Runs, Slices
+# stride 1: runs, with shifted products (a threshold of 1 channel) or gathered windows; strided slices
+LAYOUTS = {"runs, shifted products": ("Runs", 1), "runs, gathered windows": ("Runs", 10**9),
+           "strided slices": ("Slices", None)}
 
-    rng = np.random.default_rng(2)
-    x = nnx.to_device(rng.normal(size=(3, 4, 7, 6)), nnx_backend, dtype="float64")
-    results = []
-    for kind in (Runs, Slices):
-        layer = nnx.Conv2d(4, 4, (3, 2), seed=1, dtype="float64", bias_init=nnx.init.Normal(0, 1), **kw)
-        shape = layer.output_shape(tuple(x.shape))
-        layer._layouts = {(7, 6): kind(layer.window, (7, 6), shape[2:])}
-        y = layer.forward(x)
-        g = np.random.default_rng(3).normal(size=shape)
-        dx = layer.backward(nnx.to_device(g, nnx_backend, dtype="float64"))
-        results.append([nnx.to_host(v) for v in (y, dx, layer.weight.grad)]
-                       + ([nnx.to_host(layer.bias.grad)] if layer.bias is not None else []))
-        assert isinstance(layer._windows((7, 6), shape[2:]), kind)
-    for a, b in zip(*results):
-        assert a.shape == b.shape
-        np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-12)
+
+def _set_layout(layer: Any, spatial: tuple[int, ...], out: tuple[int, ...], name: str,
+                monkeypatch: pytest.MonkeyPatch) -> None:
+    from nnx.layers import windows
+
+    kind, threshold = LAYOUTS[name]
+    if threshold is not None:
+        monkeypatch.setattr(windows, "SHIFTED_MIN_CHANNELS", threshold)
+    layer._layouts = {spatial: getattr(windows, kind)(layer.window, spatial, out)}
+
+
+def _forward_backward(layer: Any, x: Any, seed: int) -> list[np.ndarray]:
+    y = layer.forward(x)
+    g = np.random.default_rng(seed).normal(size=tuple(y.shape))
+    dx = layer.backward(nnx.to_device(g, nnx.backend.backend_of(x), dtype="float64"))
+    return [nnx.to_host(v) for v in (y, dx, layer.weight.grad)] + (
+        [nnx.to_host(layer.bias.grad)] if layer.bias is not None else [])
+
+
+@pytest.mark.parametrize("kw", [kw for kw in CONV2D if "stride" not in kw]
+                         + [dict(padding=(2, 0), dilation=(2, 1)), dict(padding=(3, 2))],
+                         ids=lambda kw: ",".join(f"{k}={v}" for k, v in kw.items()) or "plain")
+def test_the_window_layouts_agree(nnx_backend: str, kw: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> None:
+    """Stride 1 computes over contiguous runs (and extra columns it then drops), with one matrix
+    product per kernel offset or over gathered windows, and the input's gradient as a correlation
+    with the flipped kernel; the strided slices of other strides gather and add back window by
+    window. All give the same output and gradients, to float64 rounding."""
+    x = nnx.to_device(np.random.default_rng(2).normal(size=(3, 4, 7, 6)), nnx_backend, dtype="float64")
+    results = {}
+    for name in LAYOUTS:
+        with monkeypatch.context() as patch:
+            layer = nnx.Conv2d(4, 4, (3, 2), seed=1, dtype="float64", bias_init=nnx.init.Normal(0, 1), **kw)
+            shape = layer.output_shape(tuple(x.shape))
+            _set_layout(layer, (7, 6), shape[2:], name, patch)
+            results[name] = _forward_backward(layer, x, 3)
+    expected = results.pop("strided slices")
+    for name, got in results.items():
+        for a, b in zip(got, expected):
+            assert a.shape == b.shape, name
+            np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-12, err_msg=name)
+
+
+@pytest.mark.parametrize("name", LAYOUTS)
+@pytest.mark.parametrize("make, shape", [
+    (lambda: nnx.Conv2d(3, 4, (3, 2), padding=(2, 1), dtype="float64", seed=4), (2, 3, 5, 4)),
+    (lambda: nnx.Conv2d(4, 6, 2, groups=2, dilation=(2, 1), padding=1, dtype="float64", seed=5), (2, 4, 5, 4)),
+    (lambda: nnx.Conv1d(2, 3, 3, padding="same", dilation=2, dtype="float64", seed=6), (2, 2, 7)),
+], ids=["conv2d", "conv2d-groups-dilation", "conv1d"])
+def test_every_window_layout_passes_gradcheck(nnx_backend: str, name: str, make: Any, shape: tuple[int, ...],
+                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    layer = make()
+    _set_layout(layer, shape[2:], layer.output_shape(shape)[2:], name, monkeypatch)
+    x = nnx.to_device(np.random.default_rng(7).normal(size=shape), nnx_backend, dtype="float64")
+    result = nnx.testing.gradcheck(layer, x)
+    assert result.ok, str(result)
+
+
+def test_shifted_products_run_from_their_channel_threshold() -> None:
+    """Wide convolutions never gather their windows; narrow ones do (the products would be too thin)."""
+    from nnx.layers import windows
+
+    calls: list[str] = []
+    few = windows.SHIFTED_MIN_CHANNELS
+    wide, narrow = nnx.Conv2d(few, few, 3, padding=1, seed=0), nnx.Conv2d(few - 1, few - 1, 3, padding=1, seed=0)
+    original = nnx.ops.shifted_matmul
+    try:
+        windows.ops.shifted_matmul = lambda *a: calls.append("shifted") or original(*a)
+        for layer, expected in ((wide, ["shifted"] * 2), (narrow, [])):
+            calls.clear()
+            x = np.ones((2, layer.in_channels, 5, 5), np.float32)
+            layer.backward(layer.forward(x))
+            assert calls == expected  # forward and input gradient (the weight's has its own products)
+    finally:
+        windows.ops.shifted_matmul = original
 
 
 @pytest.mark.parametrize("kw", [dict(), dict(stride=2, padding=1), dict(padding="same", dilation=2), dict(groups=3)],
@@ -234,7 +289,8 @@ def test_a_cnn_trains(nnx_backend: str) -> None:
 
 def test_chunked_windows_give_the_same_results(nnx_backend: str, monkeypatch: pytest.MonkeyPatch) -> None:
     """A batch whose windows exceed the chunk budget is processed in chunks of samples, with the same results."""
-    import nnx.layers.conv as conv_module
+    from nnx.layers import windows
+    from nnx.layers.windows import Runs
 
     x = nnx.to_device(np.random.default_rng(6).normal(size=(5, 2, 6, 6)), nnx_backend, dtype="float64")
 
@@ -247,10 +303,9 @@ def test_chunked_windows_give_the_same_results(nnx_backend: str, monkeypatch: py
         return [nnx.to_host(v) for v in (y, dx, layer.weight.grad, layer.bias.grad)]
 
     whole = run()
-    probe = nnx.Conv2d(2, 3, 3, padding=1)
-    windows = probe._windows((6, 6), (6, 6))
-    monkeypatch.setattr(conv_module, "_WINDOW_ELEMENTS", 2 * 2 * 9 * windows.positions)  # two samples per chunk
-    assert len(probe._chunks(5, windows)) == 3
+    per_sample = 2 * 9 * Runs(nnx.Conv2d(2, 3, 3, padding=1).window, (6, 6), (6, 6)).positions
+    monkeypatch.setattr(windows, "WINDOW_ELEMENTS", 2 * per_sample)  # two samples per chunk
+    assert len(windows.chunks(5, per_sample)) == 3
     for chunked, expected in zip(run(), whole):
         np.testing.assert_allclose(chunked, expected, rtol=1e-13, atol=1e-13)
 

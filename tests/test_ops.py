@@ -53,6 +53,9 @@ CASES: dict[str, Callable[[], tuple[Any, ...]]] = {
                             1e-3, 0.9, 0.999, 1e-8, 3),
     "rmsprop_update": lambda: (_values(24, special=False), _values(25), _positive(26), _values(27, special=False),
                                1e-2, 0.99, 1e-8, 0.9),
+    # a 3x3 kernel over 2 groups of 4 channels, rows 5 wide, 3 output rows (see nnx.layers.windows.Runs)
+    "shifted_matmul": lambda: (_values(54, (9, 2, 3, 4), special=False), _values(55, (5, 2, 4, 27), special=False),
+                               (0, 1, 2, 5, 6, 7, 10, 11, 12), 15),
 }
 
 _RTOL = {"float32": 1e-6, "float64": 1e-14}  # overrides round as the generic operations do
@@ -250,6 +253,15 @@ def _overflowing_sum() -> tuple[np.ndarray]:
 
 
 _NUMPY_VARIANTS: dict[str, list[Callable[[], tuple[Any, ...]]]] = {
+    # in place in chunks of samples (40 samples of 2 x 3 x 1800 outputs: four chunks, the last short),
+    # a kernel that is a transposed view, a kernel without the batch's group axis (the generic op)
+    "shifted_matmul": [CASES["shifted_matmul"],
+                       lambda: (_values(56, (3, 2, 3, 4), special=False), _values(57, (40, 2, 4, 1803), special=False),
+                                (0, 1, 3), 1800),
+                       lambda: (np.moveaxis(_values(58, (2, 3, 4, 2), special=False), -1, 0),
+                                _values(59, (3, 2, 4, 9), special=False), (2, 0), 7),
+                       lambda: (_values(60, (2, 3, 4), special=False), _values(61, (3, 2, 4, 9), special=False),
+                                (0, 2), 7)],
     "all_finite": [CASES["all_finite"], lambda: (_values(46, special=False),), _overflowing_sum,
                    lambda: (np.array([[np.inf, -np.inf]]),), lambda: (np.zeros((0, 3)),),
                    lambda: (np.array([[1.0, np.nan]]),),
@@ -380,3 +392,17 @@ def test_gelu_is_accurate_over_the_whole_range(nnx_backend: str, dtype: str) -> 
     assert (gradient / amps).max() <= 3.0, x_host[(gradient / amps).argmax()]
     assert forward[x_host >= -1].max() <= 4.0
     assert np.all(y[x_host <= -ops.GELU_CUT] == 0.0) and np.all(np.signbit(y[x_host <= -ops.GELU_CUT]))
+
+
+def test_shifted_matmul_override_is_bit_exact_for_a_transposed_kernel_view() -> None:
+    """A convolution hands the op its kernel as a permuted view; BLAS rounds a transposed operand
+    its own way, so the override must pass the view as it is, as the generic op does."""
+    from nnx.backend import numpy_ops
+
+    rng = np.random.default_rng(7)
+    kernel = rng.normal(size=(1, 1, 6, 9))  # the input gradient of a 1-channel convolution: M = 1
+    w = np.permute_dims(kernel, (3, 0, 1, 2))
+    x = rng.normal(size=(16, 1, 6, 120))
+    offsets = (0, 1, 2, 10, 11, 12, 20, 21, 22)
+    np.testing.assert_array_equal(numpy_ops.shifted_matmul(w, x, offsets, 98),
+                                  nnx.ops.shifted_matmul.generic(w, x, offsets, 98))

@@ -19,6 +19,10 @@ the work is done:
 * GELU's forward and backward compute their intermediate arrays in four
   scratch buffers and the array they return: the same operations in the same
   order, without a fresh array per operation (``benchmarks/ops_bench.py``).
+* ``shifted_matmul`` (a stride-1 convolution as one matrix product per kernel
+  offset) multiplies into the output and one scratch buffer with ``out=``, a
+  few samples at a time, so each offset's product is added to the running sum
+  while both are still in the cache, instead of as a fresh output-sized array.
 * ``all_finite`` calls the two ufuncs directly; ``all`` through the array
   API goes through NumPy's Python-level reduction wrappers, which cost more
   than the test itself on small arrays (a batch of one).
@@ -213,3 +217,24 @@ def rmsprop_update(
         s *= lr
     p -= s
     return p, v, b
+
+
+# the running sum and one offset's product, for this many output values at a time, stay in the cache
+_SHIFTED_CHUNK = 2**17
+
+
+@override(ops.shifted_matmul)
+def shifted_matmul(w: Any, x: Any, offsets: tuple[int, ...], n: int) -> Any:
+    if not (type(w) is np.ndarray and type(x) is np.ndarray and w.dtype == x.dtype and x.dtype in _BITS
+            and w.ndim == x.ndim >= 3):
+        return ops.shifted_matmul.generic(w, x, offsets, n)
+    y = np.empty((*np.broadcast_shapes(w.shape[1:-2], x.shape[:-2]), w.shape[-2], n), x.dtype)
+    step = max(1, _SHIFTED_CHUNK // max(1, math.prod(y.shape[1:])))
+    for start in range(0, x.shape[0], step):
+        part, rows = y[start:start + step], x[start:start + step]
+        np.matmul(w[0], rows[..., offsets[0]:offsets[0] + n], out=part)
+        product = _scratch(part, 5)
+        for k in range(1, len(offsets)):
+            np.matmul(w[k], rows[..., offsets[k]:offsets[k] + n], out=product)
+            part += product
+    return y

@@ -1,16 +1,17 @@
-"""Convolutions over one (NCL) or two (NCHW) spatial axes, as one matrix product per group.
+"""Convolutions over one (NCL) or two (NCHW) spatial axes, as matrix products over windows of the input.
 
 Layout: inputs ``(batch, in_channels, *spatial)``, kernels
 ``(out_channels, in_channels // groups, *kernel_size)``, outputs
-``(batch, out_channels, *output)`` — PyTorch's layout. The windows of the
-input (:mod:`nnx.layers.windows`) are gathered into ``(batch, in_channels *
-kernel positions, positions)`` and multiplied by the kernel matrix; the
-backward gathers the windows again (keeping the padded input, not the windows,
-between forward and backward: a 3x3 kernel's windows are nine times the
-input), multiplies back and adds each window's gradient where it came from.
-With stride 1 the windows are contiguous runs of the flattened input
-(:class:`~nnx.layers.windows.Runs`), else strided slices
-(:class:`~nnx.layers.windows.Slices`).
+``(batch, out_channels, *output)`` — PyTorch's layout. The layout of the
+windows (:mod:`nnx.layers.windows`) computes the products: with stride 1,
+over contiguous runs of the flattened input (:class:`~nnx.layers.windows.Runs`:
+one matrix product per kernel offset over a shifted view of the input, or, for
+few channels, over the gathered windows; the input's gradient as a correlation
+of the padded output gradient with the flipped kernel), else over strided
+slices gathered into ``(batch, in_channels * kernel positions, positions)``
+(:class:`~nnx.layers.windows.Slices`). The padded input, not its windows, is
+kept between forward and backward (a 3x3 kernel's windows are nine times the
+input).
 """
 
 from __future__ import annotations
@@ -27,10 +28,6 @@ from nnx.layers.base import Parameter, ParamLayer, count, ints_product
 from nnx.layers.checks import check_arguments
 from nnx.layers.registry import register_layer
 from nnx.layers.windows import Pads, Runs, Slices, Window
-
-# The windows of a batch are gathered in chunks of samples holding at most this many values
-# (16 MiB in float32), so a large batch of large images does not need its whole im2col at once.
-_WINDOW_ELEMENTS = 2**22
 
 
 def _pads(padding: Any, kernel: tuple[int, ...], stride: tuple[int, ...], dilation: tuple[int, ...],
@@ -116,13 +113,10 @@ class _Conv(ParamLayer):
         xp = _backend.namespace_of(x)
         cols = self._windows(tuple(x.shape[2:]), out)
         padded = cols.pad(x)
-        w = self._kernel_matrix(xp)
-        parts = [w @ self._columns(cols, padded[chunk, ...]) for chunk in self._chunks(x.shape[0], cols)]
-        y = parts[0] if len(parts) == 1 else xp.concat(parts, axis=0)
-        y = cols.output(xp.reshape(y, (x.shape[0], self.out_channels, cols.positions)))
+        y = cols.forward(padded, self.weight.data, self.groups)
         if self.bias is not None:
             y += xp.reshape(self.bias.data, (1, self.out_channels) + (1,) * self.spatial)
-        self.save_for_backward(padded, tuple(x.shape), cols)  # the windows are gathered again in backward
+        self.save_for_backward(padded, tuple(x.shape), cols)
         return y
 
     def _windows(self, spatial: tuple[int, ...], out: tuple[int, ...]) -> Slices | Runs:
@@ -134,42 +128,14 @@ class _Conv(ParamLayer):
             layout = layouts[spatial] = kind(self.window, spatial, out)
         return layout
 
-    def _kernel_matrix(self, xp: Any) -> Any:
-        """The kernel as ``(groups, out_channels / groups, in_channels / groups * kernel positions)``."""
-        return xp.reshape(self.weight.data, (self.groups, self.out_channels // self.groups, -1))
-
-    def _chunks(self, n: int, cols: Slices | Runs) -> list[slice]:
-        """Slices of the batch whose windows hold at most ``_WINDOW_ELEMENTS`` values each."""
-        per_sample = self.in_channels * self.window.size * cols.positions
-        step = max(1, _WINDOW_ELEMENTS // max(per_sample, 1))
-        return [slice(start, min(start + step, n)) for start in range(0, max(n, 1), step)]  # 0 rows: one empty chunk
-
-    def _columns(self, cols: Slices | Runs, padded: Any) -> Any:
-        """The windows of ``padded`` as ``(batch, groups, in_channels / groups * kernel positions, positions)``."""
-        c = cols.gather(padded)
-        g = self.groups
-        return _backend.namespace_of(c).reshape(
-            c, (padded.shape[0], g, self.in_channels // g * self.window.size, cols.positions))
-
     def backward(self, grad: Any, *, input_grad: bool = True) -> Any:
         padded, shape, cols = self.saved_tensors()
         xp = _backend.namespace_of(grad)
-        gr = xp.reshape(cols.grid_grad(grad), (shape[0], self.groups, self.out_channels // self.groups, cols.positions))
-        w = self._kernel_matrix(xp)
-        dw, dx = None, []
-        for chunk in self._chunks(shape[0], cols):
-            part = xp.sum(gr[chunk, ...] @ xp.matrix_transpose(self._columns(cols, padded[chunk, ...])), axis=0)
-            dw = part if dw is None else dw + part
-            if input_grad:
-                part = xp.matrix_transpose(w) @ gr[chunk, ...]
-                dcols = xp.reshape(part, (part.shape[0], self.in_channels, self.window.size, cols.positions))
-                dx.append(cols.scatter(dcols, (dcols.shape[0], *shape[1:])))
-        self.weight.accumulate(xp.reshape(dw, tuple(self.weight.data.shape)))
+        dw, dx = cols.backward(grad, padded, self.weight.data, self.groups, shape if input_grad else None)
+        self.weight.accumulate(dw)
         if self.bias is not None:
             self.bias.accumulate(xp.sum(grad, axis=(0, *range(2, 2 + self.spatial))))
-        if not input_grad:
-            return None
-        return dx[0] if len(dx) == 1 else xp.concat(dx, axis=0)
+        return dx
 
     def output_shape(self, input_shape: tuple[int, ...]) -> tuple[int, ...]:
         if len(input_shape) != 2 + self.spatial or input_shape[1] != self.in_channels:
