@@ -61,18 +61,19 @@ class Optimizer:
 
     def step(self) -> None:
         """Update every parameter that has a gradient; raises :class:`~nnx.errors.StateError` when none has."""
-        params, state = self.params, self.state
-        if all(p.grad is None for p in params):
+        params = self.params
+        for p in params:
+            if p.grad is not None:
+                break
+        else:
             raise StateError(
                 f"{type(self).__name__}.step(): no parameter has a gradient since the last zero_grad(), so "
                 f"this step would change nothing. loss.backward() only returns the gradient of the loss; "
                 f"carry it through the model before the step: model.backward(loss.backward()); "
                 f"optimizer.step() (or let nnx.train_step(model, loss, optimizer, x, y) do all three)")
-        for p, slots in zip(params, state):
-            for name, value in slots.items():
-                data = p.data
-                if type(value) is not type(data) or value.dtype != data.dtype:  # the model was moved or cast
-                    slots[name] = _backend.to_device(value, _backend.backend_of(data), _backend.dtype_name(data))
+        for p, slots in zip(params, self.state):
+            if slots:
+                _follow(p.data, slots)
         self._step()
 
     def _step(self) -> None:
@@ -142,6 +143,13 @@ class Optimizer:
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self._hyper_repr()})"
+
+
+def _follow(data: Any, slots: dict[str, Any]) -> None:
+    """Move or cast state arrays onto their parameter's backend and dtype (after a ``model.to(...)``)."""
+    for name, value in slots.items():
+        if type(value) is not type(data) or value.dtype != data.dtype:
+            slots[name] = _backend.to_device(value, _backend.backend_of(data), _backend.dtype_name(data))
 
 
 def _check_nonneg(owner: str, **values: float) -> None:
