@@ -367,13 +367,7 @@ def _predict_regression(args: argparse.Namespace, model: Any, x: Any) -> int:
     names = out.names or (["prediction"] if width == 1 else [f"prediction{j}" for j in range(width)])
     lines = [",".join(_csv_cell(n) for n in names)]
     lines += [",".join(f"{v:.8g}" for v in row) for row in values.tolist()]
-    text = "\n".join(lines) + "\n"
-    if args.out:
-        nnx.io.atomic_write(args.out, [text.encode()])
-        print(f"wrote {len(values)} predictions to {args.out}", file=sys.stderr)
-    else:
-        sys.stdout.write(text)
-    return 0
+    return _write_predictions(args, lines)
 
 
 def _evaluate_regression(args: argparse.Namespace, model: Any, x: Any, label_cells: list[str]) -> int:
@@ -500,10 +494,15 @@ def _predict(args: argparse.Namespace) -> int:
     for i, label in enumerate(classes.tolist()):
         cells = [_csv_cell(label)] + ([f"{p:.6g}" for p in probabilities[i]] if args.proba else [])
         lines.append(",".join(cells))
+    return _write_predictions(args, lines)
+
+
+def _write_predictions(args: argparse.Namespace, lines: list[str]) -> int:
+    """``nnx predict``'s CSV (a header line, then a row per sample) to ``--out`` (atomically) or stdout."""
     text = "\n".join(lines) + "\n"
     if args.out:
         nnx.io.atomic_write(args.out, [text.encode()])
-        print(f"wrote {len(classes)} predictions to {args.out}", file=sys.stderr)
+        print(f"wrote {len(lines) - 1} predictions to {args.out}", file=sys.stderr)
     else:
         sys.stdout.write(text)
     return 0
