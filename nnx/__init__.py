@@ -19,7 +19,7 @@ from importlib.metadata import PackageNotFoundError, version as _version
 
 from nnx import backend, errors, init, layers, losses, ops, optim, random, schedules
 from nnx import checkpoint, datasets, io, metrics, preprocessing, testing, train
-from nnx import distributed
+from nnx import distributed, precision
 from nnx.backend import available, current, to_device, to_host, use
 from nnx.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from nnx.io import load, load_state_dict, register_layer, save
@@ -64,6 +64,8 @@ from nnx.layers import (
 from nnx.losses import MSE, BinaryCrossEntropyWithLogits, SoftmaxCrossEntropy, SumSquaredError
 from nnx.optim import SGD, Adam, AdamW, RMSProp, clip_grad_norm
 from nnx.plot import plot_history
+from nnx.precision import Precision
+from nnx.scaler import LossScaler
 from nnx.train import (
     Callback,
     EarlyStopping,
@@ -157,6 +159,9 @@ __all__ = [
     "predict_proba",
     "train_step",
     "plot_history",
+    # mixed precision
+    "LossScaler",
+    "Precision",
     # files
     "Checkpoint",
     "load",
@@ -172,6 +177,7 @@ __all__ = [
     "init",
     "io",
     "metrics",
+    "precision",
     "preprocessing",
     "layers",
     "losses",

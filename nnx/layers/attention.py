@@ -257,7 +257,8 @@ class MultiHeadAttention(ParamLayer):
         drop = None
         if self.training and self.dropout > 0.0:
             keep = _random.bernoulli(self.rng, (b, self.num_heads, sq, sk), 1.0 - self.dropout)
-            drop = _backend.to_device(keep * (1.0 / (1.0 - self.dropout)), _backend.backend_of(query), self.dtype)
+            drop = _backend.to_device(keep * (1.0 / (1.0 - self.dropout)), _backend.backend_of(query),
+                                      _backend.dtype_name(query))  # the compute dtype (mixed precision)
         o, attention = scaled_dot_product_attention(q, k, v, causal=self.causal, key_padding_mask=key_padding_mask,
                                                     attn_mask=attn_mask, dropout_mask=drop)
         o = xp.reshape(xp.permute_dims(o, (0, 2, 1, 3)), (b * sq, e))

@@ -40,6 +40,7 @@ from nnx.errors import ConfigError, DTypeError, NnxError, NonFiniteError, ShapeE
 from nnx.layers import ClassLabels, Layer, Sigmoid, Softmax, set_finite_checks
 from nnx.losses import Loss
 from nnx.optim import Optimizer
+from nnx.precision import Precision, policy
 from nnx.train.callbacks import Callback
 from nnx.train.metrics import Metric, resolve_metrics
 from nnx.train.options import FitOptions
@@ -247,6 +248,7 @@ def fit(
     allow_changes: bool = False,
     run_config: Any = None,
     world: World | None = None,
+    precision: Precision | str | None = None,
 ) -> History:
     """Train ``model`` for ``epochs`` epochs on ``data = (inputs, targets)``; return the :class:`History`.
 
@@ -303,11 +305,16 @@ def fit(
     is this process alone. ``world=nnx.distributed.init()`` trains
     data-parallel over the processes of an ``mpiexec`` job, ``batch_size``
     being each process's share of a step (see :mod:`nnx.distributed`).
+
+    ``precision``: ``"float16"`` or ``"bfloat16"`` (or an :class:`nnx.Precision`) trains in
+    that dtype with float32 master weights and, for float16, dynamic loss scaling
+    (:mod:`nnx.precision`); validation scores the float32 model. The checkpoint keeps the
+    loss scale, and a run resumed with another precision is refused.
     """
     options = FitOptions(epochs=epochs, batch_size=batch_size, shuffle=shuffle, validation=validation,
                          validation_split=validation_split, callbacks=callbacks, seed=seed, progress=progress, metrics=metrics,
                          check_finite=check_finite, state=state, stream=stream, checkpoint=checkpoint,
-                         resume=resume, allow_changes=allow_changes, run_config=run_config)
+                         resume=resume, allow_changes=allow_changes, run_config=run_config, precision=precision)
     world = LocalWorld() if world is None else world
     try:
         with contextlib.ExitStack() as held:
@@ -354,6 +361,9 @@ def prepare(model: Layer, loss: Loss, optimizer: Optimizer, data: tuple[Any, Any
         seed = options.seed if state is None else state.seed
         (x, y), validation = _split(x, y, options.validation_split, seed)
     _check_optimizer(model, optimizer)
+    mixed = policy(options.precision)
+    if mixed is not None:
+        mixed.check(model)
     name, dtype = _model_placement(model)
     n = int(x.shape[0])
     batch_size = _check_batch_size(options.batch_size, n)
@@ -368,11 +378,14 @@ def prepare(model: Layer, loss: Loss, optimizer: Optimizer, data: tuple[Any, Any
         raise ValueError("pass seed and callbacks either to fit or to the TrainState, not both")
     elif state.model is not model or state.optimizer is not optimizer:
         raise ValueError("the TrainState belongs to another model or optimizer")
+    state.precision = mixed
     save_to = None if options.checkpoint is None else _checkpoint.checkpoint_path(options.checkpoint)
     state.settings = {**run_settings(optimizer, state.seed, batch_size, options.shuffle, options.run_config),
                       **(extra_settings or {})}
     if options.validation_split is not None:
         state.settings["validation_split"] = float(options.validation_split)
+    if mixed is not None:
+        state.settings["precision"] = mixed.dtype
     if options.resume:
         if save_to is None:
             raise ValueError("resume=True needs checkpoint=DIR, the directory to resume from")
@@ -393,8 +406,10 @@ class _StepCount:
     transfer to save: its numbers are read one by one, every step.
     """
 
-    def __init__(self, model: Layer, metric_fns: dict[str, Metric], check_finite: bool, need_host: bool) -> None:
+    def __init__(self, model: Layer, metric_fns: dict[str, Metric], check_finite: bool, need_host: bool,
+                 check_gradients: bool = True) -> None:
         self.model, self.metric_fns, self.check_finite, self.need_host = model, metric_fns, check_finite, need_host
+        self.check_gradients = check_gradients  # False under loss scaling: its overflows are skipped steps
         self.params = model.parameters()
         self.host_memory = all(_backend.get(_backend.backend_of(p.data)).host_memory for p in self.params)
         self.keys = ["loss", *metric_fns]
@@ -416,7 +431,7 @@ class _StepCount:
         parts = [value * count]
         for fn in self.metric_fns.values():
             parts.append(fn(output, y))
-        if self.check_finite:
+        if self.check_finite and self.check_gradients:
             # one number screens every gradient: a NaN or an infinity makes the sum of squares
             # non-finite (a finite overflow only costs the closer look below, which then finds
             # nothing). A dot product reads the gradient once, at about twice the speed of a sum.
@@ -442,7 +457,7 @@ class _StepCount:
             if not math.isfinite(got[0]):
                 _raise_non_finite(f"the loss is {got[0] / count}; the first non-finite value, in forward "
                                   f"order, comes from", self.epoch, self.step, _first_bad_forward(self.model, x))
-            if not math.isfinite(got[-1]):
+            if self.check_gradients and not math.isfinite(got[-1]):
                 bad = _first_bad_gradient(self.model)
                 if bad is not None:
                     _raise_non_finite("the loss is finite but a gradient is not; the first non-finite "
@@ -483,7 +498,9 @@ def _run(model: Layer, loss: Loss, optimizer: Optimizer, run: Prepared, options:
     step_size = batch_size * world.size
     steps_per_epoch = math.ceil(n / step_size)
     show_steps = bar.wants_step_numbers
-    count = _StepCount(model, run.metric_fns, options.check_finite, options.check_finite or show_steps)
+    mixed = state.precision
+    count = _StepCount(model, run.metric_fns, options.check_finite, options.check_finite or show_steps,
+                       check_gradients=mixed is None or mixed.scaler is None)
     weight = 1.0
 
     def before_update(xb: Any, yb: Any, value: Any, output: Any) -> None:
@@ -511,11 +528,14 @@ def _run(model: Layer, loss: Loss, optimizer: Optimizer, run: Prepared, options:
                 else:
                     rows = order[a:z]
                     xb, yb = xp.take(x, rows, axis=0), xp.take(y, rows, axis=0)
-                train_step(model, loss, optimizer, xb, yb, before_update=before_update)
+                train_step(model, loss, optimizer, xb, yb, before_update=before_update, precision=mixed)
             else:  # no sample of the tail for this rank: it still takes part in the sum, with zeros
                 optimizer.zero_grad()
                 world.sum_gradients(weight)
-                optimizer.step()
+                if mixed is None:
+                    optimizer.step()
+                else:
+                    mixed.step(optimizer)
             state.step += 1
             if show_steps:
                 bar.step(count.logs)
