@@ -234,6 +234,10 @@ def _torch_from_host(a: np.ndarray) -> Any:
 
 
 def _torch_to_host(x: Any) -> np.ndarray:
+    import torch
+
+    if x.dtype == torch.bfloat16:  # NumPy has no bfloat16; float32 holds each value exactly
+        x = x.float()
     return x.detach().cpu().numpy().copy()
 
 
