@@ -124,14 +124,17 @@ class Precision:
         the block (also after an error)."""
         swapped: list[tuple[Any, Any]] = []
         wrapped: list[tuple[Layer, dict[str, Any]]] = []
+        seen: set[int] = set()
         try:
             for _, layer in model.named_modules():
                 if isinstance(layer, FLOAT32_LAYERS):
                     wrapped.append((layer, _run_in_float32(layer)))
                     continue
                 for _, p in layer._own_parameters():
-                    swapped.append((p, p.data))
-                    p.data = _backend.namespace_of(p.data).astype(p.data, self.low_dtype(p.data))
+                    if id(p) not in seen:  # a parameter two layers share: once
+                        seen.add(id(p))
+                        swapped.append((p, p.data))
+                        p.data = _backend.namespace_of(p.data).astype(p.data, self.low_dtype(p.data))
             yield
         finally:
             for p, master in swapped:

@@ -84,7 +84,8 @@ class LossScaler:
         then update the scale. All on the device."""
         grads = [p for p in optimizer.params if p.grad is not None]
         if not grads:
-            optimizer.step()  # the optimizer's own error: no gradient at all
+            optimizer.step()  # the optimizer's own error: no parameter has a gradient
+            return
         xp = _backend.namespace_of(grads[0].grad)
         self._arrays(grads[0].grad)
         finite = xp.all(xp.isfinite(grads[0].grad))

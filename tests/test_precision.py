@@ -3,6 +3,7 @@ float16's loss scaling decided on the device, checkpoints, and the refusals."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -81,8 +82,7 @@ def test_an_overflow_skips_the_step_halves_the_scale_and_keeps_nan_out(name: str
     model, (x, y) = _mlp(name), _data(name)
     opt = nnx.Adam(model.parameters(), lr=1e-2)
     policy = nnx.Precision(dtype, scaler=nnx.LossScaler(init_scale=2.0**40))  # scaled gradients overflow float16
-    nnx.train_step(model, nnx.SoftmaxCrossEntropy(), opt, x, y, precision=policy)  # a good step makes Adam's state
-    # (the first step overflowed too: no state yet, and the weights are the initial ones)
+    nnx.train_step(model, nnx.SoftmaxCrossEntropy(), opt, x, y, precision=policy)  # overflows: Adam's state stays zero
     before = _host(model.parameters())
     assert all(np.array_equal(a, b) for a, b in zip(before, _host(_mlp(name).parameters())))
     assert policy.scaler.scale == 2.0**39
@@ -240,3 +240,28 @@ def test_nnx_train_precision(capsys: pytest.CaptureFixture[str]) -> None:
     assert "held-out accuracy" in capsys.readouterr().out
     assert cli.main([*base, "--precision", "bfloat16", "--backend", "numpy"]) == 1
     assert "cannot compute in bfloat16" in capsys.readouterr().err
+
+
+def test_the_guides_python_blocks_run() -> None:
+    """docs/mixed-precision.md: each block on its own, or after the one before (``# continues``)."""
+    _use("numpy")
+    text = (Path(__file__).resolve().parents[1] / "docs" / "mixed-precision.md").read_text()
+    blocks = re.findall(r"^```python\n(.*?)^```", text, re.S | re.M)
+    assert len(blocks) >= 4
+    namespace: dict[str, Any] = {}
+    for code in blocks:
+        if not code.startswith("# continues"):
+            namespace = {}
+        exec(compile(code, "docs/mixed-precision.md", "exec"), namespace)
+
+
+def test_a_parameter_two_layers_share_gets_its_float32_master_back() -> None:
+    _use("numpy")
+    first, second = nnx.Linear(6, 6, seed=0), nnx.Linear(6, 3, seed=1)
+    tied = nnx.Linear(6, 6, seed=2)
+    tied.weight = first.weight
+    model = nnx.Sequential(first, nnx.Tanh(), tied, nnx.Tanh(), second)
+    x, y = _data("numpy")
+    opt = nnx.SGD(model.parameters(), lr=0.1)
+    nnx.train_step(model, nnx.SoftmaxCrossEntropy(), opt, x, y, precision="float16")
+    assert first.weight.data is tied.weight.data and first.weight.data.dtype == np.float32
