@@ -22,7 +22,7 @@ from array_api_compat import array_namespace
 from array_api_compat import device as _device
 
 from nnx.backend.registry import BACKENDS, Backend
-from nnx.errors import BackendMismatchError, BackendUnavailableError, DTypeError, UnknownBackendError
+from nnx.errors import BackendMismatchError, BackendUnavailableError, DTypeError, NonFiniteError, UnknownBackendError
 
 __all__ = [
     "BACKENDS",
@@ -275,6 +275,27 @@ def to_device(x: Any, name: str | None = None, dtype: Any = None) -> Any:
     if dtype is not None:
         host = host.astype(_host_dtype(dtype), copy=False)
     return record.from_host(np.asarray(host, order="C"))  # not ascontiguousarray: it makes a 0-d array 1-d
+
+
+def check_representable(values: Any, dtype: Any, what: str) -> None:
+    """Refuse finite ``values`` (any backend) that ``dtype`` cannot hold: they would become ±inf there.
+    Free when ``dtype`` is at least as wide as the values' own (nothing to look at).
+
+    Raises
+    ------
+    NonFiniteError
+        Naming ``what``, the largest such value and the dtype's largest finite value.
+    """
+    host = to_host(values)
+    target = _host_dtype(dtype)
+    if host.dtype.kind != "f" or target.kind != "f" or target.itemsize >= host.dtype.itemsize or not host.size:
+        return
+    limit = float(np.finfo(target).max)
+    big = float(np.max(np.abs(host), where=np.isfinite(host), initial=0.0))
+    if big > limit:
+        raise NonFiniteError(f"{what} hold finite values up to {big:.3g}, beyond {target.name}'s largest "
+                             f"({limit:.3g}): in {target.name} they would be infinite; rescale them or use "
+                             f"float64")
 
 
 def dtype_name_of(dtype: Any) -> str:
