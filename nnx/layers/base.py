@@ -378,9 +378,10 @@ class Layer(SavesForBackward):
         for _, layer in self.named_modules():
             layer._saved = None
 
-    def to(self, backend: str | None = None, *, dtype: str | None = None) -> "Layer":
+    def to(self, backend: str | None = None, *, dtype: Any = None) -> "Layer":
         """Move every parameter and buffer onto ``backend`` and/or cast them to float ``dtype``
-        (``"float32"`` or ``"float64"``): an explicit copy; returns self.
+        (``"float32"`` or ``"float64"``, or a dtype object or class meaning one): an explicit copy;
+        returns self.
 
         Casting changes the floating-point parameters and buffers (integer buffers keep their
         dtype) and the ``dtype`` the layers were built with, so a saved model rebuilds in the new
@@ -392,8 +393,10 @@ class Layer(SavesForBackward):
                              "model.to(dtype='float64')")
         if backend is not None:
             _backend.get(backend)
-        if dtype is not None and dtype not in _backend.FLOAT_DTYPES:
-            raise DTypeError(f"to() casts to a float dtype, one of {_backend.FLOAT_DTYPES}; got {dtype!r}")
+        if dtype is not None:  # a dtype object of any backend or a class means its name: configs hold names
+            if _backend.dtype_label(dtype) not in _backend.FLOAT_DTYPES:
+                raise DTypeError(f"to() casts to a float dtype, one of {_backend.FLOAT_DTYPES}; got {dtype!r}")
+            dtype = _backend.dtype_label(dtype)
         for _, layer in self.named_modules():
             layer._to(backend, dtype)
         return self

@@ -11,7 +11,7 @@ from nnx import backend as _backend
 from nnx import random as _random
 from nnx.errors import DTypeError, ShapeError
 from nnx.layers.base import ParamLayer, count
-from nnx.layers.checks import check_arguments
+from nnx.layers.checks import check_arguments, check_switches
 from nnx.layers.recurrent_cells import add_gate_parameters, gate_parameters_size
 
 
@@ -26,11 +26,10 @@ class Recurrent(ParamLayer):
                  seed: Any = None, dtype: str = "float32", backend: str | None = None) -> None:
         super().__init__()
         name = type(self).__name__
-        check_arguments(name, dtype, input_size=input_size, hidden_size=hidden_size, num_layers=num_layers)
-        for flag, value in (("batch_first", batch_first), ("bidirectional", bidirectional), ("bias", bias),
-                            ("return_sequences", return_sequences)):
-            if not isinstance(value, bool):
-                raise ValueError(f"{name} {flag} must be True or False, got {value!r}")
+        input_size, hidden_size, num_layers = check_arguments(name, dtype, input_size=input_size,
+                                                              hidden_size=hidden_size, num_layers=num_layers)
+        batch_first, bidirectional, bias, return_sequences = check_switches(
+            name, batch_first=batch_first, bidirectional=bidirectional, bias=bias, return_sequences=return_sequences)
         self.input_size, self.hidden_size, self.num_layers = input_size, hidden_size, num_layers
         self.batch_first, self.bidirectional, self.bias = batch_first, bidirectional, bias
         self.return_sequences, self.dtype = return_sequences, dtype

@@ -23,7 +23,7 @@ from nnx import ops
 from nnx import random as _random
 from nnx.errors import ShapeError, StateError
 from nnx.layers.base import Parameter, ParamLayer, count
-from nnx.layers.checks import check_arguments
+from nnx.layers.checks import check_arguments, check_switches
 from nnx.layers.registry import register_layer
 
 
@@ -109,8 +109,10 @@ class _Cell(ParamLayer):
     def __init__(self, input_size: int, hidden_size: int, bias: bool = True, *, seed: Any = None,
                  dtype: str = "float32", backend: str | None = None) -> None:
         super().__init__()
-        check_arguments(type(self).__name__, dtype, input_size=input_size, hidden_size=hidden_size)
-        self.input_size, self.hidden_size, self.bias, self.dtype = input_size, hidden_size, bool(bias), dtype
+        input_size, hidden_size = check_arguments(type(self).__name__, dtype, input_size=input_size,
+                                                  hidden_size=hidden_size)
+        (bias,) = check_switches(type(self).__name__, bias=bias)
+        self.input_size, self.hidden_size, self.bias, self.dtype = input_size, hidden_size, bias, dtype
         add_gate_parameters(self, self._gates, input_size, hidden_size, self.bias, _random.make_rng(seed), "",
                             dtype, backend or _backend.current())
 
