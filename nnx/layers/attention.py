@@ -96,7 +96,8 @@ def scaled_dot_product_attention(
         For :func:`scaled_dot_product_attention_backward`.
 
     The softmax subtracts each row's maximum; a row whose keys are all blocked
-    gets zero weights (its output and its gradients are zero, never NaN).
+    gets zero weights (its output and its gradients are zero, never NaN), and
+    so does every row when there are no keys (``seq_k = 0``).
     """
     where = "scaled_dot_product_attention"
     xp = check_float(q, f"{where} (q)")
@@ -115,7 +116,9 @@ def scaled_dot_product_attention(
     s *= scale
     if attn_mask is not None:
         s = s + attn_mask
-    if blocked is None:
+    if s.shape[-1] == 0:  # no keys: every row is fully blocked, so it gets zero (here: no) weights
+        p = s
+    elif blocked is None:
         p = ops.softmax(s, -1)
     else:
         s = xp.where(blocked, xp.finfo(s.dtype).min, s)  # finite, so a fully blocked row stays finite

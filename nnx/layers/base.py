@@ -52,7 +52,12 @@ class Parameter:
         self.name = name
 
     def accumulate(self, grad: Any) -> None:
-        """Add ``grad`` into this parameter's gradient."""
+        """Add ``grad`` into this parameter's gradient; it must have the parameter's shape (a gradient
+        still holding the batch axis, or broadcast against it, would reach the optimizer wrong)."""
+        if tuple(getattr(grad, "shape", ())) != tuple(self.data.shape):
+            raise ShapeError(f"{self!r}: a gradient of shape {tuple(getattr(grad, 'shape', ()))} cannot be added "
+                             f"into a parameter of shape {tuple(self.data.shape)}; the layer's backward must "
+                             f"reduce it to the parameter's shape (sum over the batch axis, as xp.sum(g, axis=0))")
         if self.grad is None:
             self.grad = grad
         else:

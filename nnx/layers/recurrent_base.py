@@ -107,6 +107,9 @@ class Recurrent(ParamLayer):
             raise ShapeError(f"{self!r} expected input of shape {order}{self.input_size}), got {tuple(x.shape)}")
         seq = xp.permute_dims(x, (1, 0, 2)) if self.batch_first else x
         steps, batch = seq.shape[0], seq.shape[1]
+        if steps == 0:  # no step, so no output and no last state to return
+            raise ShapeError(f"{self!r} got sequences of length 0 (input {tuple(x.shape)}); it needs at least "
+                             f"one time step: drop empty sequences, or pad them and pass their lengths")
         given = {k: (self._given.get(k) if v is None else v) for k, v in initial.items()}
         mask = self._mask(self._given.get("lengths") if lengths is None else lengths, steps, batch, x)
         states = [self._initial(given[f"{s}0"], f"{s}0", x, batch) for s in self._states]

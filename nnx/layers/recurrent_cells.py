@@ -21,7 +21,7 @@ from nnx import backend as _backend
 from nnx import init as _init
 from nnx import ops
 from nnx import random as _random
-from nnx.errors import ShapeError, StateError
+from nnx.errors import ArgumentError, ShapeError, StateError
 from nnx.layers.base import Parameter, ParamLayer, count
 from nnx.layers.checks import check_arguments, check_switches
 from nnx.layers.registry import register_layer
@@ -198,6 +198,11 @@ class LSTMCell(_Cell):
 
     def forward(self, x: Any, state: tuple[Any, Any] | None = None) -> tuple[Any, Any]:
         gx = self._gx(x)
+        if not (state is None or (isinstance(state, (tuple, list)) and len(state) == 2)):
+            shown = f"a {type(state).__name__} of {len(state)}" if isinstance(state, (tuple, list)) else (
+                f"a {type(state).__name__}")
+            raise ShapeError(f"{self!r} expected state as the pair (h, c), each (batch, {self.hidden_size}), or "
+                             f"None for zeros; got {shown}")
         h, c = (None, None) if state is None else state
         h, c = self._state(x, h, "h"), self._state(x, c, "c")
         if self.bias:
@@ -208,7 +213,7 @@ class LSTMCell(_Cell):
 
     def backward(self, grad: Any, *, input_grad: bool = True) -> Any:
         if not (isinstance(grad, tuple) and len(grad) == 2):
-            raise TypeError(f"{self!r}.backward expects the pair (dh, dc) of the new state's gradients, "
+            raise ArgumentError(f"{self!r}.backward expects the pair (dh, dc) of the new state's gradients, "
                             f"got {type(grad).__name__}")
         x, h, saved = self._pop()
         dh, dc = grad
