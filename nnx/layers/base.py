@@ -150,6 +150,7 @@ class Layer(SavesForBackward):
 
     #: whether this class says which children it has (overrides ``named_children``); set per class
     _names_own_children: ClassVar[bool] = False
+    _child_lists: ClassVar[tuple[str, ...]] = ()  # attributes a container's own named_children walks
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -157,13 +158,15 @@ class Layer(SavesForBackward):
             fn = cls.__dict__.get(name)
             if fn is not None and not getattr(fn, "_nnx_contract", False):
                 setattr(cls, name, wrap(fn))
-        cls._names_own_children = cls.named_children is not Layer.named_children
+        # Only a class that writes named_children itself is trusted with plain containers of layers; its
+        # subclasses are checked again, except in the attributes it names as its children's lists.
+        cls._names_own_children = "named_children" in cls.__dict__
 
     def __init__(self) -> None:
         self.training = True
 
     def __setattr__(self, name: str, value: Any) -> None:
-        if isinstance(value, (list, tuple, dict)) and not self._names_own_children:
+        if isinstance(value, (list, tuple, dict)) and not self._names_own_children and name not in self._child_lists:
             _refuse_plain_layers(self, name, value)
         object.__setattr__(self, name, value)
 
@@ -615,15 +618,20 @@ def takes_any_input(self: Layer, batch: int, rng: Any, fits: Callable[[tuple[int
     return None
 
 
-def _refuse_plain_layers(owner: Layer, name: str, value: Any) -> None:
-    """Raise if the list, tuple or dict ``value`` holds a layer: the tree walk would not find it."""
+def _refuse_plain_layers(owner: Layer, name: str, value: Any, path: str = "") -> None:
+    """Raise if the list, tuple or dict ``value`` holds a layer, at any depth (a list of lists of
+    layers too): the tree walk would not find it."""
     for key, item in value.items() if isinstance(value, dict) else enumerate(value):
-        if isinstance(item, Layer):
+        here = f"{path or name}[{key!r}]"
+        if isinstance(item, (list, tuple, dict)):
+            _refuse_plain_layers(owner, name, item, here)
+        elif isinstance(item, Layer):
             holder, kind = ("LayerDict", "dict") if isinstance(value, dict) else ("LayerList", type(value).__name__)
+            fix = f"nnx.{holder}({name})" if not path else f"nnx.LayerList of nnx.{holder}s, one for each inner {kind}"
             raise LayerTreeError(
-                f"{type(owner).__name__}.{name} is a plain {kind} holding a layer ({name}[{key!r}] is "
-                f"{type(item).__name__}); the layer tree does not look inside it, so its weights would be "
-                f"neither trained nor saved. Assign nnx.{holder}(...) instead: self.{name} = nnx.{holder}({name})")
+                f"{type(owner).__name__}.{name} is a plain {kind if not path else 'container'} holding a layer "
+                f"({here} is {type(item).__name__}); the layer tree does not look inside it, so its weights "
+                f"would be neither trained nor saved. Assign nnx.{holder}(...) instead: self.{name} = {fix}")
 
 
 def quote_names(names: Any) -> str:
