@@ -187,7 +187,7 @@ def _decode(value: Any, tensors: dict[str, np.ndarray], used: set[str], path: Pa
         return value
     if set(value) == {_TENSOR_KEY}:
         name = value[_TENSOR_KEY]
-        if not (isinstance(name, str) and name.startswith(_io.STATE_PREFIX) and name in tensors) or name in used:
+        if not (isinstance(name, str) and _io.is_run_state(name) and name in tensors) or name in used:
             raise CorruptModelFileError(path, f"the training state refers to a missing or reused tensor {name!r:.100}")
         used.add(name)
         return tensors[name].copy()
@@ -372,7 +372,7 @@ def load_checkpoint(path: str | os.PathLike[str]) -> Checkpoint:
         raise ModelFileError(path, "is a model file, not a checkpoint; load it with nnx.load")
     used: set[str] = set()
     state = _decode(file.description.get("checkpoint"), file.tensors, used, path)
-    unused = {n for n in file.tensors if n.startswith(_io.STATE_PREFIX)} - used
+    unused = {n for n in file.tensors if _io.is_run_state(n)} - used
     if unused:
         raise TensorMismatchError(path, f"has training-state tensors nothing refers to: {_io.quote_names(unused)}")
     if not isinstance(state, dict) or not {"epoch", "step", "rng"} <= set(state):

@@ -71,6 +71,11 @@ MAX_NDIM = 32
 # Prefix of tensors that belong to a checkpoint's training state, not to the model.
 STATE_PREFIX = "state/"
 
+
+def is_run_state(name: str) -> bool:
+    """Whether a checkpoint's tensor ``name`` is part of its run state (``state/N``), not of its model."""
+    return name.startswith(STATE_PREFIX) and "." not in name
+
 _CODES = {
     "float64": "F64", "float32": "F32", "float16": "F16",
     "int64": "I64", "int32": "I32", "int16": "I16", "int8": "I8",
@@ -329,6 +334,14 @@ class ModelFile:
     description: dict[str, Any]
     tensors: dict[str, np.ndarray]
 
+    def model_tensors(self) -> dict[str, np.ndarray]:
+        """The tensors of the model (or weights): all but a checkpoint's run state. Those are named
+        ``state/N`` (:data:`STATE_PREFIX`), and only in a checkpoint: a model tensor's name always holds a
+        dot (``path.name``), so ``state/a.weight`` (a ``LayerDict`` key ``"state/a"``) stays a model tensor."""
+        if self.description.get("kind") != "checkpoint":
+            return dict(self.tensors)
+        return {n: a for n, a in self.tensors.items() if not is_run_state(n)}
+
 
 def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     out: dict[str, Any] = {}
@@ -576,8 +589,7 @@ def load_state_dict(path: str | os.PathLike[str]) -> dict[str, np.ndarray]:
     ``model.load_state_dict(nnx.load_state_dict(path))`` puts them into a model built in code;
     it checks names, shapes and dtypes before it changes anything.
     """
-    file = read_tensors(path, kinds=("model", "checkpoint", "weights"))
-    return {n: a for n, a in file.tensors.items() if not n.startswith(STATE_PREFIX)}
+    return read_tensors(path, kinds=("model", "checkpoint", "weights")).model_tensors()
 
 
 @contextlib.contextmanager
@@ -672,10 +684,7 @@ class _Builder:
 def fill_model(model: Layer, file: ModelFile) -> None:
     """Move the file's tensors into ``model``'s parameters and buffers, checking each."""
     path = file.path
-    stored = {n: a for n, a in file.tensors.items() if not n.startswith(STATE_PREFIX)}
-    if file.description.get("kind") == "model" and len(stored) != len(file.tensors):
-        extra = set(file.tensors) - set(stored)
-        raise TensorMismatchError(path, f"has tensors the model does not have: {quote_names(extra)}")
+    stored = file.model_tensors()
     try:
         model.load_state_dict(stored, source="the file")
     except (ShapeError, DTypeError) as exc:
