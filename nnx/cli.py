@@ -485,8 +485,16 @@ def _model_for_table(args: argparse.Namespace) -> tuple[Any, Any, Any, list[str]
         raise _UsageError(f"{args.model_file}: cannot tell how many inputs the model takes "
                           f"(it does not start with Standardize or Linear)")
     x, label_cells = datasets.read_csv_inputs(args.data, features, scale.names if scale is not None else None,
-                                              _column(args.label_column), args.header)
+                                              _column(args.label_column), args.header, _label_name(model, head))
     return model, head, x, label_cells
+
+
+def _label_name(model: Any, head: Any) -> str | None:
+    """The name of the column a model was trained to predict, if it knows it (ClassLabels or Destandardize)."""
+    out = _regression_output(model)
+    if out is not None:
+        return out.names[0] if out.names and len(out.names) == 1 else None
+    return head.name if head is not None else None
 
 
 def _predict(args: argparse.Namespace) -> int:
@@ -529,8 +537,10 @@ def _evaluate(args: argparse.Namespace) -> int:
     """Score the saved model on a CSV file with labels: accuracy, per-class scores, confusion matrix."""
     model, head, x, label_cells = _model_for_table(args)
     if label_cells is None:
-        raise _UsageError(f"{args.data} has no label column to evaluate against (give a file with the labels, "
-                          f"and --label-column if it is not the last)")
+        name = _label_name(model, head)
+        column = f" (the model predicts the column {name!r})" if name else ""
+        raise _UsageError(f"{args.data} has no label column to evaluate against{column}; give a file with the "
+                          f"labels, and --label-column if it is not the last")
     if _regression_output(model) is not None:
         return _evaluate_regression(args, model, x, label_cells)
     labels = head.labels if head is not None else None

@@ -350,12 +350,15 @@ def read_csv_inputs(
     names: list[str] | None = None,
     label_column: int | str = -1,
     header: bool | None = None,
+    label_name: str | None = None,
 ) -> tuple[np.ndarray, list[str] | None]:
     """The ``features`` input columns of a CSV file for a trained model, and its label cells if it has them.
 
     Columns are matched by ``names`` when the model knows them and the file has
-    a header (the file may order its columns differently and hold others);
-    otherwise a file of ``features`` columns is all inputs, and one of
+    a header (the file may order its columns differently and hold others); the
+    label is then the column named ``label_column`` or, when the model knows its
+    label's name (``label_name``), that column only: a file without it has no
+    labels (never another leftover column, such as an id); otherwise a file of ``features`` columns is all inputs, and one of
     ``features + 1`` columns has its label in ``label_column``. Cells are read
     as strictly as :func:`load_csv` reads them.
     """
@@ -373,6 +376,8 @@ def read_csv_inputs(
         rest = [c for c in range(grid.width) if c not in cols]
         if isinstance(label_column, str) and label_column in grid.columns:
             rest = [grid.columns.index(label_column)]
+        elif label_name is not None:
+            rest = [grid.columns.index(label_name)] if label_name in grid.columns else []
         if len(rest) == 1:
             label_cells = [row[rest[0]].strip() for row in grid.cells]
     elif grid.width == features:
