@@ -902,6 +902,12 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _note(message: Warning | str, *args: Any, **kwargs: Any) -> None:
+    """A warning raised while a command runs (a class of one sample, a label that looks like an id), as
+    the command shows it: a note on standard error, without Python's file and line."""
+    print(f"nnx: note: {message}", file=sys.stderr)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -909,7 +915,9 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 2
     try:
-        status = args.func(args)
+        with warnings.catch_warnings():
+            warnings.showwarning = _note
+            status = args.func(args)
         sys.stdout.flush()  # inside the try: a reader that went away shows up here, not at exit
         return status
     except BrokenPipeError:  # the reader went away (`nnx info | head`): stop quietly, as Unix tools do

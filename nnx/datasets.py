@@ -14,6 +14,7 @@ from __future__ import annotations
 import csv
 import gzip
 import math
+import warnings
 import zlib
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -23,7 +24,8 @@ from typing import Any, Iterator
 
 import numpy as np
 
-from nnx.errors import ConfigError, DataFormatError, ShapeError
+from nnx.arguments import integer
+from nnx.errors import ConfigError, DataFormatError, ShapeError, TargetError
 from nnx.preprocessing import encode_labels
 
 
@@ -453,6 +455,8 @@ def _raise_first_bad_cell(where: str, rows: list[tuple[int, str]], cells: list[l
 
 # whole-number labels beyond this are not exact in float64 (and overflow int64 further on)
 _MAX_LABEL = 2.0**53
+# whole-number labels from here on (beyond int32) are read as classes with a note: likely not classes
+_LARGE_CLASS = 2.0**31
 
 
 def _class_labels(values: list[str], where: str, rows: list[tuple[int, str]], col: int,
@@ -481,6 +485,13 @@ def _class_labels(values: list[str], where: str, rows: list[tuple[int, str]], co
             raise DataFormatError(f"{where}: {_place(rows[i][0], col, columns)}: the label {values[i]!r} is beyond "
                                   f"the class numbers nnx reads exactly (-2**53 .. 2**53); labels are classes: "
                                   f"whole numbers or names")
+        bad = np.flatnonzero(np.abs(numbers) >= _LARGE_CLASS)
+        if bad.size:
+            i = int(bad[0])
+            warnings.warn(f"{where}: {_place(rows[i][0], col, columns)}: the label {values[i]!r} is read as the class "
+                          f"number {int(numbers[i])} ({bad.size} label(s) of 2**31 or more); class numbers that "
+                          f"large are more often ids or measurements: check the label column, or train a "
+                          f"regression (--task regression, target='values') if it is a value", stacklevel=3)
         return encode_labels(numbers.astype(np.int64))
     return encode_labels(values)
 
@@ -542,9 +553,12 @@ def train_val_split(
         labels = y if y.ndim == 1 else y.argmax(axis=1)
         classes = np.unique(labels)
         sizes = np.array([np.count_nonzero(labels == c) for c in classes])
-        quotas = count * sizes / n  # each class's share of the held-out count; whole parts first,
-        takes = np.floor(quotas).astype(np.int64)  # then one more for the largest remainders
-        takes[np.argsort(-(quotas - takes), kind="stable")[: count - int(takes.sum())]] += 1
+        takes = _stratified_takes(count, sizes)
+        alone = [c for c, k, s in zip(classes.tolist(), takes.tolist(), sizes.tolist()) if k == 0 and s == 1]
+        if alone:
+            warnings.warn(f"train_val_split: {len(alone)} class(es) have a single sample ({alone[:10]!r}); it is "
+                          f"kept for training and none is held out, so the held-out scores say nothing about them",
+                          stacklevel=2)
         val_parts, train_parts = [], []
         for c, k in zip(classes, takes):
             members = np.flatnonzero(labels == c)
@@ -556,15 +570,34 @@ def train_val_split(
     return (x[train_idx], y[train_idx]), (x[val_idx], y[val_idx])
 
 
+def _stratified_takes(count: int, sizes: np.ndarray) -> np.ndarray:
+    """How many samples of each class (of ``sizes``) to hold out, ``count`` in all: each class's share,
+    whole parts first, then one more for the largest remainders, never a class's last sample (a class
+    held out whole is never trained on) unless ``count`` leaves no other way."""
+    quotas = count * sizes / sizes.sum()
+    takes = np.floor(quotas).astype(np.int64)
+    room = sizes - 1 if count <= int((sizes - 1).sum()) else sizes
+    order = np.argsort(-(quotas - takes), kind="stable")
+    while takes.sum() < count:
+        for i in order:
+            if takes.sum() < count and takes[i] < room[i]:
+                takes[i] += 1
+    return takes
+
+
 def one_hot(labels: Any, classes: int | None = None, dtype: str = "float32",
             on: float = 1.0, off: float = 0.0) -> np.ndarray:
     """Class indices as rows of ``off`` with ``on`` at the label (Rashid's targets: on=0.99, off=0.01)."""
     labels = np.asarray(labels)
-    if labels.ndim != 1 or labels.dtype.kind not in "iu":
-        raise ValueError(f"one_hot expects a 1-D array of integer class indices, got {labels.dtype} {labels.shape}")
-    classes = int(labels.max()) + 1 if classes is None else int(classes)
+    if labels.ndim != 1 or (labels.dtype.kind not in "iu" and labels.size):
+        raise ShapeError(f"one_hot expects a 1-D array of integer class indices, got {labels.dtype} {labels.shape}")
+    if classes is None and not labels.size:
+        raise ShapeError("one_hot got no labels, so it cannot tell how many classes there are; pass classes=N "
+                         "(the result is then an empty (0, N) array)")
+    classes = int(labels.max()) + 1 if classes is None else integer(classes, "classes", "one_hot", minimum=1)
     if labels.size and (labels.min() < 0 or labels.max() >= classes):
-        raise ValueError(f"one_hot: labels must be in [0, {classes}), got {labels.min()}..{labels.max()}")
+        raise TargetError(f"one_hot: labels must be in [0, {classes}), got {labels.min()}..{labels.max()}")
+    labels = labels.astype(np.int64)
     out = np.full((labels.shape[0], classes), off, dtype=dtype)
     out[np.arange(labels.shape[0]), labels] = on
     return out
