@@ -10,6 +10,7 @@ moves, and a computation that meets arrays of two backends raises
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 import platform
 from contextvars import ContextVar
@@ -286,12 +287,12 @@ def check_representable(values: Any, dtype: Any, what: str) -> None:
     NonFiniteError
         Naming ``what``, the largest such value and the dtype's largest finite value.
     """
-    host = to_host(values)
-    target = _host_dtype(dtype)
-    if host.dtype.kind != "f" or target.kind != "f" or target.itemsize >= host.dtype.itemsize or not host.size:
+    own, target = _host_dtype(values.dtype), _host_dtype(dtype)
+    if own.kind != "f" or target.kind != "f" or target.itemsize >= own.itemsize or not math.prod(values.shape):
         return
+    xp = namespace_of(values)
     limit = float(np.finfo(target).max)
-    big = float(np.max(np.abs(host), where=np.isfinite(host), initial=0.0))
+    big = float(xp.max(xp.where(xp.isfinite(values), xp.abs(values), 0.0)))
     if big > limit:
         raise NonFiniteError(f"{what} hold finite values up to {big:.3g}, beyond {target.name}'s largest "
                              f"({limit:.3g}): in {target.name} they would be infinite; rescale them or use "

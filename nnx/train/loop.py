@@ -68,6 +68,7 @@ def _to_model(values: Any, name: str, dtype: str) -> Any:
     if on == name:
         xp = _backend.namespace_of(values)
         if xp.isdtype(values.dtype, "real floating") and _backend.dtype_name(values) != dtype:
+            _backend.check_representable(values, dtype, "the data")
             return xp.astype(values, getattr(xp, dtype))
         return values
     host = _backend.to_host(values)
