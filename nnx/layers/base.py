@@ -151,6 +151,7 @@ class Layer(SavesForBackward):
     #: whether this class says which children it has (overrides ``named_children``); set per class
     _names_own_children: ClassVar[bool] = False
     _child_lists: ClassVar[tuple[str, ...]] = ()  # attributes a container's own named_children walks
+    _inherits_children: ClassVar[bool] = False  # a subclass of such a container: other attributes are unseen
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -161,6 +162,7 @@ class Layer(SavesForBackward):
         # Only a class that writes named_children itself is trusted with plain containers of layers; its
         # subclasses are checked again, except in the attributes it names as its children's lists.
         cls._names_own_children = "named_children" in cls.__dict__
+        cls._inherits_children = not cls._names_own_children and cls.named_children is not Layer.named_children
 
     def __init__(self) -> None:
         self.training = True
@@ -168,6 +170,12 @@ class Layer(SavesForBackward):
     def __setattr__(self, name: str, value: Any) -> None:
         if isinstance(value, (list, tuple, dict)) and not self._names_own_children and name not in self._child_lists:
             _refuse_plain_layers(self, name, value)
+        elif self._inherits_children and isinstance(value, Layer) and name not in self._child_lists:
+            raise LayerTreeError(
+                f"{type(self).__name__}.{name} is a layer, but {type(self).__name__} names its children with the "
+                f"named_children it inherits, which walks only {', '.join(self._child_lists) or 'its own list'}; "
+                f"its weights would be neither trained nor saved. Put it among those children, or write "
+                f"{type(self).__name__}.named_children to name it too")
         object.__setattr__(self, name, value)
 
     # the forward/backward contract ------------------------------------------------

@@ -159,8 +159,8 @@ class Recurrent(ParamLayer):
                 dys = None if g is None else g[:, :, d * size:(d + 1) * size]
                 das, dghs, carry = self._direction_backward(dys, tuple(carry), mask, runs[d], w_hh.data, d == 1)
                 starts[layer * self.directions + d] = carry
-                da = xp.reshape(xp.stack(das), (steps * batch, -1))
-                dgh = da if dghs is das else xp.reshape(xp.stack(dghs), (steps * batch, -1))
+                da = xp.reshape(xp.stack(das), (steps * batch, das[0].shape[-1]))  # not -1: batch may be 0
+                dgh = da if dghs is das else xp.reshape(xp.stack(dghs), (steps * batch, dghs[0].shape[-1]))
                 h_prev = xp.reshape(xp.stack([r[0] for r in runs[d]]), (steps * batch, size))
                 w_ih.accumulate(da.T @ flat)
                 w_hh.accumulate(dgh.T @ h_prev)
