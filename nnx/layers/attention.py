@@ -187,7 +187,9 @@ class MultiHeadAttention(ParamLayer):
         if embed_dim % num_heads:
             raise ValueError(f"MultiHeadAttention embed_dim ({embed_dim}) must be divisible by num_heads "
                              f"({num_heads})")
-        dropout = number(dropout, "dropout", "MultiHeadAttention", 0.0, 1.0 - 2**-53)
+        dropout = number(dropout, "dropout", "MultiHeadAttention", 0.0)
+        if not dropout < 1.0:
+            raise ValueError(f"MultiHeadAttention dropout must be in [0, 1), got {dropout}")
         self.embed_dim, self.num_heads, self.kdim, self.vdim = embed_dim, num_heads, kdim, vdim
         self.dropout, self.causal, self.dtype = dropout, causal, dtype
         self.head_dim = embed_dim // num_heads
