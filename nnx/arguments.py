@@ -137,6 +137,6 @@ def number(value: Any, name: str, owner: str, minimum: float | None = None, maxi
     bounds += [f"<= {maximum:g}"] if maximum is not None else []
     if (x is None or not math.isfinite(x) or (above is not None and not x > above)
             or (minimum is not None and x < minimum) or (maximum is not None and x > maximum)):
-        wanted = " and ".join(["a finite number", *bounds])
+        wanted = " ".join(["a finite number", " and ".join(bounds)]).rstrip()
         raise ArgumentError(f"{owner} {name} must be {wanted}, got {_shown(value)}; pass a number in that range")
     return x
