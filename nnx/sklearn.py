@@ -30,10 +30,9 @@ except ImportError as exc:  # pragma: no cover - depends on the environment
     raise ImportError(f"nnx.sklearn needs scikit-learn >= 1.6: pip install 'nnx-array[sklearn]' ({exc})") from None
 
 import nnx
+from nnx.layers.activations import ACTIVATIONS
 from nnx.train.options import DEFAULT_STEPS, default_epochs
 
-ACTIVATIONS = {"relu": nnx.ReLU, "tanh": nnx.Tanh, "sigmoid": nnx.Sigmoid, "gelu": nnx.GELU,
-               "leaky_relu": nnx.LeakyReLU}
 OPTIMIZERS = {"adam": nnx.Adam, "adamw": nnx.AdamW, "sgd": nnx.SGD, "rmsprop": nnx.RMSProp}
 
 
@@ -116,8 +115,9 @@ class NNXClassifier(ClassifierMixin, _NNXEstimator):
     ----------
     hidden : tuple of int, default (128,)
         Units of each hidden layer.
-    activation : {"relu", "tanh", "sigmoid", "gelu", "leaky_relu"}, default "relu"
-        The hidden layers' activation.
+    activation : str, default "relu"
+        The hidden layers' activation: a key of ``nnx.layers.activations.ACTIVATIONS``
+        ("relu", "tanh", "sigmoid", "gelu", "leaky_relu", "silu").
     optimizer : {"adam", "adamw", "sgd", "rmsprop"}, default "adam"
         The optimizer (nnx's, with its defaults besides the learning rate).
     lr : float, default 1e-3

@@ -1,6 +1,7 @@
 """Layers: each computes its own forward and backward against the array API."""
 
-from nnx.layers.activations import GELU, LeakyReLU, ReLU, Sigmoid, Softmax, Tanh
+from nnx.layers import activations, norm
+from nnx.layers.activations import *  # noqa: F403 (each activation is one entry there)
 from nnx.layers.base import Layer, Parameter
 from nnx.layers.checks import set_finite_checks
 from nnx.layers.collections import LayerDict, LayerList
@@ -9,7 +10,7 @@ from nnx.layers.conv import Conv1d, Conv2d
 from nnx.layers.dropout import Dropout
 from nnx.layers.embedding import Embedding
 from nnx.layers.linear import Linear
-from nnx.layers.norm import BatchNorm1d, BatchNorm2d, LayerNorm
+from nnx.layers.norm import *  # noqa: F403
 from nnx.layers.pooling import AvgPool2d, GlobalAvgPool2d, MaxPool2d
 from nnx.layers.preprocess import ClassLabels, Destandardize, Standardize
 from nnx.layers.shape import Flatten, Mean, Reshape
@@ -20,9 +21,9 @@ from nnx.layers.attention import (MultiHeadAttention, scaled_dot_product_attenti
 from nnx.layers.transformer import PositionalEmbedding, SinusoidalPositions, TransformerBlock, sinusoidal_positions
 
 __all__ = [
+    *activations.__all__,
+    *norm.__all__,
     "AvgPool2d",
-    "BatchNorm1d",
-    "BatchNorm2d",
     "ClassLabels",
     "Conv1d",
     "Conv2d",
@@ -30,25 +31,18 @@ __all__ = [
     "Dropout",
     "Embedding",
     "Flatten",
-    "GELU",
     "GlobalAvgPool2d",
     "Layer",
     "LayerDict",
     "LayerList",
-    "LayerNorm",
-    "LeakyReLU",
     "Linear",
     "MaxPool2d",
     "Mean",
     "Parameter",
-    "ReLU",
     "Reshape",
     "Residual",
     "Sequential",
-    "Sigmoid",
-    "Softmax",
     "Standardize",
-    "Tanh",
     "set_finite_checks",
     "GRU",
     "GRUCell",
