@@ -220,7 +220,8 @@ def _every_layer(nnx_backend: str | None = None) -> nnx.Sequential:
         nnx.Linear(6, 8, seed=0, dtype="float64", backend=nnx_backend), nnx.BatchNorm1d(8, momentum=0.3, dtype="float64", backend=nnx_backend),
         nnx.LeakyReLU(0.2), nnx.Dropout(0.25, seed=1),
         nnx.Linear(8, 8, seed=2, dtype="float64", backend=nnx_backend), nnx.LayerNorm(8, dtype="float64", backend=nnx_backend),
-        nnx.GELU(), nnx.Sequential(nnx.Linear(8, 5, seed=3, dtype="float64", backend=nnx_backend), nnx.Tanh(), nnx.ReLU()),
+        nnx.GELU(), nnx.RMSNorm(8, dtype="float64", backend=nnx_backend), nnx.SiLU(),
+        nnx.Sequential(nnx.Linear(8, 5, seed=3, dtype="float64", backend=nnx_backend), nnx.Tanh(), nnx.ReLU()),
         nnx.Linear(5, 3, bias=False, seed=4, dtype="float64", backend=nnx_backend), nnx.Sigmoid(), nnx.Softmax(),
     )
 
