@@ -33,7 +33,9 @@ import nnx
 from nnx.layers.activations import ACTIVATIONS
 from nnx.train.options import DEFAULT_STEPS, default_epochs
 
-OPTIMIZERS = {"adam": nnx.Adam, "adamw": nnx.AdamW, "sgd": nnx.SGD, "rmsprop": nnx.RMSProp}
+#: the optimizers by their lower-case class name: every one nnx.optim exports
+OPTIMIZERS = {name.lower(): cls for name, cls in ((n, getattr(nnx.optim, n)) for n in nnx.optim.__all__)
+              if isinstance(cls, type) and issubclass(cls, nnx.optim.Optimizer) and cls is not nnx.optim.Optimizer}
 
 
 class _NNXEstimator(BaseEstimator):

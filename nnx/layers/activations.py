@@ -92,17 +92,17 @@ class _TanhApproximated(Elementwise):
         self.approximate = approximate
 
 
-Sigmoid = activation("Sigmoid", ops.sigmoid, ops.sigmoid_backward, "output",
-                     "``1/(1+exp(-x))``, stable for large ``|x|``.")
-Tanh = activation("Tanh", ops.tanh, ops.tanh_backward, "output", "The hyperbolic tangent.")
 ReLU = activation("ReLU", ops.relu, ops.relu_backward, "output",
                   "``max(x, 0)``; it keeps its output (``y > 0`` exactly where ``x > 0``), which the next "
                   "layer keeps anyway.")
-LeakyReLU = activation("LeakyReLU", ops.leaky_relu, ops.leaky_relu_backward, "input",
-                       "``x`` where ``x > 0``, else ``negative_slope * x``.", _Sloped, "leaky_relu")
+Tanh = activation("Tanh", ops.tanh, ops.tanh_backward, "output", "The hyperbolic tangent.")
+Sigmoid = activation("Sigmoid", ops.sigmoid, ops.sigmoid_backward, "output",
+                     "``1/(1+exp(-x))``, stable for large ``|x|``.")
 GELU = activation("GELU", ops.gelu, ops.gelu_backward, "input",
                   "Gaussian error linear unit, tanh form (within 1e-3 of the exact GELU on every backend).",
                   _TanhApproximated)
+LeakyReLU = activation("LeakyReLU", ops.leaky_relu, ops.leaky_relu_backward, "input",
+                       "``x`` where ``x > 0``, else ``negative_slope * x``.", _Sloped, "leaky_relu")
 SiLU = activation("SiLU", ops.silu, ops.silu_backward, "input", "``x * sigmoid(x)`` (also called swish).")
 
 

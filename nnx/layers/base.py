@@ -560,6 +560,7 @@ class Layer(SavesForBackward):
         params = inspect.signature(type(self)).parameters
         shown = []
         for key, value in self.config().items():
+            value = getattr(self, key) if key in self.arguments else value
             p = params.get(key)
             if p is None or p.default is p.empty:
                 required = p is not None and p.kind is p.POSITIONAL_OR_KEYWORD
@@ -647,3 +648,6 @@ def quote_names(names: Any) -> str:
     names = sorted(names)
     shown = ", ".join(repr(n) for n in names[:5])
     return shown + (f" and {len(names) - 5} more" if len(names) > 5 else "")
+
+
+__all__ = ["Layer", "Parameter"]

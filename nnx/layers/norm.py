@@ -25,7 +25,15 @@ class _Norm(Layer):
     #: the per-feature parameters ``affine=True`` adds (the first is ``weight``, starting at 1)
     affine_names: tuple[str, ...] = ("weight", "bias")
 
-    def __init__(self, num_features: int, eps: float, affine: bool, dtype: str, backend: str | None) -> None:
+    def __init__(
+        self,
+        num_features: int,
+        eps: float = 1e-5,
+        affine: bool = True,
+        *,
+        dtype: str = "float32",
+        backend: str | None = None,
+    ) -> None:
         super().__init__()
         owner = type(self).__name__
         (num_features,) = check_arguments(owner, dtype, num_features=num_features)
@@ -94,17 +102,6 @@ class LayerNorm(_Norm):
     the same computation in training and evaluation mode.
     """
 
-    def __init__(
-        self,
-        num_features: int,
-        eps: float = 1e-5,
-        affine: bool = True,
-        *,
-        dtype: str = "float32",
-        backend: str | None = None,
-    ) -> None:
-        super().__init__(num_features, eps, affine, dtype, backend)
-
     def forward(self, x: Any) -> Any:
         xp = self._check_input(x)
         xc = x - xp.mean(x, axis=-1, keepdims=True)
@@ -133,17 +130,6 @@ class RMSNorm(_Norm):
     """
 
     affine_names = ("weight",)
-
-    def __init__(
-        self,
-        num_features: int,
-        eps: float = 1e-6,
-        affine: bool = True,
-        *,
-        dtype: str = "float32",
-        backend: str | None = None,
-    ) -> None:
-        super().__init__(num_features, eps, affine, dtype, backend)
 
     def forward(self, x: Any) -> Any:
         xp = self._check_input(x)
@@ -187,7 +173,7 @@ class BatchNorm1d(_Norm):
         dtype: str = "float32",
         backend: str | None = None,
     ) -> None:
-        super().__init__(num_features, eps, affine, dtype, backend)
+        super().__init__(num_features, eps, affine, dtype=dtype, backend=backend)
         if not 0.0 <= momentum <= 1.0:
             raise ValueError(f"{type(self).__name__} momentum must be in [0, 1], got {momentum}")
         self.momentum = float(momentum)
