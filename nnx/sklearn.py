@@ -18,6 +18,7 @@ The fitted network is ``model_`` (an :class:`nnx.Sequential`; save it with
 
 from __future__ import annotations
 
+import itertools
 from typing import Any
 
 import numpy as np
@@ -30,6 +31,7 @@ except ImportError as exc:  # pragma: no cover - depends on the environment
     raise ImportError(f"nnx.sklearn needs scikit-learn >= 1.6: pip install 'nnx-array[sklearn]' ({exc})") from None
 
 import nnx
+from nnx import recipes
 from nnx.layers.activations import ACTIVATIONS
 from nnx.train.options import DEFAULT_STEPS, default_epochs
 
@@ -90,11 +92,8 @@ class _NNXEstimator(BaseEstimator):
         nnx.backend.get(name)  # an unknown or unavailable backend fails here, with the reason
         f = {"dtype": self.dtype, "backend": name}
         rng = nnx.random.make_rng(int(self.seed))
-        layers: list[Any] = [nnx.preprocessing.Standardize(x.shape[1], **f).fit(x)]
-        for a, b in zip([x.shape[1], *hidden], hidden):
-            layers += [nnx.Linear(a, b, seed=rng, **f), ACTIVATIONS[self.activation]()]
-        layers.append(nnx.Linear(([x.shape[1]] + hidden)[-1], outputs, seed=rng, **f))
-        network = nnx.Sequential(*layers)
+        body, _ = recipes.mlp([x.shape[1], *hidden, outputs], itertools.repeat(rng), activation=self.activation, **f)
+        network = nnx.Sequential(nnx.preprocessing.Standardize(x.shape[1], **f).fit(x), *body)
         batch_size = min(int(self.batch_size), len(x))
         epochs = self.epochs if self.epochs is not None else default_epochs(len(x), batch_size,
                                                                             DEFAULT_STEPS[self._task])
