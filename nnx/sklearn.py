@@ -118,9 +118,10 @@ class NNXClassifier(ClassifierMixin, _NNXEstimator):
         Units of each hidden layer.
     activation : str, default "relu"
         The hidden layers' activation: a key of ``nnx.layers.activations.ACTIVATIONS``
-        ("relu", "tanh", "sigmoid", "gelu", "leaky_relu", "silu").
-    optimizer : {"adam", "adamw", "sgd", "rmsprop"}, default "adam"
-        The optimizer (nnx's, with its defaults besides the learning rate).
+        ("relu", "tanh", "gelu", ...).
+    optimizer : str, default "adam"
+        The optimizer: the lower-case name of one of ``nnx.optim``'s ("adam", "sgd", ...), with its
+        defaults besides the learning rate.
     lr : float, default 1e-3
         Learning rate.
     epochs : int or None, default None
