@@ -41,19 +41,20 @@ from typing import Any, Iterator, Mapping
 
 from nnx import backend as _backend
 from nnx.errors import ConfigError, DTypeError
-from nnx.layers import BatchNorm1d, BatchNorm2d, Destandardize, Layer, LayerNorm, Standardize
+from nnx.layers import BatchNorm1d, BatchNorm2d, Destandardize, Layer, LayerNorm, RMSNorm, Standardize
 from nnx.optim import Optimizer
 from nnx.scaler import LossScaler
 
 #: layer types that run in float32 under a policy (inputs and gradients cast around them)
-FLOAT32_LAYERS: tuple[type, ...] = (LayerNorm, BatchNorm1d, BatchNorm2d, Standardize, Destandardize)
+FLOAT32_LAYERS: tuple[type, ...] = (LayerNorm, RMSNorm, BatchNorm1d, BatchNorm2d, Standardize, Destandardize)
 
 #: what a policy keeps in float32, and why
 FLOAT32_WORK: dict[str, str] = {
     "losses": "the output is cast to float32 before the loss: log-sum-exp and the batch mean need the range",
     "softmax": "exp overflows float16 above 11 and the normalising sum loses digits (nnx.ops.softmax widens)",
-    "LayerNorm, BatchNorm1d, BatchNorm2d": "a variance is a mean of squares: it overflows float16 and cancels; "
-                                           "running statistics take updates too small for a 16-bit mantissa",
+    "LayerNorm, RMSNorm, BatchNorm1d, BatchNorm2d": ("a variance is a mean of squares: it overflows float16 and "
+                                                     "cancels; running statistics take updates too small for a "
+                                                     "16-bit mantissa"),
     "Standardize, Destandardize": "raw data and targets may exceed float16's range (65504)",
     "optimizer": "master weights, their gradients and the optimizer's state are float32: small updates to "
                  "large weights round away in 16 bits",
