@@ -129,7 +129,7 @@ class Precision:
         try:
             for _, layer in model.named_modules():
                 if isinstance(layer, FLOAT32_LAYERS):
-                    wrapped.append((layer, _run_in_float32(layer)))
+                    wrapped.append((layer, _run_in_float32(layer, self.low_dtype)))
                     continue
                 for _, p in layer._own_parameters():
                     if id(p) not in seen:  # a parameter two layers share: once
@@ -151,6 +151,17 @@ class Precision:
         """A float input in the compute dtype (integer inputs, such as token ids, unchanged)."""
         xp = _backend.namespace_of(x)
         return xp.astype(x, self.low_dtype(x)) if xp.isdtype(x.dtype, ("real floating",)) else x
+
+    def cast_input(self, model: Layer, x: Any) -> Any:
+        """The model's input as its first layer takes it inside :meth:`compute`: unchanged when that
+        layer runs in float32 (a ``Standardize`` first: raw data may exceed float16's range, and its
+        statistics want float32's digits), else :meth:`cast`."""
+        for _, layer in model.named_modules():  # the tree in order: the first leaf sees the input
+            if isinstance(layer, FLOAT32_LAYERS):
+                return x
+            if next(iter(layer.named_children()), None) is None:
+                break
+        return self.cast(x)
 
     def scale_gradient(self, grad: Any) -> Any:
         """The loss's float32 gradient, times the loss scale (float16), in the compute dtype:
@@ -205,22 +216,24 @@ def policy(precision: "Precision | str | None") -> Precision | None:
                       f"got {type(precision).__name__}")
 
 
-def _run_in_float32(layer: Layer) -> dict[str, Any]:
-    """Make ``layer``'s forward and backward take and give the compute dtype while working in float32
-    (through its instance dict, as :meth:`Layer.observe` does); returns what was there before."""
+def _run_in_float32(layer: Layer, low_dtype: Any) -> dict[str, Any]:
+    """Make ``layer`` work in float32 and give its output in the compute dtype (``low_dtype(array)``),
+    its input's gradient in the input's dtype (through its instance dict, as :meth:`Layer.observe`
+    does); returns what was there before."""
     before = {m: layer.__dict__[m] for m in ("forward", "backward") if m in layer.__dict__}
     forward, backward = layer.forward, layer.backward
-    low: list[Any] = []
+    given: list[Any] = []
 
     def forward32(x: Any, *args: Any, **kwargs: Any) -> Any:
         xp = _backend.namespace_of(x)
-        low[:] = [x.dtype]
-        return xp.astype(forward(xp.astype(x, xp.float32), *args, **kwargs), x.dtype)
+        given[:] = [x.dtype]
+        y = forward(xp.astype(x, xp.float32, copy=False), *args, **kwargs)
+        return xp.astype(y, low_dtype(y))
 
     def backward32(grad: Any, *, input_grad: bool = True) -> Any:
         xp = _backend.namespace_of(grad)
         dx = backward(xp.astype(grad, xp.float32), input_grad=input_grad)
-        return None if dx is None else xp.astype(dx, low[0] if low else grad.dtype)
+        return None if dx is None else xp.astype(dx, given[0] if given else grad.dtype, copy=False)
 
     layer.__dict__["forward"], layer.__dict__["backward"] = forward32, backward32
     return before

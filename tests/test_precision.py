@@ -265,3 +265,19 @@ def test_a_parameter_two_layers_share_gets_its_float32_master_back() -> None:
     opt = nnx.SGD(model.parameters(), lr=0.1)
     nnx.train_step(model, nnx.SoftmaxCrossEntropy(), opt, x, y, precision="float16")
     assert first.weight.data is tied.weight.data and first.weight.data.dtype == np.float32
+
+
+def test_a_standardize_first_takes_raw_data_beyond_float16s_range_in_float32() -> None:
+    _use("numpy")
+    x, y = _data("numpy")
+    raw = x * 1e5 + 3e5  # far beyond float16's largest number, 65504
+    scale = nnx.preprocessing.Standardize(6).fit(nnx.to_host(raw))
+    model = nnx.Sequential(scale, nnx.Linear(6, 16, seed=0), nnx.Tanh(), nnx.Linear(16, 3, seed=1))
+    opt = nnx.Adam(model.parameters(), lr=1e-2)
+    policy = nnx.Precision("float16")
+    assert policy.cast_input(model, raw) is raw and policy.cast_input(model[1], x).dtype == np.float16
+    first, _ = nnx.train_step(model, nnx.SoftmaxCrossEntropy(), opt, raw, y, precision=policy)
+    for _ in range(20):
+        last, _ = nnx.train_step(model, nnx.SoftmaxCrossEntropy(), opt, raw, y, precision=policy)
+    assert np.isfinite(float(first)) and float(last) < float(first)
+    assert policy.scaler.scale == 2.0**16  # no overflow: nothing was skipped

@@ -37,7 +37,7 @@ def train_step(model: Layer, loss: Loss, optimizer: Optimizer, x: Any, y: Any,
         model.backward(loss.backward(), input_grad=False)  # the input's gradient is not needed here
     else:
         with mixed.compute(model), overflow_expected():
-            low = model.forward(mixed.cast(x))
+            low = model.forward(mixed.cast_input(model, x))
             output = namespace_of(low).astype(low, namespace_of(low).float32)
             value = loss.forward(output, y)
             model.backward(mixed.scale_gradient(loss.backward()), input_grad=False)
