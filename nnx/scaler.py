@@ -10,8 +10,9 @@ row it doubles. The defaults are PyTorch's GradScaler's.
 Every decision is an array operation: whether the step was finite, the skipped
 update (the parameters and the optimizer's state are selected, old or new, with
 ``where``), the new scale. Nothing is read on the host during a step, so a GPU
-never waits for it. One consequence: the optimizer's step counters (host
-integers, used by Adam's bias correction) count a skipped step too.
+never waits for it. The costs: each step copies the parameters and the
+optimizer's state (what a skipped step puts back), and the optimizer's step
+counters (host integers, used by Adam's bias correction) count a skipped step too.
 """
 
 from __future__ import annotations
