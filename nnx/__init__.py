@@ -57,10 +57,13 @@ from nnx.layers import (
     MultiHeadAttention,
     PositionalEmbedding,
     SinusoidalPositions,
+    KVCache,
     TransformerBlock,
+    TransformerDecoderBlock,
     scaled_dot_product_attention,
     sinusoidal_positions,
 )
+from nnx.generation import generate
 from nnx.losses import MSE, BinaryCrossEntropyWithLogits, SoftmaxCrossEntropy, SumSquaredError
 from nnx.optim import SGD, Adam, AdamW, RMSProp, clip_grad_norm
 from nnx.plot import plot_history
@@ -131,6 +134,9 @@ __all__ = [
     "PositionalEmbedding",
     "SinusoidalPositions",
     "TransformerBlock",
+    "TransformerDecoderBlock",
+    "KVCache",
+    "generate",
     "scaled_dot_product_attention",
     "sinusoidal_positions",
     # losses and optimizers

@@ -18,6 +18,8 @@ from nnx.layers.recurrent_cells import GRUCell, LSTMCell
 from nnx.layers.attention import (MultiHeadAttention, scaled_dot_product_attention,
                                   scaled_dot_product_attention_backward)
 from nnx.layers.transformer import PositionalEmbedding, SinusoidalPositions, TransformerBlock, sinusoidal_positions
+from nnx.layers.decoder import TransformerDecoderBlock
+from nnx.layers.cache import KVCache
 
 __all__ = [
     "AvgPool2d",
@@ -59,6 +61,8 @@ __all__ = [
     "PositionalEmbedding",
     "SinusoidalPositions",
     "TransformerBlock",
+    "TransformerDecoderBlock",
+    "KVCache",
     "scaled_dot_product_attention",
     "scaled_dot_product_attention_backward",
     "sinusoidal_positions",
