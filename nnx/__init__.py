@@ -60,6 +60,7 @@ from nnx.layers import (
     KVCache,
     TransformerBlock,
     TransformerDecoderBlock,
+    TransformerSeq2Seq,
     scaled_dot_product_attention,
     sinusoidal_positions,
 )
@@ -136,6 +137,7 @@ __all__ = [
     "TransformerBlock",
     "TransformerDecoderBlock",
     "KVCache",
+    "TransformerSeq2Seq",
     "generate",
     "scaled_dot_product_attention",
     "sinusoidal_positions",

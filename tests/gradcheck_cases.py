@@ -284,6 +284,9 @@ LAYERS.update({
     "TransformerDecoderBlock (memory padding)": LayerCase(lambda: att.Decoder(
         nnx.TransformerDecoderBlock(4, 2, hidden_dim=6, seed=47, dtype="float64"), 3, att.padding_mask(2, 4)),
         (2, 4, 8), covers=(nnx.TransformerDecoderBlock,)),
+    "TransformerSeq2Seq (source then decoder input)": LayerCase(_f64(
+        nnx.TransformerSeq2Seq, 5, 6, 3, 4, embed_dim=4, num_heads=2, hidden_dim=6, num_layers=2, seed=48),
+        (2, 7), indices=(0, 5)),
     "PositionalEmbedding": LayerCase(_f64(nnx.PositionalEmbedding, 5, 3, seed=33), (2, 4, 3)),
     "SinusoidalPositions": LayerCase(lambda: nnx.SinusoidalPositions(5), (2, 3, 5)),
     "Sequential (tiny GPT)": LayerCase(lambda: nnx.Sequential(

@@ -20,6 +20,7 @@ from nnx.layers.attention import (MultiHeadAttention, scaled_dot_product_attenti
 from nnx.layers.transformer import PositionalEmbedding, SinusoidalPositions, TransformerBlock, sinusoidal_positions
 from nnx.layers.decoder import TransformerDecoderBlock
 from nnx.layers.cache import KVCache
+from nnx.layers.seq2seq import TransformerSeq2Seq
 
 __all__ = [
     "AvgPool2d",
@@ -63,6 +64,7 @@ __all__ = [
     "TransformerBlock",
     "TransformerDecoderBlock",
     "KVCache",
+    "TransformerSeq2Seq",
     "scaled_dot_product_attention",
     "scaled_dot_product_attention_backward",
     "sinusoidal_positions",
