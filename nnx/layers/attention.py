@@ -28,7 +28,7 @@ def _blocked(q: Any, k: Any, xp: Any, causal: bool, key_padding_mask: Any, attn_
     sq, sk = q.shape[-2], k.shape[-2]
     device = _backend.device_of(q)
     blocked = None
-    if causal:  # query i sees keys 0..i + offset (offset 0: aligned at the first position, as PyTorch's is_causal)
+    if causal and sk - 1 > offset:  # query i sees keys 0..i + offset (0: aligned at the first, as PyTorch's is_causal)
         blocked = xp.arange(sk, device=device)[None, :] > xp.arange(offset, sq + offset, device=device)[:, None]
     if key_padding_mask is not None:
         _backend.check_backend(key_padding_mask, _backend.backend_of(q), f"{where} key_padding_mask")
