@@ -65,14 +65,15 @@ def next_char_loss(model: nnx.Layer, loss: nnx.SoftmaxCrossEntropy, x: object, y
     return loss.forward(xp.reshape(logits, (-1, logits.shape[-1])), y), tuple(logits.shape)
 
 
-def train(steps: int, context: int, seed: int, batch: int = 16, lr: float = 3e-3,
-          log_every: int = 0) -> tuple[nnx.Sequential, float, float]:
-    """The model after ``steps`` steps, its last training losses' mean and the held-out loss."""
+def train(steps: int, context: int, seed: int, batch: int = 16, lr: float = 3e-3, log_every: int = 0,
+          **shape: int) -> tuple[nnx.Sequential, float, float]:
+    """The model after ``steps`` steps, its last training losses' mean and the held-out loss;
+    ``shape``: ``width``, ``heads``, ``blocks`` of :func:`make_model`."""
     ids = encode(stdlib_text())
     cut = len(ids) * 9 // 10
     train_ids, held = ids[:cut], ids[cut:]
     rng = np.random.default_rng(seed)
-    model = make_model(context, seed)
+    model = make_model(context, seed, **shape)
     adam = nnx.Adam(model.parameters(), lr=lr)
     schedule = nnx.schedules.CosineWithWarmup(adam, warmup_steps=max(1, steps // 20), total_steps=steps)
     loss, losses = nnx.SoftmaxCrossEntropy(), []

@@ -56,24 +56,26 @@ class TokenCrossEntropy(nnx.losses.Loss):
         return nnx.backend.namespace_of(g).reshape(g, shape)
 
 
-def make_model(seed: int, dtype: str = "float32") -> nnx.TransformerSeq2Seq:
-    return nnx.TransformerSeq2Seq(11, 12, LENGTH, LENGTH, embed_dim=64, num_heads=4, num_layers=2, seed=seed,
-                                  dtype=dtype)
+def make_model(seed: int, embed_dim: int = 64, num_heads: int = 4, num_layers: int = 2,
+               dtype: str = "float32") -> nnx.TransformerSeq2Seq:
+    return nnx.TransformerSeq2Seq(11, 12, LENGTH, LENGTH, embed_dim=embed_dim, num_heads=num_heads,
+                                  num_layers=num_layers, seed=seed, dtype=dtype)
 
 
 def train(epochs: int, n_train: int, seed: int, held_out: int = 1000, batch: int = 64,
-          progress: object = "lines") -> tuple[nnx.TransformerSeq2Seq, set[bytes]]:
-    """The model after ``epochs`` of ``nnx.fit`` on ``n_train`` sequences none of which is held out."""
+          progress: object = "lines", **shape: int) -> tuple[nnx.TransformerSeq2Seq, nnx.History]:
+    """The model after ``epochs`` of ``nnx.fit`` on ``n_train`` sequences none of which is held out, and
+    fit's history; ``shape``: ``embed_dim``, ``num_heads``, ``num_layers`` of :func:`make_model`."""
     held, _ = reversal_data(held_out, np.random.default_rng(seed + 1))
     kept = {row.tobytes() for row in held["x"]}
     inputs, target = reversal_data(n_train, np.random.default_rng(seed), kept)
-    model = make_model(seed)
+    model = make_model(seed, **shape)
     adam = nnx.Adam(model.parameters(), lr=2e-3)
     steps = epochs * -(-n_train // batch)
     schedule = nnx.schedules.CosineWithWarmup(adam, warmup_steps=max(1, steps // 20), total_steps=steps)
-    nnx.fit(model, TokenCrossEntropy(), adam, (inputs, target), epochs, batch_size=batch, seed=seed, metrics={},
-            callbacks=[nnx.LRScheduler(schedule, per="step")], progress=progress)
-    return model, kept
+    history = nnx.fit(model, TokenCrossEntropy(), adam, (inputs, target), epochs, batch_size=batch, seed=seed,
+                      metrics={}, callbacks=[nnx.LRScheduler(schedule, per="step")], progress=progress)
+    return model, history
 
 
 def exact_match(model: nnx.TransformerSeq2Seq, seed: int, n: int = 1000) -> float:
