@@ -8,7 +8,7 @@ from typing import Any
 from nnx import backend as _backend
 from nnx import random as _random
 from nnx.arguments import integer
-from nnx.errors import ArgumentError, DTypeError, ShapeError
+from nnx.errors import ArgumentError, ConfigError, DTypeError, ShapeError
 from nnx.layers.cache import KVCache
 
 
@@ -62,6 +62,9 @@ def generate(model: Any, prompt: Any, max_new_tokens: int, *, temperature: float
                          f"{_backend.dtype_name(host)} and shape {tuple(host.shape)}")
     flat = host.ndim == 1
     tokens = host.reshape(1, -1) if flat else host
+    if cache is not False and not getattr(model, "takes_cache", False):
+        raise ConfigError(f"generate got a model that takes no cache ({type(model).__name__}.forward has no cache "
+                          f"argument); pass cache=False to run the whole sequence for every token")
     if cache is True:
         cache = KVCache(tokens.shape[1] + max(new, 1))
     if cache is not False and cache.length + tokens.shape[1] + new > cache.max_len:

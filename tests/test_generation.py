@@ -78,6 +78,8 @@ def test_bad_caches_and_prompts_are_refused_naming_the_argument() -> None:
     rnn = nnx.Sequential(nnx.Embedding(11, 8, seed=0, **F64), nnx.LSTM(8, 8, seed=1, **F64))
     with pytest.raises(ConfigError, match="position by position"):
         rnn.forward(ids, cache=nnx.KVCache(4))
+    with pytest.raises(ConfigError, match="cache=False"):
+        nnx.generate(nnx.Linear(2, 3), np.zeros((1, 2), dtype=np.int64), 1)
     for bad in ({"temperature": -1.0}, {"top_k": 0}, {"top_p": 0.0}, {"top_p": 1.5}):
         with pytest.raises(ArgumentError):
             nnx.generate(model, np.zeros((1, 2), dtype=np.int64), 2, **bad)
