@@ -1,6 +1,6 @@
 """A character-level GPT trained on the Python standard library's own source, sampled with a KVCache.
 
-    python examples/char_gpt.py [--steps 500] [--context 128] [--seed 0] [--backend numpy|array_api_strict|cupy]
+    python examples/char_gpt.py [--steps 800] [--context 128] [--seed 0] [--backend numpy|array_api_strict|cupy]
 
 The text is the source of a few standard-library modules (every Python installation
 has it; nothing is downloaded), read as characters (anything outside printable ASCII
@@ -65,7 +65,7 @@ def next_char_loss(model: nnx.Layer, loss: nnx.SoftmaxCrossEntropy, x: object, y
     return loss.forward(xp.reshape(logits, (-1, logits.shape[-1])), y), tuple(logits.shape)
 
 
-def train(steps: int, context: int, seed: int, batch: int = 16, lr: float = 3e-3, log_every: int = 0,
+def train(steps: int, context: int, seed: int, batch: int = 16, lr: float = 1e-2, log_every: int = 0,
           **shape: int) -> tuple[nnx.Sequential, float, float]:
     """The model after ``steps`` steps, its last training losses' mean and the held-out loss;
     ``shape``: ``width``, ``heads``, ``blocks`` of :func:`make_model`."""
@@ -104,7 +104,7 @@ def timed_generate(model: nnx.Layer, prompt: np.ndarray, new: int, cache: bool, 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--backend", default=None, help="numpy, array_api_strict or cupy")
-    parser.add_argument("--steps", type=int, default=500)
+    parser.add_argument("--steps", type=int, default=800)
     parser.add_argument("--context", type=int, default=128)
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
