@@ -86,3 +86,6 @@ def generate(model: Any, prompt: Any, max_new_tokens: int, *, temperature: float
             step = xp.concat(out, axis=1) if cache is False else out[-1]
     result = xp.concat(out, axis=1)
     return _backend.to_device(result.reshape(-1) if flat else result, name, "int64")
+
+
+__all__ = ["generate"]

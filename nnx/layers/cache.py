@@ -21,17 +21,16 @@ from nnx.layers import activations
 from nnx.layers.dropout import Dropout
 from nnx.layers.embedding import Embedding
 from nnx.layers.linear import Linear
-from nnx.layers.norm import LayerNorm
+from nnx.layers.norm import LayerNorm, RMSNorm
 
 # layers whose output at a position depends on that position's input alone: a cached forward
 # may run them on the new positions only
-_POSITIONWISE = (Linear, Embedding, LayerNorm, Dropout, activations.Sigmoid, activations.Tanh, activations.ReLU,
-                 activations.LeakyReLU, activations.GELU)
+_POSITIONWISE = (Linear, Embedding, LayerNorm, RMSNorm, Dropout, activations.Elementwise)
 
 
 def check_positionwise(layer: Any, where: str) -> None:
     """Refuse ``layer`` in a cached forward unless it works position by position (or takes the cache)."""
-    if not isinstance(layer, _POSITIONWISE):
+    if not isinstance(layer, _POSITIONWISE) or isinstance(layer, activations.Softmax) and layer.axis not in (-1, 2):
         raise ConfigError(f"{where}: {layer!r} neither takes a cache nor works position by position, so a cached "
                           f"forward would be wrong; decode without the cache (run the whole sequence)")
 
@@ -135,3 +134,6 @@ class KVCache:
     def keep_memory(self, layer: Any, key: Any, value: Any, projected: tuple[Any, Any]) -> None:
         """Store ``layer``'s projected keys and values of ``key``/``value``."""
         self._slot(layer).memory = (key, value, projected)
+
+
+__all__ = ["KVCache"]

@@ -32,6 +32,7 @@ class TransformerDecoderBlock(Layer):
     _children = ("norm1", "self_attn", "drop1", "norm2", "cross_attn", "drop2", "norm3", "fc1", "act", "fc2",
                  "drop3")
     takes_cache = True
+    arguments = ("embed_dim", "num_heads", "hidden_dim", "dropout", "eps", "dtype")
 
     def __init__(self, embed_dim: int, num_heads: int, hidden_dim: int | None = None, dropout: float = 0.0,
                  eps: float = 1e-5, *, seed: Any = None, dtype: str = "float32", backend: str | None = None) -> None:
@@ -81,10 +82,6 @@ class TransformerDecoderBlock(Layer):
         grad = grad + self.norm2.backward(dq)
         return grad + self.norm1.backward(self.self_attn.backward(self.drop1.backward(grad))), dk + dv
 
-    def config(self) -> dict[str, Any]:
-        return {"embed_dim": self.embed_dim, "num_heads": self.num_heads, "hidden_dim": self.hidden_dim,
-                "dropout": self.dropout, "eps": self.eps, "dtype": self.dtype}
-
     @classmethod
     def from_config(cls, config: Mapping[str, Any], children: Mapping[str, Layer]) -> "TransformerDecoderBlock":
         if set(children) != set(cls._children):
@@ -101,6 +98,5 @@ class TransformerDecoderBlock(Layer):
         """``None``: it takes two inputs (targets and memory), so it runs inside a model that makes both."""
         return None
 
-    def __repr__(self) -> str:
-        return (f"TransformerDecoderBlock({self.embed_dim}, {self.num_heads}, hidden_dim={self.hidden_dim}, "
-                f"dropout={self.dropout})")
+
+__all__ = ["TransformerDecoderBlock"]

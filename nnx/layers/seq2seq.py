@@ -38,6 +38,8 @@ class TransformerSeq2Seq(Layer):
     _children = ("src_embed", "src_pos", "encoder", "enc_norm", "tgt_embed", "tgt_pos", "decoder", "dec_norm",
                  "head")
     takes_indices = True
+    arguments = ("source_vocab", "target_vocab", "source_len", "target_len", "embed_dim", "num_heads", "hidden_dim",
+                 "num_layers", "dropout", "dtype")
 
     def __init__(self, source_vocab: int, target_vocab: int, source_len: int, target_len: int, embed_dim: int = 64,
                  num_heads: int = 4, hidden_dim: int | None = None, num_layers: int = 2, dropout: float = 0.0, *,
@@ -116,12 +118,6 @@ class TransformerSeq2Seq(Layer):
                 out.append(token)
         return xp.concat(out, axis=1)
 
-    def config(self) -> dict[str, Any]:
-        return {"source_vocab": self.source_vocab, "target_vocab": self.target_vocab, "source_len": self.source_len,
-                "target_len": self.target_len, "embed_dim": self.embed_dim, "num_heads": self.num_heads,
-                "hidden_dim": self.hidden_dim, "num_layers": self.num_layers, "dropout": self.dropout,
-                "dtype": self.dtype}
-
     @classmethod
     def from_config(cls, config: Mapping[str, Any], children: Mapping[str, Layer]) -> "TransformerSeq2Seq":
         if set(children) != set(cls._children):
@@ -139,6 +135,5 @@ class TransformerSeq2Seq(Layer):
         target_len)``."""
         return rng.integers(0, min(self.source_vocab, self.target_vocab), (batch, self.source_len + self.target_len))
 
-    def __repr__(self) -> str:
-        return (f"TransformerSeq2Seq({self.source_vocab}, {self.target_vocab}, {self.source_len}, {self.target_len}, "
-                f"embed_dim={self.embed_dim}, num_heads={self.num_heads}, num_layers={self.num_layers})")
+
+__all__ = ["TransformerSeq2Seq"]

@@ -68,3 +68,6 @@ def forward(model: Any, x: Any) -> Any:
         return model.forward(x)
     rest = {k: v for k, v in x.items() if k != "x"}
     return model.forward(x["x"], **rest)
+
+
+__all__ = ["arrays", "check_named", "cut", "each", "forward", "is_named", "rows", "take"]
