@@ -43,7 +43,7 @@ def generate(model: Any, prompt: Any, max_new_tokens: int, *, temperature: float
         The host generator of the draws (:func:`nnx.random.make_rng`): one seed gives the same
         tokens on every backend.
     cache : bool or KVCache
-        ``True`` (default) decodes with a new :class:`~nnx.KVCache` of ``seq + max_new_tokens``
+        ``True`` (default) decodes with a new :class:`~nnx.KVCache` of ``seq + max_new_tokens - 1``
         positions, so each token costs one position; ``False`` runs the whole sequence for every token;
         a ``KVCache`` continues that cache (an empty one for a new sequence).
 
@@ -65,12 +65,13 @@ def generate(model: Any, prompt: Any, max_new_tokens: int, *, temperature: float
     if cache is not False and not getattr(model, "takes_cache", False):
         raise ConfigError(f"generate got a model that takes no cache ({type(model).__name__}.forward has no cache "
                           f"argument); pass cache=False to run the whole sequence for every token")
+    fed = tokens.shape[1] + max(new - 1, 0)  # the prompt and every new token but the last go through the model
     if cache is True:
-        cache = KVCache(tokens.shape[1] + max(new, 1))
-    if cache is not False and cache.length + tokens.shape[1] + new > cache.max_len:
+        cache = KVCache(fed)
+    if cache is not False and cache.length + fed > cache.max_len:
         raise ShapeError(f"generate got a prompt of {tokens.shape[1]} tokens and max_new_tokens={new} for a cache "
                          f"holding {cache.length} of at most {cache.max_len} positions (argument prompt); make a "
-                         f"KVCache(max_len={cache.length + tokens.shape[1] + new}) or shorten the prompt")
+                         f"KVCache(max_len={cache.length + fed}) or shorten the prompt")
     rng, xp = _random.make_rng(seed), _backend.namespace_of(tokens)
     out = [tokens]
     with model.inference():

@@ -74,7 +74,8 @@ def test_bad_caches_and_prompts_are_refused_naming_the_argument() -> None:
     with pytest.raises(BackendMismatchError, match="argument cache"):
         strict.forward(nnx.to_device(np.zeros((2, 1), dtype=np.int64), "array_api_strict"), cache=cache)
     with pytest.raises(ShapeError, match="argument prompt"):
-        nnx.generate(model, np.zeros((1, 5), dtype=np.int64), 4, cache=nnx.KVCache(8))
+        nnx.generate(model, np.zeros((1, 5), dtype=np.int64), 4, cache=nnx.KVCache(7))  # 5 + 3 fed
+    assert nnx.to_host(nnx.generate(model, np.zeros((1, 5), dtype=np.int64), 4, cache=nnx.KVCache(8))).shape == (1, 9)
     rnn = nnx.Sequential(nnx.Embedding(11, 8, seed=0, **F64), nnx.LSTM(8, 8, seed=1, **F64))
     with pytest.raises(ConfigError, match="position by position"):
         rnn.forward(ids, cache=nnx.KVCache(4))
