@@ -17,7 +17,7 @@ from nnx import ops
 from nnx import random as _random
 from nnx.errors import DTypeError, NonFiniteError, ShapeError
 from nnx.layers.base import Parameter, ParamLayer, count
-from nnx.layers.checks import check_arguments, check_float, check_same_dtype
+from nnx.layers.checks import Where, check_arguments, check_float, check_same_dtype
 from nnx.layers.registry import register_layer
 
 
@@ -230,7 +230,7 @@ class MultiHeadAttention(ParamLayer):
         return xp.permute_dims(xp.reshape(x, (batch, seq, self.num_heads, self.head_dim)), (0, 2, 1, 3))
 
     def _check(self, x: Any, width: int, what: str) -> None:
-        self._check_input(x, f"{self!r} ({what})")
+        self._check_input(x, Where(self, f" ({what})"))
         if x.ndim != 3 or x.shape[-1] != width:
             raise ShapeError(f"{self!r} expected {what} of shape (batch, seq, {width}), got {tuple(x.shape)}")
 
