@@ -54,8 +54,9 @@ def test_boolean_masks_stay_masks_and_validation_split_splits_every_array() -> N
     pad[::2, 3:] = True
     inputs = {"x": rng.standard_normal((10, 4, 4)), "key_padding_mask": pad}
     block = nnx.TransformerBlock(4, 2, seed=0, dtype="float64")
-    history = nnx.fit(block, nnx.MSE(), nnx.Adam(block.parameters(), lr=1e-3), (inputs, rng.standard_normal((10, 4, 4))),
-                      2, batch_size=4, validation_split=0.3, seed=0, progress=False)
+    target = rng.standard_normal((10, 4, 4))
+    history = nnx.fit(block, nnx.MSE(), nnx.Adam(block.parameters(), lr=1e-3), (inputs, target), 2, batch_size=4,
+                      validation_split=0.3, seed=0, progress=False)
     assert len(history["val_loss"]) == 2
     out = nnx.to_host(nnx.predict(block, inputs))
     masked = nnx.to_host(block.forward(nnx.to_device(inputs["x"], "numpy", "float64"),

@@ -23,7 +23,7 @@ from nnx.layers.transformer import PositionalEmbedding, TransformerBlock
 
 @register_layer
 class TransformerSeq2Seq(Layer):
-    """Source ids ``(batch, S)`` (``S <= source_len``) to logits over the target vocabulary ``(batch, T, target_vocab)``.
+    """Source ids ``(batch, S)`` (``S <= source_len``) to target logits ``(batch, T, target_vocab)``.
 
     The encoder is an Embedding, learned positions and ``num_layers`` :class:`~nnx.TransformerBlock`\\ s
     with a final LayerNorm; the decoder an Embedding, learned positions (``target_len`` of them) and

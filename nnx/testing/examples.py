@@ -218,8 +218,8 @@ def _char_gpt(dtype: str) -> ParityCase:
     x = _backend.to_device(_random.asarray([w[:-1] for w in windows]), "numpy", dtype="int64")
     y = _data(_random.asarray([[[float(t == c) for c in range(len(chars))] for t in w[1:]] for w in windows]), dtype)
     return ParityCase("char_gpt", "character GPT on the Zen of Python (examples/char_gpt.py's layers, smaller: "
-                      "embedding, learned positions, a causal transformer block, layer norm, head), MSE to one-hot next "
-                      "characters, SGD lr 0.5", model, MSE(), x, y, _sgd(0.5))
+                      "embedding, learned positions, a causal transformer block, layer norm, head), MSE to one-hot "
+                      "next characters, SGD lr 0.5", model, MSE(), x, y, _sgd(0.5))
 
 
 def _seq2seq(dtype: str) -> ParityCase:
@@ -235,8 +235,8 @@ def _seq2seq(dtype: str) -> ParityCase:
     x = _backend.to_device(_random.asarray(packed), "numpy", dtype="int64")
     y = _data(_random.asarray([[[float(t == c) for c in range(vocab + 1)] for t in row] for row in target]), dtype)
     return ParityCase("seq2seq", "encoder-decoder transformer reversing digits (examples/seq2seq_reverse.py's "
-                      "TransformerSeq2Seq, one block each: an encoder block, a decoder block with cross-attention), source and "
-                      "decoder input packed in one array, MSE to one-hot targets, SGD lr 0.5",
+                      "TransformerSeq2Seq, one block each: an encoder block, a decoder block with cross-attention), "
+                      "source and decoder input packed in one array, MSE to one-hot targets, SGD lr 0.5",
                       model, MSE(), x, y, _sgd(0.5))
 
 

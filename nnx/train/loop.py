@@ -573,7 +573,8 @@ def _evaluate_shared(world: World, model: Layer, loss: Loss, data: tuple[Any, An
     n = int(y.shape[0])
     a, z, _ = world.share(0, n)
     keys = ["loss", *metric_fns]
-    local = _sums(model, loss, batches.cut(x, a, z), y[a:z, ...], batch_size, metric_fns) if z > a else [0.0] * len(keys)
+    local = (_sums(model, loss, batches.cut(x, a, z), y[a:z, ...], batch_size, metric_fns) if z > a
+             else [0.0] * len(keys))
     sums = world.sum_host(local, "the sum of the validation metrics")
     return {k: float(sums[i]) / n for i, k in enumerate(keys)}
 
@@ -638,7 +639,8 @@ def predict(model: Layer, x: Any, batch_size: int | None = 1024) -> Any:
         if n <= batch_size:  # one batch (or no samples: the model's empty output)
             outputs = [batches.forward(model, x)]
         else:
-            outputs = [batches.forward(model, batches.cut(x, s, min(s + batch_size, n))) for s in range(0, n, batch_size)]
+            outputs = [batches.forward(model, batches.cut(x, s, min(s + batch_size, n)))
+                       for s in range(0, n, batch_size)]
     xp = _backend.namespace_of(outputs[0])
     return outputs[0] if len(outputs) == 1 else xp.concat(outputs, axis=0)
 
