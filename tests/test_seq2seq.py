@@ -121,3 +121,17 @@ def test_cached_decoder_blocks_are_their_full_forward(nnx_backend: str) -> None:
     cache = nnx.KVCache(6)
     steps = [nnx.to_host(run(x[:, i:i + 1, :], cache)) for i in range(6)]
     np.testing.assert_allclose(np.concatenate(steps, axis=1), full, **CLOSE)
+
+
+def test_seq2seq_greedy_decoding_with_the_cache_is_the_full_forwards_argmax(nnx_backend: str) -> None:
+    with nnx.use(nnx_backend):
+        model = nnx.TransformerSeq2Seq(7, 9, 5, 6, embed_dim=8, num_heads=2, num_layers=2, seed=3, dtype="float64")
+    rng = np.random.default_rng(4)
+    source = nnx.to_device(rng.integers(0, 7, (3, 5)), nnx_backend, "int64")
+    pad = nnx.to_device(np.array([[False] * 5, [False] * 3 + [True] * 2, [False] * 4 + [True]]), nnx_backend)
+    decoded = nnx.to_host(model.generate(source, 6, 8, pad))
+    with model.inference():
+        for t in range(6):  # the start token, then the tokens decoded so far
+            prefix = np.concatenate([np.full((3, 1), 8), decoded[:, :t]], axis=1)
+            logits = model.forward(source, nnx.to_device(prefix, nnx_backend, "int64"), source_padding_mask=pad)
+            np.testing.assert_array_equal(decoded[:, t], np.argmax(nnx.to_host(logits)[:, -1], axis=-1))
