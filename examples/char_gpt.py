@@ -13,10 +13,10 @@ same seed gives the same text both ways), and prints the characters per second o
 
 Result (numpy, float32, seed 0, the defaults, 120,672 parameters): training loss 1.57 and
 held-out loss 1.65 nats per character after 800 steps; sampling 124 characters at context
-128 ran 2.5x faster with the cache (253 against 101 characters/s), the same text both ways.
-On a shared 2-core VM under heavy load with ``OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1`` it took
-386 s of wall clock but 48 s of CPU time (user + sys). benchmarks/generation_bench.py measures
-the cache at a context of 256.
+128 ran 2.3x faster with the cache (2,197 against 973 characters/s), the same text both ways.
+On a shared 2-core VM under load with ``OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1`` it took 141 s
+of wall clock, 44 s of CPU time (user + sys). benchmarks/generation_bench.py measures the cache
+at a context of 256.
 """
 
 from __future__ import annotations
