@@ -28,6 +28,8 @@ class Sequential(Layer):
 
     takes_cache = True
 
+    _child_lists = ("layers",)
+
     def __init__(self, *layers: Layer) -> None:
         super().__init__()
         for i, layer in enumerate(layers):
