@@ -9,6 +9,7 @@ from nnx.layers import Layer
 from nnx.losses import Loss
 from nnx.optim import Optimizer
 from nnx.precision import Precision, policy
+from nnx.train import batches
 
 BeforeUpdate = Callable[[Any, Any, Any, Any], None]
 
@@ -19,7 +20,8 @@ def train_step(model: Layer, loss: Loss, optimizer: Optimizer, x: Any, y: Any,
 
     Returns ``(loss_value, output)``: the loss as a 0-d array and the model's
     output, both computed before the update and both still on the device
-    (convert with ``float()`` or ``nnx.to_host`` only when they are shown).
+    (convert with ``float()`` or ``nnx.to_host`` only when they are shown). ``x`` may be named
+    inputs (a dict with the key ``"x"``: :mod:`nnx.train.batches`).
     ``before_update(x, y, loss_value, output)``, when given, runs after the
     backward and before the update (``fit`` counts and checks there); if it
     raises, nothing is updated.
@@ -32,12 +34,12 @@ def train_step(model: Layer, loss: Loss, optimizer: Optimizer, x: Any, y: Any,
     mixed = policy(precision)
     optimizer.zero_grad()
     if mixed is None:
-        output = model.forward(x)
+        output = batches.forward(model, x)
         value = loss.forward(output, y)
         model.backward(loss.backward(), input_grad=False)  # the input's gradient is not needed here
     else:
         with mixed.compute(model), overflow_expected():
-            low = model.forward(mixed.cast_input(model, x))
+            low = batches.forward(model, batches.each(x, lambda v: mixed.cast_input(model, v)))
             output = namespace_of(low).astype(low, namespace_of(low).float32)
             value = loss.forward(output, y)
             model.backward(mixed.scale_gradient(loss.backward()), input_grad=False)
