@@ -55,6 +55,10 @@ class Backend:
     called with the ``World`` when a run starts on this backend, to give each
     process the device of its local rank. ``device_name`` names the device the
     backend computes on (default: the host's processor), for records such as parity traces.
+    ``host_allocator`` names a function that tunes the process's memory allocator for the
+    backend's large, short-lived temporaries; it runs once, when ``op_overrides_default``
+    installs the overrides, unless the environment variable ``NNX_HOST_ALLOCATOR`` is ``system``
+    (the allocator's own settings then stay untouched).
     """
 
     name: str
@@ -75,6 +79,7 @@ class Backend:
     communicator: str = field(default="nnx.distributed.world:MpiDevice")
     bind_device: str | None = field(default=None)
     device_name: Callable[[], str] | None = field(default=None)
+    host_allocator: str | None = field(default=None)
 
 
 def load(path: str) -> Any:
@@ -258,6 +263,7 @@ BACKENDS: dict[str, Backend] = {
             host_buffer=True,
             op_overrides="nnx.backend.numpy_ops:override",
             op_overrides_default=True,
+            host_allocator="nnx.backend.numpy_ops:keep_freed_memory",
         ),
         Backend(
             name="array_api_strict",
