@@ -267,6 +267,7 @@ _NUMPY_VARIANTS: dict[str, list[Callable[[], tuple[Any, ...]]]] = {
                    lambda: (np.array([[1.0, np.nan]]),),
                    lambda: (_values(50, special=False), _values(51, special=False)),
                    lambda: (_values(52, special=False), _values(53))],
+    "sigmoid": [CASES["sigmoid"], lambda: (_values(65, _BIG),)],
     "softmax": [CASES["softmax"], lambda: (_values(62, _BIG, special=False), 0),
                 lambda: (np.where(np.tri(8, dtype=bool), _values(63, (8, 8), special=False), -np.inf), -1)],
     "softmax_backward": [CASES["softmax_backward"],

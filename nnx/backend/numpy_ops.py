@@ -19,7 +19,8 @@ the work is done:
 * GELU's forward and backward compute their intermediate arrays in four
   scratch buffers and the array they return: the same operations in the same
   order, without a fresh array per operation (``benchmarks/ops_bench.py``).
-* ``softmax`` exponentiates in place and its backward keeps the product
+* ``sigmoid`` (an LSTM's or GRU's gates every step) computes in its one output array;
+  ``softmax`` exponentiates in place and its backward keeps the product
   ``grad * y`` in a scratch buffer: one output-sized array each instead of two.
 * ``shifted_matmul`` (a stride-1 convolution as one matrix product per kernel
   offset) multiplies into the output and one scratch buffer with ``out=``, a
@@ -145,6 +146,17 @@ def gelu_backward(x: Any, grad: Any) -> Any:
     e /= w
     np.multiply(grad, e, out=w)
     return w
+
+
+@override(ops.sigmoid)
+def sigmoid(x: Any) -> Any:
+    if not _fast(x):
+        return ops.sigmoid.generic(x)
+    e = np.maximum(x, -ops.sigmoid_cut(x))
+    e *= -1
+    np.exp(e, out=e)
+    e += 1
+    return np.divide(1, e, out=e)
 
 
 @override(ops.softmax)
