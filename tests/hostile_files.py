@@ -19,6 +19,7 @@ import numpy as np
 
 import nnx
 from nnx import io as nio
+from nnx import tensorfile
 
 MARKER = "PICKLE-PAYLOAD-RAN"
 
@@ -41,7 +42,7 @@ def _raw(header: dict[str, Any], data: bytes, header_len: int | None = None) -> 
 
 def _forge(header: dict[str, Any], description: dict[str, Any], data: bytes) -> bytes:
     """A file from edited parts, with a checksum that matches them, as a deliberate forger would write."""
-    description = dict(description, sha256=nio._checksum(header, description, [data]))
+    description = dict(description, sha256=tensorfile._checksum(header, description, [data]))
     header = dict(header, __metadata__={"format": "nnx", "nnx": json.dumps(description)})
     return _raw(header, data)
 
@@ -321,6 +322,36 @@ def build_traces(directory: Path) -> list[tuple[str, str, str]]:
         "CorruptModelFileError", "refers to tensor 'trace/9999', which the file does not hold")
     add("trace-no-entries.nnxtrace", _with_description(base, lambda d: d["trace"].update(entries=[])),
         "CorruptModelFileError", "records no tensors")
+    return cases
+
+
+# checkpoint directories whose lock file is not nnx's to write (nnx.checkpoint.claim_directory) ---------
+
+OUTSIDE = "outside.txt"  # the file beside the checkpoint directories a hostile lock points to; it must not change
+
+
+def build_locks(directory: Path) -> list[tuple[str, str, str]]:
+    """Write checkpoint directories with hostile ``checkpoint.lock`` files into ``directory`` (beside
+    ``OUTSIDE``); return the cases, each claimed with ``nnx.checkpoint.claim_directory``."""
+    from nnx.checkpoint import LOCK_NAME
+
+    directory.mkdir(parents=True, exist_ok=True)
+    outside = directory / OUTSIDE
+    outside.write_text("precious\n")
+    cases: list[tuple[str, str, str]] = []
+
+    def add(name: str, make: Callable[[Path], None], error: str, phrase: str) -> None:
+        (directory / name).mkdir()
+        make(directory / name / LOCK_NAME)
+        cases.append((name, error, phrase))
+
+    add("lock-symlink-outside", lambda p: p.symlink_to(outside), "OutputPathError", "is a symbolic link")
+    add("lock-dangling-symlink", lambda p: p.symlink_to(directory / "missing"), "OutputPathError",
+        "is a symbolic link")
+    add("lock-symlink-device", lambda p: p.symlink_to("/dev/null"), "OutputPathError", "is a symbolic link")
+    add("lock-fifo", lambda p: os.mkfifo(p), "OutputPathError", "is not a regular file")
+    add("lock-hardlink-outside", lambda p: os.link(outside, p), "OutputPathError", "a second name of another file")
+    add("lock-directory", lambda p: p.mkdir(), "OutputPathError", "cannot write its lock file")
     return cases
 
 

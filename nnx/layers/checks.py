@@ -6,7 +6,7 @@ from typing import Any
 
 from nnx import backend as _backend
 from nnx import ops
-from nnx.arguments import integer
+from nnx.arguments import boolean, integer
 from nnx.errors import ArgumentError, DTypeError, NonFiniteError
 
 def check_arguments(owner: str, dtype: Any = None, **counts: Any) -> tuple[int, ...]:
@@ -20,6 +20,12 @@ def check_arguments(owner: str, dtype: Any = None, **counts: Any) -> tuple[int, 
         raise ArgumentError(f"{owner} dtype must be the name 'float32' or 'float64', got {shown}; "
                             f"pass dtype={fix!r}")
     return sizes
+
+
+def check_switches(owner: str, **switches: Any) -> tuple[bool, ...]:
+    """Constructor checks: each of ``switches`` True or False (a string such as ``'False'`` is refused,
+    not taken as truthy); returns them as plain bools, in order."""
+    return tuple(boolean(value, name, owner) for name, value in switches.items())
 
 
 class Where:
@@ -103,3 +109,6 @@ def check_finite(x: Any, xp: Any, where: str, what: str = "input") -> None:
             f"{count - nans} infinite) in an array of shape {tuple(x.shape)}; find where they come from "
             f"(data loading, a too large learning rate) — nnx.set_finite_checks(False) turns this check off"
         )
+
+
+__all__ = ["set_finite_checks"]

@@ -21,6 +21,8 @@ from nnx.layers.registry import register_layer
 class Sequential(Layer):
     """A chain of layers: ``forward`` runs them in order, ``backward`` in reverse."""
 
+    _child_lists = ("layers",)
+
     def __init__(self, *layers: Layer) -> None:
         super().__init__()
         for i, layer in enumerate(layers):
@@ -144,3 +146,6 @@ def _first_example(layers: list[Layer], batch: int, rng: Any, fits: Callable[[tu
         if x is not None:
             return x
     return None
+
+
+__all__ = ["Residual", "Sequential"]

@@ -30,6 +30,8 @@ class Standardize(Layer):
 
     buffer_names = ("mean", "std")
 
+    arguments = ("num_features", "names", "dtype")
+
     def __init__(self, num_features: int, *, names: Sequence[str] | None = None, dtype: str = "float32",
                  backend: str | None = None) -> None:
         super().__init__()
@@ -88,9 +90,6 @@ class Standardize(Layer):
     def fixed_input_shape(self) -> tuple[int | None, ...]:
         return (None, self.num_features)
 
-    def config(self) -> dict[str, Any]:
-        return {"num_features": self.num_features, "names": self.names, "dtype": self.dtype}
-
     def __repr__(self) -> str:
         return f"Standardize({self.num_features})"
 
@@ -122,6 +121,8 @@ class ClassLabels(Layer):
     config_size = holds_no_arrays
     example_input = takes_any_input
 
+    arguments = ("labels", "name")
+
     def __init__(self, labels: Sequence[Any], *, name: str | None = None) -> None:
         super().__init__()
         labels = [_json_label(v) for v in labels]
@@ -146,9 +147,6 @@ class ClassLabels(Layer):
         """Class numbers (an array of any backend) as a list of the original labels."""
         return [self.labels[int(i)] for i in _backend.to_host(classes).reshape(-1).tolist()]
 
-    def config(self) -> dict[str, Any]:
-        return {"labels": list(self.labels), "name": self.name}
-
     def __repr__(self) -> str:
         shown = ", ".join(repr(v) for v in self.labels[:5]) + (", ..." if len(self.labels) > 5 else "")
         return f"ClassLabels([{shown}])"
@@ -158,7 +156,12 @@ def _fitted_moments(layer: Layer, values: Any, size: int, what: str,
                     per_column: bool = True) -> tuple[Any, Any]:
     """Per-column float64 mean and standard deviation (1 for a constant column) of the training
     ``what`` ``values`` ``(samples, size)``, on the backend of ``layer.mean``, checked for shape and finiteness;
-    with ``per_column=False`` one mean and standard deviation over all columns, repeated for each."""
+    with ``per_column=False`` one mean and standard deviation over all columns, repeated for each.
+
+    Computed on the values divided by a power of two near each column's largest magnitude (exact, so
+    ordinary data gives the same bits as without it), so values near the float64 limit give finite
+    statistics (squares of 1e300 would overflow); the data are then checked to be representable, and the
+    standard deviation nonzero, in ``layer.dtype``, the dtype that holds them."""
     name = _backend.backend_of(layer.mean)
     data = _backend.to_device(_backend.to_host(values), name, "float64")
     if data.ndim != 2 or data.shape[1] != size or data.shape[0] < 1:
@@ -169,8 +172,19 @@ def _fitted_moments(layer: Layer, values: Any, size: int, what: str,
         raise NonFiniteError(f"{layer!r}.fit: the training {what} hold NaN or infinite values")
     axis = 0 if per_column else None
     ones = xp.ones((size,), dtype=data.dtype, device=_backend.device_of(data))
-    std = xp.std(data, axis=axis) * ones
-    return xp.mean(data, axis=axis) * ones, xp.where(std > 0, std, ones)
+    peak = xp.max(xp.abs(data), axis=axis) * ones
+    peak = 2.0 ** xp.floor(xp.log2(xp.where(peak > 0, peak, ones)))  # a power of two: dividing by it is exact
+    scaled = data / peak if per_column else data / peak[0]
+    mean = xp.mean(scaled, axis=axis) * peak
+    std = xp.std(scaled, axis=axis) * peak
+    std = xp.where(std > 0, std, ones)
+    _backend.check_representable(data, layer.dtype, f"{layer!r}.fit: the training {what}")
+    tiny = xp.finfo(getattr(xp, layer.dtype)).smallest_normal
+    if not bool(xp.all(std >= tiny)):
+        raise NonFiniteError(f"{layer!r}.fit: the training {what} vary by as little as "
+                             f"{float(xp.min(std)):.3g}, a standard deviation {layer.dtype} rounds to 0 (its "
+                             f"smallest normal number is {tiny:.3g}); rescale them or use float64")
+    return mean, std
 
 
 @register_layer
@@ -188,6 +202,8 @@ class Destandardize(Layer):
 
     buffer_names = ("mean", "std")
     example_input = takes_any_input
+
+    arguments = ("num_outputs", "names", "dtype")
 
     def __init__(self, num_outputs: int, *, names: Sequence[str] | None = None, dtype: str = "float32",
                  backend: str | None = None) -> None:
@@ -231,9 +247,6 @@ class Destandardize(Layer):
     def backward(self, grad: Any) -> Any:
         (std,) = self.saved_tensors()
         return grad * std
-
-    def config(self) -> dict[str, Any]:
-        return {"num_outputs": self.num_outputs, "names": self.names, "dtype": self.dtype}
 
     def __repr__(self) -> str:
         return f"Destandardize({self.num_outputs})"
