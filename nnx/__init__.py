@@ -24,6 +24,7 @@ from nnx.backend import available, current, to_device, to_host, use
 from nnx.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from nnx.io import load, load_state_dict, register_layer, save
 from nnx.layers import *  # noqa: F403 (the public layers are nnx.layers.__all__)
+from nnx.generation import generate
 from nnx.losses import MSE, BinaryCrossEntropyWithLogits, SoftmaxCrossEntropy, SumSquaredError
 from nnx.optim import SGD, Adam, AdamW, RMSProp, clip_grad_norm
 from nnx.plot import plot_history
@@ -58,6 +59,7 @@ __all__ = [
     "use",
     # layers, attention and transformers
     *layers.__all__,
+    "generate",
     "register_layer",
     # losses and optimizers
     "BinaryCrossEntropyWithLogits",

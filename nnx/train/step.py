@@ -7,6 +7,7 @@ from typing import Any, Callable
 from nnx.layers import Layer
 from nnx.losses import Loss
 from nnx.optim import Optimizer
+from nnx.train import batches
 
 BeforeUpdate = Callable[[Any, Any, Any, Any], None]
 
@@ -17,13 +18,14 @@ def train_step(model: Layer, loss: Loss, optimizer: Optimizer, x: Any, y: Any,
 
     Returns ``(loss_value, output)``: the loss as a 0-d array and the model's
     output, both computed before the update and both still on the device
-    (convert with ``float()`` or ``nnx.to_host`` only when they are shown).
+    (convert with ``float()`` or ``nnx.to_host`` only when they are shown). ``x`` may be named
+    inputs (a dict with the key ``"x"``: :mod:`nnx.train.batches`).
     ``before_update(x, y, loss_value, output)``, when given, runs after the
     backward and before the update (``fit`` counts and checks there); if it
     raises, nothing is updated.
     """
     optimizer.zero_grad()
-    output = model.forward(x)
+    output = batches.forward(model, x)
     value = loss.forward(output, y)
     model.backward(loss.backward(), input_grad=False)  # the input's gradient is not needed here
     if before_update is not None:
