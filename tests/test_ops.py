@@ -415,3 +415,39 @@ def test_shifted_matmul_override_is_bit_exact_for_a_transposed_kernel_view() -> 
     offsets = (0, 1, 2, 10, 11, 12, 20, 21, 22)
     np.testing.assert_array_equal(numpy_ops.shifted_matmul(w, x, offsets, 98),
                                   nnx.ops.shifted_matmul.generic(w, x, offsets, 98))
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_shifted_matmul_with_the_batch_folded_gives_the_generic_bits(dtype: str, monkeypatch: Any) -> None:
+    """With more than one BLAS thread the override lays the samples end to end and makes one product
+    per offset; each value is still the same dot product, so the bits are the generic op's."""
+    folded: list[int] = []
+    original = numpy_ops._folded_shifted_matmul
+    monkeypatch.setattr(numpy_ops, "fold_batch", lambda: True)
+    monkeypatch.setattr(numpy_ops, "_folded_shifted_matmul", lambda *a: folded.append(1) or original(*a))
+    cases = [*_NUMPY_VARIANTS["shifted_matmul"]]
+    for m in (1, 2, 5):  # the input gradient of a 3x3 convolution to m channels: a permuted view
+        cases.append(lambda m=m: (np.permute_dims(_values(66, (1, m, 6, 9), special=False), (3, 0, 1, 2)),
+                                  _values(67, (16, 1, 6, 120), special=False), (0, 1, 2, 10, 11, 12, 20, 21, 22), 98))
+    for case in cases:
+        w, x, offsets, n = _on("shifted_matmul", case(), "numpy", dtype)
+        assert _same_bits(numpy_ops.shifted_matmul(w, x, offsets, n), ops.shifted_matmul.generic(w, x, offsets, n))
+        w, x, offsets, n = case()  # the kernel as the view a convolution passes
+        assert _same_bits(numpy_ops.shifted_matmul(w, x, offsets, n), ops.shifted_matmul.generic(w, x, offsets, n))
+    assert len(folded) == 2 * 5  # all but the kernel without a group axis and the one-row kernel
+
+
+def test_the_fold_follows_the_blas_thread_count(monkeypatch: Any) -> None:
+    monkeypatch.setitem(__import__("sys").modules, "threadpoolctl", None)  # not installed: the environment
+    for name in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setattr(numpy_ops.os, "cpu_count", lambda: 6)
+    assert numpy_ops._blas_threads_now() == 6
+    monkeypatch.setenv("OMP_NUM_THREADS", "3")
+    assert numpy_ops._blas_threads_now() == 3
+    monkeypatch.setenv("OPENBLAS_NUM_THREADS", "1")
+    assert numpy_ops._blas_threads_now() == 1
+    monkeypatch.setattr(numpy_ops._blas_threads, "answer", 1, raising=False)
+    assert not numpy_ops.fold_batch()
+    monkeypatch.setattr(numpy_ops._blas_threads, "answer", 2)
+    assert numpy_ops.fold_batch()

@@ -264,11 +264,48 @@ def rmsprop_update(
 _SHIFTED_CHUNK = 2**17
 
 
+def _blas_threads() -> int:
+    """How many threads NumPy's BLAS runs, asked once: threadpoolctl's answer where it is installed,
+    else ``$OPENBLAS_NUM_THREADS``, ``$OMP_NUM_THREADS`` or ``$MKL_NUM_THREADS`` (the first set), else
+    the number of CPUs (what OpenBLAS starts with)."""
+    threads = getattr(_blas_threads, "answer", None)
+    if threads is None:
+        threads = _blas_threads_now()
+        _blas_threads.answer = threads  # type: ignore[attr-defined]
+    return threads
+
+
+def _blas_threads_now() -> int:
+    try:
+        from threadpoolctl import threadpool_info
+    except ImportError:
+        pass
+    else:
+        counts = [pool.get("num_threads", 1) for pool in threadpool_info() if pool.get("user_api") == "blas"]
+        if counts:
+            return max(counts)
+    for name in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+        value = os.environ.get(name, "").split(",")[0].strip()
+        if value.isdigit() and int(value) > 0:
+            return int(value)
+    return os.cpu_count() or 1
+
+
+def fold_batch() -> bool:
+    """Whether :func:`shifted_matmul` folds the batch into one product per kernel offset: with more
+    than one BLAS thread. Many small products make the threads wait on each other at every call
+    (on two loaded cores a convolution took ten times as long), while one thread runs the
+    per-sample products faster than the folded ones (the transposed copy of the input costs more)."""
+    return _blas_threads() > 1
+
+
 @override(ops.shifted_matmul)
 def shifted_matmul(w: Any, x: Any, offsets: tuple[int, ...], n: int) -> Any:
     if not (type(w) is np.ndarray and type(x) is np.ndarray and w.dtype == x.dtype and x.dtype in _BITS
             and w.ndim == x.ndim >= 3):
         return ops.shifted_matmul.generic(w, x, offsets, n)
+    if x.ndim == 4 and w.shape[1] == x.shape[1] and x.shape[0] > 1 and w.shape[-2] > 1 and fold_batch():
+        return _folded_shifted_matmul(w, x, offsets, n)
     y = np.empty((*np.broadcast_shapes(w.shape[1:-2], x.shape[:-2]), w.shape[-2], n), x.dtype)
     step = max(1, _SHIFTED_CHUNK // max(1, math.prod(y.shape[1:])))
     for start in range(0, x.shape[0], step):
@@ -279,6 +316,32 @@ def shifted_matmul(w: Any, x: Any, offsets: tuple[int, ...], n: int) -> Any:
             np.matmul(w[k], rows[..., offsets[k]:offsets[k] + n], out=product)
             part += product
     return y
+
+
+def _folded_shifted_matmul(w: np.ndarray, x: np.ndarray, offsets: tuple[int, ...], n: int) -> np.ndarray:
+    """:func:`shifted_matmul` of ``x`` ``(batch, groups, C, L)`` as one product per offset and group.
+
+    The samples are laid end to end, ``(groups, C, batch * L)``: output position ``p`` of sample
+    ``b`` is column ``b * L + p`` and reads only its own sample (``offsets[k] + n <= L``), so each
+    offset is one product over ``(batch - 1) * L + n`` columns, and the columns between two samples'
+    outputs are computed and dropped. Each value is the same dot product over ``C`` as per sample
+    (one output row, ``M = 1``, stays per sample: BLAS takes a vector-matrix path there whose
+    rounding depends on the number of columns).
+    """
+    b, g, c, length = x.shape
+    m = w.shape[-2]
+    lined = np.empty((g, c, b * length), x.dtype)
+    lined.reshape(g, c, b, length)[...] = np.permute_dims(x, (1, 2, 0, 3))
+    y = np.empty((g, m, b * length), x.dtype)
+    columns = (b - 1) * length + n
+    for offset_k in range(len(offsets)):
+        o = offsets[offset_k]
+        if offset_k == 0:
+            np.matmul(w[0], lined[..., o:o + columns], out=y[..., :columns])
+        else:
+            product = np.matmul(w[offset_k], lined[..., o:o + columns], out=_scratch(y[..., :columns], 5))
+            y[..., :columns] += product
+    return np.permute_dims(y.reshape(g, m, b, length)[..., :n], (2, 0, 1, 3))
 
 
 # glibc's mallopt parameters (malloc.h) and the largest mapping threshold it accepts on 64-bit
