@@ -26,6 +26,9 @@ the work is done:
   offset) multiplies into the output and one scratch buffer with ``out=``, a
   few samples at a time, so each offset's product is added to the running sum
   while both are still in the cache, instead of as a fresh output-sized array.
+  With more than one BLAS thread it lays the samples end to end and makes one
+  product per offset instead (:func:`fold_batch`): BLAS threads that meet at
+  every one of a few hundred small products wait on each other.
 * ``all_finite`` calls the two ufuncs directly; ``all`` through the array
   API goes through NumPy's Python-level reduction wrappers, which cost more
   than the test itself on small arrays (a batch of one).
@@ -42,6 +45,7 @@ again on every step.
 from __future__ import annotations
 
 import ctypes
+import functools
 import math
 import os
 import threading
@@ -264,15 +268,12 @@ def rmsprop_update(
 _SHIFTED_CHUNK = 2**17
 
 
+@functools.cache
 def _blas_threads() -> int:
     """How many threads NumPy's BLAS runs, asked once: threadpoolctl's answer where it is installed,
     else ``$OPENBLAS_NUM_THREADS``, ``$OMP_NUM_THREADS`` or ``$MKL_NUM_THREADS`` (the first set), else
     the number of CPUs (what OpenBLAS starts with)."""
-    threads = getattr(_blas_threads, "answer", None)
-    if threads is None:
-        threads = _blas_threads_now()
-        _blas_threads.answer = threads  # type: ignore[attr-defined]
-    return threads
+    return _blas_threads_now()
 
 
 def _blas_threads_now() -> int:
