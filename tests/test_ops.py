@@ -417,13 +417,15 @@ def test_shifted_matmul_override_is_bit_exact_for_a_transposed_kernel_view() -> 
                                   nnx.ops.shifted_matmul.generic(w, x, offsets, 98))
 
 
+@pytest.mark.parametrize("chunk", [2**21, 30_000])  # the default; chunks of a few samples (the last short)
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
-def test_shifted_matmul_with_the_batch_folded_gives_the_generic_bits(dtype: str, monkeypatch: Any) -> None:
+def test_shifted_matmul_with_the_batch_folded_gives_the_generic_bits(dtype: str, chunk: int, monkeypatch: Any) -> None:
     """With more than one BLAS thread the override lays the samples end to end and makes one product
     per offset; each value is still the same dot product, so the bits are the generic op's."""
     folded: list[int] = []
     original = numpy_ops._folded_shifted_matmul
     monkeypatch.setattr(numpy_ops, "fold_batch", lambda: True)
+    monkeypatch.setattr(numpy_ops, "_FOLD_CHUNK", chunk)
     monkeypatch.setattr(numpy_ops, "_folded_shifted_matmul", lambda *a: folded.append(1) or original(*a))
     cases = [*_NUMPY_VARIANTS["shifted_matmul"]]
     for m in (1, 2, 5):  # the input gradient of a 3x3 convolution to m channels: a permuted view
