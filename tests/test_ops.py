@@ -424,7 +424,8 @@ def test_shifted_matmul_with_the_batch_folded_gives_the_generic_bits(dtype: str,
     per offset; each value is still the same dot product, so the bits are the generic op's."""
     folded: list[int] = []
     original = numpy_ops._folded_shifted_matmul
-    monkeypatch.setattr(numpy_ops, "fold_batch", lambda: True)
+    monkeypatch.setattr(numpy_ops, "_blas_threads", lambda: 2)
+    monkeypatch.setattr(numpy_ops, "_THREADED_PRODUCT", 1)
     monkeypatch.setattr(numpy_ops, "_FOLD_CHUNK", chunk)
     monkeypatch.setattr(numpy_ops, "_folded_shifted_matmul", lambda *a: folded.append(1) or original(*a))
     cases = [*_NUMPY_VARIANTS["shifted_matmul"]]
@@ -450,6 +451,7 @@ def test_the_fold_follows_the_blas_thread_count(monkeypatch: Any) -> None:
     monkeypatch.setenv("OPENBLAS_NUM_THREADS", "1")
     assert numpy_ops._blas_threads_now() == 1
     monkeypatch.setattr(numpy_ops, "_blas_threads", lambda: 1)
-    assert not numpy_ops.fold_batch()
+    assert not numpy_ops.fold_batch(64, 64, 1088)
     monkeypatch.setattr(numpy_ops, "_blas_threads", lambda: 2)
-    assert numpy_ops.fold_batch()
+    assert numpy_ops.fold_batch(64, 64, 1088)  # a product BLAS splits between its threads
+    assert not numpy_ops.fold_batch(16, 6, 250)  # one that runs on one thread anyway

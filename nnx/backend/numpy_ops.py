@@ -26,9 +26,10 @@ the work is done:
   offset) multiplies into the output and one scratch buffer with ``out=``, a
   few samples at a time, so each offset's product is added to the running sum
   while both are still in the cache, instead of as a fresh output-sized array.
-  With more than one BLAS thread it lays the samples end to end and makes one
-  product per offset instead (:func:`fold_batch`): BLAS threads that meet at
-  every one of a few hundred small products wait on each other.
+  With more than one BLAS thread, for products that BLAS splits between them,
+  it lays the samples end to end and makes one product per offset instead
+  (:func:`fold_batch`): threads that meet at every one of a few hundred
+  products wait on each other.
 * ``all_finite`` calls the two ufuncs directly; ``all`` through the array
   API goes through NumPy's Python-level reduction wrappers, which cost more
   than the test itself on small arrays (a batch of one).
@@ -296,12 +297,19 @@ def _blas_threads_now() -> int:
     return os.cpu_count() or 1
 
 
-def fold_batch() -> bool:
-    """Whether :func:`shifted_matmul` folds the batch into one product per kernel offset: with more
-    than one BLAS thread. Many small products make the threads wait on each other at every call
-    (on two loaded cores a convolution took ten times as long), while one thread runs the
-    per-sample products faster than the folded ones (the transposed copy of the input costs more)."""
-    return _blas_threads() > 1
+# OpenBLAS splits a product between its threads from 65536 * 4 multiply-adds on (GEMM_MULTITHREAD_THRESHOLD)
+_THREADED_PRODUCT = 2**18
+
+
+def fold_batch(m: int, c: int, n: int) -> bool:
+    """Whether :func:`shifted_matmul` folds the batch into one product per kernel offset, for
+    per-sample products ``(m, c) @ (c, n)``: with more than one BLAS thread, and products large
+    enough that BLAS splits each between its threads. Those threads wait on each other at every
+    one of the few hundred products of a convolution (on two loaded cores a 64-channel 3x3
+    convolution took three times as long); smaller products run on one thread, and one thread
+    runs the per-sample products faster than the folded ones (the transposed copy of the input
+    costs more): LeNet's convolutions, or any convolution at one thread."""
+    return m * c * n >= _THREADED_PRODUCT and _blas_threads() > 1
 
 
 @override(ops.shifted_matmul)
@@ -309,7 +317,8 @@ def shifted_matmul(w: Any, x: Any, offsets: tuple[int, ...], n: int) -> Any:
     if not (type(w) is np.ndarray and type(x) is np.ndarray and w.dtype == x.dtype and x.dtype in _BITS
             and w.ndim == x.ndim >= 3):
         return ops.shifted_matmul.generic(w, x, offsets, n)
-    if x.ndim == 4 and w.shape[1] == x.shape[1] and x.shape[0] > 1 and w.shape[-2] > 1 and fold_batch():
+    if (x.ndim == 4 and w.shape[1] == x.shape[1] and x.shape[0] > 1 and w.shape[-2] > 1
+            and fold_batch(w.shape[-2], x.shape[-2], n)):
         return _folded_shifted_matmul(w, x, offsets, n)
     y = np.empty((*np.broadcast_shapes(w.shape[1:-2], x.shape[:-2]), w.shape[-2], n), x.dtype)
     step = max(1, _SHIFTED_CHUNK // max(1, math.prod(y.shape[1:])))
