@@ -38,6 +38,7 @@ __all__ = [
     "fast_path",
     "fast_path_enabled",
     "get",
+    "holds_values",
     "lookup",
     "matmul_precision",
     "names",
@@ -174,6 +175,23 @@ def backend_of(x: Any) -> str:
 def backend_of_type(kind: type) -> str | None:
     """The backend whose arrays have type ``kind``, if an array of it was seen (else ``None``)."""
     return _OWNER_BY_TYPE.get(kind)
+
+
+_HOLDS_VALUES_BY_TYPE: dict[type, bool] = {}
+
+
+def holds_values(x: Any) -> bool:
+    """Whether ``x`` holds numbers the host can read (``False`` for an array of a record with
+    ``holds_values=False``, such as ndonnx's, which records a graph); checks that read values ask it."""
+    kind = type(x)
+    known = _HOLDS_VALUES_BY_TYPE.get(kind)
+    if known is None:
+        try:
+            known = BACKENDS[backend_of(x)].holds_values
+        except BackendMismatchError:
+            known = True  # host data (a number, a list): values
+        _HOLDS_VALUES_BY_TYPE[kind] = known
+    return known
 
 
 def namespace_of(x: Any) -> ModuleType:
@@ -352,6 +370,7 @@ def _forget_caches() -> None:
     _probe.cache_clear()
     _OWNER_BY_TYPE.clear()
     _NAMESPACE_BY_TYPE.clear()
+    _HOLDS_VALUES_BY_TYPE.clear()
 
 
 MATMUL_PRECISIONS = ("highest", "tf32")

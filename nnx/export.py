@@ -1,0 +1,268 @@
+"""Export a model to ONNX by running its own forward on ndonnx arrays.
+
+ndonnx is an array-API library whose arrays record an ONNX graph instead of
+computing. nnx's layers are written against the array API, so the model's
+evaluation-mode ``forward``, run once on an ndonnx input, *is* the graph: no
+layer has a second implementation for export. The parameters and buffers
+enter the trace as named graph inputs and leave it as ONNX initializers of the
+same dotted names (``0.weight``). Checks that must read values (finite
+inputs, index ranges) are skipped while tracing through the backend record's
+``holds_values`` switch (:data:`nnx.backend.registry.NDONNX`); checks of shapes
+and dtypes run as always.
+
+The only module besides :mod:`nnx.backend.registry` that imports ndonnx (and
+onnx); both come with the optional extra ``pip install 'nnx-array[onnx]'``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from pathlib import Path
+from typing import Any, Iterator, Sequence
+
+import numpy as np
+
+from nnx import backend as _backend
+from nnx import io as _io
+from nnx.backend.registry import NDONNX
+from nnx.errors import BackendUnavailableError, DTypeError, ExportError, ShapeError, StateError
+from nnx.layers.base import Layer
+from nnx.layers.preprocess import ClassLabels
+
+#: the float dtypes a model exports in (onnxruntime runs both on the CPU)
+DTYPES = ("float32", "float64")
+INPUT = "input"
+OUTPUT = "output"
+LABEL = "label"
+
+
+def export_onnx(model: Layer, path: str | os.PathLike[str], input_shape: Sequence[int | None] | None = None,
+                dtype: str | None = None, *, inputs: Sequence[str | os.PathLike[str]] = ()) -> Path:
+    """Write ``model``'s evaluation-mode forward as an ONNX model at ``path``; returns the path.
+
+    Parameters
+    ----------
+    model : a layer or container in evaluation mode (``model.eval()``), on any backend.
+    path : the ``.onnx`` file to write (atomically; never one of ``inputs``).
+    input_shape : the input's shape with ``None`` for each dynamic axis, e.g. ``(None, 784)`` or, for a
+        sequence model, ``(None, None, 4)`` (batch and length dynamic). Default: the shape the first
+        layer fixes (:meth:`~nnx.Layer.fixed_input_shape`) with a dynamic batch axis.
+    dtype : ``"float32"`` or ``"float64"`` (default: the parameters' dtype); the parameters are cast to it.
+    inputs : files the caller read (the model file), which ``path`` must not be.
+
+    The graph has one input ``input`` (indices as int64 for a model that starts with an Embedding),
+    one output ``output`` (what ``forward`` returns) and, for a model ending in
+    :class:`~nnx.ClassLabels`, a second output ``label``: the label of the highest output per row.
+
+    Raises
+    ------
+    StateError : the model is in training mode. ShapeError : ``input_shape`` does not fit the model.
+    DTypeError : a dtype ONNX export does not take. OutputPathError : ``path`` may not be written.
+    BackendUnavailableError : the ONNX extra is not installed. ExportError : a layer cannot be traced.
+    """
+    target = _io.check_output(path, inputs=inputs, what="the ONNX file")
+    proto = trace(model, input_shape, dtype)
+    _io.atomic_write(target, [proto.SerializeToString()])
+    return target
+
+
+def trace(model: Layer, input_shape: Sequence[int | None] | None = None, dtype: str | None = None) -> Any:
+    """The checked ``onnx.ModelProto`` of ``model`` (see :func:`export_onnx`), written nowhere."""
+    _require_extra()
+    import ndonnx as ndx
+    import onnx
+
+    _check_mode(model)
+    dtype = _check_dtype(model, dtype)
+    shape = _check_shape(model, input_shape)
+    indices = bool(getattr(_first_leaf(model), "takes_indices", False))
+    copy = _host_copy(model, dtype)
+    state = {name: _backend.to_host(value) for name, value in copy.state_dict().items()}
+    with _tracing():
+        graph_inputs = {name: ndx.argument(shape=value.shape, dtype=ndx.from_numpy_dtype(value.dtype))
+                        for name, value in state.items()}
+        copy.to(NDONNX.name)  # layers that remember their arrays' backend learn it is ndonnx
+        _install(copy, graph_inputs)
+        x = ndx.argument(shape=tuple(shape), dtype=ndx.int64 if indices else getattr(ndx, dtype))
+        with copy.inference():
+            try:
+                y = copy.forward(x)
+            except (StateError, ShapeError, DTypeError):
+                raise
+            except Exception as exc:
+                raise ExportError(_cannot_trace(copy, exc)) from exc
+        outputs = {OUTPUT: y}
+        labels = _labels(copy)
+        if labels is not None:
+            outputs[LABEL] = ndx.take(ndx.asarray(labels), ndx.argmax(y, axis=-1))
+        proto = ndx.build({INPUT: x, **graph_inputs}, outputs)
+    proto = _inputs_to_initializers(proto, state)
+    onnx.checker.check_model(proto, full_check=True)
+    return proto
+
+
+def _require_extra() -> None:
+    reason = NDONNX.probe()
+    if reason is not None:
+        raise BackendUnavailableError(f"ONNX export needs ndonnx and onnx: {reason}")
+    try:
+        import onnx  # noqa: F401
+    except ImportError as exc:
+        raise BackendUnavailableError(f"ONNX export needs onnx ({exc}); {NDONNX.install_hint}") from None
+
+
+def _check_mode(model: Layer) -> None:
+    training = [path or type(layer).__name__ for path, layer in model.named_modules() if layer.training]
+    if training:
+        raise StateError(f"export_onnx exports the evaluation-mode forward, but {len(training)} layer(s) are in "
+                         f"training mode (first: {training[0]!r}); call model.eval() before exporting")
+
+
+def _check_dtype(model: Layer, dtype: str | None) -> str:
+    params = [p.data for p in model.parameters()] + [b for _, b in model.named_buffers()]
+    floats = sorted({_backend.dtype_name(a) for a in params if _backend.dtype_name(a).startswith("float")})
+    if dtype is None:
+        dtype = floats[0] if len(floats) == 1 else "float32"
+    if not isinstance(dtype, str) or dtype not in DTYPES:
+        raise DTypeError(f"export_onnx exports float32 or float64, got dtype {_backend.dtype_label(dtype)}; "
+                         f"pass dtype='float32' (or 'float64')")
+    return dtype
+
+
+def _check_shape(model: Layer, input_shape: Sequence[int | None] | None) -> tuple[int | None, ...]:
+    if input_shape is None:
+        input_shape = model.fixed_input_shape()
+        if input_shape is None:
+            raise ShapeError(f"export_onnx of this {type(model).__name__} needs input_shape: its first layer "
+                             f"fixes none; pass it with None for each dynamic axis, e.g. (None, 1, 28, 28) "
+                             f"or (None, None, 4) for sequences of any length")
+    shape = tuple(input_shape)
+    if not shape or any(d is not None and (isinstance(d, bool) or not isinstance(d, int) or d < 1)
+                        for d in shape):
+        raise ShapeError(f"export_onnx input_shape must be positive ints and None (a dynamic axis), "
+                         f"got {shape!r}; e.g. (None, 784)")
+    for size in (2, 3):  # two sizes for the dynamic axes: a shape that fits by accident at one is rare at two
+        concrete = tuple(size if d is None else d for d in shape)
+        try:
+            model.output_shape(concrete)
+        except ShapeError as exc:
+            raise ShapeError(f"export_onnx input_shape {shape!r} does not fit the model (tried {concrete}): "
+                             f"{exc}") from None
+        except NotImplementedError:
+            break  # a layer of one's own that does not say its output shape: the trace checks
+    return shape
+
+
+def _first_leaf(model: Layer) -> Layer:
+    layer = model
+    while layer.children():
+        layer = layer.children()[0]
+    return layer
+
+
+def _host_copy(model: Layer, dtype: str) -> Layer:
+    """A copy of ``model`` on numpy in ``dtype`` (the model itself is never changed)."""
+    from nnx.testing.parity import clone_to
+
+    return clone_to(model, "numpy").to(dtype=dtype)
+
+
+def _install(model: Layer, arrays: dict[str, Any]) -> None:
+    """Put the traced arrays in place of the copy's parameters and buffers (by dotted name)."""
+    params = dict(model.named_parameters())
+    for name, value in arrays.items():
+        if name in params:
+            params[name].data = value
+        else:
+            path, _, attr = name.rpartition(".")
+            setattr(model.get_submodule(path) if path else model, attr, value)
+
+
+@contextlib.contextmanager
+def _tracing() -> Iterator[None]:
+    """The ndonnx record registered (so nnx knows its arrays hold no values) and matrix products that
+    keep their static shape, for the block only."""
+    from ndonnx._typed_array import onnx as typed
+
+    known = _backend.BACKENDS.get(NDONNX.name)
+    product = typed._matmul_mitigate_zero_sized
+    _backend.register(NDONNX)
+    typed._matmul_mitigate_zero_sized = _shaped_product(product)
+    try:
+        yield
+    finally:
+        typed._matmul_mitigate_zero_sized = product
+        if known is None:
+            _backend.unregister(NDONNX.name)
+
+
+def _shaped_product(product: Any) -> Any:
+    """ndonnx's matrix product (wrapped in an ONNX ``If`` against an onnxruntime bug with empty inputs)
+    followed by a reshape to the shape the operands imply: the ``If`` hides the product's shape from
+    ONNX shape inference, and nnx's layers check the sizes they are given (``Linear`` its input's last
+    axis). Products with two or more unknown sizes stay as ndonnx makes them."""
+
+    def shaped(a: Any, b: Any) -> Any:
+        out = product(a, b)
+        shape = _product_shape(tuple(a.shape), tuple(b.shape))
+        if shape is None or sum(d is None for d in shape) > 1 or tuple(out.shape) == shape:
+            return out
+        return out.reshape(tuple(-1 if d is None else d for d in shape))
+
+    return shaped
+
+
+def _product_shape(a: tuple[int | None, ...], b: tuple[int | None, ...]) -> tuple[int | None, ...] | None:
+    """The static shape of ``a @ b`` by the array API's rules (``None`` where a size is unknown)."""
+    if len(a) < 2 or len(b) < 2:
+        return None
+    lead_a, lead_b = a[:-2], b[:-2]
+    n = max(len(lead_a), len(lead_b))
+    lead_a, lead_b = (1,) * (n - len(lead_a)) + lead_a, (1,) * (n - len(lead_b)) + lead_b
+    lead = tuple(q if p == 1 else p if q == 1 else p if p == q else None for p, q in zip(lead_a, lead_b))
+    return (*lead, a[-2], b[-1])
+
+
+def _labels(model: Layer) -> np.ndarray | None:
+    """The class table of a model whose last layer is ClassLabels (ints or strings, not mixed)."""
+    last = model
+    while last.children():
+        last = last.children()[-1]
+    if not isinstance(last, ClassLabels):
+        return None
+    kinds = {type(v) for v in last.labels}
+    if len(kinds) != 1:
+        raise ExportError(f"{last!r}: ONNX tensors hold one type, but the labels mix "
+                          f"{sorted(k.__name__ for k in kinds)}; the export would have no 'label' output. "
+                          f"Rebuild the labels as all strings")
+    return np.asarray(last.labels, dtype=str if str in kinds else np.int64)
+
+
+def _cannot_trace(model: Layer, exc: Exception) -> str:
+    """Which layer's forward failed under tracing, and why, as a message."""
+    name = type(model).__name__
+    tb = exc.__traceback__
+    while tb is not None:
+        owner = tb.tb_frame.f_locals.get("self")
+        if isinstance(owner, Layer):
+            name = repr(owner).split("\n")[0]
+        tb = tb.tb_next
+    return (f"{name} cannot be exported to ONNX: its forward does something an ONNX graph cannot record "
+            f"({type(exc).__name__}: {exc}); ndonnx traces only array-API operations, not host reads of values")
+
+
+def _inputs_to_initializers(proto: Any, state: dict[str, np.ndarray]) -> Any:
+    """The parameters' graph inputs turned into initializers holding their values."""
+    from onnx import numpy_helper
+
+    graph = proto.graph
+    keep = [i for i in graph.input if i.name not in state]
+    used = [i.name for i in graph.input if i.name in state]
+    del graph.input[:]
+    graph.input.extend(keep)
+    graph.initializer.extend(numpy_helper.from_array(state[name], name) for name in used)
+    return proto
+
+
+__all__ = ["DTYPES", "export_onnx", "trace"]
