@@ -19,6 +19,7 @@ from nnx.errors import DTypeError, NonFiniteError, ShapeError
 from nnx.layers.base import Parameter, ParamLayer, count
 from nnx.layers.checks import check_arguments, check_float, check_same_dtype
 from nnx.layers.registry import register_layer
+from nnx.layers.sizes import product, reshape_sizes
 
 
 def _blocked(q: Any, k: Any, xp: Any, causal: bool, key_padding_mask: Any, attn_mask: Any) -> Any:
@@ -39,7 +40,7 @@ def _blocked(q: Any, k: Any, xp: Any, causal: bool, key_padding_mask: Any, attn_
             raise ShapeError(f"{where} expected key_padding_mask of shape (batch, seq_k) = {(q.shape[0], sk)} "
                              f"for queries {tuple(q.shape)} and keys {tuple(k.shape)}, got "
                              f"{tuple(key_padding_mask.shape)}")
-        pad = xp.reshape(key_padding_mask, (q.shape[0],) + (1,) * (q.ndim - 2) + (sk,))
+        pad = xp.reshape(key_padding_mask, reshape_sizes((q.shape[0],) + (1,) * (q.ndim - 2) + (sk,)))
         blocked = pad if blocked is None else (blocked | pad)
     if attn_mask is not None:
         _backend.check_backend(attn_mask, _backend.backend_of(q), f"{where} attn_mask")
@@ -52,7 +53,7 @@ def _blocked(q: Any, k: Any, xp: Any, causal: bool, key_padding_mask: Any, attn_
         if len(shape) > len(scores) or any(a not in (1, s) for a, s in zip(shape[::-1], scores[::-1])):
             raise ShapeError(f"{where} expected an attn_mask broadcastable to the scores {scores} "
                              f"((seq_q, seq_k) = {(sq, sk)}, or with leading axes), got {shape}")
-        if bool(xp.any(xp.isnan(attn_mask) | (attn_mask == math.inf))):
+        if _backend.holds_values(attn_mask) and bool(xp.any(xp.isnan(attn_mask) | (attn_mask == math.inf))):
             raise NonFiniteError(f"{where} got NaN or +inf in attn_mask; use 0 to allow a pair and "
                                  f"-inf (or a large negative number) to block it")
         ninf = attn_mask == -math.inf
@@ -217,7 +218,7 @@ class MultiHeadAttention(ParamLayer):
 
     def _heads(self, x: Any, xp: Any, batch: int, seq: int) -> Any:
         """``(batch * seq, embed)`` → ``(batch, heads, seq, head_dim)``."""
-        return xp.permute_dims(xp.reshape(x, (batch, seq, self.num_heads, self.head_dim)), (0, 2, 1, 3))
+        return xp.permute_dims(xp.reshape(x, reshape_sizes((batch, seq, self.num_heads, self.head_dim))), (0, 2, 1, 3))
 
     def _check(self, x: Any, width: int, what: str) -> None:
         self._check_input(x, f"{self!r} ({what})")
@@ -235,12 +236,12 @@ class MultiHeadAttention(ParamLayer):
         xp = _backend.namespace_of(query)
         b, sq, e = query.shape
         if self_attention:
-            x = xp.reshape(query, (b * sq, e))
+            x = xp.reshape(query, reshape_sizes((product(b, sq), e)))
             w = xp.matrix_transpose(self.in_proj_weight.data)
             qkv = x @ w
             if self.in_proj_bias is not None:
                 qkv += self.in_proj_bias.data
-            qkv = xp.permute_dims(xp.reshape(qkv, (b, sq, 3, self.num_heads, self.head_dim)), (2, 0, 3, 1, 4))
+            qkv = xp.permute_dims(xp.reshape(qkv, reshape_sizes((b, sq, 3, self.num_heads, self.head_dim))), (2, 0, 3, 1, 4))
             q, k, v, sk, inputs = qkv[0, ...], qkv[1, ...], qkv[2, ...], sq, (x,)
         else:
             self._check(key, self.kdim, "key")
@@ -250,8 +251,9 @@ class MultiHeadAttention(ParamLayer):
                 raise ShapeError(f"{self!r} expected key and value of the same (batch, seq_k) and the query's "
                                  f"batch, got query {tuple(query.shape)}, key {tuple(key.shape)}, "
                                  f"value {tuple(value.shape)}")
-            inputs = (xp.reshape(query, (b * sq, e)), xp.reshape(key, (b * sk, self.kdim)),
-                      xp.reshape(value, (b * sk, self.vdim)))
+            inputs = (xp.reshape(query, reshape_sizes((product(b, sq), e))),
+                      xp.reshape(key, reshape_sizes((product(b, sk), self.kdim))),
+                      xp.reshape(value, reshape_sizes((product(b, sk), self.vdim))))
             q, k, v = (self._heads(self._project(x, xp, i, width), xp, b, s)
                        for i, (x, width, s) in enumerate(zip(inputs, (e, self.kdim, self.vdim), (sq, sk, sk))))
         drop = None
@@ -260,12 +262,12 @@ class MultiHeadAttention(ParamLayer):
             drop = _backend.to_device(keep * (1.0 / (1.0 - self.dropout)), _backend.backend_of(query), self.dtype)
         o, attention = scaled_dot_product_attention(q, k, v, causal=self.causal, key_padding_mask=key_padding_mask,
                                                     attn_mask=attn_mask, dropout_mask=drop)
-        o = xp.reshape(xp.permute_dims(o, (0, 2, 1, 3)), (b * sq, e))
+        o = xp.reshape(xp.permute_dims(o, (0, 2, 1, 3)), reshape_sizes((product(b, sq), e)))
         y = o @ xp.matrix_transpose(self.out_proj_weight.data)
         if self.out_proj_bias is not None:
             y += self.out_proj_bias.data
         self.save_for_backward(inputs, attention, o, (b, sq, sk))
-        return xp.reshape(y, (b, sq, e))
+        return xp.reshape(y, reshape_sizes((b, sq, e)))
 
     def backward(self, grad: Any, *, input_grad: bool = True) -> Any:
         inputs, attention, o, (b, sq, sk) = self.saved_tensors()

@@ -11,6 +11,7 @@ from nnx.errors import ShapeError
 from nnx.layers.base import Parameter, ParamLayer, count
 from nnx.layers.checks import check_arguments
 from nnx.layers.registry import register_layer
+from nnx.layers.sizes import reshape_sizes
 
 
 def _initial(values: Any, shape: tuple[int, ...], what: str) -> Any:
@@ -86,7 +87,7 @@ class Linear(ParamLayer):
         if self.bias is not None:
             y += self.bias.data  # y is fresh: add in place, no second array
         self.save_for_backward(x, lead)
-        return y if len(lead) == 1 else _backend.namespace_of(y).reshape(y, (*lead, self.out_features))
+        return y if len(lead) == 1 else _backend.namespace_of(y).reshape(y, reshape_sizes((*lead, self.out_features)))
 
     def backward(self, grad: Any, *, input_grad: bool = True) -> Any:
         x, lead = self.saved_tensors()
