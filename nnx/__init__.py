@@ -23,6 +23,7 @@ from nnx import distributed
 from nnx.backend import available, current, to_device, to_host, use
 from nnx.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from nnx.io import load, load_state_dict, register_layer, save
+from nnx.export import export_onnx
 from nnx.layers import (
     GELU,
     AvgPool2d,
@@ -159,6 +160,7 @@ __all__ = [
     "plot_history",
     # files
     "Checkpoint",
+    "export_onnx",
     "load",
     "load_checkpoint",
     "load_state_dict",

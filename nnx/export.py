@@ -17,6 +17,7 @@ onnx); both come with the optional extra ``pip install 'nnx-array[onnx]'``.
 from __future__ import annotations
 
 import contextlib
+import inspect
 import os
 from pathlib import Path
 from typing import Any, Iterator, Sequence
@@ -35,10 +36,12 @@ DTYPES = ("float32", "float64")
 INPUT = "input"
 OUTPUT = "output"
 LABEL = "label"
+MASK = "key_padding_mask"
 
 
 def export_onnx(model: Layer, path: str | os.PathLike[str], input_shape: Sequence[int | None] | None = None,
-                dtype: str | None = None, *, inputs: Sequence[str | os.PathLike[str]] = ()) -> Path:
+                dtype: str | None = None, *, key_padding_mask: bool = False,
+                inputs: Sequence[str | os.PathLike[str]] = ()) -> Path:
     """Write ``model``'s evaluation-mode forward as an ONNX model at ``path``; returns the path.
 
     Parameters
@@ -49,6 +52,9 @@ def export_onnx(model: Layer, path: str | os.PathLike[str], input_shape: Sequenc
         sequence model, ``(None, None, 4)`` (batch and length dynamic). Default: the shape the first
         layer fixes (:meth:`~nnx.Layer.fixed_input_shape`) with a dynamic batch axis.
     dtype : ``"float32"`` or ``"float64"`` (default: the parameters' dtype); the parameters are cast to it.
+    key_padding_mask : for a model whose ``forward`` takes ``key_padding_mask`` (a ``TransformerBlock``, an
+        attention model of one's own): a second graph input of that name, boolean ``(batch, seq)``, True
+        where a key is padding, passed to every call. A causal mask needs nothing: it is part of the config.
     inputs : files the caller read (the model file), which ``path`` must not be.
 
     The graph has one input ``input`` (indices as int64 for a model that starts with an Embedding),
@@ -62,18 +68,23 @@ def export_onnx(model: Layer, path: str | os.PathLike[str], input_shape: Sequenc
     BackendUnavailableError : the ONNX extra is not installed. ExportError : a layer cannot be traced.
     """
     target = _io.check_output(path, inputs=inputs, what="the ONNX file")
-    proto = trace(model, input_shape, dtype)
+    proto = trace(model, input_shape, dtype, key_padding_mask=key_padding_mask)
     _io.atomic_write(target, [proto.SerializeToString()])
     return target
 
 
-def trace(model: Layer, input_shape: Sequence[int | None] | None = None, dtype: str | None = None) -> Any:
+def trace(model: Layer, input_shape: Sequence[int | None] | None = None, dtype: str | None = None, *,
+          key_padding_mask: bool = False) -> Any:
     """The checked ``onnx.ModelProto`` of ``model`` (see :func:`export_onnx`), written nowhere."""
     _require_extra()
     import ndonnx as ndx
     import onnx
 
     _check_mode(model)
+    if key_padding_mask and MASK not in inspect.signature(model.forward).parameters:
+        raise ExportError(f"key_padding_mask=True passes a mask to the model's forward, but "
+                          f"{type(model).__name__}.forward takes no key_padding_mask; export the layer that "
+                          f"takes it (a TransformerBlock, an attention model of your own), or leave it False")
     dtype = _check_dtype(model, dtype)
     shape = _check_shape(model, input_shape)
     indices = bool(getattr(_first_leaf(model), "takes_indices", False))
@@ -84,10 +95,11 @@ def trace(model: Layer, input_shape: Sequence[int | None] | None = None, dtype: 
                         for name, value in state.items()}
         copy.to(NDONNX.name)  # layers that remember their arrays' backend learn it is ndonnx
         _install(copy, graph_inputs)
-        x = ndx.argument(shape=tuple(shape), dtype=ndx.int64 if indices else getattr(ndx, dtype))
+        x = ndx.argument(shape=shape, dtype=ndx.int64 if indices else getattr(ndx, dtype))
+        masks = {MASK: ndx.argument(shape=shape[:2], dtype=ndx.bool)} if key_padding_mask else {}
         with copy.inference():
             try:
-                y = copy.forward(x)
+                y = copy.forward(x, **masks)
             except (StateError, ShapeError, DTypeError):
                 raise
             except Exception as exc:
@@ -96,8 +108,9 @@ def trace(model: Layer, input_shape: Sequence[int | None] | None = None, dtype: 
         labels = _labels(copy)
         if labels is not None:
             outputs[LABEL] = ndx.take(ndx.asarray(labels), ndx.argmax(y, axis=-1))
-        proto = ndx.build({INPUT: x, **graph_inputs}, outputs)
+        proto = ndx.build({INPUT: x, **masks, **graph_inputs}, outputs)
     proto = _inputs_to_initializers(proto, state)
+    _name_axes(proto)
     onnx.checker.check_model(proto, full_check=True)
     return proto
 
@@ -152,6 +165,15 @@ def _check_shape(model: Layer, input_shape: Sequence[int | None] | None) -> tupl
         except NotImplementedError:
             break  # a layer of one's own that does not say its output shape: the trace checks
     return shape
+
+
+def _name_axes(proto: Any) -> None:
+    """Name the graph inputs' dynamic axes (``batch``, then ``axis1``, ...) so a reader sees which they are
+    (ndonnx's arrays have ``None`` there while tracing, as the array API says an unknown size is)."""
+    for value in proto.graph.input:
+        for i, dim in enumerate(value.type.tensor_type.shape.dim):
+            if not dim.HasField("dim_value"):
+                dim.dim_param = "batch" if i == 0 else f"axis{i}"
 
 
 def _first_leaf(model: Layer) -> Layer:

@@ -81,6 +81,8 @@ class Linear(ParamLayer):
                 f"got {tuple(x.shape)}"
             )
         lead = tuple(x.shape[:-1])
+        if lead.count(None) > 1:  # sizes unknown until run time (a traced graph): no flat matrix to make
+            return self._broadcast_forward(x)
         if x.ndim > 2:  # (..., in) as one (rows, in) matrix
             x = _backend.namespace_of(x).reshape(x, (-1, self.in_features))
         y = x @ self.weight.data
@@ -88,6 +90,15 @@ class Linear(ParamLayer):
             y += self.bias.data  # y is fresh: add in place, no second array
         self.save_for_backward(x, lead)
         return y if len(lead) == 1 else _backend.namespace_of(y).reshape(y, reshape_sizes((*lead, self.out_features)))
+
+    def _broadcast_forward(self, x: Any) -> Any:
+        """``x @ weight`` over all leading axes at once, for inputs with two or more sizes unknown (a
+        traced dynamic batch and sequence, which no reshape to a matrix can name). Only a traced graph
+        has such inputs, and it has no backward: nothing is kept."""
+        y = x @ self.weight.data
+        if self.bias is not None:
+            y += self.bias.data
+        return y
 
     def backward(self, grad: Any, *, input_grad: bool = True) -> Any:
         x, lead = self.saved_tensors()

@@ -12,10 +12,15 @@ from __future__ import annotations
 from typing import Any, Sequence
 
 from nnx import backend as _backend
+from nnx.errors import ShapeError
 
 
 def reshape_sizes(shape: Sequence[int | None]) -> tuple[int, ...]:
-    """``shape`` for ``reshape``, an unknown size (``None``, at most one) as ``-1``."""
+    """``shape`` for ``reshape``, an unknown size (``None``) as ``-1``; two unknown sizes are a
+    :class:`~nnx.errors.ShapeError` (a reshape can infer one size, not two)."""
+    if sum(d is None for d in shape) > 1:
+        raise ShapeError(f"cannot reshape to {tuple(shape)}: more than one size is unknown until run time (None); "
+                         f"give all but one axis of the input a fixed size (an exported model's input_shape)")
     return tuple(-1 if d is None else d for d in shape)
 
 
@@ -32,7 +37,7 @@ def full_like_axes(x: Any, shape: Sequence[int | None], value: float, dtype: Any
         sizes = xp.reshape(sizes, reshape_sizes(tuple(d if d is None else 1 for d in shape)))
     known = tuple(1 if d is None else d for d in shape)
     full = sizes + xp.full(known, value, dtype=dtype, device=_backend.device_of(x))
-    return xp.reshape(full, reshape_sizes(shape)) if sum(d is None for d in shape) == 1 else full
+    return xp.reshape(full, reshape_sizes(shape)) if sum(d is None for d in shape) == 1 else full  # pins the sizes
 
 
 def product(*sizes: int | None) -> int | None:
