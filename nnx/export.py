@@ -100,10 +100,14 @@ def trace(model: Layer, input_shape: Sequence[int | None] | None = None, dtype: 
         with copy.inference():
             try:
                 y = copy.forward(x, **masks)
-            except (StateError, ShapeError, DTypeError):
+            except ShapeError as exc:  # the layer says what it expected; say which layer it is
+                raise ShapeError(f"{_failing_layer(copy, exc)}: {exc}") from None
+            except (StateError, DTypeError):
                 raise
             except Exception as exc:
-                raise ExportError(_cannot_trace(copy, exc)) from exc
+                raise ExportError(f"{_failing_layer(copy, exc)} cannot be exported to ONNX: its forward does "
+                                  f"something an ONNX graph cannot record ({type(exc).__name__}: {exc}); ndonnx "
+                                  f"traces only array-API operations, not host reads of values") from exc
         outputs = {OUTPUT: y}
         labels = _labels(copy)
         if labels is not None:
@@ -261,8 +265,8 @@ def _labels(model: Layer) -> np.ndarray | None:
     return np.asarray(last.labels, dtype=str if str in kinds else np.int64)
 
 
-def _cannot_trace(model: Layer, exc: Exception) -> str:
-    """Which layer's forward failed under tracing, and why, as a message."""
+def _failing_layer(model: Layer, exc: Exception) -> str:
+    """The innermost layer whose forward was running when ``exc`` was raised (its repr's first line)."""
     name = type(model).__name__
     tb = exc.__traceback__
     while tb is not None:
@@ -270,8 +274,7 @@ def _cannot_trace(model: Layer, exc: Exception) -> str:
         if isinstance(owner, Layer):
             name = repr(owner).split("\n")[0]
         tb = tb.tb_next
-    return (f"{name} cannot be exported to ONNX: its forward does something an ONNX graph cannot record "
-            f"({type(exc).__name__}: {exc}); ndonnx traces only array-API operations, not host reads of values")
+    return name
 
 
 def _inputs_to_initializers(proto: Any, state: dict[str, np.ndarray]) -> Any:

@@ -119,3 +119,152 @@ def test_residual_and_sinusoidal_positions(tmp_path):
         nnx.SinusoidalPositions(8), nnx.Mean(1), nnx.Linear(8, 2, seed=4, **f), nnx.Softmax()).eval()
     path = nnx.export_onnx(model, tmp_path / "res.onnx", (None, 6, 3))
     _agree(model, path, "float32", (None, 6, 3))
+
+
+def _table(path, rng, rows: int = 120, regression: bool = False) -> None:
+    x = _random.normal(rng, (rows, 4), 0.0, 1.0)
+    if regression:
+        labels = [f"{v:.4f}" for v in 3.0 * x[:, 0] - x[:, 2] + 10.0]
+    else:
+        labels = ["yes" if a + b > 0 else "maybe" if c > 0 else "no" for a, b, c, _ in x]
+    lines = ["a,b,c,d,label"] + [",".join(f"{v:.4f}" for v in r) + f",{t}" for r, t in zip(x, labels)]
+    path.write_text("\n".join(lines) + "\n")
+
+
+def _rows(rng, batch: int):
+    return nnx.to_device(_random.normal(rng, (batch, 4), 0.0, 1.0), "numpy", "float32")
+
+
+def test_tabular_model_trained_by_nnx_train_exports_with_its_labels(tmp_path, capsys):
+    """Standardize first, ClassLabels last: the graph's 'label' output is nnx.predict_classes's answer."""
+    rng = _random.make_rng(5)
+    _table(tmp_path / "t.csv", rng)
+    assert cli.main(["train", str(tmp_path / "t.csv"), "--epochs", "3", "--save", str(tmp_path / "m.nnx"),
+                     "--quiet"]) == 0
+    assert cli.main(["export", str(tmp_path / "m.nnx"), str(tmp_path / "m.onnx")]) == 0
+    assert "wrote" in capsys.readouterr().out
+    model = nnx.load(tmp_path / "m.nnx", backend="numpy").eval()
+    assert isinstance(model[0], nnx.preprocessing.Standardize) and isinstance(model[-1], nnx.preprocessing.ClassLabels)
+    onnx.checker.check_model(onnx.load(str(tmp_path / "m.onnx")), full_check=True)
+    session = _session(tmp_path / "m.onnx")
+    assert [o.name for o in session.get_outputs()] == ["output", "label"]
+    for batch in (1, 7, 50):
+        x = _rows(rng, batch)
+        scores, labels = session.run(None, {"input": x})
+        with model.inference():
+            assert_close(scores, model.forward(x))
+        assert labels.tolist() == nnx.predict_classes(model, x).tolist()
+
+
+def test_regression_model_trained_by_nnx_train_answers_in_the_targets_units(tmp_path):
+    rng = _random.make_rng(6)
+    _table(tmp_path / "r.csv", rng, regression=True)
+    assert cli.main(["train", str(tmp_path / "r.csv"), "--task", "regression", "--epochs", "3",
+                     "--save", str(tmp_path / "r.nnx"), "--quiet"]) == 0
+    assert cli.main(["export", str(tmp_path / "r.nnx"), str(tmp_path / "r.onnx")]) == 0
+    model = nnx.load(tmp_path / "r.nnx", backend="numpy").eval()
+    session = _session(tmp_path / "r.onnx")
+    x = _rows(rng, 9)
+    with model.inference():
+        assert_close(session.run(None, {"input": x})[0], model.forward(x))
+
+
+def test_export_leaves_the_model_as_it_was(tmp_path):
+    case = example("classifier", "float32")
+    model = case.model.eval()
+    before = {k: nnx.to_host(v) for k, v in model.state_dict().items()}
+    nnx.export_onnx(model, tmp_path / "c.onnx", dtype="float64")
+    for k, v in model.state_dict().items():
+        assert nnx.backend.backend_of(v) == "numpy" and np.array_equal(nnx.to_host(v), before[k]), k
+    assert "ndonnx" not in nnx.backend.names()  # the tracing record is gone after the export
+    with model.inference():
+        model.forward(case.x)  # finite checks and the rest work as before
+
+
+def _existing(tmp_path):
+    out = tmp_path / "old.onnx"
+    out.write_bytes(b"previous contents")
+    return out
+
+
+@pytest.mark.parametrize("problem, error, words", [
+    ("training", StateError, "model.eval()"),
+    ("shape", ShapeError, "does not fit"),
+    ("float16", DTypeError, "float32 or float64"),
+    ("int32", DTypeError, "float32 or float64"),
+    ("bad sizes", ShapeError, "positive ints and None"),
+])
+def test_bad_input_is_refused_and_nothing_is_written(tmp_path, problem, error, words):
+    model = example("mlp", "float32").model
+    if problem != "training":
+        model.eval()
+    out = _existing(tmp_path)
+    kwargs = {"training": {}, "shape": {"input_shape": (None, 9)}, "float16": {"dtype": "float16"},
+              "int32": {"dtype": "int32"}, "bad sizes": {"input_shape": (None, 0)}}[problem]
+    with pytest.raises(error, match=words.replace("(", r"\(").replace(")", r"\)")):
+        nnx.export_onnx(model, out, **kwargs)
+    assert out.read_bytes() == b"previous contents"
+
+
+def test_output_path_that_is_an_input_is_refused(tmp_path, capsys):
+    model = example("mlp", "float32").model.eval()
+    nnx.save(model, tmp_path / "m.nnx")
+    before = (tmp_path / "m.nnx").read_bytes()
+    with pytest.raises(OutputPathError, match="input"):
+        nnx.export_onnx(model, tmp_path / "m.nnx", inputs=[tmp_path / "m.nnx"])
+    with pytest.raises(SystemExit) as exit_:
+        cli.main(["export", str(tmp_path / "m.nnx"), str(tmp_path / "m.nnx")])
+    assert exit_.value.code == 2 and "also an input" in capsys.readouterr().err
+    with pytest.raises(OutputPathError, match="directory"):
+        nnx.export_onnx(model, tmp_path)
+    assert (tmp_path / "m.nnx").read_bytes() == before
+
+
+def test_cli_bad_input_shape_and_a_model_that_needs_one(tmp_path, capsys):
+    model = example("cnn", "float32").model
+    nnx.save(model, tmp_path / "cnn.nnx")
+    assert cli.main(["export", str(tmp_path / "cnn.nnx"), str(tmp_path / "cnn.onnx")]) == 1
+    assert "needs input_shape" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        cli.main(["export", str(tmp_path / "cnn.nnx"), str(tmp_path / "cnn.onnx"), "--input-shape", "N,x"])
+    assert cli.main(["export", str(tmp_path / "cnn.nnx"), str(tmp_path / "cnn.onnx"), "--input-shape",
+                     "N,1,8,8"]) == 0
+    assert not (tmp_path / "cnn.onnx.tmp").exists()
+
+
+class _HostRead(nnx.Layer):
+    """A layer of one's own that reads a value on the host: no graph can record that."""
+
+    def forward(self, x):
+        scale = float(nnx.backend.namespace_of(x).max(x))
+        self.save_for_backward()
+        return x / scale
+
+    def backward(self, grad):
+        raise NotImplementedError
+
+
+def test_a_layer_that_cannot_export_is_named_with_the_reason(tmp_path):
+    model = nnx.Sequential(nnx.Linear(3, 2, seed=0), _HostRead()).eval()
+    with pytest.raises(ExportError, match=r"_HostRead.*cannot be exported.*host reads"):
+        nnx.export_onnx(model, tmp_path / "x.onnx")
+    assert not (tmp_path / "x.onnx").exists()
+
+
+def test_two_dynamic_axes_where_a_layer_needs_a_length(tmp_path):
+    """The rnn unrolls over its length: a dynamic length is refused with a message that says to fix it."""
+    model = example("rnn", "float32").model.eval()
+    with pytest.raises((ShapeError, ExportError), match="fixed size|fixed length"):
+        nnx.export_onnx(model, tmp_path / "rnn.onnx", (None, None, 4))
+
+
+def test_key_padding_mask_needs_a_forward_that_takes_it(tmp_path):
+    model = example("tiny_gpt", "float32").model.eval()
+    with pytest.raises(ExportError, match="takes no key_padding_mask"):
+        nnx.export_onnx(model, tmp_path / "g.onnx", (None, 6), key_padding_mask=True)
+
+
+def test_mixed_labels_have_no_class_table(tmp_path):
+    model = nnx.Sequential(nnx.Linear(3, 2, seed=0), nnx.preprocessing.ClassLabels([1, "b"])).eval()
+    with pytest.raises(ExportError, match="mix"):
+        nnx.export_onnx(model, tmp_path / "m.onnx")
