@@ -207,47 +207,26 @@ def _install(model: Layer, arrays: dict[str, Any]) -> None:
 
 @contextlib.contextmanager
 def _tracing() -> Iterator[None]:
-    """The ndonnx record registered (so nnx knows its arrays hold no values) and matrix products that
-    keep their static shape, for the block only."""
+    """The ndonnx record registered (so nnx knows its arrays hold no values) and plain matrix products,
+    for the block only.
+
+    ndonnx wraps each product in an ONNX ``If`` that answers empty operands itself, against an old
+    onnxruntime bug; the ``If`` hides the product's shape from ONNX shape inference (nnx's layers check the
+    sizes they are given: ``Linear`` its input's last axis) and adds about 170 nodes per product. The
+    onnxruntime the extra requires multiplies empty operands correctly (``test_export.py`` runs a batch of 0).
+    """
     from ndonnx._typed_array import onnx as typed
 
     known = _backend.BACKENDS.get(NDONNX.name)
     product = typed._matmul_mitigate_zero_sized
     _backend.register(NDONNX)
-    typed._matmul_mitigate_zero_sized = _shaped_product(product)
+    typed._matmul_mitigate_zero_sized = lambda a, b: type(a)(typed.op.matmul(a._var, b._var))
     try:
         yield
     finally:
         typed._matmul_mitigate_zero_sized = product
         if known is None:
             _backend.unregister(NDONNX.name)
-
-
-def _shaped_product(product: Any) -> Any:
-    """ndonnx's matrix product (wrapped in an ONNX ``If`` against an onnxruntime bug with empty inputs)
-    followed by a reshape to the shape the operands imply: the ``If`` hides the product's shape from
-    ONNX shape inference, and nnx's layers check the sizes they are given (``Linear`` its input's last
-    axis). Products with two or more unknown sizes stay as ndonnx makes them."""
-
-    def shaped(a: Any, b: Any) -> Any:
-        out = product(a, b)
-        shape = _product_shape(tuple(a.shape), tuple(b.shape))
-        if shape is None or sum(d is None for d in shape) > 1 or tuple(out.shape) == shape:
-            return out
-        return out.reshape(tuple(-1 if d is None else d for d in shape))
-
-    return shaped
-
-
-def _product_shape(a: tuple[int | None, ...], b: tuple[int | None, ...]) -> tuple[int | None, ...] | None:
-    """The static shape of ``a @ b`` by the array API's rules (``None`` where a size is unknown)."""
-    if len(a) < 2 or len(b) < 2:
-        return None
-    lead_a, lead_b = a[:-2], b[:-2]
-    n = max(len(lead_a), len(lead_b))
-    lead_a, lead_b = (1,) * (n - len(lead_a)) + lead_a, (1,) * (n - len(lead_b)) + lead_b
-    lead = tuple(q if p == 1 else p if q == 1 else p if p == q else None for p, q in zip(lead_a, lead_b))
-    return (*lead, a[-2], b[-1])
 
 
 def _labels(model: Layer) -> np.ndarray | None:
