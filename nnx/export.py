@@ -58,7 +58,8 @@ def export_onnx(model: Layer, path: str | os.PathLike[str], input_shape: Sequenc
     inputs : files the caller read (the model file), which ``path`` must not be.
 
     The graph has one input ``input`` (indices as int64 for a model that starts with an Embedding),
-    one output ``output`` (what ``forward`` returns) and, for a model ending in
+    one output ``output`` (what ``forward`` returns; ``output0``, ``output1``, ... for a tuple, such as an
+    LSTMCell's ``(h, c)``) and, for a model ending in
     :class:`~nnx.ClassLabels`, a second output ``label``: the label of the highest output per row.
 
     Raises
@@ -108,7 +109,7 @@ def trace(model: Layer, input_shape: Sequence[int | None] | None = None, dtype: 
                 raise ExportError(f"{_failing_layer(copy, exc)} cannot be exported to ONNX: its forward does "
                                   f"something an ONNX graph cannot record ({type(exc).__name__}: {exc}); ndonnx "
                                   f"traces only array-API operations, not host reads of values") from exc
-        outputs = {OUTPUT: y}
+        outputs = {f"{OUTPUT}{i}": part for i, part in enumerate(y)} if isinstance(y, tuple) else {OUTPUT: y}
         labels = _labels(copy)
         if labels is not None:
             outputs[LABEL] = ndx.take(ndx.asarray(labels), ndx.argmax(y, axis=-1))

@@ -104,6 +104,42 @@ def test_transformer_block_with_key_padding_mask(tmp_path):
         assert_close(got, expected)
 
 
+def _families():
+    """Layer families the example models leave out, each in a small model, with its input shape."""
+    f = {"dtype": "float32", "backend": "numpy"}
+    return {
+        "conv1d": (nnx.Sequential(nnx.Conv1d(3, 4, 3, padding=1, seed=0, **f), nnx.LeakyReLU(0.1),
+                                  nnx.Flatten(), nnx.Linear(40, 2, seed=1, **f)), (None, 3, 10)),
+        "global_pool": (nnx.Sequential(nnx.Conv2d(2, 4, 3, stride=2, seed=0, **f), nnx.GlobalAvgPool2d(),
+                                       nnx.Linear(4, 3, seed=1, **f), nnx.Softmax()), (None, 2, 9, 9)),
+        "reshape_mean": (nnx.Sequential(nnx.Linear(6, 12, seed=0, **f), nnx.Reshape((3, 4)), nnx.Mean(1),
+                                        nnx.Sigmoid()), (None, 6)),
+        "attention": (nnx.MultiHeadAttention(8, 2, seed=0, **f), (None, 5, 8)),
+        "lstm_sequences": (nnx.Sequential(nnx.LSTM(4, 6, num_layers=2, seed=0, **f), nnx.Linear(6, 2, seed=1, **f)),
+                           (None, 4, 4)),
+        "gru_cell": (nnx.GRUCell(4, 5, seed=0, **f), (None, 4)),
+        "lstm_cell": (nnx.LSTMCell(4, 5, seed=0, **f), (None, 4)),
+    }
+
+
+@pytest.mark.parametrize("family", list(_families()))
+def test_every_layer_family_exports(family, tmp_path):
+    model, shape = _families()[family]
+    model.eval()
+    path = nnx.export_onnx(model, tmp_path / f"{family}.onnx", shape)
+    session = _session(path)
+    rng = _random.make_rng(7)
+    for batch in BATCHES:
+        x = _held_out(shape, batch, rng)
+        with model.inference():
+            expected = model.forward(x)
+        expected = expected if isinstance(expected, tuple) else (expected,)
+        got = session.run(None, {"input": x})
+        assert len(got) == len(expected)
+        for g, e in zip(got, expected):
+            assert_close(g, e, name=f"{family} at batch {batch}")
+
+
 def test_an_empty_batch(tmp_path):
     """Products of empty operands: ndonnx guards them with an If that the export leaves out (see _tracing)."""
     model = example("mlp", "float32").model.eval()
