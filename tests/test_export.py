@@ -300,3 +300,45 @@ def test_mixed_labels_have_no_class_table(tmp_path):
     model = nnx.Sequential(nnx.Linear(3, 2, seed=0), nnx.preprocessing.ClassLabels([1, "b"])).eval()
     with pytest.raises(ExportError, match="mix"):
         nnx.export_onnx(model, tmp_path / "m.onnx")
+
+
+def test_without_the_extra_the_error_says_what_to_install(tmp_path, monkeypatch):
+    import dataclasses
+
+    import nnx.export
+
+    missing = dataclasses.replace(nnx.export.NDONNX, probe=lambda: "ndonnx is not installed; pip install ...")
+    monkeypatch.setattr(nnx.export, "NDONNX", missing)
+    model = example("mlp", "float32").model.eval()
+    with pytest.raises(nnx.errors.BackendUnavailableError, match="ndonnx is not installed"):
+        nnx.export_onnx(model, tmp_path / "m.onnx")
+    assert not (tmp_path / "m.onnx").exists()
+
+
+def test_holds_values_is_the_one_switch_for_checks_that_read_values():
+    """Finite checks run on NumPy arrays and are skipped on arrays of a record with holds_values=False."""
+    import ndonnx
+
+    from nnx.backend.registry import NDONNX
+    from nnx.layers.checks import check_finite
+
+    x = nnx.to_device([[1.0, float("nan")]], "numpy", "float32")
+    assert nnx.backend.holds_values(x)
+    with pytest.raises(nnx.errors.NonFiniteError):
+        check_finite(x, nnx.backend.namespace_of(x), "here")
+    nnx.backend.register(NDONNX)
+    try:
+        traced = ndonnx.argument(shape=(None, 2), dtype=ndonnx.float32)
+        assert not nnx.backend.holds_values(traced)
+        check_finite(traced, ndonnx, "here")  # nothing to read: no check, no error
+    finally:
+        nnx.backend.unregister(NDONNX.name)
+
+
+def test_integer_labels(tmp_path):
+    model = nnx.Sequential(nnx.Linear(3, 2, seed=0), nnx.preprocessing.ClassLabels([10, 20])).eval()
+    session = _session(nnx.export_onnx(model, tmp_path / "m.onnx"))
+    x = _held_out((None, 3), 16, _random.make_rng(8))
+    scores, labels = session.run(None, {"input": x})
+    assert labels.dtype == np.int64 and labels.tolist() == nnx.predict_classes(model, x).tolist()
+    assert set(labels.tolist()) == {10, 20}  # both classes among 16 rows, so the table is really read
