@@ -48,9 +48,11 @@ def export_onnx(model: Layer, path: str | os.PathLike[str], input_shape: Sequenc
     ----------
     model : a layer or container in evaluation mode (``model.eval()``), on any backend.
     path : the ``.onnx`` file to write (atomically; never one of ``inputs``).
-    input_shape : the input's shape with ``None`` for each dynamic axis, e.g. ``(None, 784)`` or, for a
-        sequence model, ``(None, None, 4)`` (batch and length dynamic). Default: the shape the first
-        layer fixes (:meth:`~nnx.Layer.fixed_input_shape`) with a dynamic batch axis.
+    input_shape : the input's shape with ``None`` for each dynamic axis, e.g. ``(None, 784)``, or
+        ``(None, 20, 4)`` for an LSTM over 20 steps (unrolled: the length is fixed); a length may be
+        dynamic too where no layer needs it as a number (``(None, None, 8)`` for Linear and LayerNorm per
+        position). Default: the shape the first layer fixes (:meth:`~nnx.Layer.fixed_input_shape`) with a
+        dynamic batch axis.
     dtype : ``"float32"`` or ``"float64"`` (default: the parameters' dtype); the parameters are cast to it.
     key_padding_mask : for a model whose ``forward`` takes ``key_padding_mask`` (a ``TransformerBlock``, an
         attention model of one's own): a second graph input of that name, boolean ``(batch, seq)``, True
@@ -69,12 +71,12 @@ def export_onnx(model: Layer, path: str | os.PathLike[str], input_shape: Sequenc
     BackendUnavailableError : the ONNX extra is not installed. ExportError : a layer cannot be traced.
     """
     target = _io.check_output(path, inputs=inputs, what="the ONNX file")
-    proto = trace(model, input_shape, dtype, key_padding_mask=key_padding_mask)
+    proto = to_onnx(model, input_shape, dtype, key_padding_mask=key_padding_mask)
     _io.atomic_write(target, [proto.SerializeToString()])
     return target
 
 
-def trace(model: Layer, input_shape: Sequence[int | None] | None = None, dtype: str | None = None, *,
+def to_onnx(model: Layer, input_shape: Sequence[int | None] | None = None, dtype: str | None = None, *,
           key_padding_mask: bool = False) -> Any:
     """The checked ``onnx.ModelProto`` of ``model`` (see :func:`export_onnx`), written nowhere."""
     _require_extra()
@@ -154,7 +156,7 @@ def _check_shape(model: Layer, input_shape: Sequence[int | None] | None) -> tupl
         if input_shape is None:
             raise ShapeError(f"export_onnx of this {type(model).__name__} needs input_shape: its first layer "
                              f"fixes none; pass it with None for each dynamic axis, e.g. (None, 1, 28, 28) "
-                             f"or (None, None, 4) for sequences of any length")
+                             f"for images or (None, 20, 4) for sequences of 20 steps")
     shape = tuple(input_shape)
     if not shape or any(d is not None and (isinstance(d, bool) or not isinstance(d, int) or d < 1)
                         for d in shape):
@@ -167,8 +169,6 @@ def _check_shape(model: Layer, input_shape: Sequence[int | None] | None) -> tupl
         except ShapeError as exc:
             raise ShapeError(f"export_onnx input_shape {shape!r} does not fit the model (tried {concrete}): "
                              f"{exc}") from None
-        except NotImplementedError:
-            break  # a layer of one's own that does not say its output shape: the trace checks
     return shape
 
 
@@ -270,4 +270,4 @@ def _inputs_to_initializers(proto: Any, state: dict[str, np.ndarray]) -> Any:
     return proto
 
 
-__all__ = ["DTYPES", "export_onnx", "trace"]
+__all__ = ["DTYPES", "export_onnx", "to_onnx"]
