@@ -122,7 +122,7 @@ def main(argv: list[str] | None = None) -> int:
     print(text)
     if not args.quick:
         out = args.out or HERE / "results" / f"{_dt.date.today().isoformat()}-onnx.md"
-        nnx.io.atomic_write(out, [text.encode()])
+        nnx.paths.atomic_write(out, [text.encode()])
         print(f"wrote {out}")
     return 0 if all(r["ok"] for r in rows) else 1
 

@@ -25,7 +25,7 @@ from typing import Any, Iterator, Sequence
 import numpy as np
 
 from nnx import backend as _backend
-from nnx import io as _io
+from nnx.paths import atomic_write, check_output
 from nnx.backend.registry import NDONNX
 from nnx.errors import BackendUnavailableError, DTypeError, ExportError, ShapeError, StateError
 from nnx.layers.base import Layer
@@ -70,9 +70,9 @@ def export_onnx(model: Layer, path: str | os.PathLike[str], input_shape: Sequenc
     DTypeError : a dtype ONNX export does not take. OutputPathError : ``path`` may not be written.
     BackendUnavailableError : the ONNX extra is not installed. ExportError : a layer cannot be traced.
     """
-    target = _io.check_output(path, inputs=inputs, what="the ONNX file")
+    target = check_output(path, inputs=inputs, what="the ONNX file")
     proto = to_onnx(model, input_shape, dtype, key_padding_mask=key_padding_mask)
-    _io.atomic_write(target, [proto.SerializeToString()])
+    atomic_write(target, [proto.SerializeToString()])
     return target
 
 

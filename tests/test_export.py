@@ -117,6 +117,8 @@ def _families():
         "attention": (nnx.MultiHeadAttention(8, 2, seed=0, **f), (None, 5, 8)),
         "lstm_sequences": (nnx.Sequential(nnx.LSTM(4, 6, num_layers=2, seed=0, **f), nnx.Linear(6, 2, seed=1, **f)),
                            (None, 4, 4)),
+        "silu_rmsnorm": (nnx.Sequential(nnx.Linear(4, 8, seed=0, **f), nnx.SiLU(), nnx.RMSNorm(8, **f),
+                                        nnx.Linear(8, 2, seed=1, **f)), (None, 4)),
         "gru_cell": (nnx.GRUCell(4, 5, seed=0, **f), (None, 4)),
         "lstm_cell": (nnx.LSTMCell(4, 5, seed=0, **f), (None, 4)),
     }
