@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import inspect
+import json
 import os
 from pathlib import Path
 from typing import Any, Iterator, Sequence
@@ -118,6 +119,7 @@ def to_onnx(model: Layer, input_shape: Sequence[int | None] | None = None, dtype
         proto = ndx.build({INPUT: x, **masks, **graph_inputs}, outputs)
     proto = _inputs_to_initializers(proto, state)
     _name_axes(proto)
+    _describe(proto, model)
     onnx.checker.check_model(proto, full_check=True)
     return proto
 
@@ -179,6 +181,19 @@ def _name_axes(proto: Any) -> None:
         for i, dim in enumerate(value.type.tensor_type.shape.dim):
             if not dim.HasField("dim_value"):
                 dim.dim_param = "batch" if i == 0 else f"axis{i}"
+
+
+def _describe(proto: Any, model: Layer) -> None:
+    """Who wrote the file, and the input columns' names where the model keeps them (a ``Standardize``
+    fitted on a CSV file with a header), as metadata ``input_names`` (a JSON list), so a server can
+    order a table's columns as the model expects."""
+    from nnx import __version__
+
+    proto.producer_name, proto.producer_version = "nnx", __version__
+    names = getattr(_first_leaf(model), "names", None)
+    if names:
+        entry = proto.metadata_props.add()
+        entry.key, entry.value = "input_names", json.dumps(list(names))
 
 
 def _first_leaf(model: Layer) -> Layer:

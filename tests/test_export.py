@@ -179,7 +179,11 @@ def test_tabular_model_trained_by_nnx_train_exports_with_its_labels(tmp_path, ca
     assert "wrote" in capsys.readouterr().out
     model = nnx.load(tmp_path / "m.nnx", backend="numpy").eval()
     assert isinstance(model[0], nnx.preprocessing.Standardize) and isinstance(model[-1], nnx.preprocessing.ClassLabels)
-    onnx.checker.check_model(onnx.load(str(tmp_path / "m.onnx")), full_check=True)
+    proto = onnx.load(str(tmp_path / "m.onnx"))
+    onnx.checker.check_model(proto, full_check=True)
+    assert proto.producer_name == "nnx"
+    assert {p.key: p.value for p in proto.metadata_props}["input_names"] == '["a", "b", "c", "d"]'
+
     session = _session(tmp_path / "m.onnx")
     assert [o.name for o in session.get_outputs()] == ["output", "label"]
     for batch in (1, 7, 50):
