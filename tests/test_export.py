@@ -348,3 +348,13 @@ def test_integer_labels(tmp_path):
     scores, labels = session.run(None, {"input": x})
     assert labels.dtype == np.int64 and labels.tolist() == nnx.predict_classes(model, x).tolist()
     assert set(labels.tolist()) == {10, 20}  # both classes among 16 rows, so the table is really read
+
+
+def test_a_model_on_another_backend_exports(tmp_path):
+    """The export copies the parameters through the host: a model on array_api_strict exports the same graph."""
+    if nnx.available()["array_api_strict"] is not None:
+        pytest.skip(nnx.available()["array_api_strict"])
+    model = example("mlp", "float32").model.eval()
+    nnx.export_onnx(model, tmp_path / "numpy.onnx")
+    nnx.export_onnx(model.to("array_api_strict"), tmp_path / "strict.onnx")
+    assert (tmp_path / "numpy.onnx").read_bytes() == (tmp_path / "strict.onnx").read_bytes()
