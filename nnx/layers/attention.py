@@ -241,7 +241,8 @@ class MultiHeadAttention(ParamLayer):
             qkv = x @ w
             if self.in_proj_bias is not None:
                 qkv += self.in_proj_bias.data
-            qkv = xp.permute_dims(xp.reshape(qkv, reshape_sizes((b, sq, 3, self.num_heads, self.head_dim))), (2, 0, 3, 1, 4))
+            heads = reshape_sizes((b, sq, 3, self.num_heads, self.head_dim))
+            qkv = xp.permute_dims(xp.reshape(qkv, heads), (2, 0, 3, 1, 4))
             q, k, v, sk, inputs = qkv[0, ...], qkv[1, ...], qkv[2, ...], sq, (x,)
         else:
             self._check(key, self.kdim, "key")

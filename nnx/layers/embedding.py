@@ -68,7 +68,8 @@ class Embedding(ParamLayer):
             raise DTypeError(f"{where} expected integer indices, got dtype {_backend.dtype_name(indices)}; "
                              f"move token ids with nnx.to_device(ids, dtype='int64')")
         flat = xp.astype(xp.reshape(indices, (-1,)), xp.int64)  # uint8 ids compared with 256 must not wrap
-        if _backend.holds_values(flat) and flat.shape[0] and bool(xp.any(flat < 0) | xp.any(flat >= self.num_embeddings)):
+        if (_backend.holds_values(flat) and flat.shape[0]
+                and bool(xp.any(flat < 0) | xp.any(flat >= self.num_embeddings))):
             lo, hi = int(xp.min(flat)), int(xp.max(flat))
             bad = lo if lo < 0 else hi
             raise IndexRangeError(f"{where} got index {bad} (indices range from {lo} to {hi}), but the table has "

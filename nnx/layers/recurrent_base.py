@@ -94,10 +94,10 @@ class Recurrent(ParamLayer):
         ones = xp.astype(valid, x.dtype)
         return valid, ones, 1 - ones
 
-    def _initial(self, given: Any, what: str, x: Any, batch: int) -> Any:
+    def _initial(self, given: Any, what: str, seq: Any, batch: int) -> Any:
         shape = (self.num_layers * self.directions, batch, self.hidden_size)
-        if given is None:  # x is (length, batch, features): the batch on the states' axis 1
-            return full_like_axes(x, shape, 0.0)
+        if given is None:  # seq is (length, batch, features): the batch on the states' axis 1
+            return full_like_axes(seq, shape, 0.0)
         self._check_input(given, f"{self!r} ({what})")
         if tuple(given.shape) != shape:
             raise ShapeError(f"{self!r} expected {what} of shape {shape} (num_layers * directions, batch, "

@@ -278,7 +278,8 @@ class Runs:
         """The convolution ``(batch, out_channels, *out)`` of ``padded`` with ``weight`` (no bias)."""
         xp = _backend.namespace_of(padded)
         n, c = padded.shape[:2]
-        flat = xp.reshape(padded, reshape_sizes((n, groups, c // groups, math.prod(padded.shape[2:]))))  # n, not -1: a 0-row batch
+        # n, not -1, wherever it is known: a 0-row batch
+        flat = xp.reshape(padded, reshape_sizes((n, groups, c // groups, math.prod(padded.shape[2:]))))
         y = correlate(_grouped(weight, groups), flat, self.offsets, self.positions)
         return xp.reshape(y, reshape_sizes((n, weight.shape[0], *self.grid)))[self.crop]
 
