@@ -264,12 +264,14 @@ def example(name: str, dtype: str = "float64") -> ParityCase:
 
 def held_out_like(x: Any, batch: int, rng: Any) -> Any:
     """New inputs like an example's ``x``: ``batch`` rows of its trailing shape and dtype, standard normal
-    floats or integers in ``x``'s range (token ids), drawn from ``rng`` (another seed: held-out data)."""
+    floats or integers in ``x``'s range at each position (token ids; a packed input's parts keep their own
+    vocabularies), drawn from ``rng`` (another seed: held-out data)."""
     host = _backend.to_host(x)
     shape = (batch, *host.shape[1:])
     if host.dtype.kind == "f":
         return _backend.to_device(_random.normal(rng, shape, 0.0, 1.0), "numpy", host.dtype.name)
-    return _backend.to_device(rng.integers(int(host.min()), int(host.max()) + 1, shape), "numpy", host.dtype.name)
+    ids = rng.integers(host.min(axis=0), host.max(axis=0) + 1, shape)
+    return _backend.to_device(ids, "numpy", host.dtype.name)
 
 
 def _inputs(model: Layer, batch: int, rng: Any, dtype: str) -> Any:
