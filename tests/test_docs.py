@@ -264,3 +264,33 @@ def test_output_comparison_catches_a_changed_number() -> None:
     assert not output_matches(shown, "held-out error: 97.77% (351/359), loss 0.1086; trained in 1.3 s")
     assert output_matches("a\n...\nz", "a\nb\nc\nz") and not output_matches("a\n...\nz", "a\nb")
     assert not math.isnan(_numbers("1,438 rows")[0][0]) and _numbers("1,438 rows")[0][0] == 1438
+
+
+def _results_named(text: str) -> list[Path]:
+    """The benchmark result files a page names: by full name, or as ``*-suffix.md`` beside them."""
+    results = ROOT / "benchmarks" / "results"
+    files = [results / name for name in re.findall(r"benchmarks/results/([\w.-]+\.md)", text)]
+    for pattern in re.findall(r"`(\*[\w.-]+\.md)`", text):
+        files += sorted(results.glob(pattern))
+    return files
+
+
+@pytest.mark.parametrize("page", [p for p in PAGES if _results_named(p.read_text())], ids=lambda p: p.name)
+def test_benchmark_numbers_come_from_the_results_files_the_page_names(page: Path) -> None:
+    """Measured speed is not rerun by a test: each number of a table, and each decimal number of the text,
+    is in a results file the page names."""
+    text = page.read_text()
+    files = _results_named(text)
+    missing = [f.name for f in files if not f.exists()]
+    assert not missing, f"{page.name} names results files that do not exist: {missing}"
+    assert any("|" in line for line in text.splitlines()), f"{page.name}: no table to check"
+    recorded = " ".join(f.read_text() + (f.with_suffix(".json").read_text() if f.with_suffix(".json").exists() else "")
+                        for f in files).replace(",", "")
+    unknown = []
+    for line in text.splitlines():
+        if line.startswith("|") and not line.startswith("|---"):
+            for cell in line.strip("|").split("|")[1:]:
+                unknown += [n for n in re.findall(r"\d[\d,]*\.?\d*", cell) if n.replace(",", "") not in recorded]
+    prose = re.sub(r"`[^`]*`", "", re.sub(r"```.*?```", "", text, flags=re.S))
+    unknown += [n for n in re.findall(r"\d+\.\d+", prose) if n not in recorded]
+    assert not unknown, f"{page.name}: table numbers in none of {[f.name for f in files]}: {unknown}"
