@@ -294,3 +294,52 @@ def test_benchmark_numbers_come_from_the_results_files_the_page_names(page: Path
     prose = re.sub(r"`[^`]*`", "", re.sub(r"```.*?```", "", text, flags=re.S))
     unknown += [n for n in re.findall(r"\d+\.\d+", prose) if n not in recorded]
     assert not unknown, f"{page.name}: table numbers in none of {[f.name for f in files]}: {unknown}"
+
+
+def _prose(page: Path) -> str:
+    return re.sub(r"```.*?```", "", page.read_text(), flags=re.S)
+
+
+def test_every_documented_error_is_an_nnx_error() -> None:
+    """Each error class a page names is in nnx.errors, and what a page says nnx raises is one of them."""
+    import builtins
+
+    named, raised = set(), []
+    for page in PAGES:
+        text = _prose(page)
+        named |= {(page.name, n) for n in re.findall(r"`(?:nnx\.errors\.|nnx\.)?(\w+Error)`", text)}
+        raised += [(page.name, n) for n in re.findall(
+            r"\braises?\s+(?:an?\s+|the\s+)?`?(?:nnx\.errors\.|nnx\.)?(\w+Error)\b", text)]
+    assert len(raised) >= 8, raised
+    for page, name in raised:
+        assert hasattr(nnx.errors, name) and issubclass(getattr(nnx.errors, name), nnx.errors.NnxError), (
+            f"{page} says nnx raises {name}, which is not an nnx.errors class")
+    for page, name in named:
+        if not hasattr(builtins, name) and not hasattr(nnx.losses, name):  # SumSquaredError is a loss
+            assert issubclass(getattr(nnx.errors, name, type(None)), nnx.errors.NnxError), (
+                f"{page} names {name}, which is not an nnx.errors class")
+
+
+def test_the_errors_the_pages_promise_are_raised() -> None:
+    opt = nnx.SGD(nnx.Linear(2, 2, seed=0).parameters(), lr=0.1)
+    with pytest.raises(nnx.errors.ConfigError, match="warmup_steps < total_steps"):
+        nnx.schedules.CosineWithWarmup(opt, 5, 5)
+    with pytest.raises(nnx.errors.ConfigError, match="min_lr"):
+        nnx.schedules.CosineWithWarmup(opt, 1, 5, min_lr=1.0)
+    with pytest.raises(nnx.errors.ConfigError, match="no reduced-precision matmul"):
+        nnx.backend.set_matmul_precision("tf32", "numpy")
+    with pytest.raises(nnx.errors.ConfigError, match="matmul precision must be one of"):
+        nnx.backend.set_matmul_precision("fast", "numpy")
+
+
+def test_the_synopsis_lists_only_real_options() -> None:
+    page = (ROOT / "docs" / "command.md").read_text()
+    synopsis = page[page.index("```text\nnnx train DATASET"):].split("```")[1]
+    command = None
+    for text in synopsis.splitlines():
+        if text.startswith("nnx "):
+            command = text.split()[1]
+            help_text = subprocess.run([sys.executable, "-m", "nnx", command, "--help"], capture_output=True,
+                                       text=True, check=True, env={**os.environ, "PYTHONPATH": str(ROOT)}).stdout
+        for option in re.findall(r"--[a-z][a-z-]*", text):
+            assert option in help_text, f"`nnx {command}` has no option {option}"
