@@ -8,9 +8,9 @@ The conventions (also on the page docs/about-docs.md):
   backend; one whose first line is ``# continues`` runs in the namespace of
   the page's previous python block.
 - In a ``bash`` block, every line that runs ``nnx`` (after ``VAR=value``
-  settings) or ``python examples/...`` runs; install lines and launchers
-  (``pip``, ``mpiexec``, ``python -m pytest``) are not, and a block with
-  nothing to run is reported as skipped with that reason.
+  settings, also under ``mpiexec``) or ``python examples/...`` runs; install
+  lines and other commands (``pip``, ``python train.py``) are not, and a
+  block with nothing to run is reported as skipped with that reason.
 - A block whose first line (after ``# continues``) is ``# gpu: why`` needs
   CuPy and a CUDA GPU: it runs where CuPy can, and is skipped elsewhere with
   the reason. ``# slow: why`` marks a block that trains for long: it runs when
@@ -32,6 +32,7 @@ import math
 import os
 import re
 import shlex
+import shutil
 import subprocess
 import sys
 from dataclasses import dataclass, field
@@ -91,14 +92,18 @@ def blocks(page: Path) -> list[Block]:
 
 
 def commands(block: Block) -> list[list[str]]:
-    """The lines of a bash block that run: ``nnx ...`` and ``python examples/...``."""
+    """The lines of a bash block that run: ``nnx ...`` (also under ``mpiexec``) and ``python examples/...``."""
     runs = []
     for text in block.code.replace("&&", "\n").splitlines():
         words = shlex.split(text, comments=True)
         while words and _SETTING.match(words[0]):
             words = words[1:]
+        launcher = []
+        if words[:1] == ["mpiexec"] and "nnx" in words:  # mpiexec -n N nnx ...: the launcher of the venv's MPI
+            at = words.index("nnx")
+            launcher, words = [shutil.which("mpiexec") or "mpiexec", *words[1:at]], words[at:]
         if words[:1] == ["nnx"]:
-            runs.append([sys.executable, "-m", "nnx", *words[1:]])
+            runs.append([*launcher, sys.executable, "-m", "nnx", *words[1:]])
         elif words[:1] == ["python"] and len(words) > 1 and words[1].startswith("examples/"):
             runs.append([sys.executable, str(ROOT / words[1]), *words[2:]])
     return runs
@@ -160,7 +165,7 @@ def _skip_reason(block: Block) -> str | None:
     if "slow" in marks and not SLOW:
         return f"{block.name} is slow ({marks['slow']}); NNX_DOCS_SLOW=1 runs it"
     if block.lang == "bash" and not commands(block):
-        return f"{block.name} has no nnx command to run (install or launcher lines)"
+        return f"{block.name} has no nnx command to run (install lines or other commands)"
     return None
 
 
@@ -186,7 +191,7 @@ def _run_bash(block: Block, run: PageRun) -> str:
     printed = []
     for argv in commands(block):
         result = subprocess.run(argv, cwd=run.folder, env=env, capture_output=True, text=True)
-        assert result.returncode == 0, f"{block.name}: {shlex.join(argv[2:])} exits {result.returncode}\n{result.stderr}"
+        assert result.returncode == 0, f"{block.name}: {shlex.join(argv)} exits {result.returncode}\n{result.stderr}"
         printed.append(result.stdout)
     return "".join(printed)
 
