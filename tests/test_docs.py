@@ -180,8 +180,7 @@ def _run_python(block: Block, run: PageRun) -> str:
             exec(compile(block.code, block.name, "exec"), run.namespace)
     finally:
         os.chdir(cwd)
-        for name in ("Swish", "Scale"):
-            nnx.layers.registry._LAYERS.pop(name, None)
+        nnx.layers.registry._LAYERS.pop("Swish", None)  # the layer docs/layers.md registers
     return printed.getvalue()
 
 
