@@ -23,7 +23,7 @@ from typing import Any, Iterator
 
 import numpy as np
 
-from nnx.errors import ConfigError, DataFormatError, ShapeError
+from nnx.errors import ConfigError, DataFormatError, ShapeError, TargetError
 from nnx.preprocessing import encode_labels
 
 
@@ -83,7 +83,8 @@ def load(name: str, scale: bool = True) -> Dataset:
     """A bundled data set by name: ``"digits"`` or ``"mnist_5k"`` (alias ``"mnist"``)."""
     key = ALIASES.get(name, name)
     if key not in BUNDLED:
-        raise ValueError(f"no bundled data set {name!r}; bundled are: {', '.join(BUNDLED)}")
+        raise ConfigError(f"no bundled data set {name!r}; bundled are: {', '.join(BUNDLED)} "
+                          f"(for a file of your own: load_csv, load_mnist_idx)")
     filename, shape, max_value, _ = BUNDLED[key]
     x, y = (a.copy() for a in _bundled_table(filename))
     if x.shape[1] != shape[0] * shape[1]:
@@ -288,7 +289,7 @@ def load_csv(
     divides the inputs (e.g. 255 for pixels); ``None`` keeps them as they are.
     """
     if target not in ("classes", "values"):
-        raise ValueError(f"load_csv: target must be 'classes' or 'values', got {target!r}")
+        raise ConfigError(f"load_csv: target must be 'classes' or 'values', got {target!r}")
     path = Path(path)
     table = _parse_csv(_read(path), str(path), label_column, header, target)
     max_value = float(scale) if scale else 1.0
@@ -600,10 +601,11 @@ def one_hot(labels: Any, classes: int | None = None, dtype: str = "float32",
     """Class indices as rows of ``off`` with ``on`` at the label (Rashid's targets: on=0.99, off=0.01)."""
     labels = np.asarray(labels)
     if labels.ndim != 1 or labels.dtype.kind not in "iu":
-        raise ValueError(f"one_hot expects a 1-D array of integer class indices, got {labels.dtype} {labels.shape}")
+        raise ShapeError(f"one_hot expects a 1-D array of integer class indices, got {labels.dtype} {labels.shape}")
     classes = int(labels.max()) + 1 if classes is None else int(classes)
     if labels.size and (labels.min() < 0 or labels.max() >= classes):
-        raise ValueError(f"one_hot: labels must be in [0, {classes}), got {labels.min()}..{labels.max()}")
+        raise TargetError(f"one_hot: labels must be in [0, {classes}), got {labels.min()}..{labels.max()}; "
+                          f"pass classes= the number of classes")
     out = np.full((labels.shape[0], classes), off, dtype=dtype)
     out[np.arange(labels.shape[0]), labels] = on
     return out

@@ -11,7 +11,7 @@ import io
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
-from nnx.errors import NnxError
+from nnx.errors import ConfigError, NnxError
 from nnx.io import atomic_write
 
 
@@ -39,7 +39,7 @@ def plot_history(history: Any, path: str | Path, title: str | None = None) -> Pa
         ) from None
     h = _history_dict(history)
     if not h.get("loss"):
-        raise ValueError("the history has no 'loss' to plot; pass what nnx.fit returned")
+        raise ConfigError("the history has no 'loss' to plot; pass what nnx.fit returned")
     panels = ["loss"] + (["accuracy"] if "accuracy" in h or "val_accuracy" in h else [])
     fig = Figure(figsize=(5.2 * len(panels), 3.8))
     axes = fig.subplots(1, len(panels), squeeze=False)
