@@ -259,6 +259,12 @@ class Checkpoint:
     def extra(self) -> Any:
         return self.state.get("extra")
 
+    @property
+    def run_config(self) -> Any:
+        """The ``run_config`` the checkpointed run gave ``fit`` (``None`` if it gave none)."""
+        settings = self.extra.get("settings") if isinstance(self.extra, dict) else None
+        return settings.get("run_config") if isinstance(settings, dict) else None
+
     def __repr__(self) -> str:
         return f"Checkpoint({str(self.path)!r}, epoch={self.epoch}, step={self.step})"
 
