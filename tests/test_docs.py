@@ -249,7 +249,8 @@ def test_every_block_is_found() -> None:
     """Fences the parser would miss (indented, or of another language that runs) are not allowed."""
     for page in PAGES:
         text = page.read_text()
-        assert "```sh\n" not in text and "```py\n" not in text, f"{page}: use ```bash or ```python"
+        for other in ("sh", "shell", "console", "py", "python3"):
+            assert f"```{other}\n" not in text, f"{page}: use ```bash or ```python, not ```{other}"
         assert not re.search(r"^[ \t]+```(python|bash)", text, re.M), f"{page}: an indented code fence"
 
 
