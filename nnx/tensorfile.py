@@ -39,6 +39,11 @@ MAX_NDIM = 32
 # Prefix of tensors that belong to a checkpoint's training state, not to the model.
 STATE_PREFIX = "state/"
 
+
+def is_run_state(name: str) -> bool:
+    """Whether a checkpoint's tensor ``name`` is part of its run state (``state/N``), not of its model."""
+    return name.startswith(STATE_PREFIX) and "." not in name
+
 _CODES = {
     "float64": "F64", "float32": "F32", "float16": "F16",
     "int64": "I64", "int32": "I32", "int16": "I16", "int8": "I8",
@@ -113,6 +118,14 @@ class ModelFile:
     size: int
     description: dict[str, Any]
     tensors: dict[str, np.ndarray]
+
+    def model_tensors(self) -> dict[str, np.ndarray]:
+        """The tensors of the model (or weights): all but a checkpoint's run state. Those are named
+        ``state/N`` (:data:`STATE_PREFIX`), and only in a checkpoint: a model tensor's name always holds a
+        dot (``path.name``), so ``state/a.weight`` (a ``LayerDict`` key ``"state/a"``) stays a model tensor."""
+        if self.description.get("kind") != "checkpoint":
+            return dict(self.tensors)
+        return {n: a for n, a in self.tensors.items() if not is_run_state(n)}
 
 
 def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
@@ -286,4 +299,4 @@ def read_tensors(path: str | os.PathLike[str], kinds: tuple[str, ...] = ("model"
 
 
 __all__ = ["FORMAT", "FORMAT_VERSION", "MAX_DEPTH", "MAX_HEADER_BYTES", "MAX_NDIM", "ModelFile", "STATE_PREFIX",
-           "SUFFIX", "is_count", "read_tensors", "write_tensors"]
+           "SUFFIX", "is_count", "is_run_state", "read_tensors", "write_tensors"]

@@ -10,6 +10,7 @@ moves, and a computation that meets arrays of two backends raises
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 import platform
 from contextvars import ContextVar
@@ -22,7 +23,14 @@ from array_api_compat import array_namespace
 from array_api_compat import device as _device
 
 from nnx.backend.registry import BACKENDS, Backend
-from nnx.errors import BackendMismatchError, BackendUnavailableError, ConfigError, DTypeError, UnknownBackendError
+from nnx.errors import (
+    BackendMismatchError,
+    BackendUnavailableError,
+    ConfigError,
+    DTypeError,
+    NonFiniteError,
+    UnknownBackendError,
+)
 
 __all__ = [
     "BACKENDS",
@@ -275,6 +283,27 @@ def to_device(x: Any, name: str | None = None, dtype: Any = None) -> Any:
     if dtype is not None:
         host = host.astype(_host_dtype(dtype), copy=False)
     return record.from_host(np.asarray(host, order="C"))  # not ascontiguousarray: it makes a 0-d array 1-d
+
+
+def check_representable(values: Any, dtype: Any, what: str) -> None:
+    """Refuse finite ``values`` (any backend) that ``dtype`` cannot hold: they would become ±inf there.
+    Free when ``dtype`` is at least as wide as the values' own (nothing to look at).
+
+    Raises
+    ------
+    NonFiniteError
+        Naming ``what``, the largest such value and the dtype's largest finite value.
+    """
+    own, target = _host_dtype(values.dtype), _host_dtype(dtype)
+    if own.kind != "f" or target.kind != "f" or target.itemsize >= own.itemsize or not math.prod(values.shape):
+        return
+    xp = namespace_of(values)
+    limit = float(np.finfo(target).max)
+    big = float(xp.max(xp.where(xp.isfinite(values), xp.abs(values), 0.0)))
+    if big > limit:
+        raise NonFiniteError(f"{what} hold finite values up to {big:.3g}, beyond {target.name}'s largest "
+                             f"({limit:.3g}): in {target.name} they would be infinite; rescale them or use "
+                             f"float64")
 
 
 def dtype_name_of(dtype: Any) -> str:

@@ -17,7 +17,8 @@ from nnx import ops
 from nnx import random as _random
 from nnx.errors import DTypeError, NonFiniteError, ShapeError
 from nnx.layers.base import Parameter, ParamLayer, count
-from nnx.layers.checks import check_arguments, check_float, check_same_dtype
+from nnx.arguments import number
+from nnx.layers.checks import check_arguments, check_float, check_same_dtype, check_switches
 from nnx.layers.registry import register_layer
 
 
@@ -95,7 +96,8 @@ def scaled_dot_product_attention(
         For :func:`scaled_dot_product_attention_backward`.
 
     The softmax subtracts each row's maximum; a row whose keys are all blocked
-    gets zero weights (its output and its gradients are zero, never NaN).
+    gets zero weights (its output and its gradients are zero, never NaN), and
+    so does every row when there are no keys (``seq_k = 0``).
     """
     where = "scaled_dot_product_attention"
     xp = check_float(q, f"{where} (q)")
@@ -108,12 +110,15 @@ def scaled_dot_product_attention(
                          f"v (..., seq_k, d_v) with the same leading axes, got {tuple(q.shape)}, "
                          f"{tuple(k.shape)} and {tuple(v.shape)}")
     scale = 1.0 / math.sqrt(q.shape[-1]) if scale is None else float(scale)
+    (causal,) = check_switches(where, causal=causal)
     blocked = _blocked(q, k, xp, causal, key_padding_mask, attn_mask)
     s = q @ xp.matrix_transpose(k)
     s *= scale
     if attn_mask is not None:
         s = s + attn_mask
-    if blocked is None:
+    if s.shape[-1] == 0:  # no keys: every row is fully blocked, so it gets zero (here: no) weights
+        p = s
+    elif blocked is None:
         p = ops.softmax(s, -1)
     else:
         s = xp.where(blocked, xp.finfo(s.dtype).min, s)  # finite, so a fully blocked row stays finite
@@ -175,15 +180,18 @@ class MultiHeadAttention(ParamLayer):
         backend: str | None = None,
     ) -> None:
         super().__init__()
-        kdim, vdim = kdim or embed_dim, vdim or embed_dim
-        check_arguments("MultiHeadAttention", dtype, embed_dim=embed_dim, num_heads=num_heads, kdim=kdim, vdim=vdim)
+        kdim, vdim = (embed_dim if d is None else d for d in (kdim, vdim))
+        embed_dim, num_heads, kdim, vdim = check_arguments(
+            "MultiHeadAttention", dtype, embed_dim=embed_dim, num_heads=num_heads, kdim=kdim, vdim=vdim)
+        bias, causal = check_switches("MultiHeadAttention", bias=bias, causal=causal)
         if embed_dim % num_heads:
             raise ValueError(f"MultiHeadAttention embed_dim ({embed_dim}) must be divisible by num_heads "
                              f"({num_heads})")
-        if not 0.0 <= float(dropout) < 1.0:
+        dropout = number(dropout, "dropout", "MultiHeadAttention", 0.0)
+        if not dropout < 1.0:
             raise ValueError(f"MultiHeadAttention dropout must be in [0, 1), got {dropout}")
         self.embed_dim, self.num_heads, self.kdim, self.vdim = embed_dim, num_heads, kdim, vdim
-        self.dropout, self.causal, self.dtype = float(dropout), bool(causal), dtype
+        self.dropout, self.causal, self.dtype = dropout, causal, dtype
         self.head_dim = embed_dim // num_heads
         self.rng = _random.make_rng(seed)
         name, e = backend or _backend.current(), embed_dim

@@ -52,7 +52,12 @@ class Parameter:
         self.name = name
 
     def accumulate(self, grad: Any) -> None:
-        """Add ``grad`` into this parameter's gradient."""
+        """Add ``grad`` into this parameter's gradient; it must have the parameter's shape (a gradient
+        still holding the batch axis, or broadcast against it, would reach the optimizer wrong)."""
+        if tuple(getattr(grad, "shape", ())) != tuple(self.data.shape):
+            raise ShapeError(f"{self!r}: a gradient of shape {tuple(getattr(grad, 'shape', ()))} cannot be added "
+                             f"into a parameter of shape {tuple(self.data.shape)}; the layer's backward must "
+                             f"reduce it to the parameter's shape (sum over the batch axis, as xp.sum(g, axis=0))")
         if self.grad is None:
             self.grad = grad
         else:
@@ -145,6 +150,8 @@ class Layer(SavesForBackward):
 
     #: whether this class says which children it has (overrides ``named_children``); set per class
     _names_own_children: ClassVar[bool] = False
+    _child_lists: ClassVar[tuple[str, ...]] = ()  # attributes a container's own named_children walks
+    _inherits_children: ClassVar[bool] = False  # a subclass of such a container: other attributes are unseen
 
     #: the constructor arguments that define the architecture, each kept in the attribute of the
     #: same name: :meth:`config` and ``repr`` read them (seeds, initialisers and backends never)
@@ -156,14 +163,23 @@ class Layer(SavesForBackward):
             fn = cls.__dict__.get(name)
             if fn is not None and not getattr(fn, "_nnx_contract", False):
                 setattr(cls, name, wrap(fn))
-        cls._names_own_children = cls.named_children is not Layer.named_children
+        # Only a class that writes named_children itself is trusted with plain containers of layers; its
+        # subclasses are checked again, except in the attributes it names as its children's lists.
+        cls._names_own_children = "named_children" in cls.__dict__
+        cls._inherits_children = not cls._names_own_children and cls.named_children is not Layer.named_children
 
     def __init__(self) -> None:
         self.training = True
 
     def __setattr__(self, name: str, value: Any) -> None:
-        if isinstance(value, (list, tuple, dict)) and not self._names_own_children:
+        if isinstance(value, (list, tuple, dict)) and not self._names_own_children and name not in self._child_lists:
             _refuse_plain_layers(self, name, value)
+        elif self._inherits_children and isinstance(value, Layer) and name not in self._child_lists:
+            raise LayerTreeError(
+                f"{type(self).__name__}.{name} is a layer, but {type(self).__name__} names its children with the "
+                f"named_children it inherits, which walks only {', '.join(self._child_lists) or 'its own list'}; "
+                f"its weights would be neither trained nor saved. Put it among those children, or write "
+                f"{type(self).__name__}.named_children to name it too")
         object.__setattr__(self, name, value)
 
     # the forward/backward contract ------------------------------------------------
@@ -382,9 +398,10 @@ class Layer(SavesForBackward):
         for _, layer in self.named_modules():
             layer._saved = None
 
-    def to(self, backend: str | None = None, *, dtype: str | None = None) -> "Layer":
+    def to(self, backend: str | None = None, *, dtype: Any = None) -> "Layer":
         """Move every parameter and buffer onto ``backend`` and/or cast them to float ``dtype``
-        (``"float32"`` or ``"float64"``): an explicit copy; returns self.
+        (``"float32"`` or ``"float64"``, or a dtype object or class meaning one): an explicit copy;
+        returns self.
 
         Casting changes the floating-point parameters and buffers (integer buffers keep their
         dtype) and the ``dtype`` the layers were built with, so a saved model rebuilds in the new
@@ -396,8 +413,10 @@ class Layer(SavesForBackward):
                              "model.to(dtype='float64')")
         if backend is not None:
             _backend.get(backend)
-        if dtype is not None and dtype not in _backend.FLOAT_DTYPES:
-            raise DTypeError(f"to() casts to a float dtype, one of {_backend.FLOAT_DTYPES}; got {dtype!r}")
+        if dtype is not None:  # a dtype object of any backend or a class means its name: configs hold names
+            if _backend.dtype_label(dtype) not in _backend.FLOAT_DTYPES:
+                raise DTypeError(f"to() casts to a float dtype, one of {_backend.FLOAT_DTYPES}; got {dtype!r}")
+            dtype = _backend.dtype_label(dtype)
         for _, layer in self.named_modules():
             layer._to(backend, dtype)
         return self
@@ -632,15 +651,20 @@ def takes_any_input(self: Layer, batch: int, rng: Any, fits: Callable[[tuple[int
     return None
 
 
-def _refuse_plain_layers(owner: Layer, name: str, value: Any) -> None:
-    """Raise if the list, tuple or dict ``value`` holds a layer: the tree walk would not find it."""
+def _refuse_plain_layers(owner: Layer, name: str, value: Any, path: str = "") -> None:
+    """Raise if the list, tuple or dict ``value`` holds a layer, at any depth (a list of lists of
+    layers too): the tree walk would not find it."""
     for key, item in value.items() if isinstance(value, dict) else enumerate(value):
-        if isinstance(item, Layer):
+        here = f"{path or name}[{key!r}]"
+        if isinstance(item, (list, tuple, dict)):
+            _refuse_plain_layers(owner, name, item, here)
+        elif isinstance(item, Layer):
             holder, kind = ("LayerDict", "dict") if isinstance(value, dict) else ("LayerList", type(value).__name__)
+            fix = f"nnx.{holder}({name})" if not path else f"nnx.LayerList of nnx.{holder}s, one for each inner {kind}"
             raise LayerTreeError(
-                f"{type(owner).__name__}.{name} is a plain {kind} holding a layer ({name}[{key!r}] is "
-                f"{type(item).__name__}); the layer tree does not look inside it, so its weights would be "
-                f"neither trained nor saved. Assign nnx.{holder}(...) instead: self.{name} = nnx.{holder}({name})")
+                f"{type(owner).__name__}.{name} is a plain {kind if not path else 'container'} holding a layer "
+                f"({here} is {type(item).__name__}); the layer tree does not look inside it, so its weights "
+                f"would be neither trained nor saved. Assign nnx.{holder}(...) instead: self.{name} = {fix}")
 
 
 def quote_names(names: Any) -> str:

@@ -21,6 +21,8 @@ from nnx.layers.registry import register_layer
 class Sequential(Layer):
     """A chain of layers: ``forward`` runs them in order, ``backward`` in reverse."""
 
+    _child_lists = ("layers",)
+
     def __init__(self, *layers: Layer) -> None:
         super().__init__()
         for i, layer in enumerate(layers):

@@ -11,7 +11,7 @@ from nnx import backend as _backend
 from nnx import random as _random
 from nnx.errors import DTypeError, ShapeError
 from nnx.layers.base import ParamLayer, count
-from nnx.layers.checks import check_arguments
+from nnx.layers.checks import check_arguments, check_switches
 from nnx.layers.recurrent_cells import add_gate_parameters, gate_parameters_size
 
 
@@ -28,11 +28,10 @@ class Recurrent(ParamLayer):
                  seed: Any = None, dtype: str = "float32", backend: str | None = None) -> None:
         super().__init__()
         name = type(self).__name__
-        check_arguments(name, dtype, input_size=input_size, hidden_size=hidden_size, num_layers=num_layers)
-        for flag, value in (("batch_first", batch_first), ("bidirectional", bidirectional), ("bias", bias),
-                            ("return_sequences", return_sequences)):
-            if not isinstance(value, bool):
-                raise ValueError(f"{name} {flag} must be True or False, got {value!r}")
+        input_size, hidden_size, num_layers = check_arguments(name, dtype, input_size=input_size,
+                                                              hidden_size=hidden_size, num_layers=num_layers)
+        batch_first, bidirectional, bias, return_sequences = check_switches(
+            name, batch_first=batch_first, bidirectional=bidirectional, bias=bias, return_sequences=return_sequences)
         self.input_size, self.hidden_size, self.num_layers = input_size, hidden_size, num_layers
         self.batch_first, self.bidirectional, self.bias = batch_first, bidirectional, bias
         self.return_sequences, self.dtype = return_sequences, dtype
@@ -110,6 +109,9 @@ class Recurrent(ParamLayer):
             raise ShapeError(f"{self!r} expected input of shape {order}{self.input_size}), got {tuple(x.shape)}")
         seq = xp.permute_dims(x, (1, 0, 2)) if self.batch_first else x
         steps, batch = seq.shape[0], seq.shape[1]
+        if steps == 0:  # no step, so no output and no last state to return
+            raise ShapeError(f"{self!r} got sequences of length 0 (input {tuple(x.shape)}); it needs at least "
+                             f"one time step: drop empty sequences, or pad them and pass their lengths")
         given = {k: (self._given.get(k) if v is None else v) for k, v in initial.items()}
         mask = self._mask(self._given.get("lengths") if lengths is None else lengths, steps, batch, x)
         states = [self._initial(given[f"{s}0"], f"{s}0", x, batch) for s in self._states]
@@ -159,8 +161,8 @@ class Recurrent(ParamLayer):
                 dys = None if g is None else g[:, :, d * size:(d + 1) * size]
                 das, dghs, carry = self._direction_backward(dys, tuple(carry), mask, runs[d], w_hh.data, d == 1)
                 starts[layer * self.directions + d] = carry
-                da = xp.reshape(xp.stack(das), (steps * batch, -1))
-                dgh = da if dghs is das else xp.reshape(xp.stack(dghs), (steps * batch, -1))
+                da = xp.reshape(xp.stack(das), (steps * batch, das[0].shape[-1]))  # not -1: batch may be 0
+                dgh = da if dghs is das else xp.reshape(xp.stack(dghs), (steps * batch, dghs[0].shape[-1]))
                 h_prev = xp.reshape(xp.stack([r[0] for r in runs[d]]), (steps * batch, size))
                 w_ih.accumulate(da.T @ flat)
                 w_hh.accumulate(dgh.T @ h_prev)

@@ -12,7 +12,8 @@ from nnx.errors import ShapeError
 from nnx.layers.activations import GELU
 from nnx.layers.attention import MultiHeadAttention
 from nnx.layers.base import Layer, Parameter, ParamLayer, count, holds_no_arrays, takes_any_input
-from nnx.layers.checks import check_arguments, check_float
+from nnx.arguments import integer
+from nnx.layers.checks import check_arguments, check_float, check_switches
 from nnx.layers.dropout import Dropout
 from nnx.layers.linear import Linear
 from nnx.layers.norm import LayerNorm
@@ -55,10 +56,12 @@ class TransformerBlock(Layer):
         backend: str | None = None,
     ) -> None:
         super().__init__()
-        hidden_dim = hidden_dim or 4 * embed_dim
-        check_arguments("TransformerBlock", dtype, embed_dim=embed_dim, num_heads=num_heads, hidden_dim=hidden_dim)
+        hidden_dim = 4 * integer(embed_dim, "embed_dim", "TransformerBlock") if hidden_dim is None else hidden_dim
+        embed_dim, num_heads, hidden_dim = check_arguments(
+            "TransformerBlock", dtype, embed_dim=embed_dim, num_heads=num_heads, hidden_dim=hidden_dim)
+        (causal,) = check_switches("TransformerBlock", causal=causal)
         self.embed_dim, self.num_heads, self.hidden_dim = embed_dim, num_heads, hidden_dim
-        self.dropout, self.causal, self.eps, self.dtype = float(dropout), bool(causal), float(eps), dtype
+        self.dropout, self.causal, self.eps, self.dtype = float(dropout), causal, float(eps), dtype
         rng = _random.make_rng(seed)
         seeds = [int(s) for s in rng.integers(0, 2**31, 5)]
         f = {"dtype": dtype, "backend": backend}

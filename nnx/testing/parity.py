@@ -22,7 +22,7 @@ from nnx.errors import ParityError
 from nnx.layers import Layer, Parameter
 from nnx.losses import Loss
 from nnx.optim import SGD, Optimizer
-from nnx.testing.compare import Comparison, compare, default_rtol, magnitude
+from nnx.testing.compare import Comparison, compare, default_rtol, magnitude, per_step
 
 OptimizerFactory = Callable[[list[Parameter]], Optimizer]
 
@@ -253,6 +253,8 @@ def check_parity(
         raise ValueError(f"parity needs two or more backends, got {names}")
     if steps < 1:
         raise ValueError(f"parity needs steps >= 1, got {steps}")
+    rtol = None if rtol is None else per_step(rtol, "rtol", "check_parity", steps)
+    atol = None if atol is None else per_step(atol, "atol", "check_parity", steps)
     for name in names:
         _backend.get(name)  # unknown or unavailable backends fail here, with the reason
     make_optimizer = optimizer or (lambda params: SGD(params, lr=0.1))

@@ -68,9 +68,11 @@ def _to_model(values: Any, name: str, dtype: str) -> Any:
     if on == name:
         xp = _backend.namespace_of(values)
         if xp.isdtype(values.dtype, "real floating") and _backend.dtype_name(values) != dtype:
+            _backend.check_representable(values, dtype, "the data")
             return xp.astype(values, getattr(xp, dtype))
         return values
     host = _backend.to_host(values)
+    _backend.check_representable(host, dtype, "the data")
     if host.dtype.kind == "f" or host.dtype.kind == "b":
         return _backend.to_device(host, name, dtype=dtype)
     if host.dtype.kind in "iu":
