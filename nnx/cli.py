@@ -282,7 +282,8 @@ def _fit(args: argparse.Namespace, model: Any, loss: Any, optimizer: Any, train:
         history = nnx.fit(model, loss, optimizer, train, epochs=epochs, batch_size=args.batch_size,
                           validation=held_out, seed=args.seed, progress=False if args.quiet or not lead else None,
                           metrics=metrics, checkpoint=args.checkpoint, resume=args.resume,
-                          allow_changes=args.allow_changes, run_config=run_config, world=world)
+                          allow_changes=args.allow_changes, run_config=run_config, world=world,
+                          precision=args.precision)
     if not lead:
         return None
     for warning in caught:
@@ -854,6 +855,9 @@ def build_parser() -> argparse.ArgumentParser:
     header.add_argument("--no-header", dest="header", action="store_false",
                         help="the CSV file's first line is data")
     p_train.add_argument("--dtype", choices=backend.FLOAT_DTYPES, default="float32")
+    p_train.add_argument("--precision", choices=("float32", *backend.LOW_DTYPES), default="float32",
+                         help="compute in float16 (with loss scaling) or bfloat16, float32 master weights "
+                              "(float32: no mixed precision; float16 on numpy, torch, cupy; bfloat16 on torch)")
     p_train.add_argument("--save", metavar="PATH", help="save the trained model there")
     p_train.add_argument("--plot", metavar="PNG", help="write loss and accuracy per epoch to this PNG")
     p_train.add_argument("--quiet", action="store_true", help="no progress output")

@@ -120,17 +120,18 @@ def _records_output(forward: Callable[..., Any]) -> Callable[..., Any]:
 
 def _checks_gradient(backward: Callable[..., Any]) -> Callable[..., Any]:
     """``backward`` behind the incoming gradient's check, callable as ``backward(grad, *, input_grad=True)``
-    whether or not it takes ``input_grad`` itself (decided here, once per class)."""
+    whether or not it takes ``input_grad`` itself (decided here, once per class); other keyword
+    arguments (the gradients of a recurrent layer's final states) pass through."""
     takes_input_grad = "input_grad" in inspect.signature(backward).parameters
 
     @functools.wraps(backward)
-    def wrapper(self: "Layer", grad: Any, *, input_grad: bool = True) -> Any:
+    def wrapper(self: "Layer", grad: Any, *, input_grad: bool = True, **more: Any) -> Any:
         spec = self._grad_spec
         if spec is not None and not (type(grad) is spec[0] and grad.dtype == spec[1] and grad.shape == spec[2]):
             self._gradient_mismatch(grad)
         if takes_input_grad:
-            return backward(self, grad, input_grad=input_grad)
-        dx = backward(self, grad)
+            return backward(self, grad, input_grad=input_grad, **more)
+        dx = backward(self, grad, **more)
         return dx if input_grad else None
 
     wrapper._nnx_contract = True  # type: ignore[attr-defined]

@@ -9,9 +9,9 @@ from typing import Any, Callable, Iterator, Mapping
 
 from nnx import backend as _backend
 from nnx import random as _random
-from nnx.errors import DTypeError, ShapeError
+from nnx.errors import ArgumentError, DTypeError, ShapeError
 from nnx.layers.base import ParamLayer, count
-from nnx.layers.checks import check_arguments, check_switches
+from nnx.layers.checks import check_arguments, check_same_dtype, check_switches
 from nnx.layers.recurrent_cells import add_gate_parameters, gate_parameters_size
 
 
@@ -139,7 +139,11 @@ class Recurrent(ParamLayer):
             return xp.concat([f[0] for f in finals[-self.directions:]], axis=1)
         return xp.permute_dims(inp, (1, 0, 2)) if self.batch_first else inp
 
-    def backward(self, grad: Any, *, input_grad: bool = True) -> Any:
+    def backward(self, grad: Any, *, input_grad: bool = True, h_n_grad: Any = None, c_n_grad: Any = None) -> Any:
+        """The input's gradient for ``grad`` of the output and, optionally, the gradients of the final
+        states ``h_n_grad`` (and ``c_n_grad`` for the LSTM), shaped as ``h_n``: what a decoder that starts
+        from this layer's final state sends back."""
+        finals = self._final_grads(grad, {"h": h_n_grad, "c": c_n_grad})
         saved, mask, steps, batch = self.saved_tensors()
         xp, size = _backend.namespace_of(grad), self.hidden_size
         zeros = xp.zeros((batch, size), dtype=grad.dtype, device=_backend.device_of(grad))
@@ -155,9 +159,10 @@ class Recurrent(ParamLayer):
             dx = None
             for d in range(self.directions):
                 w_ih, w_hh, b_ih, b_hh = self._weights(layer, d)
-                carry = [zeros] * len(self._states)
+                at = layer * self.directions + d
+                carry = [zeros if f is None else f[at, ...] for f in finals]
                 if g is None:  # the top layer's final hidden state was the output
-                    carry[0] = grad[:, d * size:(d + 1) * size]
+                    carry[0] = carry[0] + grad[:, d * size:(d + 1) * size]
                 dys = None if g is None else g[:, :, d * size:(d + 1) * size]
                 das, dghs, carry = self._direction_backward(dys, tuple(carry), mask, runs[d], w_hh.data, d == 1)
                 starts[layer * self.directions + d] = carry
@@ -179,6 +184,22 @@ class Recurrent(ParamLayer):
         if not input_grad:
             return None
         return xp.permute_dims(g, (1, 0, 2)) if self.batch_first else g
+
+    def _final_grads(self, grad: Any, given: dict[str, Any]) -> list[Any]:
+        """The final states' gradients in ``self._states`` order (``None`` where not given), checked."""
+        if given["c"] is not None and "c" not in self._states:
+            raise ArgumentError(f"{self!r}.backward takes h_n_grad only (a GRU has no cell state)")
+        finals = [given[s] for s in self._states]
+        for s, f in zip(self._states, finals):
+            if f is None:
+                continue
+            _backend.check_backend(f, _backend.backend_of(grad), f"{self!r}.backward ({s}_n_grad)")
+            check_same_dtype(f, grad.dtype, f"{self!r}.backward ({s}_n_grad)")
+            if self.h_n is None or tuple(f.shape) != tuple(self.h_n.shape):
+                shape = None if self.h_n is None else tuple(self.h_n.shape)
+                raise ShapeError(f"{self!r}.backward expected {s}_n_grad of the final state's shape {shape} "
+                                 f"(num_layers * directions, batch, hidden_size), got {tuple(f.shape)}")
+        return finals
 
     @staticmethod
     def _order(steps: int, reverse: bool) -> range:

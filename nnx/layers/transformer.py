@@ -36,7 +36,10 @@ class TransformerBlock(Layer):
     to ``hidden_dim`` (default ``4 * embed_dim``) and ``fc2`` back. ``dropout``
     applies to the attention weights and to both branches. Sub-layers draw their
     weights and dropout generators from ``seed``. The GELU is nnx's tanh form.
+    ``cache`` (a :class:`~nnx.KVCache`) passes on to ``attn`` for incremental decoding.
     """
+
+    takes_cache = True
 
     _children = ("norm1", "attn", "drop1", "norm2", "fc1", "act", "fc2", "drop2")
 
@@ -74,10 +77,11 @@ class TransformerBlock(Layer):
         self.fc2 = Linear(hidden_dim, embed_dim, seed=seeds[3], **f)
         self.drop2 = Dropout(dropout, seed=seeds[4])
 
-    def forward(self, x: Any, *, key_padding_mask: Any = None, attn_mask: Any = None) -> Any:
+    def forward(self, x: Any, *, key_padding_mask: Any = None, attn_mask: Any = None, cache: Any = None) -> Any:
         check_float(x, self)
         _check_sequence(x, self.embed_dim, self)
-        a = self.attn.forward(self.norm1.forward(x), key_padding_mask=key_padding_mask, attn_mask=attn_mask)
+        a = self.attn.forward(self.norm1.forward(x), key_padding_mask=key_padding_mask, attn_mask=attn_mask,
+                              cache=cache)
         x = x + self.drop1.forward(a)
         m = self.fc2.forward(self.act.forward(self.fc1.forward(self.norm2.forward(x))))
         return x + self.drop2.forward(m)
@@ -115,7 +119,7 @@ class PositionalEmbedding(ParamLayer):
     """Adds a learned vector per position: ``x + weight[:seq]`` for ``x`` of shape
     ``(batch, seq, embed_dim)`` with ``seq <= max_len`` (place it after an
     :class:`~nnx.Embedding`). The table starts as draws from ``init`` (default ``Normal(0, 0.02)``)
-    with ``seed``."""
+    with ``seed``. With ``cache`` (a :class:`~nnx.KVCache`) positions continue from those it holds."""
 
     arguments = ("max_len", "embed_dim", "dtype")
 
@@ -128,14 +132,20 @@ class PositionalEmbedding(ParamLayer):
         table = _init.draw(init or _init.Normal(0.0, 0.02), shape, _random.make_rng(seed), shape)
         self.weight = Parameter(_backend.to_device(table, backend or _backend.current(), dtype), "weight")
 
-    def forward(self, x: Any) -> Any:
+    takes_cache = True
+
+    def forward(self, x: Any, *, cache: Any = None) -> Any:
         self._check_input(x, self)
         _check_sequence(x, self.embed_dim, self)
-        if x.shape[1] > self.max_len:
-            raise ShapeError(f"{self!r} holds {self.max_len} positions but got a sequence of {x.shape[1]}; "
-                             f"build it with a larger max_len")
-        self.save_for_backward(x.shape[1])
-        return x + self.weight.data[:x.shape[1], :]
+        start = 0 if cache is None else cache.positions(self, x)
+        if start + x.shape[1] > self.max_len:
+            raise ShapeError(f"{self!r} holds {self.max_len} positions but got a sequence of {x.shape[1]}"
+                             f"{f' after {start} cached ones' if start else ''}; build it with a larger max_len")
+        if start:  # backward's table gradient assumes positions from 0: none after a later cached forward
+            self.drop_saved()
+        else:
+            self.save_for_backward(x.shape[1])
+        return x + self.weight.data[start:start + x.shape[1], :]
 
     def backward(self, grad: Any, *, input_grad: bool = True) -> Any:
         (seq,) = self.saved_tensors()
@@ -175,10 +185,12 @@ def sinusoidal_positions(length: int, dim: int, *, dtype: str = "float32", backe
 @register_layer
 class SinusoidalPositions(Layer):
     """Adds the fixed sine/cosine position table (:func:`sinusoidal_positions`) to
-    ``(batch, seq, embed_dim)`` inputs; it has no parameters and takes any length."""
+    ``(batch, seq, embed_dim)`` inputs; it has no parameters and takes any length. With ``cache``
+    (a :class:`~nnx.KVCache`) positions continue from those it holds."""
 
     config_size = holds_no_arrays
     example_input = takes_any_input
+    takes_cache = True
 
     arguments = ("embed_dim",)
 
@@ -187,11 +199,13 @@ class SinusoidalPositions(Layer):
         check_arguments("SinusoidalPositions", embed_dim=embed_dim)
         self.embed_dim = embed_dim
 
-    def forward(self, x: Any) -> Any:
+    def forward(self, x: Any, *, cache: Any = None) -> Any:
         xp = check_float(x, self)
         _check_sequence(x, self.embed_dim, self)
+        start = 0 if cache is None else cache.positions(self, x)
         self.save_for_backward(None)
-        return x + _sinusoids(xp, x.shape[1], self.embed_dim, x.dtype, _backend.device_of(x))
+        table = _sinusoids(xp, start + x.shape[1], self.embed_dim, x.dtype, _backend.device_of(x))
+        return x + table[start:, :]
 
     def backward(self, grad: Any) -> Any:
         self.saved_tensors()

@@ -169,7 +169,10 @@ def _trace(model: Layer, loss: Loss, make_optimizer: OptimizerFactory, x: Any, y
         if method == "forward":
             record((step, "forward", path, labels[path], "output"), result, arg)
             return
-        if result is not None:  # integer inputs (an Embedding's indices) have no gradient
+        if isinstance(result, tuple):  # one per input (cross-attention: query, key, value; a decoder: x, memory)
+            for i, part in enumerate(result):
+                record((step, "backward", path, labels[path], f"input_grad.{i}"), part, arg)
+        elif result is not None:  # integer inputs (an Embedding's indices) have no gradient
             record((step, "backward", path, labels[path], "input_grad"), result, arg)
         for pname, p in layer.named_parameters():
             if "." not in pname:  # the layer's own parameters; those inside it were recorded already
