@@ -280,25 +280,44 @@ def _results_named(text: str) -> list[Path]:
     return files
 
 
+_UNIT = re.compile(r"(?<=\d)\s?(?:ms|µs|MiB|KiB|GiB|s|x)\b")
+
+
+def _measured_cell(cell: str) -> bool:
+    """A table cell that holds only measurements (numbers with units), not words that mention a number."""
+    return bool(re.search(r"\d", cell)) and re.fullmatch(r"[\d.,/ +\-e()*%]*", _UNIT.sub("", cell).strip()) is not None
+
+
+_MEASURE = re.compile(r"\d[\d,]*(?:\.\d+)?(?:e[-+]?\d+)?")
+
+
+def _recorded(number: str, values: list[float]) -> bool:
+    """``number`` as the page writes it is one of ``values`` rounded to the digits shown."""
+    mantissa, _, exponent = number.replace(",", "").partition("e")
+    half = 0.5 * 10.0 ** (int(exponent or 0) - (len(mantissa.split(".")[1]) if "." in mantissa else 0))
+    return any(abs(v - float(number.replace(",", ""))) <= half * (1 + 1e-9) for v in values)
+
+
 @pytest.mark.parametrize("page", [p for p in PAGES if _results_named(p.read_text())], ids=lambda p: p.name)
 def test_benchmark_numbers_come_from_the_results_files_the_page_names(page: Path) -> None:
-    """Measured speed is not rerun by a test: each number of a table, and each decimal number of the text,
-    is in a results file the page names."""
+    """Measured speed is not rerun by a test: each number of a table's measurements, and each decimal
+    number of the text, is in a results file the page names (to the digits the page shows)."""
     text = page.read_text()
     files = _results_named(text)
     missing = [f.name for f in files if not f.exists()]
     assert not missing, f"{page.name} names results files that do not exist: {missing}"
-    assert any("|" in line for line in text.splitlines()), f"{page.name}: no table to check"
     recorded = " ".join(f.read_text() + (f.with_suffix(".json").read_text() if f.with_suffix(".json").exists() else "")
-                        for f in files).replace(",", "")
+                        for f in files)
+    values = [float(n.replace(",", "")) for n in _MEASURE.findall(recorded)]
     unknown = []
     for line in text.splitlines():
         if line.startswith("|") and not line.startswith("|---"):
             for cell in line.strip("|").split("|")[1:]:
-                unknown += [n for n in re.findall(r"\d[\d,]*\.?\d*", cell) if n.replace(",", "") not in recorded]
+                if _measured_cell(cell):
+                    unknown += [n for n in _MEASURE.findall(cell) if not _recorded(n, values)]
     prose = re.sub(r"`[^`]*`", "", re.sub(r"```.*?```", "", text, flags=re.S))
-    unknown += [n for n in re.findall(r"\d+\.\d+", prose) if n not in recorded]
-    assert not unknown, f"{page.name}: table numbers in none of {[f.name for f in files]}: {unknown}"
+    unknown += [n for n in re.findall(r"\d+\.\d+(?:e[-+]?\d+)?", prose) if not _recorded(n, values)]
+    assert not unknown, f"{page.name}: numbers in none of {[f.name for f in files]}: {unknown}"
 
 
 def _prose(page: Path) -> str:
@@ -348,3 +367,10 @@ def test_the_synopsis_lists_only_real_options() -> None:
                                        text=True, check=True, env={**os.environ, "PYTHONPATH": str(ROOT)}).stdout
         for option in re.findall(r"--[a-z][a-z-]*", text):
             assert option in help_text, f"`nnx {command}` has no option {option}"
+
+
+def test_a_recorded_number_is_matched_to_its_digits_only() -> None:
+    assert _recorded("7208", [7207.9]) and _recorded("2.97e-06", [2.9714e-06]) and _recorded("1,797", [1797.0])
+    assert not _recorded("6.5", [16.5, 6.6]) and not _recorded("2.97", [2.97e-06])
+    assert _measured_cell(" 1.24x, 1.30x ") and _measured_cell("5.9 / 24.5 MiB") and _measured_cell("**8.0x**")
+    assert not _measured_cell("raw data may exceed float16's 65504") and not _measured_cell("W1: 784-200-10")
