@@ -147,7 +147,8 @@ def _strict_owns(x: Any) -> bool:
 
 # cupy ---------------------------------------------------------------------------
 
-_CUPY_HINT = "install the extra for your CUDA: pip install 'nnx-array[cuda12]' or 'nnx-array[cuda13]'"
+_CUPY_HINT = ("install the extra for your CUDA from a clone of nnx's repository: pip install '.[cuda12]' "
+              "or '.[cuda13]' (or pip install cupy-cuda12x)")
 
 
 def _cupy_probe() -> str | None:
