@@ -345,11 +345,27 @@ def load_checkpoint(path: str | os.PathLike[str]) -> Checkpoint:
         if not _io.is_count(state[key]):
             raise CorruptModelFileError(path, f"the training state's {key} is {state[key]!r}, not a count")
     layer_rngs = state.get("layer_rngs") if isinstance(state.get("layer_rngs"), dict) else {}
+    optimizer = _typed_state(state.get("optimizer"), "optimizer", path)
+    if file.transposed and optimizer is not None:
+        optimizer = {**optimizer, "state": _transposed_slots(optimizer["state"], file)}
     state = {**state,
-             "optimizer": _typed_state(state.get("optimizer"), "optimizer", path),
+             "optimizer": optimizer,
              "schedule": _typed_state(state.get("schedule"), "learning-rate schedule", path),
              "layer_rngs": {("" if k == "model" else k): v for k, v in layer_rngs.items()}}
     return Checkpoint(file=file, state=state)
+
+
+def _transposed_slots(saved: Any, file: _io.ModelFile) -> Any:
+    """A version-1 optimizer state with the slots of the Linear weights turned to (out, in), as the
+    weights themselves are (the optimizer is taken to hold the model's parameters in their order)."""
+    if not (isinstance(saved, dict) and isinstance(saved.get("state"), dict)):
+        return saved
+    names = [n for n, _ in _io.build_model(file, "numpy").named_parameters()]
+    turn = {str(i) for i, n in enumerate(names) if n in file.transposed}
+    slots = {key: {k: np.ascontiguousarray(v.T) if key in turn and getattr(v, "ndim", 0) == 2 else v
+                   for k, v in value.items()} if isinstance(value, dict) else value
+             for key, value in saved["state"].items()}
+    return {**saved, "state": slots}
 
 
 # fit's training state ----------------------------------------------------------------

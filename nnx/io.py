@@ -59,7 +59,10 @@ from nnx.layers.base import quote_names
 from nnx.layers.registry import layer_class, register_layer, registered_layers, type_name
 
 FORMAT = "nnx"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+# Version 1 stored a Linear weight as (in_features, out_features); version 2 stores every weight as
+# PyTorch does, (out_features, in_features). Version-1 files convert as they are read.
+READ_VERSIONS = (1, 2)
 SUFFIX = ".nnx"
 
 # A header longer than this is refused before it is read.
@@ -328,6 +331,8 @@ class ModelFile:
     size: int
     description: dict[str, Any]
     tensors: dict[str, np.ndarray]
+    #: the tensors stored in version 1's (in, out) layout and transposed when read (see ``READ_VERSIONS``)
+    transposed: frozenset[str] = frozenset()
 
 
 def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
@@ -419,7 +424,7 @@ def _check_version(description: Any, path: Path) -> None:
     if not isinstance(description, dict) or description.get("format") != FORMAT:
         raise CorruptModelFileError(path, "the nnx description is not a JSON object with format 'nnx'")
     version = description.get("format_version")
-    if version != FORMAT_VERSION:
+    if version not in READ_VERSIONS:
         from nnx import __version__
 
         saved_by = description.get("nnx_version", "an unknown nnx")
@@ -427,7 +432,7 @@ def _check_version(description: Any, path: Path) -> None:
                 else "re-save it with a current nnx")
         raise FormatVersionError(
             path, f"format version {version!r} (written by nnx {saved_by}) cannot be read by nnx "
-                  f"{__version__}, which reads version {FORMAT_VERSION}; {hint}")
+                  f"{__version__}, which reads versions {READ_VERSIONS}; {hint}")
 
 
 def read_tensors(path: str | os.PathLike[str], kinds: tuple[str, ...] = ("model", "checkpoint")) -> ModelFile:
@@ -497,7 +502,34 @@ def read_tensors(path: str | os.PathLike[str], kinds: tuple[str, ...] = ("model"
         name: np.frombuffer(data, dtype, math.prod(shape), begin).reshape(shape)
         for name, dtype, shape, begin, _ in entries
     }
-    return ModelFile(path, size, description, tensors)
+    file = ModelFile(path, size, description, tensors)
+    return _to_current_layout(file, linear_weights(description.get("model"))) if _legacy(file) else file
+
+
+def _legacy(file: ModelFile) -> bool:
+    """Whether ``file`` stores Linear weights as (in, out): format version 1."""
+    return file.description.get("format_version") == 1
+
+
+def linear_weights(node: Any, path: str = "", depth: int = 0) -> list[str]:
+    """The state names of the Linear weights in a (validated or not) model description."""
+    node = canonical_architecture(node)
+    if not isinstance(node, dict) or depth > MAX_DEPTH:
+        return []
+    names = [f"{path}weight"] if node.get("type") == "Linear" else []
+    for pair in node.get("children", []) if isinstance(node.get("children"), list) else []:
+        if isinstance(pair, list) and len(pair) == 2 and isinstance(pair[0], str):
+            names += linear_weights(pair[1], f"{path}{pair[0]}.", depth + 1)
+    return names
+
+
+def _to_current_layout(file: ModelFile, names: Iterable[str]) -> ModelFile:
+    """``file`` with the 2-D tensors ``names`` transposed from version 1's (in, out) to (out, in)."""
+    tensors = dict(file.tensors)
+    done = {n for n in names if n in tensors and tensors[n].ndim == 2}
+    for n in done:
+        tensors[n] = np.ascontiguousarray(tensors[n].T)
+    return ModelFile(file.path, file.size, file.description, tensors, frozenset(done))
 
 
 # models ---------------------------------------------------------------------------
@@ -569,14 +601,24 @@ def _save_weights(state: Mapping[str, Any], path: str | os.PathLike[str]) -> Pat
     return write_tensors(path, tensors, header_fields("weights"))
 
 
-def load_state_dict(path: str | os.PathLike[str]) -> dict[str, np.ndarray]:
+def load_state_dict(path: str | os.PathLike[str], model: Layer | None = None) -> dict[str, np.ndarray]:
     """The tensors of an nnx file by name, as host NumPy arrays: a weights-only file
     (``nnx.save(model.state_dict(), path)``), or a model file's or checkpoint's model tensors.
 
     ``model.load_state_dict(nnx.load_state_dict(path))`` puts them into a model built in code;
-    it checks names, shapes and dtypes before it changes anything.
+    it checks names, shapes and dtypes before it changes anything. A weights-only file of
+    format version 1 (Linear weights stored as (in, out)) names no layers, so it needs the
+    ``model`` it is for: its Linear weights are then transposed into today's (out, in).
     """
     file = read_tensors(path, kinds=("model", "checkpoint", "weights"))
+    if _legacy(file) and file.description.get("kind") == "weights":
+        if model is None:
+            raise FormatVersionError(
+                file.path, "is a weights-only file of format version 1, which stored Linear weights as "
+                           "(in, out); pass the model it is for, nnx.load_state_dict(path, model), so its "
+                           "Linear weights can be turned into today's (out, in)")
+        file = _to_current_layout(file, [f"{p}.weight" if p else "weight" for p, layer in model.named_modules()
+                                         if type_name(type(layer)) == "Linear"])
     return {n: a for n, a in file.tensors.items() if not n.startswith(STATE_PREFIX)}
 
 

@@ -78,6 +78,22 @@ class Parameter:
         return f"Parameter({self.name}, shape={self.shape}, dtype={_backend.dtype_name(self.data)})"
 
 
+def shared(param: Any, shape: tuple[int, ...], where: str, dtype: str | None = None) -> Parameter:
+    """``param`` itself, to be used in one more place (a tied weight), once its shape (and dtype) fit.
+
+    Checked here, when the tie is made, so a misfit is an error naming both shapes, never a failed
+    product at the next forward."""
+    if not isinstance(param, Parameter):
+        raise TypeError(f"{where} can share an nnx Parameter (such as embedding.weight), got {type(param).__name__}")
+    if param.shape != tuple(shape):
+        raise ShapeError(f"{where} must have shape {tuple(shape)} to be tied, got {param!r}; a Linear(in, out) "
+                         f"weight is (out, in), the shape of an Embedding(out, in) weight")
+    if dtype is not None and _backend.dtype_name(param.data) != dtype:
+        raise DTypeError(f"{where} is {dtype} but the Parameter to share is {_backend.dtype_name(param.data)}; "
+                         f"build both in one dtype")
+    return param
+
+
 class SavesForBackward:
     """Keeping tensors from a forward for the one backward after it (layers and losses)."""
 
@@ -160,6 +176,10 @@ class Layer(SavesForBackward):
     def __setattr__(self, name: str, value: Any) -> None:
         if isinstance(value, (list, tuple, dict)) and not self._names_own_children:
             _refuse_plain_layers(self, name, value)
+        elif isinstance(value, Parameter):
+            old = self.__dict__.get(name)
+            if isinstance(old, Parameter) and old is not value:  # tying: head.weight = emb.weight
+                shared(value, old.shape, f"{type(self).__name__}.{name}", _backend.dtype_name(old.data))
         object.__setattr__(self, name, value)
 
     # the forward/backward contract ------------------------------------------------
