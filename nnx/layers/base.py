@@ -118,10 +118,30 @@ class SavesForBackward:
         return saved
 
 
+class _Passes:
+    """Which outermost forward call is running: forwards nest (a model's forward calls its layers'), and
+    what a layer keeps is tagged with the pass it belongs to, so a layer used twice in one forward keeps
+    both, while a forward of a new pass over a layer still holding an earlier pass's tensors is refused."""
+
+    depth = 0
+    number = 0
+
+
 def _records_output(forward: Callable[..., Any]) -> Callable[..., Any]:
     @functools.wraps(forward)
     def wrapper(self: "Layer", *args: Any, **kwargs: Any) -> Any:
-        out = forward(self, *args, **kwargs)
+        _Passes.depth += 1
+        try:
+            out = forward(self, *args, **kwargs)
+        except BaseException:
+            if _Passes.depth == 1:  # a failed forward leaves no half-kept pass behind
+                for _, layer in self.named_modules():
+                    layer._drop_pass(_Passes.number)
+            raise
+        finally:
+            _Passes.depth -= 1
+            if _Passes.depth == 0:
+                _Passes.number += 1
         self.__dict__["_grad_spec"] = (type(out), out.dtype, out.shape) if hasattr(out, "dtype") else None
         return out
 
@@ -158,6 +178,8 @@ class Layer(SavesForBackward):
     #: attribute names of this layer's non-trainable arrays, saved with the model
     buffer_names: ClassVar[tuple[str, ...]] = ()
     _grad_spec: Any = None
+    #: True for a layer that keeps its own list of steps in ``_saved`` (the recurrent cells)
+    _keeps_steps: ClassVar[bool] = False
 
     #: whether this class says which children it has (overrides ``named_children``); set per class
     _names_own_children: ClassVar[bool] = False
@@ -172,6 +194,51 @@ class Layer(SavesForBackward):
 
     def __init__(self) -> None:
         self.training = True
+
+    # what forwards keep: a list of (pass number, tensors), newest last ------------------------
+
+    def save_for_backward(self, *values: Any) -> None:
+        """Keep ``values`` for the backward of this forward.
+
+        A layer used twice in one forward keeps both, and its backwards take them back newest
+        first (the order a container runs them). A training forward while the layer still holds
+        what an earlier forward kept, whose backward has not come, raises
+        :class:`~nnx.errors.StateError`: its backward would otherwise get the newer input's
+        gradient in silence. Inside :meth:`inference` nothing is kept.
+        """
+        if not self._keeps:
+            return
+        pending, number = self._saved, _Passes.number
+        if pending is None:
+            self.__dict__["_saved"] = [(number, values)]
+        elif pending[-1][0] == number:
+            pending.append((number, values))
+        else:
+            raise StateError(
+                f"{self!r}.forward called again before the backward of the forward before it: that backward "
+                f"would get this input's gradient. Call backward first; run forwards that need no backward "
+                f"inside model.inference() (evaluation, logging); or drop the pending forward with "
+                f"model.drop_saved()")
+
+    def saved_tensors(self) -> tuple[Any, ...]:
+        """Take back what the newest forward kept; a backward without a forward before it raises."""
+        pending = self._saved
+        if not pending:
+            raise StateError(
+                f"{self!r}.backward called without a forward before it "
+                f"(or twice after one forward); call forward first"
+            )
+        _, values = pending.pop()
+        if not pending:
+            self.__dict__["_saved"] = None
+        return values
+
+    def _drop_pass(self, number: int) -> None:
+        """Forget what the forward pass ``number`` kept (it failed; no backward will come)."""
+        pending = self._saved
+        if isinstance(pending, list) and not self._keeps_steps:
+            kept = [entry for entry in pending if entry[0] != number]
+            self.__dict__["_saved"] = kept or None
 
     def __setattr__(self, name: str, value: Any) -> None:
         if isinstance(value, (list, tuple, dict)) and not self._names_own_children:
@@ -380,17 +447,18 @@ class Layer(SavesForBackward):
     def inference(self) -> Iterator["Layer"]:
         """Inside the block every layer is in evaluation mode and its forwards keep nothing for a
         backward (no activations held: a backward there raises :class:`~nnx.errors.StateError`);
-        afterwards each layer is back in its own mode. :func:`nnx.predict` and :func:`nnx.evaluate`
+        afterwards each layer is back in its own mode, and what a training forward before the block
+        kept is there again for its backward. :func:`nnx.predict` and :func:`nnx.evaluate`
         run in it."""
         layers = [layer for _, layer in self.named_modules()]
-        modes = [layer.training for layer in layers]
+        modes = [(layer.training, layer._saved) for layer in layers]
         for layer in layers:
             layer.training, layer._keeps, layer._saved = False, False, None
         try:
             yield self
-        finally:
-            for layer, mode in zip(layers, modes):
-                layer.training = mode
+        finally:  # a training forward before the block still has its backward to come
+            for layer, (mode, pending) in zip(layers, modes):
+                layer.training, layer._saved = mode, pending
                 layer.__dict__.pop("_keeps", None)
 
     def drop_saved(self) -> None:

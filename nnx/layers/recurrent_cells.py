@@ -105,6 +105,7 @@ class _Cell(ParamLayer):
     each backward pops the newest, so a loop of forwards is followed by backwards in reverse order."""
 
     _gates = 0
+    _keeps_steps = True
 
     def __init__(self, input_size: int, hidden_size: int, bias: bool = True, *, seed: Any = None,
                  dtype: str = "float32", backend: str | None = None) -> None:
