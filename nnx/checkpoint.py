@@ -428,7 +428,7 @@ def restore_train_state(path: str | os.PathLike[str], state: Any, allow_changes:
                           f"(fit(..., allow_changes=True), nnx train --allow-changes)")
     ck.restore_model(state.model)
     optimizer = state.optimizer
-    chosen = {k: getattr(optimizer, k) for k in ("lr", *optimizer._hyper)}
+    chosen = optimizer.settings()
     try:
         state.load_state_dict(ck.state)
     except ModelFileError:
@@ -436,8 +436,7 @@ def restore_train_state(path: str | os.PathLike[str], state: Any, allow_changes:
     except Exception as exc:  # the state came from a file: whatever it makes the setters do
         raise ModelFileError(ck.path, f"the saved run does not fit this one: {type(exc).__name__}: {exc}") from None
     if changes:
-        for k, v in chosen.items():
-            setattr(optimizer, k, v)
+        optimizer.apply_settings(chosen)
         warnings.warn(f"resuming {ck.path} with changed settings: {'; '.join(changes)} (the optimizer uses "
                       f"this run's values; the shuffle order continues from the checkpoint)", stacklevel=3)
     return ck

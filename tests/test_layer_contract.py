@@ -189,7 +189,7 @@ def test_state_dict_round_trip_and_its_errors(nnx_backend: str) -> None:
         target.load_state_dict({k: v for k, v in state.items() if k != "2.bias"})
     with pytest.raises(nnx.errors.ShapeError, match="does not have: 'extra'"):
         target.load_state_dict({**state, "extra": np.zeros(1)})
-    with pytest.raises(nnx.errors.ShapeError, match=r"'0.weight' has shape \(4, 3\) in the state"):
+    with pytest.raises(nnx.errors.ShapeError, match=r"'0.weight' has shape \(3, 4\) in the state"):
         target.load_state_dict({**state, "0.weight": state["0.weight"].T})
     with pytest.raises(nnx.errors.DTypeError, match="'0.bias' is float32 in the state"):
         target.load_state_dict({**state, "0.bias": state["0.bias"].astype(np.float32)})

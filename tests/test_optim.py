@@ -382,14 +382,17 @@ def test_a_network_trains_identically_on_immutable_arrays(frozen: str) -> None:
 def test_loaded_settings_are_checked_like_constructor_arguments() -> None:
     params = _params("numpy")
     good = Adam(params, lr=0.01).state_dict()
+    (group,) = good["groups"]
     for change, message in (({"lr": -1.0}, "learning rate must be > 0"), ({"lr": float("nan")}, "learning rate"),
-                            ({"hyper": {**good["hyper"], "betas": [0.9, 1.0]}}, r"betas\[1\]"),
-                            ({"hyper": {"betas": [0.9, 0.999]}}, "hyper-parameters"),
-                            ({"steps": [-1, 0]}, "non-negative ints")):
+                            ({"betas": [0.9, 1.0]}, r"betas\[1\]"),
+                            ({"betas": None, "momentum": 0.9}, "this optimizer has"),
+                            ({"params": [1, 0]}, "parameter groups hold")):
         opt = Adam(params, lr=0.01)
         with pytest.raises(nnx.errors.StateError, match=message):
-            opt.load_state_dict({**good, **change})
+            opt.load_state_dict({**good, "groups": [{k: v for k, v in {**group, **change}.items() if v is not None}]})
         assert opt.lr == 0.01  # nothing changed
+    with pytest.raises(nnx.errors.StateError, match="non-negative ints"):
+        Adam(params, lr=0.01).load_state_dict({**good, "steps": [-1, 0]})
 
 
 def test_a_model_file_config_with_unknown_keys_is_refused_before_the_constructor_runs() -> None:
