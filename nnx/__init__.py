@@ -62,7 +62,7 @@ from nnx.layers import (
     sinusoidal_positions,
 )
 from nnx.losses import MSE, BinaryCrossEntropyWithLogits, SoftmaxCrossEntropy, SumSquaredError
-from nnx.optim import SGD, Adam, AdamW, RMSProp, clip_grad_norm
+from nnx.optim import SGD, Adam, AdamW, Lion, RMSProp, clip_grad_norm
 from nnx.plot import plot_history
 from nnx.train import (
     Callback,
@@ -140,6 +140,7 @@ __all__ = [
     "SumSquaredError",
     "Adam",
     "AdamW",
+    "Lion",
     "RMSProp",
     "SGD",
     "clip_grad_norm",
