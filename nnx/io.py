@@ -565,6 +565,9 @@ def model_tensors(model: Layer, path: object = "<memory>") -> tuple[dict[str, An
         "dtype": _backend.dtype_name(params[0].data) if params else None,
         "backend": model.backend,
     }
+    ties = model.tied_parameters()
+    if ties:
+        fields["ties"] = [list(pair) for pair in ties]
     return fields, tensors
 
 
@@ -732,8 +735,22 @@ def build_model(file: ModelFile, backend: str | None = None) -> Layer:
     _backend.get(name)
     with _backend.use(name):
         model = _Builder(file.path, file.size).build(file.description.get("model"), "model")
+    _tie(model, file)
     fill_model(model, file)
     return model
+
+
+def _tie(model: Layer, file: ModelFile) -> None:
+    """Tie the parameters the file says are one (``Layer.tied_parameters``), as the saved model had them."""
+    ties = file.description.get("ties", [])
+    if not (isinstance(ties, list) and all(isinstance(t, list) and len(t) == 2 and all(isinstance(n, str) for n in t)
+                                           for t in ties)):
+        raise CorruptModelFileError(file.path, f"the description's ties {ties!r:.200} are not [name, name] pairs")
+    for name, source in ties:
+        try:
+            model.tie(name, source)
+        except (KeyError, ValueError, TypeError) as exc:
+            raise CorruptModelFileError(file.path, f"cannot tie {name!r:.100} to {source!r:.100}: {exc}") from None
 
 
 def load(path: str | os.PathLike[str], backend: str | None = None) -> Layer:

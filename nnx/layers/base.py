@@ -329,6 +329,42 @@ class Layer(SavesForBackward):
                     seen.add(id(p))
                     yield _join(path, name), p
 
+    def tied_parameters(self) -> list[tuple[str, str]]:
+        """``(name, first name)`` for every place a parameter is reached again: a weight tied to
+        another (``Linear(E, V, weight=emb.weight)``) or the parameters of a layer used twice.
+        :meth:`named_parameters` and :meth:`state_dict` list such a parameter once, under its first
+        name; a model file records these pairs and ties them again on load."""
+        first: dict[int, str] = {}
+        ties = []
+        stack: list[tuple[str, Layer, tuple[int, ...]]] = [("", self, ())]
+        while stack:
+            path, layer, above = stack.pop()
+            if id(layer) in above:  # a layer inside itself: the walk would not end
+                continue
+            for name, p in layer._own_parameters():
+                full = _join(path, name)
+                if id(p) in first:
+                    ties.append((full, first[id(p)]))
+                else:
+                    first[id(p)] = full
+            stack.extend(reversed([(_join(path, n), c, (*above, id(layer))) for n, c in layer.named_children()]))
+        return ties
+
+    def tie(self, name: str, source: str) -> None:
+        """Make parameter ``name`` (dotted) the very parameter ``source``: one array, its gradients
+        from every use adding up. The shapes and dtypes must agree (checked now)."""
+        params = dict(self.named_parameters())
+        path, _, attr = name.rpartition(".")
+        try:
+            owner = self.get_submodule(path)
+        except KeyError:
+            owner = None
+        if owner is None or not isinstance(getattr(owner, attr, None), Parameter):
+            raise KeyError(f"{type(self).__name__} has no parameter {name!r} to tie")
+        if source not in params:
+            raise KeyError(f"{type(self).__name__} has no parameter {source!r} to tie {name!r} to")
+        setattr(owner, attr, params[source])
+
     def parameters(self) -> list[Parameter]:
         """The trainable parameters, in a fixed order."""
         return [p for _, p in self.named_parameters()]
@@ -390,9 +426,11 @@ class Layer(SavesForBackward):
             have, want = _backend.dtype_name(value), _backend.dtype_name(current)
             if have != want:
                 raise DTypeError(f"{kind} {name!r} is {have} in {source} but the architecture makes it {want}")
+        first = dict(self.tied_parameters())  # a tied parameter's state is under its first name
         for path, layer in self.named_modules():
             own = [n for n, _ in layer._own_parameters()] + list(layer.buffer_names)
-            layer.check_arrays({n: state[_join(path, n)] for n in own}, f"{source}'s layer {path or 'model'}")
+            layer.check_arrays({n: state[first.get(_join(path, n), _join(path, n))] for n in own},
+                               f"{source}'s layer {path or 'model'}")
         for name, (kind, current) in targets.items():
             value = _backend.to_device(state[name], _backend.backend_of(current))
             if kind == "parameter":
