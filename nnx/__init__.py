@@ -18,7 +18,7 @@ from __future__ import annotations
 from importlib.metadata import PackageNotFoundError, version as _version
 
 from nnx import backend, errors, init, layers, losses, ops, optim, random, schedules
-from nnx import checkpoint, datasets, io, metrics, preprocessing, testing, train
+from nnx import checkpoint, datasets, interop, io, metrics, preprocessing, testing, train
 from nnx import distributed
 from nnx.backend import available, current, to_device, to_host, use
 from nnx.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
@@ -171,6 +171,7 @@ __all__ = [
     "datasets",
     "errors",
     "init",
+    "interop",
     "io",
     "metrics",
     "preprocessing",

@@ -722,7 +722,7 @@ def fill_model(model: Layer, file: ModelFile) -> None:
         extra = set(file.tensors) - set(stored)
         raise TensorMismatchError(path, f"has tensors the model does not have: {quote_names(extra)}")
     try:
-        model.load_state_dict(stored, source="the file")
+        model.load_state_dict(stored, source="the file", cast="none")
     except (ShapeError, DTypeError) as exc:
         raise TensorMismatchError(path, str(exc)) from None
     except ValueError as exc:  # values a layer refuses (Layer.check_arrays): NaN weights, a std of 0

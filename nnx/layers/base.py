@@ -94,6 +94,17 @@ def shared(param: Any, shape: tuple[int, ...], where: str, dtype: str | None = N
     return param
 
 
+_CASTS = ("exact", "any", "none")
+_FLOAT_BITS = {"float16": 16, "float32": 32, "float64": 64}
+
+
+def _castable(have: str, want: str, cast: str) -> bool:
+    """Whether ``load_state_dict``'s rule ``cast`` turns an array of dtype ``have`` into ``want``."""
+    if have not in _FLOAT_BITS or want not in _FLOAT_BITS or cast == "none":
+        return False
+    return cast == "any" or _FLOAT_BITS[have] < _FLOAT_BITS[want]
+
+
 class SavesForBackward:
     """Keeping tensors from a forward for the one backward after it (layers and losses)."""
 
@@ -402,14 +413,24 @@ class Layer(SavesForBackward):
             state[name] = value
         return state
 
-    def load_state_dict(self, state: Mapping[str, Any], *, source: str = "the state") -> None:
+    def load_state_dict(self, state: Mapping[str, Any], *, source: str = "the state", cast: str = "exact") -> None:
         """Copy arrays (of any backend, or NumPy) into the parameters and buffers of the same names.
 
-        Names, shapes and dtypes must match exactly (nothing is cast); each array
-        moves onto the backend its target lives on. Everything is checked before
-        anything changes. Raises :class:`~nnx.errors.ShapeError` for missing,
-        extra or misshapen tensors and :class:`~nnx.errors.DTypeError` for dtypes.
+        Names and shapes must match exactly; each array moves onto the backend its
+        target lives on and into its target's dtype by the rule ``cast``:
+
+        * ``"exact"`` (default): a float array of a narrower float dtype is widened
+          (float16 or float32 into float64, float16 into float32: every value kept);
+          a wider one (float64 into float32 or float16) is refused, never truncated;
+        * ``"any"``: any float dtype into the target's (PyTorch's rule; values are rounded);
+        * ``"none"``: dtypes must match (what a model file loads with).
+
+        Integer and bool arrays are never cast. Everything is checked before anything
+        changes. Raises :class:`~nnx.errors.ShapeError` for missing, extra or misshapen
+        tensors and :class:`~nnx.errors.DTypeError` for dtypes.
         """
+        if cast not in _CASTS:
+            raise ValueError(f"load_state_dict cast must be one of {_CASTS}, got {cast!r}")
         params = dict(self.named_parameters())
         targets = {n: ("parameter", p.data) for n, p in params.items()}
         targets.update({n: ("buffer", v) for n, v in self.named_buffers()})
@@ -424,15 +445,19 @@ class Layer(SavesForBackward):
                 raise ShapeError(f"{kind} {name!r} has shape {tuple(value.shape)} in {source} but the "
                                  f"architecture needs {tuple(current.shape)}")
             have, want = _backend.dtype_name(value), _backend.dtype_name(current)
-            if have != want:
-                raise DTypeError(f"{kind} {name!r} is {have} in {source} but the architecture makes it {want}")
+            if have != want and not _castable(have, want, cast):
+                hint = ("; pass cast='any' to round it into " + want if cast == "exact" and _castable(have, want, "any")
+                        else "")
+                raise DTypeError(f"{kind} {name!r} is {have} in {source} but the architecture makes it {want}{hint}")
         first = dict(self.tied_parameters())  # a tied parameter's state is under its first name
         for path, layer in self.named_modules():
             own = [n for n, _ in layer._own_parameters()] + list(layer.buffer_names)
             layer.check_arrays({n: state[first.get(_join(path, n), _join(path, n))] for n in own},
                                f"{source}'s layer {path or 'model'}")
         for name, (kind, current) in targets.items():
-            value = _backend.to_device(state[name], _backend.backend_of(current))
+            want = _backend.dtype_name(current)
+            value = _backend.to_device(state[name], _backend.backend_of(current),
+                                       want if _backend.dtype_name(state[name]) != want else None)
             if kind == "parameter":
                 params[name].data, params[name].grad = value, None
             else:
