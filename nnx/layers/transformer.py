@@ -24,6 +24,10 @@ def _check_sequence(x: Any, dim: int, where: Any) -> None:
         raise ShapeError(f"{where} expected input of shape (batch, seq, {dim}), got {tuple(x.shape)}")
 
 
+#: the initialisations TransformerBlock draws by name
+BLOCK_INITS = ("default", "gpt2")
+
+
 @register_layer
 class TransformerBlock(Layer):
     """A pre-LayerNorm transformer block on ``(batch, seq, embed_dim)``:
@@ -35,6 +39,12 @@ class TransformerBlock(Layer):
     to ``hidden_dim`` (default ``4 * embed_dim``) and ``fc2`` back. ``dropout``
     applies to the attention weights and to both branches. Sub-layers draw their
     weights and dropout generators from ``seed``. The GELU is nnx's tanh form.
+
+    ``bias=False`` leaves out the biases of the attention's and the MLP's products (the
+    norms keep their shift). ``init="gpt2"`` draws those products' weights as GPT-2 does:
+    ``Normal(0, 0.02)``, and the two projections back into the residual stream (``attn``'s
+    output and ``fc2``) ``Normal(0, 0.02 / sqrt(2 * num_blocks))``, for a stack of
+    ``num_blocks`` blocks; biases start at 0. ``init="default"`` keeps each layer's own.
     """
 
     _children = ("norm1", "attn", "drop1", "norm2", "fc1", "act", "fc2", "drop2")
@@ -48,6 +58,9 @@ class TransformerBlock(Layer):
         causal: bool = False,
         eps: float = 1e-5,
         *,
+        bias: bool = True,
+        init: str = "default",
+        num_blocks: int = 1,
         seed: Any = None,
         dtype: str = "float32",
         backend: str | None = None,
@@ -56,18 +69,30 @@ class TransformerBlock(Layer):
         hidden_dim = hidden_dim or 4 * embed_dim
         check_arguments("TransformerBlock", dtype, embed_dim=embed_dim, num_heads=num_heads, hidden_dim=hidden_dim)
         self.embed_dim, self.num_heads, self.hidden_dim = embed_dim, num_heads, hidden_dim
+        if not isinstance(bias, bool):
+            raise ValueError(f"TransformerBlock bias must be True or False, got {bias!r}")
+        if init not in BLOCK_INITS:
+            raise ValueError(f"TransformerBlock init must be one of {BLOCK_INITS}, got {init!r}")
+        (num_blocks,) = check_arguments("TransformerBlock", dtype, num_blocks=num_blocks)
         self.dropout, self.causal, self.eps, self.dtype = float(dropout), bool(causal), float(eps), dtype
+        self.bias = bias
         rng = _random.make_rng(seed)
         seeds = [int(s) for s in rng.integers(0, 2**31, 5)]
         f = {"dtype": dtype, "backend": backend}
         self.norm1 = LayerNorm(embed_dim, eps, **f)
-        self.attn = MultiHeadAttention(embed_dim, num_heads, dropout, causal=causal, seed=seeds[0], **f)
+        self.attn = MultiHeadAttention(embed_dim, num_heads, dropout, bias, causal=causal, seed=seeds[0], **f)
         self.drop1 = Dropout(dropout, seed=seeds[1])
         self.norm2 = LayerNorm(embed_dim, eps, **f)
-        self.fc1 = Linear(embed_dim, hidden_dim, seed=seeds[2], **f)
+        self.fc1 = Linear(embed_dim, hidden_dim, bias, seed=seeds[2], **f)
         self.act = GELU()
-        self.fc2 = Linear(hidden_dim, embed_dim, seed=seeds[3], **f)
+        self.fc2 = Linear(hidden_dim, embed_dim, bias, seed=seeds[3], **f)
         self.drop2 = Dropout(dropout, seed=seeds[4])
+        if init == "gpt2":
+            residual = 0.02 / math.sqrt(2 * num_blocks)
+            for p, std in ((self.attn.in_proj_weight, 0.02), (self.attn.out_proj_weight, residual),
+                           (self.fc1.weight, 0.02), (self.fc2.weight, residual)):
+                p.data = _backend.to_device(_random.normal(rng, p.shape, 0.0, std), backend or _backend.current(),
+                                            dtype)
 
     def forward(self, x: Any, *, key_padding_mask: Any = None, attn_mask: Any = None) -> Any:
         check_float(x, self)
@@ -83,8 +108,9 @@ class TransformerBlock(Layer):
         return grad + self.norm1.backward(self.attn.backward(self.drop1.backward(grad)))
 
     def config(self) -> dict[str, Any]:
-        return {"embed_dim": self.embed_dim, "num_heads": self.num_heads, "hidden_dim": self.hidden_dim,
-                "dropout": self.dropout, "causal": self.causal, "eps": self.eps, "dtype": self.dtype}
+        config = {"embed_dim": self.embed_dim, "num_heads": self.num_heads, "hidden_dim": self.hidden_dim,
+                  "dropout": self.dropout, "causal": self.causal, "eps": self.eps, "dtype": self.dtype}
+        return config if self.bias else {**config, "bias": False}
 
     @classmethod
     def from_config(cls, config: Mapping[str, Any], children: Mapping[str, Layer]) -> "TransformerBlock":
