@@ -47,8 +47,10 @@ TORCH_ONLY = ("num_batches_tracked",)
 def torch_names(model: Layer, names: Mapping[str, str] | None = None) -> dict[str, str]:
     """Every name of ``model``'s state (tied names included) and what PyTorch calls it.
 
-    ``names`` overrides single entries (nnx name → PyTorch name), for a model whose PyTorch
-    twin names a layer otherwise (``{"2.weight": "head.weight"}``)."""
+    ``names`` overrides entries for a model whose PyTorch twin names its layers otherwise: a
+    full name maps one entry (``{"2.weight": "head.weight"}``); a key ending in ``.`` renames
+    that start of the PyTorch-side names (``{"0.": "tok_emb.", "2.": "blocks.0."}``, the
+    longest matching key wins)."""
     out: dict[str, str] = {}
     stack: list[tuple[Layer, str, str, tuple[int, ...]]] = [(model, "", "", ())]
     while stack:
@@ -61,10 +63,19 @@ def torch_names(model: Layer, names: Mapping[str, str] | None = None) -> dict[st
             out[ours + name] = theirs + own.get(name, name)
         for name, child in reversed(list(layer.named_children())):
             stack.append((child, f"{ours}{name}.", f"{theirs}{children.get(name, name)}.", (*above, id(layer))))
-    for ours, theirs in (names or {}).items():
-        if ours not in out:
-            raise KeyError(f"names maps {ours!r}, which is not in the model's state; it has {quote_names(out)}")
-        out[ours] = theirs
+    names = dict(names or {})
+    prefixes = sorted((k for k in names if k.endswith(".")), key=len, reverse=True)
+    for key in names:
+        if key not in out and not (key in prefixes and any(t.startswith(key) for t in out.values())):
+            raise KeyError(f"names maps {key!r}, which starts no name of the model's state; it has {quote_names(out)}")
+    for ours, theirs in out.items():
+        if ours in names:
+            out[ours] = names[ours]
+            continue
+        for key in prefixes:
+            if theirs.startswith(key):
+                out[ours] = names[key] + theirs[len(key):]
+                break
     return out
 
 

@@ -105,6 +105,11 @@ def test_name_maps() -> None:
     assert names["fc1.weight"] == "linear1.weight" and names["norm2.bias"] == "norm2.bias"
     model = nnx.Sequential(nnx.Linear(2, 3), nnx.Tanh(), nnx.Linear(3, 1))
     assert nnx.interop.torch_names(model, {"2.weight": "head.weight"})["2.weight"] == "head.weight"
+    stack = nnx.Sequential(nnx.Embedding(5, 8), block)
+    names = nnx.interop.torch_names(stack, {"0.": "wte.", "1.": "blocks.0."})
+    assert names["0.weight"] == "wte.weight" and names["1.fc2.bias"] == "blocks.0.linear2.bias"
+    with pytest.raises(KeyError, match="'7.'"):
+        nnx.interop.torch_names(stack, {"7.": "x."})
 
 
 def test_tied_weights_load_under_either_name_and_untied_ones_are_refused() -> None:
