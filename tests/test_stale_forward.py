@@ -85,3 +85,11 @@ def test_a_failed_forward_keeps_nothing_of_itself() -> None:
         model.forward(X1[:1])  # the first Linear kept its input before the second layer failed
     model.forward(X1)
     model.backward(G)
+
+
+def test_in_evaluation_mode_a_forward_replaces_the_pending_one() -> None:
+    model, reference = net().eval(), net().eval()
+    model.forward(X1)
+    model.forward(X2)  # eval(): the newest forward's backward, as documented
+    reference.forward(X2)
+    np.testing.assert_array_equal(model.backward(G), reference.backward(G))

@@ -212,15 +212,16 @@ class Layer(SavesForBackward):
         """Keep ``values`` for the backward of this forward.
 
         A layer used twice in one forward keeps both, and its backwards take them back newest
-        first (the order a container runs them). A training forward while the layer still holds
-        what an earlier forward kept, whose backward has not come, raises
+        first (the order a container runs them). A training-mode forward while the layer still
+        holds what an earlier forward kept, whose backward has not come, raises
         :class:`~nnx.errors.StateError`: its backward would otherwise get the newer input's
-        gradient in silence. Inside :meth:`inference` nothing is kept.
+        gradient in silence. In evaluation mode (``eval()``) a forward replaces what an earlier
+        one kept (its backward is the newest forward's). Inside :meth:`inference` nothing is kept.
         """
         if not self._keeps:
             return
         pending, number = self._saved, _Passes.number
-        if pending is None:
+        if pending is None or not self.training and pending[-1][0] != number:
             self.__dict__["_saved"] = [(number, values)]
         elif pending[-1][0] == number:
             pending.append((number, values))
