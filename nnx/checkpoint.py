@@ -259,6 +259,12 @@ class Checkpoint:
     def extra(self) -> Any:
         return self.state.get("extra")
 
+    @property
+    def run_config(self) -> Any:
+        """The ``run_config`` the checkpointed run gave ``fit`` (``None`` if it gave none)."""
+        settings = self.extra.get("settings") if isinstance(self.extra, dict) else None
+        return settings.get("run_config") if isinstance(settings, dict) else None
+
     def __repr__(self) -> str:
         return f"Checkpoint({str(self.path)!r}, epoch={self.epoch}, step={self.step})"
 
@@ -330,7 +336,7 @@ def _typed_state(value: Any, what: str, path: Path) -> dict[str, Any] | None:
 
 def load_checkpoint(path: str | os.PathLike[str]) -> Checkpoint:
     """Read and validate the checkpoint at ``path`` (a file from :func:`save_checkpoint`)."""
-    file = _io.read_tensors(path)
+    file = _io.read_model_file(path)
     path = file.path
     if file.description.get("kind") != "checkpoint":
         raise ModelFileError(path, "is a model file, not a checkpoint; load it with nnx.load")

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 import nnx
-from nnx import backend, datasets
+from nnx import backend, datasets, recipes
 from nnx import random as _random
 from nnx.errors import NnxError, OutputPathError, UnknownBackendError
 from nnx.testing.examples import EXAMPLES, ParityCase, case_for_model, example
@@ -214,14 +214,11 @@ def _train_in(args: argparse.Namespace, held: contextlib.ExitStack) -> int:
     head = nnx.preprocessing.ClassLabels(labels, name=ds.label_name)
     if args.model == "cnn":
         shape = _image_shape(ds, inputs)
-        body, summary = _lenet(shape, classes, args.seed, args.dtype, name)
+        body, summary = recipes.lenet(shape, classes, args.seed, args.dtype, name)
         model = nnx.Sequential(scale, nnx.Reshape((1, *shape)), *body, head)
     else:
-        model = nnx.Sequential(
-            scale, nnx.Linear(inputs, args.hidden, seed=args.seed, **f), nnx.ReLU(),
-            nnx.Linear(args.hidden, classes, seed=args.seed + 1, **f), head,
-        )
-        summary = f"{inputs} -> {args.hidden} ReLU -> {classes}"
+        body, summary = recipes.mlp([inputs, args.hidden, classes], [args.seed, args.seed + 1], **f)
+        model = nnx.Sequential(scale, *body, head)
     epochs = args.epochs if args.epochs is not None else _auto_epochs(len(yt), args.batch_size)
     loss, optimizer, train_targets, val_targets = _recipe(model, args, yt, yv, classes)
     say(f"nnx train {ds.name}: {len(yt)} training and {len(yv)} held-out samples (stratified), {inputs} inputs, "
@@ -326,8 +323,8 @@ def _train_regression(args: argparse.Namespace, name: str, world: Any, say: Any)
     f = {"dtype": args.dtype, "backend": name}
     scale = nnx.preprocessing.Standardize(inputs, names=_input_names(ds), **f).fit(xt)
     out = nnx.preprocessing.Destandardize(1, names=None if ds.label_name is None else [ds.label_name], **f).fit(yt)
-    network = nnx.Sequential(scale, nnx.Linear(inputs, args.hidden, seed=args.seed, **f), nnx.ReLU(),
-                             nnx.Linear(args.hidden, 1, seed=args.seed + 1, **f))
+    body, summary = recipes.mlp([inputs, args.hidden, 1], [args.seed, args.seed + 1], **f)
+    network = nnx.Sequential(scale, *body)
     optimizer = nnx.Adam(network.parameters(), lr=args.lr)
     epochs = args.epochs
     if epochs is None:
@@ -336,7 +333,7 @@ def _train_regression(args: argparse.Namespace, name: str, world: Any, say: Any)
     say(f"nnx train {ds.name}: {len(yt)} training and {len(yv)} held-out samples, {inputs} inputs, {target} "
         f"(regression); backend {name} ({args.dtype})")
     ranks = f" per process, {world.size} processes" if world is not None else ""
-    say(f"model: standardise -> {inputs} -> {args.hidden} ReLU -> 1 -> destandardise, MSE on the standardised "
+    say(f"model: standardise -> {summary} -> destandardise, MSE on the standardised "
         f"target, Adam lr {args.lr:g}, batch size {args.batch_size}{ranks}, {epochs} epochs, seed {args.seed}")
     if saved_run is not None:
         say(f"resuming from {nnx.checkpoint.checkpoint_path(args.checkpoint)} after epoch {saved_run.epoch}")
@@ -399,8 +396,7 @@ def _split_settings(args: argparse.Namespace, ck: Any) -> tuple[int, float, int 
     split = (args.seed, args.val, args.limit)
     if ck is None or not args.allow_changes:
         return split  # a changed split without --allow-changes is refused by fit, as every changed setting
-    settings = ck.extra.get("settings") if isinstance(ck.extra, dict) else None
-    saved = (settings or {}).get("run_config") or {}
+    saved = ck.run_config or {}
     if not isinstance(saved, dict) or "split_seed" not in saved:
         return split
     seed, val, limit = saved.get("split_seed"), saved.get("val"), saved.get("limit")
@@ -429,25 +425,6 @@ def _image_shape(ds: Any, inputs: int) -> tuple[int, int]:
         raise _UsageError(f"--model cnn needs square images of at least 4x4 pixels, one per row; "
                           f"{inputs} values per row are not a square image (use --model mlp)")
     return (side, side)
-
-
-def _lenet(shape: tuple[int, int], classes: int, seed: int, dtype: str, name: str) -> tuple[list[Any], str]:
-    """The layers of a LeNet-like network: two convolutions ("same" padding; 5x5 kernels for images of 16
-    pixels or more, else 3x3), each with ReLU and a 2x2 max pool, then 120 and 84 hidden units."""
-    rng = nnx.random.make_rng(seed)
-    k = 5 if min(shape) >= 16 else 3
-    f = {"seed": rng, "dtype": dtype, "backend": name}
-    height, width = shape[0] // 4, shape[1] // 4
-    layers = [
-        nnx.Conv2d(1, 6, k, padding="same", **f), nnx.ReLU(), nnx.MaxPool2d(2),
-        nnx.Conv2d(6, 16, k, padding="same", **f), nnx.ReLU(), nnx.MaxPool2d(2), nnx.Flatten(),
-        nnx.Linear(16 * height * width, 120, init="he_uniform", **f), nnx.ReLU(),
-        nnx.Linear(120, 84, init="he_uniform", **f), nnx.ReLU(), nnx.Linear(84, classes, **f),
-    ]
-    count = nnx.Sequential(*layers).num_parameters()
-    summary = (f"1x{shape[0]}x{shape[1]} -> conv 6@{k}x{k} ReLU pool -> conv 16@{k}x{k} ReLU pool -> "
-               f"120 ReLU -> 84 ReLU -> {classes} ({count:,} parameters)")
-    return layers, summary
 
 
 def _recipe(model: Any, args: argparse.Namespace, yt: Any, yv: Any, classes: int) -> tuple[Any, Any, Any, Any]:

@@ -312,6 +312,24 @@ def gelu_backward(x: Any, grad: Any) -> Any:
 
 
 @op
+def silu(x: Any) -> Any:
+    """SiLU (swish): ``x * sigmoid(x)``, with :func:`sigmoid`'s overflow-free form."""
+    return x * sigmoid(x)
+
+
+@op
+def silu_backward(x: Any, grad: Any) -> Any:
+    """``grad`` times d SiLU/dx ``= s (1 + x (1 - s))`` with ``s = sigmoid(x)``, from the input ``x``."""
+    s = sigmoid(x)
+    d = 1 - s
+    d *= x
+    d += 1
+    d *= s
+    d *= grad
+    return d
+
+
+@op
 def softmax(x: Any, axis: int) -> Any:
     """``exp(x) / sum(exp(x))`` along ``axis``, shifted by the maximum (no overflow)."""
     xp = namespace_of(x)

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 from nnx.errors import NnxError
-from nnx.io import atomic_write
+from nnx.paths import atomic_write
 
 
 class PlotUnavailableError(NnxError, ImportError):

@@ -18,6 +18,7 @@ The fitted network is ``model_`` (an :class:`nnx.Sequential`; save it with
 
 from __future__ import annotations
 
+import itertools
 from typing import Any
 
 import numpy as np
@@ -30,11 +31,13 @@ except ImportError as exc:  # pragma: no cover - depends on the environment
     raise ImportError(f"nnx.sklearn needs scikit-learn >= 1.6: pip install 'nnx-array[sklearn]' ({exc})") from None
 
 import nnx
+from nnx import recipes
+from nnx.layers.activations import ACTIVATIONS
 from nnx.train.options import DEFAULT_STEPS, default_epochs
 
-ACTIVATIONS = {"relu": nnx.ReLU, "tanh": nnx.Tanh, "sigmoid": nnx.Sigmoid, "gelu": nnx.GELU,
-               "leaky_relu": nnx.LeakyReLU}
-OPTIMIZERS = {"adam": nnx.Adam, "adamw": nnx.AdamW, "sgd": nnx.SGD, "rmsprop": nnx.RMSProp}
+#: the optimizers by their lower-case class name: every one nnx.optim exports
+OPTIMIZERS = {name.lower(): cls for name, cls in ((n, getattr(nnx.optim, n)) for n in nnx.optim.__all__)
+              if isinstance(cls, type) and issubclass(cls, nnx.optim.Optimizer) and cls is not nnx.optim.Optimizer}
 
 
 class _NNXEstimator(BaseEstimator):
@@ -89,11 +92,8 @@ class _NNXEstimator(BaseEstimator):
         nnx.backend.get(name)  # an unknown or unavailable backend fails here, with the reason
         f = {"dtype": self.dtype, "backend": name}
         rng = nnx.random.make_rng(int(self.seed))
-        layers: list[Any] = [nnx.preprocessing.Standardize(x.shape[1], **f).fit(x)]
-        for a, b in zip([x.shape[1], *hidden], hidden):
-            layers += [nnx.Linear(a, b, seed=rng, **f), ACTIVATIONS[self.activation]()]
-        layers.append(nnx.Linear(([x.shape[1]] + hidden)[-1], outputs, seed=rng, **f))
-        network = nnx.Sequential(*layers)
+        body, _ = recipes.mlp([x.shape[1], *hidden, outputs], itertools.repeat(rng), activation=self.activation, **f)
+        network = nnx.Sequential(nnx.preprocessing.Standardize(x.shape[1], **f).fit(x), *body)
         batch_size = min(int(self.batch_size), len(x))
         epochs = self.epochs if self.epochs is not None else default_epochs(len(x), batch_size,
                                                                             DEFAULT_STEPS[self._task])
@@ -116,10 +116,12 @@ class NNXClassifier(ClassifierMixin, _NNXEstimator):
     ----------
     hidden : tuple of int, default (128,)
         Units of each hidden layer.
-    activation : {"relu", "tanh", "sigmoid", "gelu", "leaky_relu"}, default "relu"
-        The hidden layers' activation.
-    optimizer : {"adam", "adamw", "sgd", "rmsprop"}, default "adam"
-        The optimizer (nnx's, with its defaults besides the learning rate).
+    activation : str, default "relu"
+        The hidden layers' activation: a key of ``nnx.layers.activations.ACTIVATIONS``
+        ("relu", "tanh", "gelu", ...).
+    optimizer : str, default "adam"
+        The optimizer: the lower-case name of one of ``nnx.optim``'s ("adam", "sgd", ...), with its
+        defaults besides the learning rate.
     lr : float, default 1e-3
         Learning rate.
     epochs : int or None, default None

@@ -43,13 +43,14 @@ class LayerCase:
         return inputs(backend, self.shape, seed, self.off_kinks)
 
     def build(self, backend: str) -> nnx.Layer:
-        """The layer with random affine values and, if it has them, non-trivial running statistics."""
+        """The layer with random values in every parameter that starts constant (a norm's weight 1 and
+        bias 0, say) and, if it has them, non-trivial running statistics."""
         layer = self.make()
         rng = np.random.default_rng(7)
-        for _, module in layer.named_modules():
-            if isinstance(module, (nnx.LayerNorm, nnx.BatchNorm1d)):  # they start at weight 1, bias 0 (2d too)
-                for p in module.parameters():
-                    p.data = nnx.to_device(rng.uniform(0.5, 1.5, p.shape), backend, dtype="float64")
+        for p in layer.parameters():
+            values = nnx.to_host(p.data)
+            if values.size > 1 and np.all(values == values.flat[0]):
+                p.data = nnx.to_device(rng.uniform(0.5, 1.5, p.shape), backend, dtype="float64")
         if list(layer.named_buffers()):
             layer.train().forward(self.input(backend, 11) * 2.0 + 0.5)
             layer.drop_saved()
@@ -68,12 +69,14 @@ LAYERS: dict[str, LayerCase] = {
     "ReLU": LayerCase(nnx.ReLU, (6, 4), off_kinks=True),
     "LeakyReLU(0.1)": LayerCase(lambda: nnx.LeakyReLU(0.1), (6, 4), off_kinks=True),
     "GELU": LayerCase(nnx.GELU, (6, 4)),
+    "SiLU": LayerCase(nnx.SiLU, (6, 4)),
     "Softmax": LayerCase(nnx.Softmax, (6, 4)),
     "Softmax(axis=0)": LayerCase(lambda: nnx.Softmax(axis=0), (6, 4)),
     "Flatten": LayerCase(nnx.Flatten, (3, 2, 2)),
     "Dropout(0.4)": LayerCase(lambda: nnx.Dropout(0.4, seed=5), (6, 4)),
     "LayerNorm": LayerCase(_f64(nnx.LayerNorm, 4), (6, 4)),
     "LayerNorm(affine=False), 3-D": LayerCase(_f64(nnx.LayerNorm, 4, affine=False), (2, 3, 4)),
+    "RMSNorm, 3-D": LayerCase(_f64(nnx.RMSNorm, 4), (2, 3, 4)),
     "BatchNorm1d": LayerCase(_f64(nnx.BatchNorm1d, 4), (6, 4)),
     "BatchNorm1d(affine=False)": LayerCase(_f64(nnx.BatchNorm1d, 4, affine=False), (6, 4)),
     # no bias before BatchNorm1d: in training mode its true gradient is exactly 0

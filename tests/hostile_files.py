@@ -19,6 +19,7 @@ import numpy as np
 
 import nnx
 from nnx import io as nio
+from nnx import tensorfile
 
 MARKER = "PICKLE-PAYLOAD-RAN"
 
@@ -41,7 +42,7 @@ def _raw(header: dict[str, Any], data: bytes, header_len: int | None = None) -> 
 
 def _forge(header: dict[str, Any], description: dict[str, Any], data: bytes) -> bytes:
     """A file from edited parts, with a checksum that matches them, as a deliberate forger would write."""
-    description = dict(description, sha256=nio._checksum(header, description, [data]))
+    description = dict(description, sha256=tensorfile._checksum(header, description, [data]))
     header = dict(header, __metadata__={"format": "nnx", "nnx": json.dumps(description)})
     return _raw(header, data)
 

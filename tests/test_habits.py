@@ -21,6 +21,13 @@ OPTIMIZERS = {
 }
 
 
+def test_every_optimizer_has_a_case() -> None:
+    exported = {name for name in nnx.optim.__all__ if isinstance(getattr(nnx.optim, name), type)
+                and issubclass(getattr(nnx.optim, name), nnx.optim.Optimizer) and name != "Optimizer"}
+    missing = sorted(exported - set(OPTIMIZERS))
+    assert not missing, f"add a case for the optimizers {missing} to OPTIMIZERS in tests/test_habits.py"
+
+
 def _model(backend: str, dtype: str = "float32") -> nnx.Sequential:
     return nnx.Sequential(nnx.Linear(4, 5, seed=0, dtype=dtype, backend=backend), nnx.ReLU(),
                           nnx.Linear(5, 3, seed=1, dtype=dtype, backend=backend))

@@ -291,6 +291,21 @@ def test_every_built_in_layer_declares_itself() -> None:
     classes = {c for c in exported if isinstance(c, type) and issubclass(c, nnx.Layer) and c is not nnx.Layer}
     registered = nnx.io.registered_layers()
     for cls in classes:
-        assert registered[cls.__name__] is cls
-        assert cls.config_size.__func__ is not nnx.Layer.config_size.__func__, cls
-        assert cls.example_input is not nnx.Layer.example_input, cls
+        where = f"nnx/layers/{cls.__module__.rsplit('.', 1)[-1]}.py"
+        assert registered.get(cls.__name__) is cls, f"register {cls.__name__} with @register_layer in {where}"
+        assert cls.config_size.__func__ is not nnx.Layer.config_size.__func__, \
+            f"give {cls.__name__} a config_size in {where}"
+        assert cls.example_input is not nnx.Layer.example_input, f"give {cls.__name__} an example_input in {where}"
+
+
+def test_every_built_in_registered_layer_is_public() -> None:
+    """One list: a layer registered in a file under nnx/layers/ is in that file's ``__all__``, and
+    ``nnx.layers`` and ``nnx`` export it from there (nnx/__init__.py restates no layer names)."""
+    for name, cls in nnx.io.registered_layers().items():
+        if not cls.__module__.startswith("nnx.layers."):
+            continue
+        module = __import__(cls.__module__, fromlist=["__all__"])
+        where = cls.__module__.replace(".", "/") + ".py"
+        assert name in getattr(module, "__all__", ()), f"add {name!r} to __all__ in {where}"
+        assert name in nnx.layers.__all__, f"import {where}'s __all__ into nnx/layers/__init__.py"
+        assert getattr(nnx, name) is cls, "nnx/__init__.py should re-export nnx.layers.__all__"

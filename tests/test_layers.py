@@ -128,6 +128,37 @@ def test_layernorm_normalises_each_sample(nnx_backend: str) -> None:
     np.testing.assert_allclose(y.var(axis=1), 1, rtol=1e-5)
 
 
+@pytest.mark.parametrize("make", [lambda: nnx.LayerNorm(4), lambda: nnx.LayerNorm(4, affine=False),
+                                  lambda: nnx.RMSNorm(4), lambda: nnx.BatchNorm1d(4)],
+                         ids=["LayerNorm", "LayerNorm(affine=False)", "RMSNorm", "BatchNorm1d"])
+def test_a_norm_cast_by_to_takes_inputs_of_its_new_dtype(nnx_backend: str, make: object) -> None:
+    layer = make().to(nnx_backend, dtype="float64")
+    assert nnx.backend.dtype_name(layer.forward(_x(nnx_backend, (3, 4)))) == "float64"
+    with pytest.raises(nnx.errors.DTypeError):
+        layer.forward(_x(nnx_backend, (3, 4), dtype="float32"))
+
+
+def test_rmsnorm_and_silu_match_torch_in_float64() -> None:
+    torch = pytest.importorskip("torch")
+    if not hasattr(torch.nn, "RMSNorm"):
+        pytest.skip(f"torch {torch.__version__} has no torch.nn.RMSNorm")
+    host = np.random.default_rng(3).standard_normal((2, 3, 5))
+    weight = np.random.default_rng(4).uniform(0.5, 1.5, 5)
+    grad = np.random.default_rng(5).standard_normal((2, 3, 5))
+    ours = nnx.RMSNorm(5, eps=1e-6, dtype="float64", backend="numpy")
+    ours.weight.data = weight.copy()
+    reference = torch.nn.RMSNorm(5, eps=1e-6, dtype=torch.float64)
+    with torch.no_grad():
+        reference.weight.copy_(torch.from_numpy(weight))
+    for layer, torch_layer in ((ours, reference), (nnx.SiLU(), torch.nn.SiLU())):
+        x = torch.from_numpy(host).requires_grad_(True)
+        y = torch_layer(x)
+        y.backward(torch.from_numpy(grad))
+        np.testing.assert_allclose(layer.forward(host), y.detach().numpy(), rtol=1e-12, atol=1e-15)
+        np.testing.assert_allclose(layer.backward(grad), x.grad.numpy(), rtol=1e-12, atol=1e-15)
+    np.testing.assert_allclose(nnx.to_host(ours.weight.grad), reference.weight.grad.numpy(), rtol=1e-12)
+
+
 def test_buffers_and_prefixes(nnx_backend: str) -> None:
     net = nnx.Sequential(nnx.Linear(3, 4, seed=0), nnx.BatchNorm1d(4), nnx.ReLU(), nnx.BatchNorm1d(4, affine=False))
     assert [n for n, _ in net.named_buffers()] == [

@@ -1,65 +1,28 @@
-"""Layers: each computes its own forward and backward against the array API."""
+"""Layers: each computes its own forward and backward against the array API.
 
-from nnx.layers.activations import GELU, LeakyReLU, ReLU, Sigmoid, Softmax, Tanh
-from nnx.layers.base import Layer, Parameter
-from nnx.layers.checks import set_finite_checks
-from nnx.layers.collections import LayerDict, LayerList
-from nnx.layers.container import Residual, Sequential
-from nnx.layers.conv import Conv1d, Conv2d
-from nnx.layers.dropout import Dropout
-from nnx.layers.embedding import Embedding
-from nnx.layers.linear import Linear
-from nnx.layers.norm import BatchNorm1d, BatchNorm2d, LayerNorm
-from nnx.layers.pooling import AvgPool2d, GlobalAvgPool2d, MaxPool2d
-from nnx.layers.preprocess import ClassLabels, Destandardize, Standardize
-from nnx.layers.shape import Flatten, Mean, Reshape
-from nnx.layers.recurrent import GRU, LSTM
-from nnx.layers.recurrent_cells import GRUCell, LSTMCell
-from nnx.layers.attention import (MultiHeadAttention, scaled_dot_product_attention,
-                                  scaled_dot_product_attention_backward)
-from nnx.layers.transformer import PositionalEmbedding, SinusoidalPositions, TransformerBlock, sinusoidal_positions
+The public names are the ``__all__`` lists of the modules below, each in the file that defines them.
+"""
 
-__all__ = [
-    "AvgPool2d",
-    "BatchNorm1d",
-    "BatchNorm2d",
-    "ClassLabels",
-    "Conv1d",
-    "Conv2d",
-    "Destandardize",
-    "Dropout",
-    "Embedding",
-    "Flatten",
-    "GELU",
-    "GlobalAvgPool2d",
-    "Layer",
-    "LayerDict",
-    "LayerList",
-    "LayerNorm",
-    "LeakyReLU",
-    "Linear",
-    "MaxPool2d",
-    "Mean",
-    "Parameter",
-    "ReLU",
-    "Reshape",
-    "Residual",
-    "Sequential",
-    "Sigmoid",
-    "Softmax",
-    "Standardize",
-    "Tanh",
-    "set_finite_checks",
-    "GRU",
-    "GRUCell",
-    "LSTM",
-    "LSTMCell",
-    # attention and transformers
-    "MultiHeadAttention",
-    "PositionalEmbedding",
-    "SinusoidalPositions",
-    "TransformerBlock",
-    "scaled_dot_product_attention",
-    "scaled_dot_product_attention_backward",
-    "sinusoidal_positions",
-]
+from nnx.layers import (activations, attention, base, checks, collections, container, conv, dropout, embedding,
+                        linear, norm, pooling, preprocess, recurrent, recurrent_cells, shape, transformer)
+from nnx.layers.activations import *  # noqa: F403
+from nnx.layers.base import *  # noqa: F403
+from nnx.layers.checks import *  # noqa: F403
+from nnx.layers.collections import *  # noqa: F403
+from nnx.layers.container import *  # noqa: F403
+from nnx.layers.conv import *  # noqa: F403
+from nnx.layers.dropout import *  # noqa: F403
+from nnx.layers.embedding import *  # noqa: F403
+from nnx.layers.linear import *  # noqa: F403
+from nnx.layers.norm import *  # noqa: F403
+from nnx.layers.pooling import *  # noqa: F403
+from nnx.layers.preprocess import *  # noqa: F403
+from nnx.layers.shape import *  # noqa: F403
+from nnx.layers.recurrent import *  # noqa: F403
+from nnx.layers.recurrent_cells import *  # noqa: F403
+from nnx.layers.attention import *  # noqa: F403
+from nnx.layers.transformer import *  # noqa: F403
+
+__all__ = [name for module in (activations, base, checks, collections, container, conv, dropout, embedding, linear,
+                               norm, pooling, preprocess, shape, recurrent, recurrent_cells, attention, transformer)
+           for name in module.__all__]

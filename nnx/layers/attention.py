@@ -321,3 +321,6 @@ class MultiHeadAttention(ParamLayer):
             raise ShapeError(f"{self!r} expected input of shape (batch, seq, {self.embed_dim}), got "
                              f"{tuple(input_shape)}")
         return tuple(input_shape)
+
+
+__all__ = ["MultiHeadAttention", "scaled_dot_product_attention", "scaled_dot_product_attention_backward"]

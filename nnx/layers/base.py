@@ -195,6 +195,10 @@ class Layer(SavesForBackward):
     #: whether this class says which children it has (overrides ``named_children``); set per class
     _names_own_children: ClassVar[bool] = False
 
+    #: the constructor arguments that define the architecture, each kept in the attribute of the
+    #: same name: :meth:`config` and ``repr`` read them (seeds, initialisers and backends never)
+    arguments: ClassVar[tuple[str, ...]] = ()
+
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
         for name, wrap in (("forward", _records_output), ("backward", _checks_gradient)):
@@ -605,8 +609,9 @@ class Layer(SavesForBackward):
     # architecture ------------------------------------------------------------------
 
     def config(self) -> dict[str, Any]:
-        """The constructor arguments that define the architecture (JSON), children excluded."""
-        return {}
+        """The constructor arguments that define the architecture (JSON), children excluded: by
+        default each name of :attr:`arguments` with its attribute's value (tuples as lists)."""
+        return {name: _plain(getattr(self, name)) for name in self.arguments}
 
     def describe(self, type_name: Callable[[type], str] | None = None) -> dict[str, Any]:
         """The architecture as JSON: ``{"type", "config", "children": [[name, description], ...]}``
@@ -702,8 +707,19 @@ class Layer(SavesForBackward):
         return "\n".join(out)
 
     def __repr__(self) -> str:
-        args = ", ".join(f"{k}={v!r}" for k, v in self.config().items())
-        return f"{type(self).__name__}({args})"
+        """The class and its config: required arguments by value, numbers by name, the others
+        (flags, names, keyword-only settings) by name where they differ from the default."""
+        params = inspect.signature(type(self)).parameters
+        shown = []
+        for key, value in self.config().items():
+            value = getattr(self, key) if key in self.arguments else value
+            p = params.get(key)
+            if p is None or p.default is p.empty:
+                required = p is not None and p.kind is p.POSITIONAL_OR_KEYWORD
+                shown.append(repr(value) if required else f"{key}={value!r}")
+            elif value != _plain(p.default) or (_is_number(value) and p.kind is not p.KEYWORD_ONLY):
+                shown.append(f"{key}={value!r}")
+        return f"{type(self).__name__}({', '.join(shown)})"
 
 
 class ParamLayer(Layer):
@@ -743,6 +759,15 @@ def ints_product(config: Mapping[str, Any]) -> int:
     return product if found else 0
 
 
+def _plain(value: Any) -> Any:
+    """``value`` as JSON keeps it: tuples become lists."""
+    return [_plain(v) for v in value] if isinstance(value, (tuple, list)) else value
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
 def count(value: Any) -> int:
     """``value`` if it is a positive int (not a bool), else 0: a size read from an unchecked config."""
     return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else 0
@@ -775,3 +800,6 @@ def quote_names(names: Any) -> str:
     names = sorted(names)
     shown = ", ".join(repr(n) for n in names[:5])
     return shown + (f" and {len(names) - 5} more" if len(names) > 5 else "")
+
+
+__all__ = ["Layer", "Parameter"]

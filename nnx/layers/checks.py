@@ -103,3 +103,6 @@ def check_finite(x: Any, xp: Any, where: str, what: str = "input") -> None:
             f"{count - nans} infinite) in an array of shape {tuple(x.shape)}; find where they come from "
             f"(data loading, a too large learning rate) — nnx.set_finite_checks(False) turns this check off"
         )
+
+
+__all__ = ["set_finite_checks"]

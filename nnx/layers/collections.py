@@ -108,3 +108,6 @@ class LayerDict(_Holder):
 
     def values(self) -> Any:
         return self.items.values()
+
+
+__all__ = ["LayerDict", "LayerList"]

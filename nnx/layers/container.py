@@ -144,3 +144,6 @@ def _first_example(layers: list[Layer], batch: int, rng: Any, fits: Callable[[tu
         if x is not None:
             return x
     return None
+
+
+__all__ = ["Residual", "Sequential"]

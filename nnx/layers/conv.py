@@ -202,3 +202,6 @@ class Conv2d(_Conv):
     ``in_channels/groups * kh * kw``) and ``bias_init`` are drawn from ``seed``, weight first."""
 
     spatial = 2
+
+
+__all__ = ["Conv1d", "Conv2d"]

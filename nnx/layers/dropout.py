@@ -25,6 +25,8 @@ class Dropout(Layer):
     config_size = holds_no_arrays
     example_input = takes_any_input
 
+    arguments = ("p",)
+
     def __init__(self, p: float = 0.5, *, seed: Any = None) -> None:
         super().__init__()
         p = float(p)
@@ -47,5 +49,5 @@ class Dropout(Layer):
         (mask,) = self.saved_tensors()
         return grad if mask is None else grad * mask
 
-    def config(self) -> dict[str, Any]:
-        return {"p": self.p}
+
+__all__ = ["Dropout"]

@@ -33,6 +33,8 @@ class Embedding(ParamLayer):
 
     takes_indices = True
 
+    arguments = ("num_embeddings", "embedding_dim", "padding_idx", "dtype")
+
     def __init__(
         self,
         num_embeddings: int,
@@ -98,14 +100,6 @@ class Embedding(ParamLayer):
     def output_shape(self, input_shape: tuple[int, ...]) -> tuple[int, ...]:
         return (*input_shape, self.embedding_dim)
 
-    def config(self) -> dict[str, Any]:
-        return {"num_embeddings": self.num_embeddings, "embedding_dim": self.embedding_dim,
-                "padding_idx": self.padding_idx, "dtype": self.dtype}
-
-    def __repr__(self) -> str:
-        extra = "" if self.padding_idx is None else f", padding_idx={self.padding_idx}"
-        return f"Embedding({self.num_embeddings}, {self.embedding_dim}{extra})"
-
     @classmethod
     def config_size(cls, config: Mapping[str, Any]) -> int:
         return count(config.get("num_embeddings")) * count(config.get("embedding_dim"))
@@ -113,3 +107,6 @@ class Embedding(ParamLayer):
     def example_input(self, batch: int, rng: Any, fits: Callable[[tuple[int, ...]], bool]) -> Any:
         """Sequences of 8 indices into the table."""
         return rng.integers(0, self.num_embeddings, (batch, 8))
+
+
+__all__ = ["Embedding"]

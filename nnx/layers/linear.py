@@ -143,3 +143,6 @@ class Linear(ParamLayer):
     def example_input(self, batch: int, rng: Any, fits: Callable[[tuple[int, ...]], bool]) -> Any:
         """Standard normal rows of ``in_features``."""
         return _random.normal(rng, (batch, self.in_features), 0.0, 1.0)
+
+
+__all__ = ["Linear"]

@@ -1,5 +1,5 @@
-"""Normalisation layers: LayerNorm (per sample), BatchNorm1d and BatchNorm2d (per feature or
-channel, over the batch and, for images, the spatial positions)."""
+"""Normalisation layers: LayerNorm and RMSNorm (per sample), BatchNorm1d and BatchNorm2d (per
+feature or channel, over the batch and, for images, the spatial positions)."""
 
 from __future__ import annotations
 
@@ -14,72 +14,16 @@ from nnx.layers.registry import register_layer
 
 
 class _Norm(Layer):
-    """What both norms share: optional affine ``gamma``/``beta``, dtype and backend checks."""
+    """What the norms share: optional affine ``weight``/``bias``, dtype and backend checks.
+
+    Inputs are checked against the layer's first array (its dtype and backend follow ``to()``);
+    only a norm without arrays keeps the backend and dtype it was built or moved with.
+    """
 
     example_input = takes_any_input
-
-    def __init__(self, num_features: int, eps: float, affine: bool, dtype: str, backend: str | None) -> None:
-        super().__init__()
-        owner = type(self).__name__
-        (num_features,) = check_arguments(owner, dtype, num_features=num_features)
-        if not eps > 0:
-            raise ValueError(f"{owner} eps must be > 0, got {eps}")
-        self.num_features, self.eps, self.dtype = num_features, float(eps), dtype
-        self._set_backend(backend or _backend.current())
-        self.weight: Parameter | None = None
-        self.bias: Parameter | None = None
-        if affine:
-            self.weight = Parameter(self._full(1.0), "weight")
-            self.bias = Parameter(self._full(0.0), "bias")
-
-    def _set_backend(self, name: str) -> None:
-        self._backend_name = name
-        self._dtype_obj = getattr(_backend.namespace(name), self.dtype)
-
-    def _full(self, value: float) -> Any:
-        return _backend.to_device(_random.full((self.num_features,), value), self._backend_name, self.dtype)
-
-    def _check_input(self, x: Any) -> Any:
-        """Check backend, dtype and shape of an input."""
-        where = repr(self)
-        _backend.check_backend(x, self._backend_name, where)
-        xp = check_float(x, where)
-        check_same_dtype(x, self._dtype_obj, where)
-        if x.ndim < 1 or x.shape[-1] != self.num_features:
-            raise ShapeError(self._shape_message(x))
-        return xp
-
-    def _shape_message(self, x: Any) -> str:
-        return f"{self!r} expected input of shape (..., {self.num_features}), got {tuple(x.shape)}"
-
-    def _view(self, v: Any) -> Any:
-        """A per-feature vector shaped to broadcast against the input (features last by default)."""
-        return v
-
-    def _affine_backward(self, grad: Any, xhat: Any, xp: Any, axes: tuple[int, ...]) -> Any:
-        """Accumulate ``gamma``/``beta`` gradients; return d loss / d xhat."""
-        if self.weight is None:
-            return grad
-        self.weight.accumulate(xp.sum(grad * xhat, axis=axes))
-        self.bias.accumulate(xp.sum(grad, axis=axes))
-        return grad * self._view(self.weight.data)
-
-    def _affine_repr(self) -> str:
-        return "" if self.weight is not None else ", affine=False"
-
-    def _to(self, name: str | None, dtype: str | None = None) -> None:
-        super()._to(name, dtype)
-        self._set_backend(name or self._backend_name)
-
-
-@register_layer
-class LayerNorm(_Norm):
-    """Normalise each sample over its last axis (``num_features`` values) to zero mean and
-    unit variance, then scale by ``weight`` and shift by ``bias`` (``affine=True``).
-
-    ``y = (x - mean) / sqrt(var + eps) * weight + bias`` with the biased variance;
-    the same computation in training and evaluation mode.
-    """
+    arguments: tuple[str, ...] = ("num_features", "eps", "affine", "dtype")
+    #: the per-feature parameters ``affine=True`` adds (the first is ``weight``, starting at 1)
+    affine_names: tuple[str, ...] = ("weight", "bias")
 
     def __init__(
         self,
@@ -90,7 +34,73 @@ class LayerNorm(_Norm):
         dtype: str = "float32",
         backend: str | None = None,
     ) -> None:
-        super().__init__(num_features, eps, affine, dtype, backend)
+        super().__init__()
+        owner = type(self).__name__
+        (num_features,) = check_arguments(owner, dtype, num_features=num_features)
+        if not eps > 0:
+            raise ValueError(f"{owner} eps must be > 0, got {eps}")
+        self.num_features, self.eps, self.affine, self.dtype = num_features, float(eps), bool(affine), dtype
+        self._backend_name = backend or _backend.current()
+        self.weight: Parameter | None = None
+        self.bias: Parameter | None = None
+        if affine:
+            for name, value in zip(self.affine_names, (1.0, 0.0)):
+                setattr(self, name, Parameter(self._full(value), name))
+
+    def _full(self, value: float) -> Any:
+        return _backend.to_device(_random.full((self.num_features,), value), self._backend_name, self.dtype)
+
+    def _check_input(self, x: Any) -> Any:
+        """Check backend, dtype and shape of an input."""
+        where = repr(self)
+        xp = self._check_array(x, where)
+        if x.ndim < 1 or x.shape[-1] != self.num_features:
+            raise ShapeError(self._shape_message(x))
+        return xp
+
+    def _check_array(self, x: Any, where: str) -> Any:
+        """Check that ``x`` is a float array of this layer's backend and dtype."""
+        arrays = [p.data for _, p in self._own_parameters()] + [getattr(self, n) for n in self.buffer_names]
+        backend = _backend.backend_of(arrays[0]) if arrays else self._backend_name
+        _backend.check_backend(x, backend, where)
+        xp = check_float(x, where)
+        check_same_dtype(x, arrays[0].dtype if arrays else getattr(_backend.namespace(backend), self.dtype), where)
+        return xp
+
+    def _shape_message(self, x: Any) -> str:
+        return f"{self!r} expected input of shape (..., {self.num_features}), got {tuple(x.shape)}"
+
+    def _view(self, v: Any) -> Any:
+        """A per-feature vector shaped to broadcast against the input (features last by default)."""
+        return v
+
+    def _affine_backward(self, grad: Any, xhat: Any, xp: Any, axes: tuple[int, ...]) -> Any:
+        """Accumulate ``weight``/``bias`` gradients; return d loss / d xhat."""
+        if self.weight is None:
+            return grad
+        self.weight.accumulate(xp.sum(grad * xhat, axis=axes))
+        if self.bias is not None:
+            self.bias.accumulate(xp.sum(grad, axis=axes))
+        return grad * self._view(self.weight.data)
+
+    def _to(self, name: str | None, dtype: str | None = None) -> None:
+        super()._to(name, dtype)
+        self._backend_name = name or self._backend_name
+
+    @classmethod
+    def config_size(cls, config: Mapping[str, Any]) -> int:
+        arrays = len(cls.buffer_names) + (len(cls.affine_names) if config.get("affine", True) else 0)
+        return arrays * count(config.get("num_features"))
+
+
+@register_layer
+class LayerNorm(_Norm):
+    """Normalise each sample over its last axis (``num_features`` values) to zero mean and
+    unit variance, then scale by ``weight`` and shift by ``bias`` (``affine=True``).
+
+    ``y = (x - mean) / sqrt(var + eps) * weight + bias`` with the biased variance;
+    the same computation in training and evaluation mode.
+    """
 
     def forward(self, x: Any) -> Any:
         xp = self._check_input(x)
@@ -112,16 +122,30 @@ class LayerNorm(_Norm):
         dx *= rstd
         return dx
 
-    def config(self) -> dict[str, Any]:
-        return {"num_features": self.num_features, "eps": self.eps,
-                "affine": self.weight is not None, "dtype": self.dtype}
 
-    def __repr__(self) -> str:
-        return f"LayerNorm({self.num_features}, eps={self.eps}{self._affine_repr()})"
+@register_layer
+class RMSNorm(_Norm):
+    """Scale each sample by the root mean square of its last axis (``num_features`` values), then
+    by ``weight`` (``affine=True``): ``y = x / sqrt(mean(x^2) + eps) * weight``. No centring, no bias.
+    """
 
-    @classmethod
-    def config_size(cls, config: Mapping[str, Any]) -> int:
-        return 2 * count(config.get("num_features")) if config.get("affine", True) else 0
+    affine_names = ("weight",)
+
+    def forward(self, x: Any) -> Any:
+        xp = self._check_input(x)
+        rrms = 1 / xp.sqrt(xp.mean(x * x, axis=-1, keepdims=True) + self.eps)
+        xhat = x * rrms
+        self.save_for_backward(xhat, rrms)
+        return xhat if self.weight is None else xhat * self.weight.data
+
+    def backward(self, grad: Any) -> Any:
+        xhat, rrms = self.saved_tensors()
+        xp = _backend.namespace_of(grad)
+        g = self._affine_backward(grad, xhat, xp, tuple(range(grad.ndim - 1)))
+        # dx = rrms * (g - xhat * mean(g * xhat))
+        dx = g - xhat * xp.mean(g * xhat, axis=-1, keepdims=True)
+        dx *= rrms
+        return dx
 
 
 @register_layer
@@ -136,6 +160,7 @@ class BatchNorm1d(_Norm):
     """
 
     buffer_names = ("running_mean", "running_var")
+    arguments = ("num_features", "momentum", "eps", "affine", "dtype")
     _spatial = 0  # spatial axes after (batch, features)
 
     def __init__(
@@ -148,7 +173,7 @@ class BatchNorm1d(_Norm):
         dtype: str = "float32",
         backend: str | None = None,
     ) -> None:
-        super().__init__(num_features, eps, affine, dtype, backend)
+        super().__init__(num_features, eps, affine, dtype=dtype, backend=backend)
         if not 0.0 <= momentum <= 1.0:
             raise ValueError(f"{type(self).__name__} momentum must be in [0, 1], got {momentum}")
         self.momentum = float(momentum)
@@ -168,10 +193,7 @@ class BatchNorm1d(_Norm):
         return xp
 
     def _check_channels(self, x: Any) -> Any:
-        where = repr(self)
-        _backend.check_backend(x, self._backend_name, where)
-        xp = check_float(x, where)
-        check_same_dtype(x, self._dtype_obj, where)
+        xp = self._check_array(x, repr(self))
         if x.ndim != 2 + self._spatial or x.shape[1] != self.num_features:
             raise ShapeError(self._shape_message(x))
         return xp
@@ -233,17 +255,6 @@ class BatchNorm1d(_Norm):
             raise ValueError(f"{where}: {self!r} 'running_var' holds negative values, which no variance has; "
                              f"the values are damaged or forged")
 
-    def config(self) -> dict[str, Any]:
-        return {"num_features": self.num_features, "momentum": self.momentum, "eps": self.eps,
-                "affine": self.weight is not None, "dtype": self.dtype}
-
-    def __repr__(self) -> str:
-        return (f"{type(self).__name__}({self.num_features}, momentum={self.momentum}, eps={self.eps}"
-                f"{self._affine_repr()})")
-
-    @classmethod
-    def config_size(cls, config: Mapping[str, Any]) -> int:
-        return (4 if config.get("affine", True) else 2) * count(config.get("num_features"))
 
 
 @register_layer
@@ -255,3 +266,6 @@ class BatchNorm2d(BatchNorm1d):
 
     def _view(self, v: Any) -> Any:
         return _backend.namespace_of(v).reshape(v, (1, self.num_features, 1, 1))
+
+
+__all__ = ["BatchNorm1d", "BatchNorm2d", "LayerNorm", "RMSNorm"]

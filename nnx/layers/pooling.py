@@ -127,3 +127,6 @@ class GlobalAvgPool2d(Layer):
 
     def output_shape(self, input_shape: tuple[int, ...]) -> tuple[int, ...]:
         return tuple(input_shape[:2])
+
+
+__all__ = ["AvgPool2d", "GlobalAvgPool2d", "MaxPool2d"]

@@ -30,6 +30,8 @@ class Standardize(Layer):
 
     buffer_names = ("mean", "std")
 
+    arguments = ("num_features", "names", "dtype")
+
     def __init__(self, num_features: int, *, names: Sequence[str] | None = None, dtype: str = "float32",
                  backend: str | None = None) -> None:
         super().__init__()
@@ -88,9 +90,6 @@ class Standardize(Layer):
     def fixed_input_shape(self) -> tuple[int | None, ...]:
         return (None, self.num_features)
 
-    def config(self) -> dict[str, Any]:
-        return {"num_features": self.num_features, "names": self.names, "dtype": self.dtype}
-
     def __repr__(self) -> str:
         return f"Standardize({self.num_features})"
 
@@ -122,6 +121,8 @@ class ClassLabels(Layer):
     config_size = holds_no_arrays
     example_input = takes_any_input
 
+    arguments = ("labels", "name")
+
     def __init__(self, labels: Sequence[Any], *, name: str | None = None) -> None:
         super().__init__()
         labels = [_json_label(v) for v in labels]
@@ -145,9 +146,6 @@ class ClassLabels(Layer):
     def decode(self, classes: Any) -> list[Any]:
         """Class numbers (an array of any backend) as a list of the original labels."""
         return [self.labels[int(i)] for i in _backend.to_host(classes).reshape(-1).tolist()]
-
-    def config(self) -> dict[str, Any]:
-        return {"labels": list(self.labels), "name": self.name}
 
     def __repr__(self) -> str:
         shown = ", ".join(repr(v) for v in self.labels[:5]) + (", ..." if len(self.labels) > 5 else "")
@@ -188,6 +186,8 @@ class Destandardize(Layer):
 
     buffer_names = ("mean", "std")
     example_input = takes_any_input
+
+    arguments = ("num_outputs", "names", "dtype")
 
     def __init__(self, num_outputs: int, *, names: Sequence[str] | None = None, dtype: str = "float32",
                  backend: str | None = None) -> None:
@@ -231,9 +231,6 @@ class Destandardize(Layer):
     def backward(self, grad: Any) -> Any:
         (std,) = self.saved_tensors()
         return grad * std
-
-    def config(self) -> dict[str, Any]:
-        return {"num_outputs": self.num_outputs, "names": self.names, "dtype": self.dtype}
 
     def __repr__(self) -> str:
         return f"Destandardize({self.num_outputs})"

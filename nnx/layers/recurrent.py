@@ -139,3 +139,6 @@ class GRU(Recurrent):
             new = dghs[t] @ w_hh + skip
             dh = new if mask is None else new + dh * mask[2][t, ...]
         return dgxs, dghs, (dh,)
+
+
+__all__ = ["GRU", "LSTM"]

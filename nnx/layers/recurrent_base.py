@@ -21,6 +21,8 @@ class Recurrent(ParamLayer):
     _gates = 0
     _states: tuple[str, ...] = ("h",)
 
+    arguments = ("input_size", "hidden_size", "num_layers", "batch_first", "bidirectional", "bias", "return_sequences", "dtype")
+
     def __init__(self, input_size: int, hidden_size: int, num_layers: int = 1, batch_first: bool = True,
                  bidirectional: bool = False, bias: bool = True, return_sequences: bool = True, *,
                  seed: Any = None, dtype: str = "float32", backend: str | None = None) -> None:
@@ -187,11 +189,6 @@ class Recurrent(ParamLayer):
         if not self.return_sequences:
             return (input_shape[0 if self.batch_first else 1], width)
         return (*input_shape[:2], width)
-
-    def config(self) -> dict[str, Any]:
-        return {"input_size": self.input_size, "hidden_size": self.hidden_size, "num_layers": self.num_layers,
-                "batch_first": self.batch_first, "bidirectional": self.bidirectional, "bias": self.bias,
-                "return_sequences": self.return_sequences, "dtype": self.dtype}
 
     def __repr__(self) -> str:
         defaults = {"num_layers": 1, "batch_first": True, "bidirectional": False, "bias": True,

@@ -107,6 +107,8 @@ class _Cell(ParamLayer):
     _gates = 0
     _keeps_steps = True
 
+    arguments = ("input_size", "hidden_size", "bias", "dtype")
+
     def __init__(self, input_size: int, hidden_size: int, bias: bool = True, *, seed: Any = None,
                  dtype: str = "float32", backend: str | None = None) -> None:
         super().__init__()
@@ -163,12 +165,6 @@ class _Cell(ParamLayer):
     def output_shape(self, input_shape: tuple[int, ...]) -> tuple[int, ...]:
         return (input_shape[0], self.hidden_size)
 
-    def config(self) -> dict[str, Any]:
-        return {"input_size": self.input_size, "hidden_size": self.hidden_size, "bias": self.bias,
-                "dtype": self.dtype}
-
-    def __repr__(self) -> str:
-        return f"{type(self).__name__}({self.input_size}, {self.hidden_size}{'' if self.bias else ', bias=False'})"
 
     @classmethod
     def config_size(cls, config: Mapping[str, Any]) -> int:
@@ -242,3 +238,6 @@ class GRUCell(_Cell):
         dgx, dgh, dh_skip = gru_step_backward(grad, saved)
         dx, dh_prev = self._accumulate(x, h, dgx, dgh, input_grad)
         return dx, dh_prev + dh_skip
+
+
+__all__ = ["GRUCell", "LSTMCell"]

@@ -36,8 +36,6 @@ class Flatten(Layer):
             n *= d
         return (input_shape[0], n)
 
-    def __repr__(self) -> str:
-        return "Flatten()"
 
 
 @register_layer
@@ -47,6 +45,8 @@ class Reshape(Layer):
 
     config_size = holds_no_arrays
     example_input = takes_any_input
+
+    arguments = ("shape",)
 
     def __init__(self, shape: tuple[int, ...] | list[int]) -> None:
         super().__init__()
@@ -74,11 +74,6 @@ class Reshape(Layer):
     def output_shape(self, input_shape: tuple[int, ...]) -> tuple[int, ...]:
         return (input_shape[0], *self.shape)
 
-    def config(self) -> dict[str, Any]:
-        return {"shape": list(self.shape)}
-
-    def __repr__(self) -> str:
-        return f"Reshape({self.shape})"
 
 
 @register_layer
@@ -88,6 +83,8 @@ class Mean(Layer):
 
     config_size = holds_no_arrays
     example_input = takes_any_input
+
+    arguments = ("axis",)
 
     def __init__(self, axis: int = 1) -> None:
         super().__init__()
@@ -114,5 +111,5 @@ class Mean(Layer):
         axis = self.axis % len(input_shape)
         return tuple(n for i, n in enumerate(input_shape) if i != axis)
 
-    def config(self) -> dict[str, Any]:
-        return {"axis": self.axis}
+
+__all__ = ["Flatten", "Mean", "Reshape"]

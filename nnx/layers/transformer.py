@@ -49,6 +49,8 @@ class TransformerBlock(Layer):
 
     _children = ("norm1", "attn", "drop1", "norm2", "fc1", "act", "fc2", "drop2")
 
+    arguments = ("embed_dim", "num_heads", "hidden_dim", "dropout", "causal", "eps", "bias", "dtype")
+
     def __init__(
         self,
         embed_dim: int,
@@ -107,11 +109,6 @@ class TransformerBlock(Layer):
         grad = grad + self.norm2.backward(g)
         return grad + self.norm1.backward(self.attn.backward(self.drop1.backward(grad)))
 
-    def config(self) -> dict[str, Any]:
-        config = {"embed_dim": self.embed_dim, "num_heads": self.num_heads, "hidden_dim": self.hidden_dim,
-                  "dropout": self.dropout, "causal": self.causal, "eps": self.eps, "dtype": self.dtype}
-        return config if self.bias else {**config, "bias": False}
-
     @classmethod
     def from_config(cls, config: Mapping[str, Any], children: Mapping[str, Layer]) -> "TransformerBlock":
         if set(children) != set(cls._children):
@@ -142,6 +139,8 @@ class PositionalEmbedding(ParamLayer):
     :class:`~nnx.Embedding`). The table starts as draws from ``init`` (default ``Normal(0, 0.02)``)
     with ``seed``."""
 
+    arguments = ("max_len", "embed_dim", "dtype")
+
     def __init__(self, max_len: int, embed_dim: int, *, init: str | _init.Initializer | None = None,
                  seed: Any = None, dtype: str = "float32", backend: str | None = None) -> None:
         super().__init__()
@@ -170,17 +169,12 @@ class PositionalEmbedding(ParamLayer):
         self.weight.accumulate(used)
         return grad if input_grad else None
 
-    def config(self) -> dict[str, Any]:
-        return {"max_len": self.max_len, "embed_dim": self.embed_dim, "dtype": self.dtype}
-
     @classmethod
     def config_size(cls, config: Mapping[str, Any]) -> int:
         return count(config.get("max_len")) * count(config.get("embed_dim"))
 
     example_input = takes_any_input
 
-    def __repr__(self) -> str:
-        return f"PositionalEmbedding({self.max_len}, {self.embed_dim})"
 
 
 def _sinusoids(xp: Any, length: int, dim: int, dtype: Any, device: Any) -> Any:
@@ -208,6 +202,8 @@ class SinusoidalPositions(Layer):
     config_size = holds_no_arrays
     example_input = takes_any_input
 
+    arguments = ("embed_dim",)
+
     def __init__(self, embed_dim: int) -> None:
         super().__init__()
         check_arguments("SinusoidalPositions", embed_dim=embed_dim)
@@ -223,5 +219,5 @@ class SinusoidalPositions(Layer):
         self.saved_tensors()
         return grad
 
-    def config(self) -> dict[str, Any]:
-        return {"embed_dim": self.embed_dim}
+
+__all__ = ["PositionalEmbedding", "SinusoidalPositions", "TransformerBlock", "sinusoidal_positions"]

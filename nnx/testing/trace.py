@@ -56,6 +56,7 @@ from nnx.errors import (
     ConfigError,
     CorruptModelFileError,
     FormatVersionError,
+    ModelFileError,
     ParityError,
 )
 from nnx.layers import Layer
@@ -463,7 +464,7 @@ def load_trace(path: str | os.PathLike[str]) -> Trace:
         raise _fail(path, f"the trace's optimizer {optimizer!r:.200} needs a type name and a hyper object")
     try:
         model = trace.build_model("numpy")
-    except _io.ModelFileError:
+    except ModelFileError:
         raise
     except Exception as exc:  # generator states or tensors that do not fit the model
         raise _fail(path, f"the trace's model cannot be rebuilt: {type(exc).__name__}: {exc}") from None

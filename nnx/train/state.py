@@ -2,16 +2,13 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Mapping, Sequence
+from typing import Any, Mapping, Sequence
 
 from nnx import checkpoint as _checkpoint
 from nnx import random as _random
 from nnx.errors import StateError
 from nnx.layers import Layer
 from nnx.optim import Optimizer
-
-if TYPE_CHECKING:
-    from nnx.train.callbacks import Callback
 
 
 class History:
@@ -74,7 +71,7 @@ class TrainState:
         model: Layer,
         optimizer: Optimizer,
         seed: Any = None,
-        callbacks: Sequence["Callback"] = (),
+        callbacks: Sequence[Any] = (),  # nnx.train.callbacks.Callback (which imports this module)
         history: History | None = None,
     ) -> None:
         self.model = model
