@@ -67,7 +67,8 @@ def nnx_gpt(vocab: int, block: int, width: int, heads: int, layers: int, dtype: 
     emb = nnx.Embedding(vocab, width, dtype=dtype)
     return nnx.Sequential(emb, nnx.PositionalEmbedding(block, width, dtype=dtype),
                           *[nnx.TransformerBlock(width, heads, causal=True, dtype=dtype) for _ in range(layers)],
-                          nnx.LayerNorm(width, dtype=dtype), nnx.Linear(width, vocab, bias=False, weight=emb.weight, dtype=dtype))
+                          nnx.LayerNorm(width, dtype=dtype),
+                          nnx.Linear(width, vocab, bias=False, weight=emb.weight, dtype=dtype))
 
 
 def torch_names(layers: int) -> dict[str, str]:

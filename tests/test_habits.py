@@ -18,6 +18,7 @@ OPTIMIZERS = {
     "Adam": lambda ps: nnx.optim.Adam(ps, lr=0.01),
     "AdamW": lambda ps: nnx.optim.AdamW(ps, lr=0.01),
     "RMSProp": lambda ps: nnx.optim.RMSProp(ps, lr=0.01, momentum=0.5),
+    "Lion": lambda ps: nnx.optim.Lion(ps, lr=0.001, weight_decay=0.1),
 }
 
 

@@ -62,7 +62,8 @@ class Linear(ParamLayer):
         shape = (in_features, out_features)
         name = backend or _backend.current()
         if isinstance(weight, Parameter):
-            self.weight = shared(weight, (out_features, in_features), f"Linear({in_features}, {out_features}) weight", dtype)
+            where = f"Linear({in_features}, {out_features}) weight"
+            self.weight = shared(weight, (out_features, in_features), where, dtype)
         else:
             w = (_initial(weight, shape[::-1], "weight") if weight is not None
                  else _init.draw(init, shape, rng, shape).T.copy())
