@@ -1,6 +1,7 @@
 """A tiny GPT that learns to reverse digit sequences it makes itself.
 
     python examples/tiny_gpt.py [--steps 400] [--length 6] [--seed 0] [--backend numpy|array_api_strict|cupy]
+                                [--precision float32|float16|bfloat16]
 
 Each sample is ``d1 .. dn SEP dn .. d1`` over the digits 0-9 (``SEP`` is token
 10). The model is a decoder-only transformer: token Embedding, learned
@@ -21,6 +22,7 @@ threads than free cores, a loaded machine runs it several times slower).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import time
 
 import numpy as np
@@ -64,9 +66,12 @@ def answer_logits(model: nnx.Layer, tokens: object, length: int) -> object:
 
 
 def train(steps: int, length: int, seed: int, batch: int = 64, lr: float = 3e-3, dtype: str = "float32",
-          log_every: int = 0, held_out: int = 1000, **shape: int) -> tuple[nnx.Layer, list[float]]:
+          log_every: int = 0, held_out: int = 1000, precision: str | None = None,
+          **shape: int) -> tuple[nnx.Layer, list[float]]:
     """Train on fresh batches of reversals (none from the held-out set); returns the model and the losses.
     ``held_out``: how many sequences :func:`exact_match` keeps back (give it the same number);
+    ``precision``: ``"float16"`` or ``"bfloat16"`` computes each step in that dtype through an
+    :class:`nnx.Precision` (float32 master weights; the loss in float32);
     ``shape``: ``width``, ``heads``, ``blocks`` of :func:`make_model`."""
     if 2 * held_out > 10**length:
         raise ValueError(f"{held_out} held-out sequences would leave too few of the {10**length} sequences of "
@@ -78,15 +83,22 @@ def train(steps: int, length: int, seed: int, batch: int = 64, lr: float = 3e-3,
     schedule = nnx.schedules.CosineWithWarmup(adam, warmup_steps=max(1, steps // 20), total_steps=steps)
     loss = nnx.SoftmaxCrossEntropy()
     losses = []
+    policy = nnx.precision.policy(precision)
     for step in range(steps):
         tokens = nnx.to_device(reversal_data(batch, length, rng, kept), dtype="int64")
         xp = nnx.backend.namespace_of(tokens)
-        logits = answer_logits(model, tokens, length)
-        losses.append(float(loss.forward(logits, xp.reshape(tokens[:, length + 1:], (-1,)))))
-        grad = xp.reshape(loss.backward(), (batch, length, VOCAB))
-        head = xp.zeros((batch, length, VOCAB), dtype=grad.dtype, device=nnx.backend.device_of(grad))
-        model.backward(xp.concat((head, grad), axis=1), input_grad=False)  # no gradient for the question's positions
-        adam.step()
+        with policy.compute(model) if policy else contextlib.nullcontext():
+            logits = xp.astype(answer_logits(model, tokens, length), xp.float32, copy=False)  # the loss in float32
+            losses.append(float(loss.forward(logits, xp.reshape(tokens[:, length + 1:], (-1,)))))
+            grad = loss.backward() if policy is None else policy.scale_gradient(loss.backward())
+            grad = xp.reshape(grad, (batch, length, VOCAB))
+            head = xp.zeros((batch, length, VOCAB), dtype=grad.dtype, device=nnx.backend.device_of(grad))
+            model.backward(xp.concat((head, grad), axis=1), input_grad=False)  # no gradient for the question's positions
+        if policy is None:
+            adam.step()
+        else:
+            policy.unscale(adam)
+            policy.step(adam)  # float16: skipped on the device when a gradient overflowed
         adam.zero_grad()
         schedule.step()
         if log_every and (step + 1) % log_every == 0:
@@ -109,13 +121,16 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=400)
     parser.add_argument("--length", type=int, default=6)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--precision", choices=("float32", "float16", "bfloat16"), default="float32",
+                        help="compute dtype (float32 master weights; float16 with loss scaling)")
     args = parser.parse_args()
     try:
         nnx.use(args.backend or nnx.current())
     except nnx.errors.NnxError as exc:
         parser.error(str(exc))
     started = time.perf_counter()
-    model, losses = train(args.steps, args.length, args.seed, log_every=max(1, args.steps // 10))
+    model, losses = train(args.steps, args.length, args.seed, log_every=max(1, args.steps // 10),
+                          precision=args.precision)
     seconds = time.perf_counter() - started
     accuracy = exact_match(model, args.length, args.seed)
     print(f"tiny_gpt: {model.num_parameters():,} parameters, {args.steps} steps in {seconds:.1f} s; "

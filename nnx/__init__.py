@@ -19,14 +19,17 @@ from importlib.metadata import PackageNotFoundError, version as _version
 
 from nnx import backend, errors, init, layers, losses, ops, optim, random, schedules
 from nnx import checkpoint, datasets, interop, io, metrics, preprocessing, testing, train
-from nnx import distributed
+from nnx import distributed, precision
 from nnx.backend import available, current, to_device, to_host, use
 from nnx.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from nnx.io import load, load_state_dict, register_layer, save
 from nnx.layers import *  # noqa: F403 (the public layers are nnx.layers.__all__)
+from nnx.generation import generate
 from nnx.losses import MSE, BinaryCrossEntropyWithLogits, SoftmaxCrossEntropy, SumSquaredError
 from nnx.optim import SGD, Adam, AdamW, Lion, RMSProp, clip_grad_norm
 from nnx.plot import plot_history
+from nnx.precision import Precision
+from nnx.scaler import LossScaler
 from nnx.train import (
     Callback,
     EarlyStopping,
@@ -58,6 +61,7 @@ __all__ = [
     "use",
     # layers, attention and transformers
     *layers.__all__,
+    "generate",
     "register_layer",
     # losses and optimizers
     "BinaryCrossEntropyWithLogits",
@@ -84,6 +88,9 @@ __all__ = [
     "predict_proba",
     "train_step",
     "plot_history",
+    # mixed precision
+    "LossScaler",
+    "Precision",
     # files
     "Checkpoint",
     "load",
@@ -100,6 +107,7 @@ __all__ = [
     "interop",
     "io",
     "metrics",
+    "precision",
     "preprocessing",
     "layers",
     "losses",

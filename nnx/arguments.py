@@ -10,6 +10,7 @@ belongs is a computation gone wrong, and ``True`` is no size at all.
 
 from __future__ import annotations
 
+import math
 import operator
 from typing import Any
 
@@ -92,3 +93,50 @@ def integers(value: Any, n: int, name: str, owner: str, minimum: int | None = No
         f"{owner} {name} must be an integer{_bounds(minimum, None)} or a list of {n} of them, got "
         f"{_shown(value)}; pass e.g. {name}=3 or {name}={(3,) * n}"
     )
+
+
+def boolean(value: Any, name: str, owner: str) -> bool:
+    """``value`` as a plain ``bool``: Python's ``True``/``False`` or a NumPy/0-d boolean.
+
+    A string (``'False'`` is truthy), a number or ``None`` is refused: a switch
+    read from text or a config must be converted by the caller, not guessed.
+
+    Raises
+    ------
+    ArgumentError
+        Anything but a boolean.
+    """
+    if isinstance(value, bool):
+        return value
+    if getattr(getattr(value, "dtype", None), "kind", None) == "b" and getattr(value, "ndim", 1) == 0:
+        return bool(value)
+    raise ArgumentError(f"{owner} {name} must be True or False, got {_shown(value)}; "
+                        f"pass a bool, not a string or a number ({name}=False, not {name}='False')")
+
+
+def number(value: Any, name: str, owner: str, minimum: float | None = None, maximum: float | None = None,
+           *, above: float | None = None) -> float:
+    """``value`` as a finite plain ``float`` within bounds (``minimum``/``maximum`` inclusive, ``above``
+    exclusive). Any real number type counts; a bool, string, ``None``, NaN or ±inf is refused.
+
+    ``maximum`` is also how a caller states what its arithmetic can hold (a
+    tolerance multiplied by a count of steps must stay a finite float).
+
+    Raises
+    ------
+    ArgumentError
+        Not a real number, not finite, or out of bounds.
+    """
+    real = not isinstance(value, (bool, str, bytes)) and getattr(getattr(value, "dtype", None), "kind", "f") in "iuf"
+    try:
+        x = float(value) if real and getattr(value, "ndim", 0) == 0 else None
+    except (TypeError, ValueError):
+        x = None
+    bounds = [f"> {above:g}"] if above is not None else []
+    bounds += [f">= {minimum:g}"] if minimum is not None else []
+    bounds += [f"<= {maximum:g}"] if maximum is not None else []
+    if (x is None or not math.isfinite(x) or (above is not None and not x > above)
+            or (minimum is not None and x < minimum) or (maximum is not None and x > maximum)):
+        wanted = " ".join(["a finite number", " and ".join(bounds)]).rstrip()
+        raise ArgumentError(f"{owner} {name} must be {wanted}, got {_shown(value)}; pass a number in that range")
+    return x

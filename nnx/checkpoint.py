@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import contextlib
 import os
+import stat
+import threading
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -45,8 +47,10 @@ except ImportError:  # Windows: no advisory locks; a directory is then not guard
 CHECKPOINT_NAME = "checkpoint" + _io.SUFFIX
 # The lock file of a directory in use (see ``claim_directory``).
 LOCK_NAME = "checkpoint.lock"
-# The directories (resolved paths) this process holds: a claim inside a claim of the same one is allowed.
-_HELD: set[str] = set()
+# The directories (resolved paths) this process holds, each with the thread holding it: a claim inside a
+# claim of the same thread is allowed (the nnx command around its fit), another thread's is refused.
+_HELD: dict[str, int] = {}
+_HELD_LOCK = threading.Lock()
 _TENSOR_KEY = "__tensor__"
 
 
@@ -76,9 +80,28 @@ def claim_directory(directory: str | os.PathLike[str]) -> Iterator[Path]:
     """
     directory = Path(directory)
     key = os.path.realpath(directory)
-    if key in _HELD:  # this process holds it already (the nnx command around its fit)
+    with _HELD_LOCK:
+        holder = _HELD.get(key)
+        if holder is None:
+            _HELD[key] = threading.get_ident()
+    if holder == threading.get_ident():  # this thread holds it already (the nnx command around its fit)
         yield directory
         return
+    if holder is not None:
+        raise CheckpointInUseError(
+            f"checkpoint directory {str(directory)!r} is in use by another run in this process (thread {holder}); "
+            f"wait for it to end, or give this run another checkpoint directory")
+    try:
+        with _locked(directory):
+            yield directory
+    finally:
+        with _HELD_LOCK:
+            del _HELD[key]
+
+
+@contextlib.contextmanager
+def _locked(directory: Path) -> Iterator[None]:
+    """Make ``directory`` if missing, check it writable and hold the flock of its lock file."""
     if directory.exists() and not directory.is_dir():
         raise OutputPathError(f"checkpoint directory {str(directory)!r} is a file; give a directory (the run's "
                               f"checkpoint is written to {CHECKPOINT_NAME} inside it)")
@@ -88,12 +111,7 @@ def claim_directory(directory: str | os.PathLike[str]) -> Iterator[Path]:
         raise OutputPathError(f"checkpoint directory {str(directory)!r} cannot be made: "
                               f"{exc.strerror or exc}") from None
     _io.check_output(checkpoint_path(directory), what="the checkpoint")
-    lock = directory / LOCK_NAME
-    try:
-        fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
-    except OSError as exc:
-        raise OutputPathError(f"checkpoint directory {str(directory)!r}: cannot write its lock file: "
-                              f"{exc.strerror or exc}") from None
+    fd = _open_lock(directory / LOCK_NAME)
     try:
         if fcntl is not None:
             try:
@@ -105,13 +123,31 @@ def claim_directory(directory: str | os.PathLike[str]) -> Iterator[Path]:
                     f"wait for it to end, or give this run another --checkpoint directory") from None
         os.ftruncate(fd, 0)
         os.pwrite(fd, f"{os.getpid()}\n".encode("ascii"), 0)
-        _HELD.add(key)
-        try:
-            yield directory
-        finally:
-            _HELD.discard(key)
+        yield
     finally:
         os.close(fd)  # releases the lock
+
+
+def _open_lock(lock: Path) -> int:
+    """The lock file, opened for writing only if it is a regular file of this directory alone: never
+    through a symbolic link (``O_NOFOLLOW``), never a FIFO, device or a second name of another file."""
+    flags = os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0)
+    fix = f"remove {str(lock)!r} (nnx makes it anew) or give the run another checkpoint directory"
+    try:
+        fd = os.open(lock, flags, 0o644)
+    except OSError as exc:
+        if os.path.islink(lock):
+            raise OutputPathError(f"the checkpoint lock {str(lock)!r} is a symbolic link; nnx writes its lock "
+                                  f"only into a regular file of the directory; {fix}") from None
+        raise OutputPathError(f"checkpoint directory {str(lock.parent)!r}: cannot write its lock file: "
+                              f"{exc.strerror or exc}") from None
+    info = os.fstat(fd)
+    if not stat.S_ISREG(info.st_mode) or info.st_nlink > 1:
+        os.close(fd)
+        what = "a second name of another file" if stat.S_ISREG(info.st_mode) else "not a regular file"
+        raise OutputPathError(f"the checkpoint lock {str(lock)!r} is {what}; nnx writes its lock only into "
+                              f"a regular file of the directory; {fix}")
+    return fd
 
 
 # state trees: JSON with arrays moved out into tensors --------------------------------
@@ -151,7 +187,7 @@ def _decode(value: Any, tensors: dict[str, np.ndarray], used: set[str], path: Pa
         return value
     if set(value) == {_TENSOR_KEY}:
         name = value[_TENSOR_KEY]
-        if not (isinstance(name, str) and name.startswith(_io.STATE_PREFIX) and name in tensors) or name in used:
+        if not (isinstance(name, str) and _io.is_run_state(name) and name in tensors) or name in used:
             raise CorruptModelFileError(path, f"the training state refers to a missing or reused tensor {name!r:.100}")
         used.add(name)
         return tensors[name].copy()
@@ -342,7 +378,7 @@ def load_checkpoint(path: str | os.PathLike[str]) -> Checkpoint:
         raise ModelFileError(path, "is a model file, not a checkpoint; load it with nnx.load")
     used: set[str] = set()
     state = _decode(file.description.get("checkpoint"), file.tensors, used, path)
-    unused = {n for n in file.tensors if n.startswith(_io.STATE_PREFIX)} - used
+    unused = {n for n in file.tensors if _io.is_run_state(n)} - used
     if unused:
         raise TensorMismatchError(path, f"has training-state tensors nothing refers to: {_io.quote_names(unused)}")
     if not isinstance(state, dict) or not {"epoch", "step", "rng"} <= set(state):

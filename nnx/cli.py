@@ -28,6 +28,7 @@ import nnx
 from nnx import backend, datasets, recipes
 from nnx import random as _random
 from nnx.errors import NnxError, OutputPathError, UnknownBackendError
+from nnx.testing.compare import per_step
 from nnx.testing.examples import EXAMPLES, ParityCase, case_for_model, example
 from nnx.testing.parity import check_parity
 from nnx.train.options import DEFAULT_STEPS, default_epochs
@@ -66,6 +67,17 @@ def _positive(kind: type) -> Any:
 
     parse.__name__ = f"positive {kind.__name__}"
     return parse
+
+
+def _tolerance_value(text: str) -> float:
+    """A relative tolerance: a finite number >= 0."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not (math.isfinite(value) and value >= 0):
+        raise argparse.ArgumentTypeError(f"must be a finite number >= 0, got {text}")
+    return value
 
 
 def _seed(text: str) -> int:
@@ -270,7 +282,8 @@ def _fit(args: argparse.Namespace, model: Any, loss: Any, optimizer: Any, train:
         history = nnx.fit(model, loss, optimizer, train, epochs=epochs, batch_size=args.batch_size,
                           validation=held_out, seed=args.seed, progress=False if args.quiet or not lead else None,
                           metrics=metrics, checkpoint=args.checkpoint, resume=args.resume,
-                          allow_changes=args.allow_changes, run_config=run_config, world=world)
+                          allow_changes=args.allow_changes, run_config=run_config, world=world,
+                          precision=args.precision)
     if not lead:
         return None
     for warning in caught:
@@ -450,8 +463,16 @@ def _model_for_table(args: argparse.Namespace) -> tuple[Any, Any, Any, list[str]
         raise _UsageError(f"{args.model_file}: cannot tell how many inputs the model takes "
                           f"(it does not start with Standardize or Linear)")
     x, label_cells = datasets.read_csv_inputs(args.data, features, scale.names if scale is not None else None,
-                                              _column(args.label_column), args.header)
+                                              _column(args.label_column), args.header, _label_name(model, head))
     return model, head, x, label_cells
+
+
+def _label_name(model: Any, head: Any) -> str | None:
+    """The name of the column a model was trained to predict, if it knows it (ClassLabels or Destandardize)."""
+    out = _regression_output(model)
+    if out is not None:
+        return out.names[0] if out.names and len(out.names) == 1 else None
+    return head.name if head is not None else None
 
 
 def _predict(args: argparse.Namespace) -> int:
@@ -494,8 +515,10 @@ def _evaluate(args: argparse.Namespace) -> int:
     """Score the saved model on a CSV file with labels: accuracy, per-class scores, confusion matrix."""
     model, head, x, label_cells = _model_for_table(args)
     if label_cells is None:
-        raise _UsageError(f"{args.data} has no label column to evaluate against (give a file with the labels, "
-                          f"and --label-column if it is not the last)")
+        name = _label_name(model, head)
+        column = f" (the model predicts the column {name!r})" if name else ""
+        raise _UsageError(f"{args.data} has no label column to evaluate against{column}; give a file with the "
+                          f"labels, and --label-column if it is not the last")
     if _regression_output(model) is not None:
         return _evaluate_regression(args, model, x, label_cells)
     labels = head.labels if head is not None else None
@@ -574,7 +597,7 @@ def _add_parity(sub: Any) -> None:
     p.add_argument("--steps", type=int, default=None, help="training steps to compare (default 5)")
     p.add_argument("--dtype", choices=backend.FLOAT_DTYPES, default=None,
                    help="dtype of the example models (default float64)")
-    p.add_argument("--rtol", type=float, default=None,
+    p.add_argument("--rtol", type=_tolerance_value, default=None,
                    help="relative tolerance per step: step k allows k times it "
                    "(default: 1e-12 for float64, 1e-5 for float32)")
     p.add_argument("--json", dest="json_out", default=None, metavar="OUT",
@@ -622,8 +645,21 @@ def _saved_case(path: str, batch: int | None = None) -> ParityCase:
     return case_for_model(nnx.load(path, backend="numpy"), os.path.basename(path), batch=batch or 16)
 
 
+def _parity_inputs(args: argparse.Namespace) -> list[Path]:
+    """The files ``nnx parity`` reads: saved models given to --model and the --against trace(s)."""
+    from nnx.testing.trace import SUFFIX
+
+    inputs = [Path(m) for m in args.model or [] if os.path.isfile(m)]
+    if args.against is not None:
+        source = Path(args.against)
+        inputs += sorted(source.glob(f"*{SUFFIX}")) if source.is_dir() else [source]
+    return inputs
+
+
 def _parity(args: argparse.Namespace) -> int:
     """Run the parity check the arguments describe; returns the exit status."""
+    record = None if args.record is None or os.path.isdir(args.record) else args.record
+    _writable_target("--json", args.json_out, _parity_inputs(args), [record])
     if args.against is not None:
         return _parity_against(args)
     if args.tolerance:
@@ -640,8 +676,9 @@ def _parity(args: argparse.Namespace) -> int:
         names = [n.strip() for n in args.backends.split(",") if n.strip()]
     if len(names) < 2:
         return _parity_fail(f"parity needs two or more backends, got {names}")
-    _writable_target("--json", args.json_out, [m for m in args.model or [] if os.path.exists(m)])
     try:
+        if args.rtol is not None:
+            per_step(args.rtol, "--rtol", "nnx parity", args.steps)
         for name in names:
             backend.get(name)
         cases = _cases(args.model or ["all"], args.dtype)
@@ -663,9 +700,16 @@ def _parity(args: argparse.Namespace) -> int:
 
 def _parity_end(args: argparse.Namespace, ok: bool, names: list[str], results: dict[str, Any]) -> int:
     """Write the JSON document if asked, print the verdict; the exit status."""
+    _write_report(args, {"ok": ok}, names, results)
+    print("all agree" if ok else "backends DIFFER (see above)")
+    return 0 if ok else 1
+
+
+def _write_report(args: argparse.Namespace, head: dict[str, Any], names: list[str], results: dict[str, Any]) -> None:
+    """The JSON document of ``--json OUT`` (if given): ``head``, the run's settings and each model's result."""
     if args.json_out:
         document = {
-            "ok": ok,
+            **head,
             "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
             "nnx": nnx.__version__,
             "python": platform.python_version(),
@@ -676,8 +720,6 @@ def _parity_end(args: argparse.Namespace, ok: bool, names: list[str], results: d
             "models": results,
         }
         nnx.io.atomic_write(args.json_out, [json.dumps(document, indent=2).encode("utf-8")])
-    print("all agree" if ok else "backends DIFFER (see above)")
-    return 0 if ok else 1
 
 
 def _parity_record(args: argparse.Namespace) -> int:
@@ -699,17 +741,21 @@ def _parity_record(args: argparse.Namespace) -> int:
         target.mkdir(parents=True, exist_ok=True)
         paths = [target / f"{case.name}{SUFFIX}" for case in cases]
     else:
-        _writable_target("--record", args.record)
         paths = [target]
+    for path in paths:
+        _writable_target("--record", str(path), _parity_inputs(args), [args.json_out])
     print(f"nnx parity: recording on {names[0]} ({backend.device_name(names[0])}); {args.steps} step(s); "
           f"example models in {args.dtype}; float32 matmuls in full precision ('highest')")
     total = 0
+    results: dict[str, Any] = {}
     for case, path in zip(cases, paths):
         size = record_trace(case.model, case.loss, case.x, case.y, optimizer=case.optimizer, steps=args.steps,
                             backend=names[0]).save(path)
         total += size.total
+        results[case.name] = {"description": case.description, "trace": str(path), "bytes": size.total}
         print(f"{case.name:<10} wrote {size}")
     print(f"{len(paths)} trace(s), {total / 1024:.1f} KiB in all")
+    _write_report(args, {"ok": True, "recorded": True}, names, results)
     return 0
 
 
@@ -729,7 +775,7 @@ def _tolerances(specs: list[str] | None) -> dict[str, float]:
 
 def _parity_against(args: argparse.Namespace) -> int:
     """``nnx parity --against TRACE``: replay a trace (or a folder of them) on local backends."""
-    from nnx.testing.trace import SUFFIX, check_trace, load_trace
+    from nnx.testing.trace import SUFFIX, check_trace, load_trace, tolerance_rule
 
     for option, value in (("--model", args.model), ("--steps", args.steps), ("--dtype", args.dtype),
                           ("--batch", args.batch)):
@@ -741,7 +787,6 @@ def _parity_against(args: argparse.Namespace) -> int:
         names = [n.strip() for n in args.backends.split(",") if n.strip()]
     if not names:
         return _parity_fail("--backends names no backend")
-    _writable_target("--json", args.json_out)
     source = Path(args.against)
     files = sorted(source.glob(f"*{SUFFIX}")) if source.is_dir() else [source]
     if not files:
@@ -751,6 +796,8 @@ def _parity_against(args: argparse.Namespace) -> int:
         for name in names:
             backend.get(name)
         traces = [load_trace(path) for path in files]
+        for trace in traces:
+            tolerance_rule(trace, args.rtol, tolerances)
     except (NnxError, ValueError, OSError) as exc:  # unknown/unavailable backends, unreadable traces
         return _parity_fail(str(exc))
     print(f"nnx parity: replaying {len(traces)} trace(s) on {', '.join(names)}; float32 matmuls in full "
@@ -808,6 +855,9 @@ def build_parser() -> argparse.ArgumentParser:
     header.add_argument("--no-header", dest="header", action="store_false",
                         help="the CSV file's first line is data")
     p_train.add_argument("--dtype", choices=backend.FLOAT_DTYPES, default="float32")
+    p_train.add_argument("--precision", choices=("float32", *backend.LOW_DTYPES), default="float32",
+                         help="compute in float16 (with loss scaling) or bfloat16, float32 master weights "
+                              "(float32: no mixed precision; float16 on numpy, torch, cupy; bfloat16 on torch)")
     p_train.add_argument("--save", metavar="PATH", help="save the trained model there")
     p_train.add_argument("--plot", metavar="PNG", help="write loss and accuracy per epoch to this PNG")
     p_train.add_argument("--quiet", action="store_true", help="no progress output")
@@ -833,6 +883,12 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _note(message: Warning | str, *args: Any, **kwargs: Any) -> None:
+    """A warning raised while a command runs (a class of one sample, a label that looks like an id), as
+    the command shows it: a note on standard error, without Python's file and line."""
+    print(f"nnx: note: {message}", file=sys.stderr)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -840,7 +896,9 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 2
     try:
-        status = args.func(args)
+        with warnings.catch_warnings():
+            warnings.showwarning = _note
+            status = args.func(args)
         sys.stdout.flush()  # inside the try: a reader that went away shows up here, not at exit
         return status
     except BrokenPipeError:  # the reader went away (`nnx info | head`): stop quietly, as Unix tools do

@@ -14,6 +14,7 @@ from __future__ import annotations
 import csv
 import gzip
 import math
+import warnings
 import zlib
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -23,7 +24,8 @@ from typing import Any, Iterator
 
 import numpy as np
 
-from nnx.errors import DataFormatError
+from nnx.arguments import integer
+from nnx.errors import DataFormatError, ShapeError, TargetError
 from nnx.preprocessing import encode_labels
 from nnx.train.split import train_val_split
 
@@ -351,12 +353,15 @@ def read_csv_inputs(
     names: list[str] | None = None,
     label_column: int | str = -1,
     header: bool | None = None,
+    label_name: str | None = None,
 ) -> tuple[np.ndarray, list[str] | None]:
     """The ``features`` input columns of a CSV file for a trained model, and its label cells if it has them.
 
     Columns are matched by ``names`` when the model knows them and the file has
-    a header (the file may order its columns differently and hold others);
-    otherwise a file of ``features`` columns is all inputs, and one of
+    a header (the file may order its columns differently and hold others); the
+    label is then the column named ``label_column`` or, when the model knows its
+    label's name (``label_name``), that column only: a file without it has no
+    labels (never another leftover column, such as an id); otherwise a file of ``features`` columns is all inputs, and one of
     ``features + 1`` columns has its label in ``label_column``. Cells are read
     as strictly as :func:`load_csv` reads them.
     """
@@ -374,6 +379,8 @@ def read_csv_inputs(
         rest = [c for c in range(grid.width) if c not in cols]
         if isinstance(label_column, str) and label_column in grid.columns:
             rest = [grid.columns.index(label_column)]
+        elif label_name is not None:
+            rest = [grid.columns.index(label_name)] if label_name in grid.columns else []
         if len(rest) == 1:
             label_cells = [row[rest[0]].strip() for row in grid.cells]
     elif grid.width == features:
@@ -449,6 +456,8 @@ def _raise_first_bad_cell(where: str, rows: list[tuple[int, str]], cells: list[l
 
 # whole-number labels beyond this are not exact in float64 (and overflow int64 further on)
 _MAX_LABEL = 2.0**53
+# whole-number labels from here on (beyond int32) are read as classes with a note: likely not classes
+_LARGE_CLASS = 2.0**31
 
 
 def _class_labels(values: list[str], where: str, rows: list[tuple[int, str]], col: int,
@@ -477,6 +486,13 @@ def _class_labels(values: list[str], where: str, rows: list[tuple[int, str]], co
             raise DataFormatError(f"{where}: {_place(rows[i][0], col, columns)}: the label {values[i]!r} is beyond "
                                   f"the class numbers nnx reads exactly (-2**53 .. 2**53); labels are classes: "
                                   f"whole numbers or names")
+        bad = np.flatnonzero(np.abs(numbers) >= _LARGE_CLASS)
+        if bad.size:
+            i = int(bad[0])
+            warnings.warn(f"{where}: {_place(rows[i][0], col, columns)}: the label {values[i]!r} is read as the class "
+                          f"number {int(numbers[i])} ({bad.size} label(s) of 2**31 or more); class numbers that "
+                          f"large are more often ids or measurements: check the label column, or train a "
+                          f"regression (--task regression, target='values') if it is a value", stacklevel=3)
         return encode_labels(numbers.astype(np.int64))
     return encode_labels(values)
 
@@ -511,11 +527,15 @@ def one_hot(labels: Any, classes: int | None = None, dtype: str = "float32",
             on: float = 1.0, off: float = 0.0) -> np.ndarray:
     """Class indices as rows of ``off`` with ``on`` at the label (Rashid's targets: on=0.99, off=0.01)."""
     labels = np.asarray(labels)
-    if labels.ndim != 1 or labels.dtype.kind not in "iu":
-        raise ValueError(f"one_hot expects a 1-D array of integer class indices, got {labels.dtype} {labels.shape}")
-    classes = int(labels.max()) + 1 if classes is None else int(classes)
+    if labels.ndim != 1 or (labels.dtype.kind not in "iu" and labels.size):
+        raise ShapeError(f"one_hot expects a 1-D array of integer class indices, got {labels.dtype} {labels.shape}")
+    if classes is None and not labels.size:
+        raise ShapeError("one_hot got no labels, so it cannot tell how many classes there are; pass classes=N "
+                         "(the result is then an empty (0, N) array)")
+    classes = int(labels.max()) + 1 if classes is None else integer(classes, "classes", "one_hot", minimum=1)
     if labels.size and (labels.min() < 0 or labels.max() >= classes):
-        raise ValueError(f"one_hot: labels must be in [0, {classes}), got {labels.min()}..{labels.max()}")
+        raise TargetError(f"one_hot: labels must be in [0, {classes}), got {labels.min()}..{labels.max()}")
+    labels = labels.astype(np.int64)
     out = np.full((labels.shape[0], classes), off, dtype=dtype)
     out[np.arange(labels.shape[0]), labels] = on
     return out

@@ -50,7 +50,7 @@ from nnx.layers.base import quote_names
 from nnx.layers.registry import layer_class, register_layer, registered_layers, type_name
 from nnx.paths import atomic_write, check_output, same_file
 from nnx.tensorfile import (FORMAT, FORMAT_VERSION, MAX_DEPTH, MAX_HEADER_BYTES, MAX_NDIM, STATE_PREFIX, SUFFIX,
-                            ModelFile, is_count, read_tensors, write_tensors)
+                            ModelFile, is_count, is_run_state, read_tensors, write_tensors)
 
 
 def _type_name(cls: type, path: object) -> str:
@@ -189,7 +189,7 @@ def load_state_dict(path: str | os.PathLike[str], model: Layer | None = None) ->
                            "Linear weights can be turned into today's (out, in)")
         file = _to_current_layout(file, [f"{p}.weight" if p else "weight" for p, layer in model.named_modules()
                                          if type_name(type(layer)) == "Linear"])
-    return {n: a for n, a in file.tensors.items() if not n.startswith(STATE_PREFIX)}
+    return file.model_tensors()
 
 
 @contextlib.contextmanager
@@ -284,10 +284,7 @@ class _Builder:
 def fill_model(model: Layer, file: ModelFile) -> None:
     """Move the file's tensors into ``model``'s parameters and buffers, checking each."""
     path = file.path
-    stored = {n: a for n, a in file.tensors.items() if not n.startswith(STATE_PREFIX)}
-    if file.description.get("kind") == "model" and len(stored) != len(file.tensors):
-        extra = set(file.tensors) - set(stored)
-        raise TensorMismatchError(path, f"has tensors the model does not have: {quote_names(extra)}")
+    stored = file.model_tensors()
     try:
         model.load_state_dict(stored, source="the file", cast="none")
     except (ShapeError, DTypeError) as exc:
@@ -337,6 +334,7 @@ __all__ = [
     "MAX_NDIM",
     "STATE_PREFIX",
     "is_count",
+    "is_run_state",
     "MAX_HEADER_BYTES",
     "ModelFile",
     "SUFFIX",

@@ -33,7 +33,14 @@ from nnx import ops
 from nnx.arguments import integer
 from nnx.errors import DTypeError, ShapeError, TargetError
 from nnx.layers.base import SavesForBackward
-from nnx.layers.checks import Where, check_finite, check_float, check_same_dtype, finite_checks_enabled
+from nnx.layers.checks import (
+    Where,
+    check_finite,
+    check_float,
+    check_same_dtype,
+    check_switches,
+    finite_checks_enabled,
+)
 
 
 class Loss(SavesForBackward):
@@ -129,7 +136,7 @@ class SumSquaredError(Loss):
 
     def __init__(self, half: bool = False) -> None:
         super().__init__()
-        self.half = bool(half)
+        (self.half,) = check_switches("SumSquaredError", half=half)
 
     def forward(self, pred: Any, target: Any) -> Any:
         xp = self._check(pred, target)

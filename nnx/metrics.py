@@ -219,13 +219,18 @@ def regression_scores(y_true: Any, y_pred: Any) -> dict[str, float]:
         ``{"rmse": float, "mae": float, "r2": float}``.
     """
     xp, t, p = _values(y_true, y_pred)
+    # per output, in units of a power of two near its largest magnitude (exact): squares of values near
+    # the float64 limit would overflow, and of tiny ones underflow
+    peak = xp.max(xp.maximum(xp.abs(t), xp.abs(p)), axis=0)
+    unit = 2.0 ** xp.floor(xp.log2(xp.where((peak > 0) & xp.isfinite(peak), peak, xp.ones_like(peak))))
+    t, p = t / unit, p / unit
     error = t - p
     squares = xp.mean(error * error, axis=0)
     spread = xp.sum((t - xp.mean(t, axis=0))**2, axis=0)
     residual = xp.sum(error * error, axis=0)
     safe = xp.where(spread > 0, spread, xp.ones_like(spread))
     r2 = xp.where(spread > 0, 1 - residual / safe, xp.where(residual == 0, xp.ones_like(spread), xp.zeros_like(spread)))
-    host = _backend.to_host(xp.stack([xp.mean(xp.sqrt(squares)), xp.mean(xp.mean(xp.abs(error), axis=0)),
+    host = _backend.to_host(xp.stack([xp.mean(xp.sqrt(squares) * unit), xp.mean(xp.mean(xp.abs(error), axis=0) * unit),
                                       xp.mean(r2)]))
     return {"rmse": float(host[0]), "mae": float(host[1]), "r2": float(host[2])}
 

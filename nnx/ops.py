@@ -173,21 +173,35 @@ def all_finite(*arrays: Any) -> bool:
 
 # activations ------------------------------------------------------------------------
 
-# exp(-x) overflows for x below about -709 (float64), -88.7 (float32) or -11.1 (float16). Clamping
-# x at these cuts keeps the textbook 1/(1+exp(-x)) bit-exact above them and, below
-# them, returns 1/(1+exp(cut)), which is within the smallest normal number of the
-# true value (whose magnitude is already below it).
-_SIGMOID_CUT = {2: 11.0, 4: 88.0, 8: 709.0}
+# exp(-x) overflows for x below about -709 (float64), -88.7 (float32 and bfloat16) or -11.1 (float16):
+# the log of the dtype's largest number, rounded down. Clamping x at these cuts keeps the textbook
+# 1/(1+exp(-x)) bit-exact above them and, below them, returns 1/(1+exp(cut)), which is within the
+# smallest normal number of the true value (whose magnitude is already below it).
 _CUTS: dict[Any, float] = {}
 
 
 def sigmoid_cut(x: Any) -> float:
-    """Where :func:`sigmoid` clamps ``-x`` for ``x``'s dtype (11 for float16, 88 for float32, 709 for float64)."""
+    """Where :func:`sigmoid` clamps ``-x`` for ``x``'s dtype (11 for float16, 88 for float32 and bfloat16,
+    709 for float64)."""
     key = (type(x.dtype), x.dtype)  # dtypes of different libraries must never be compared
     cut = _CUTS.get(key)
     if cut is None:
-        cut = _CUTS[key] = _SIGMOID_CUT[namespace_of(x).finfo(x.dtype).bits // 8]
+        cut = _CUTS[key] = float(math.floor(math.log(float(namespace_of(x).finfo(x.dtype).max))))
     return cut
+
+
+_NARROW: dict[Any, bool] = {}
+
+
+def _in_float32(x: Any) -> Any:
+    """``x`` in float32 when its dtype is narrower (float16, bfloat16), else ``None``: what a
+    normalising sum needs (mixed precision, :mod:`nnx.precision`)."""
+    key = (type(x.dtype), x.dtype)
+    narrow = _NARROW.get(key)
+    xp = namespace_of(x)
+    if narrow is None:
+        narrow = _NARROW[key] = xp.finfo(x.dtype).bits < 32
+    return xp.astype(x, xp.float32) if narrow else None
 
 
 @op
@@ -331,8 +345,14 @@ def silu_backward(x: Any, grad: Any) -> Any:
 
 @op
 def softmax(x: Any, axis: int) -> Any:
-    """``exp(x) / sum(exp(x))`` along ``axis``, shifted by the maximum (no overflow)."""
+    """``exp(x) / sum(exp(x))`` along ``axis``, shifted by the maximum (no overflow).
+
+    A float16 or bfloat16 ``x`` is computed in float32 and the result rounded back once.
+    """
     xp = namespace_of(x)
+    wide = _in_float32(x)
+    if wide is not None:
+        return xp.astype(softmax(wide, axis), x.dtype)
     e = xp.exp(x - xp.max(x, axis=axis, keepdims=True))
     e /= xp.sum(e, axis=axis, keepdims=True)
     return e
@@ -340,8 +360,12 @@ def softmax(x: Any, axis: int) -> Any:
 
 @op
 def softmax_backward(y: Any, grad: Any, axis: int) -> Any:
-    """``y * (grad - sum(grad * y))`` along ``axis``, from the softmax's output ``y``."""
+    """``y * (grad - sum(grad * y))`` along ``axis``, from the softmax's output ``y`` (in float32 for
+    float16 or bfloat16 arrays, as :func:`softmax`)."""
     xp = namespace_of(y)
+    wide = _in_float32(y)
+    if wide is not None:
+        return xp.astype(softmax_backward(wide, xp.astype(grad, xp.float32), axis), y.dtype)
     g = grad - xp.sum(grad * y, axis=axis, keepdims=True)
     g *= y
     return g

@@ -82,6 +82,31 @@ def bernoulli(rng: HostRNG, shape: tuple[int, ...], p_keep: float) -> np.ndarray
     return (rng.random(shape) < p_keep).astype(np.float64)
 
 
+def sample_tokens(rng: HostRNG, logits: np.ndarray, temperature: float, top_k: int | None,
+                  top_p: float | None) -> np.ndarray:
+    """One token per row of host ``logits`` ``(batch, vocab)``: the largest at ``temperature`` 0, else a draw
+    from ``softmax(logits / temperature)`` limited to the ``top_k`` most likely tokens and to the fewest
+    whose probabilities add up to ``top_p`` (one uniform draw per row, so a seed gives the same tokens
+    for the same logits on every backend)."""
+    logits = np.asarray(logits, dtype=np.float64)
+    if temperature == 0:
+        return np.argmax(logits, axis=-1)
+    order = np.argsort(-logits, axis=-1, kind="stable")  # most likely first; ties by index
+    ranked = np.take_along_axis(logits, order, axis=-1) / temperature
+    p = np.exp(ranked - ranked[:, :1])
+    if top_k is not None:
+        p[:, top_k:] = 0.0
+    p /= p.sum(axis=-1, keepdims=True)
+    if top_p is not None:  # keep a token while the more likely ones before it add up to less than top_p
+        before = np.cumsum(p, axis=-1) - p
+        p[before >= top_p] = 0.0
+        p /= p.sum(axis=-1, keepdims=True)
+    u = rng.random(logits.shape[0])
+    cdf = np.cumsum(p, axis=-1)
+    pick = np.minimum((cdf < u[:, None]).sum(axis=-1), np.count_nonzero(p, axis=-1) - 1)
+    return np.take_along_axis(order, pick[:, None], axis=-1)[:, 0]
+
+
 def full(shape: tuple[int, ...], value: float) -> np.ndarray:
     """A float64 host array of one value."""
     return np.full(shape, value, dtype=np.float64)

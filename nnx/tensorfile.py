@@ -42,6 +42,11 @@ MAX_NDIM = 32
 # Prefix of tensors that belong to a checkpoint's training state, not to the model.
 STATE_PREFIX = "state/"
 
+
+def is_run_state(name: str) -> bool:
+    """Whether a checkpoint's tensor ``name`` is part of its run state (``state/N``), not of its model."""
+    return name.startswith(STATE_PREFIX) and "." not in name
+
 _CODES = {
     "float64": "F64", "float32": "F32", "float16": "F16",
     "int64": "I64", "int32": "I32", "int16": "I16", "int8": "I8",
@@ -118,6 +123,14 @@ class ModelFile:
     tensors: dict[str, np.ndarray]
     #: the tensors stored in version 1's (in, out) layout and transposed when read (see ``READ_VERSIONS``)
     transposed: frozenset[str] = frozenset()
+
+    def model_tensors(self) -> dict[str, np.ndarray]:
+        """The tensors of the model (or weights): all but a checkpoint's run state. Those are named
+        ``state/N`` (:data:`STATE_PREFIX`), and only in a checkpoint: a model tensor's name always holds a
+        dot (``path.name``), so ``state/a.weight`` (a ``LayerDict`` key ``"state/a"``) stays a model tensor."""
+        if self.description.get("kind") != "checkpoint":
+            return dict(self.tensors)
+        return {n: a for n, a in self.tensors.items() if not is_run_state(n)}
 
 
 def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
@@ -291,5 +304,4 @@ def read_tensors(path: str | os.PathLike[str], kinds: tuple[str, ...] = ("model"
 
 
 __all__ = ["FORMAT", "FORMAT_VERSION", "MAX_DEPTH", "MAX_HEADER_BYTES", "MAX_NDIM", "ModelFile", "READ_VERSIONS",
-           "STATE_PREFIX",
-           "SUFFIX", "is_count", "read_tensors", "write_tensors"]
+           "STATE_PREFIX", "SUFFIX", "is_count", "is_run_state", "read_tensors", "write_tensors"]

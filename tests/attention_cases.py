@@ -120,3 +120,28 @@ def additive_mask(seq_q: int, seq_k: int) -> np.ndarray:
 def dropout_mask(shape: tuple[int, ...], p: float = 0.3) -> np.ndarray:
     """An inverted-dropout keep mask, scaled by ``1 / (1 - p)``."""
     return (np.random.default_rng(5).random(shape) >= p) / (1.0 - p)
+
+
+class Decoder(nnx.Layer):
+    """``block.forward(x, memory, memory_key_padding_mask=...)`` with targets ``x`` (the first ``seq_t``
+    positions of the first ``E`` features) and ``memory`` (the last ``E`` features) cut from ``(batch, seq, 2E)``."""
+
+    config_size = holds_no_arrays
+    example_input = takes_any_input
+
+    def __init__(self, block: nnx.TransformerDecoderBlock, seq_t: int, padding: Any = None) -> None:
+        super().__init__()
+        self.block, self.seq_t, self.padding = block, seq_t, padding
+
+    def forward(self, x: Any) -> Any:
+        e = self.block.embed_dim
+        self.save_for_backward(tuple(x.shape))
+        return self.block.forward(x[:, :self.seq_t, :e], x[:, :, e:], memory_key_padding_mask=_on(self.padding, x))
+
+    def backward(self, grad: Any) -> Any:
+        (shape,) = self.saved_tensors()
+        xp = nnx.backend.namespace_of(grad)
+        dx, dmemory = self.block.backward(grad)
+        rest = xp.zeros((shape[0], shape[1] - self.seq_t, dx.shape[-1]), dtype=grad.dtype,
+                        device=nnx.backend.device_of(grad))
+        return xp.concat((xp.concat((dx, rest), axis=1), dmemory), axis=-1)

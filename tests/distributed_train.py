@@ -3,13 +3,14 @@
 ``python tests/distributed_train.py OUT [--backend B] [--batch-size b]
 [--epochs E] [--samples n] [--checkpoint DIR [--resume]] [--delay S]
 [--raise-on-rank R] [--hang-on-rank R] [--timeout T] [--hidden-on-rank R:H]
-[--batch-norm] [--single]`` trains a float64 MLP with Adam on seeded data through ``nnx.fit(..., world=nnx.distributed.init())``; rank 0 writes the final
+[--batch-norm] [--named] [--single]`` trains a float64 MLP with Adam on seeded data through ``nnx.fit(..., world=nnx.distributed.init())``; rank 0 writes the final
 parameters to ``OUT/params.npz`` and the history to ``OUT/history.json`` and
 prints ``epoch N`` after each epoch. ``--single`` runs the same problem in one
 process with ``nnx.fit`` and batch ``world * b`` (``--world``), the reference.
 ``--raise-on-rank R`` makes rank R raise at the end of its second epoch,
 ``--hang-on-rank R`` makes it sleep there (the others give up after ``--timeout`` seconds);
-``--hidden-on-rank R:H`` gives rank R another architecture.
+``--hidden-on-rank R:H`` gives rank R another architecture; ``--named`` passes the inputs as named
+inputs with a per-sample scale beside them.
 """
 
 from __future__ import annotations
@@ -41,6 +42,14 @@ def build(backend: str, hidden: int = 16, batch_norm: bool = False) -> tuple[nnx
     return model, nnx.Adam(model.parameters(), lr=0.01)
 
 
+@nnx.register_layer
+class ScaledInputs(nnx.Sequential):
+    """The MLP on its inputs times a per-sample ``scale``, a second named input (``--named``)."""
+
+    def forward(self, x: Any, *, scale: Any) -> Any:
+        return super().forward(x * scale)
+
+
 def main() -> None:
     p = argparse.ArgumentParser()
     p.add_argument("out", type=Path)
@@ -58,6 +67,7 @@ def main() -> None:
     p.add_argument("--single", action="store_true")
     p.add_argument("--world", type=int, default=2)
     p.add_argument("--batch-norm", action="store_true")
+    p.add_argument("--named", action="store_true")
     args = p.parse_args()
     nnx.use(args.backend)
 
@@ -82,6 +92,10 @@ def main() -> None:
             time.sleep(3600)
         time.sleep(args.delay)
 
+    if args.named:  # the same layers, reading a second array per sample
+        model = ScaledInputs(*model.layers)
+        scales = np.random.default_rng(1).uniform(0.5, 1.5, (len(x) + len(vx), 1))
+        x, vx = {"x": x, "scale": scales[:len(x)]}, {"x": vx, "scale": scales[len(x):]}
     history = nnx.fit(model, nnx.SoftmaxCrossEntropy(), opt, (x, y), epochs=args.epochs,
                       batch_size=batch, seed=5, validation=(vx, vy), progress=False,
                       callbacks=[nnx.LambdaCallback(on_epoch_end=on_epoch_end)],

@@ -198,6 +198,34 @@ class _Given(nnx.Layer):
         return self.layer.backward(grad)
 
 
+class _FinalStates(nnx.Layer):
+    """A recurrent layer's output followed by its final states, flattened per sample into one
+    ``(batch, ...)`` output, so the final states' gradients go through ``backward(h_n_grad=, c_n_grad=)``."""
+
+    def __init__(self, layer: nnx.Layer, lengths: list[int]) -> None:
+        super().__init__()
+        self.layer, self.lengths = layer, lengths
+
+    def forward(self, x: Any) -> Any:
+        xp, layer = nnx.backend.namespace_of(x), self.layer
+        y = layer.forward(x, nnx.to_device(self.lengths, nnx.backend.backend_of(x), dtype="int64"))
+        finals = [getattr(layer, f"{s}_n") for s in layer._states]
+        self.save_for_backward(tuple(y.shape), tuple(finals[0].shape))
+        parts = [xp.reshape(y, (y.shape[0], -1))] + [xp.reshape(xp.permute_dims(f, (1, 0, 2)), (y.shape[0], -1))
+                                                      for f in finals]
+        return xp.concat(parts, axis=1)
+
+    def backward(self, grad: Any) -> Any:
+        y_shape, state = self.saved_tensors()
+        xp, size = nnx.backend.namespace_of(grad), y_shape[1] * y_shape[2]
+        width = state[0] * state[2]
+        finals = [xp.permute_dims(xp.reshape(grad[:, size + i * width:size + (i + 1) * width],
+                                             (state[1], state[0], state[2])), (1, 0, 2))
+                  for i in range(len(self.layer._states))]
+        return self.layer.backward(xp.reshape(grad[:, :size], y_shape),
+                                   **{f"{s}_n_grad": f for s, f in zip(self.layer._states, finals)})
+
+
 LAYERS.update({
     "LSTMCell (3 steps from a non-zero state)": LayerCase(lambda: _CellLoop(nnx.LSTMCell(3, 2, seed=30,
                                                           dtype="float64")), (2, 3, 3), covers=(nnx.LSTMCell,)),
@@ -221,6 +249,11 @@ LAYERS.update({
     "GRU(bidirectional, return_sequences=False) with lengths and h0": LayerCase(lambda: _Given(
         nnx.GRU(2, 2, bidirectional=True, return_sequences=False, seed=44, dtype="float64"), [3, 0, 2]),
         (3, 3, 2), covers=(nnx.GRU,)),
+    "LSTM(num_layers=2, bidirectional) with lengths, gradients into h_n and c_n": LayerCase(lambda: _FinalStates(
+        nnx.LSTM(2, 2, num_layers=2, bidirectional=True, seed=45, dtype="float64"), [3, 1]), (2, 3, 2),
+        covers=(nnx.LSTM,)),
+    "GRU(num_layers=2) with lengths, gradient into h_n": LayerCase(lambda: _FinalStates(
+        nnx.GRU(2, 2, num_layers=2, seed=46, dtype="float64"), [2, 3]), (2, 3, 2), covers=(nnx.GRU,)),
 })
 
 
@@ -251,6 +284,12 @@ LAYERS.update({
         _f64(nnx.TransformerBlock, 4, 2, hidden_dim=6, dropout=0.2, causal=True, seed=31), (2, 3, 4)),
     "TransformerBlock(key padding)": LayerCase(lambda: att.WithMasks(
         nnx.TransformerBlock(4, 2, hidden_dim=6, seed=32, dtype="float64"), att.padding_mask(3, 3)), (3, 3, 4)),
+    "TransformerDecoderBlock (memory padding)": LayerCase(lambda: att.Decoder(
+        nnx.TransformerDecoderBlock(4, 2, hidden_dim=6, seed=47, dtype="float64"), 3, att.padding_mask(2, 4)),
+        (2, 4, 8), covers=(nnx.TransformerDecoderBlock,)),
+    "TransformerSeq2Seq (source then decoder input)": LayerCase(_f64(
+        nnx.TransformerSeq2Seq, 5, 6, 3, 4, embed_dim=4, num_heads=2, hidden_dim=6, num_layers=2, seed=48),
+        (2, 7), indices=(0, 5), eps=1e-5),  # a deep stack: 1e-6 leaves rounding noise above atol on torch
     "PositionalEmbedding": LayerCase(_f64(nnx.PositionalEmbedding, 5, 3, seed=33), (2, 4, 3)),
     "SinusoidalPositions": LayerCase(lambda: nnx.SinusoidalPositions(5), (2, 3, 5)),
     "Sequential (tiny GPT)": LayerCase(lambda: nnx.Sequential(

@@ -325,6 +325,36 @@ def build_traces(directory: Path) -> list[tuple[str, str, str]]:
     return cases
 
 
+# checkpoint directories whose lock file is not nnx's to write (nnx.checkpoint.claim_directory) ---------
+
+OUTSIDE = "outside.txt"  # the file beside the checkpoint directories a hostile lock points to; it must not change
+
+
+def build_locks(directory: Path) -> list[tuple[str, str, str]]:
+    """Write checkpoint directories with hostile ``checkpoint.lock`` files into ``directory`` (beside
+    ``OUTSIDE``); return the cases, each claimed with ``nnx.checkpoint.claim_directory``."""
+    from nnx.checkpoint import LOCK_NAME
+
+    directory.mkdir(parents=True, exist_ok=True)
+    outside = directory / OUTSIDE
+    outside.write_text("precious\n")
+    cases: list[tuple[str, str, str]] = []
+
+    def add(name: str, make: Callable[[Path], None], error: str, phrase: str) -> None:
+        (directory / name).mkdir()
+        make(directory / name / LOCK_NAME)
+        cases.append((name, error, phrase))
+
+    add("lock-symlink-outside", lambda p: p.symlink_to(outside), "OutputPathError", "is a symbolic link")
+    add("lock-dangling-symlink", lambda p: p.symlink_to(directory / "missing"), "OutputPathError",
+        "is a symbolic link")
+    add("lock-symlink-device", lambda p: p.symlink_to("/dev/null"), "OutputPathError", "is a symbolic link")
+    add("lock-fifo", lambda p: os.mkfifo(p), "OutputPathError", "is not a regular file")
+    add("lock-hardlink-outside", lambda p: os.link(outside, p), "OutputPathError", "a second name of another file")
+    add("lock-directory", lambda p: p.mkdir(), "OutputPathError", "cannot write its lock file")
+    return cases
+
+
 if __name__ == "__main__":
     out = Path(sys.argv[1] if len(sys.argv) > 1 else "hostile-corpus")
     for name, error, phrase in build(out):

@@ -155,6 +155,17 @@ def test_two_ranks_of_batch_b_equal_one_process_of_batch_2b(tmp_path: Path, back
 
 
 @needs_mpi
+def test_named_inputs_shard_over_two_ranks_as_one_process_batches_them(tmp_path: Path) -> None:
+    got = _launch(2, tmp_path / "two", "--named", "--epochs", 2)
+    assert got.returncode == 0, got.stderr
+    _single(tmp_path / "one", "--named", "--epochs", 2, "--world", 2)
+    _single(tmp_path / "plain", "--epochs", 2, "--world", 2)
+    two, one, plain = (_params(tmp_path / d) for d in ("two", "one", "plain"))
+    assert _max_rel(one, two) <= 1e-12
+    assert _max_rel(plain, two) > 1e-3  # the scales reached the model
+
+
+@needs_mpi
 def test_a_rank_that_raises_stops_the_job_with_its_message(tmp_path: Path) -> None:
     got = _launch(2, tmp_path, "--raise-on-rank", 1, "--epochs", 100000, timeout=120)
     ended = time.time()

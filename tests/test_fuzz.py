@@ -396,3 +396,287 @@ def test_a_0_row_batch_gives_an_empty_result_of_the_right_shape(layer: str, chan
     dx = m.backward(nnx.to_device(np.zeros(tuple(y.shape)), dtype="float32"))
     assert tuple(dx.shape) == shape
     assert all(float(nnx.to_host(p.grad).sum()) == 0.0 for p in m.parameters())
+
+
+# the newer surfaces (parity outputs, locks, numbers from data, switches, empty sequences, containers,
+# splits): one property per class ------------------------------------------------------------------
+
+
+def _parity_main(*args: str) -> int:
+    from nnx import cli
+
+    try:
+        return cli.main(list(args))
+    except SystemExit as exit_info:
+        return int(exit_info.code)
+
+
+@FEW
+@given(option=st.sampled_from(["--record", "--json"]), mode=st.sampled_from(["model", "against"]),
+       steps=st.lists(st.sampled_from(["dot", "up", "symlink", "hardlink"]), max_size=3))
+def test_no_spelling_of_a_parity_input_is_written(tmp_path_factory: Any, option: str, mode: str,
+                                                  steps: list[str]) -> None:
+    """However an input of ``nnx parity`` is spelt, --record and --json refuse it (exit 2), before any work."""
+    from hostile_files import valid_model
+
+    root = tmp_path_factory.mktemp("parity")
+    (root / "sub").mkdir()
+    source = nnx.save(valid_model(), root / ("m.nnx" if mode == "model" else "t.nnxtrace"))
+    before = source.read_bytes()
+    name = source
+    for i, step in enumerate(steps):
+        if step == "dot":
+            name = name.parent / "." / name.name
+        elif step == "up":
+            name = name.parent / "sub" / ".." / name.name
+        else:
+            link = root / f"alias{i}{name.suffix}"
+            link.symlink_to(name) if step == "symlink" else os.link(name, link)
+            name = link
+    if mode == "model":
+        args = ["--model", str(source), "--backends", "numpy"]
+        args += [option, str(name)] + (["--record", str(root / "r.nnxtrace")] if option == "--json" else [])
+    else:
+        assume(option == "--json")  # --record and --against exclude each other
+        args = ["--against", str(source), "--backends", "numpy", "--json", str(name)]
+    assert _parity_main("parity", *args) == 2
+    assert source.read_bytes() == before and not (root / "r.nnxtrace").exists()
+
+
+@FEW
+@given(kind=st.sampled_from(["symlink-file", "symlink-dir", "symlink-null", "symlink-loop", "fifo", "hardlink",
+                             "directory", "regular", "none"]))
+def test_a_checkpoint_lock_is_written_only_as_a_regular_file_of_its_directory(tmp_path_factory: Any,
+                                                                              kind: str) -> None:
+    root = tmp_path_factory.mktemp("lock")
+    outside, ck = root / "outside.txt", root / "ck"
+    outside.write_text("keep\n")
+    ck.mkdir()
+    lock = ck / nnx.checkpoint.LOCK_NAME
+    make = {"symlink-file": lambda: lock.symlink_to(outside), "symlink-dir": lambda: lock.symlink_to(root),
+            "symlink-null": lambda: lock.symlink_to("/dev/null"), "symlink-loop": lambda: lock.symlink_to(lock),
+            "fifo": lambda: os.mkfifo(lock), "hardlink": lambda: os.link(outside, lock),
+            "directory": lock.mkdir, "regular": lambda: lock.write_text("123\n"), "none": lambda: None}
+    make[kind]()
+    try:
+        with nnx.checkpoint.claim_directory(ck):
+            granted = True
+            assert lock.read_text() == f"{os.getpid()}\n"
+    except nnx.errors.OutputPathError:
+        granted = False
+    assert granted == (kind in ("regular", "none"))
+    assert outside.read_text() == "keep\n" and nnx.checkpoint._HELD == {}
+
+
+@FEW
+@given(threads=st.integers(2, 6))
+def test_of_threads_claiming_one_directory_exactly_one_holds_it(tmp_path_factory: Any, threads: int) -> None:
+    import threading
+
+    ck = tmp_path_factory.mktemp("threads")
+    start, done, granted, refused = threading.Barrier(threads), threading.Event(), [], []
+
+    def claim() -> None:
+        start.wait()
+        try:
+            with nnx.checkpoint.claim_directory(ck):
+                granted.append(1)
+                done.wait(10)
+        except nnx.errors.CheckpointInUseError:
+            refused.append(1)
+            if len(refused) == threads - 1:
+                done.set()
+
+    workers = [threading.Thread(target=claim) for _ in range(threads)]
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join()
+    assert (len(granted), len(refused)) == (1, threads - 1)
+
+
+@ARGS
+@given(value=st.one_of(st.floats(), st.integers(-5, 5), st.sampled_from(["1e-5", None, True, np.float32(1e38)])),
+       steps=st.integers(1, 10**6), pattern=st.booleans())
+def test_any_tolerance_is_taken_as_passed_or_refused_with_it(value: Any, steps: int, pattern: bool) -> None:
+    """A per-step tolerance is accepted exactly when it is a finite number >= 0 that stays finite times
+    the steps; a refusal names the value as passed, never an overflowed one."""
+    from nnx.testing.compare import per_step
+
+    fits = (not isinstance(value, (bool, str)) and value is not None and np.isfinite(value) and value >= 0
+            and np.isfinite(float(value) * steps))
+    try:
+        assert per_step(value, "tolerance of '*'" if pattern else "rtol", "check_trace", steps) == float(value)
+        assert fits
+    except nnx.errors.ArgumentError as exc:
+        assert not fits and f"got {value!r}"[:12] in str(exc)
+
+
+@ARGS
+@given(exponent=st.integers(-320, 307), dtype=st.sampled_from(["float32", "float64"]), shift=st.booleans())
+def test_statistics_of_data_at_any_scale_are_finite_in_their_dtype_or_refused(exponent: int, dtype: str,
+                                                                               shift: bool) -> None:
+    """Standardize/Destandardize fitted on data of any magnitude: finite statistics, std > 0, that
+    standardise the data to mean 0 and std 1 — or a NonFiniteError when ``dtype`` cannot hold them."""
+    base = np.random.default_rng(exponent & 0xFFFF).normal(size=(20, 2)) + (3.0 if shift else 0.0)
+    x = base * 10.0**exponent
+    assume(np.all(np.isfinite(x)))
+    info = np.finfo(dtype)
+    for layer in (nnx.preprocessing.Standardize(2, dtype=dtype), nnx.preprocessing.Destandardize(2, dtype=dtype)):
+        try:
+            layer.fit(x)
+        except nnx.errors.NonFiniteError as exc:
+            with np.errstate(all="ignore"):  # NumPy's own std of such data may overflow: only the verdict counts
+                assert np.abs(x).max() > info.max or x.std(axis=0).min() < info.smallest_normal * 2, str(exc)
+            continue
+        mean, std = nnx.to_host(layer.mean), nnx.to_host(layer.std)
+        assert np.all(np.isfinite(mean)) and np.all(np.isfinite(std)) and np.all(std > 0)
+        if dtype == "float64" and np.all(np.abs(x) < 1e150) and np.all(x.std(axis=0) > 0):
+            z = (x - mean) / std
+            np.testing.assert_allclose(z.mean(axis=0), 0.0, atol=1e-9)
+            np.testing.assert_allclose(z.std(axis=0), 1.0, rtol=1e-9)
+
+
+@ARGS
+@given(exponent=st.integers(-1000, 1000), outputs=st.integers(1, 3))
+def test_regression_scores_at_any_scale_are_the_scores_scaled(exponent: int, outputs: int) -> None:
+    """Scaling truth and prediction by any power of two scales RMSE and MAE by it, and keeps R^2."""
+    rng = np.random.default_rng(outputs)
+    t, p = rng.normal(size=(30, outputs)), rng.normal(size=(30, outputs))
+    unit = 2.0**exponent
+    assume(np.all(np.isfinite(t * unit)) and np.all(t * unit != 0))
+    plain, scaled = nnx.metrics.regression_scores(t, p), nnx.metrics.regression_scores(t * unit, p * unit)
+    assert scaled["r2"] == pytest.approx(plain["r2"], rel=1e-12)
+    for key in ("rmse", "mae"):
+        assert scaled[key] == pytest.approx(plain[key] * unit, rel=1e-12)
+
+
+# (constructor, valid keyword arguments, its switches): every layer taking a True/False argument
+BOOL_PARAMETERS: list[tuple[Callable[..., Any], dict[str, Any], list[str]]] = [
+    (nnx.Linear, {"in_features": 3, "out_features": 2}, ["bias"]),
+    (nnx.Conv1d, {"in_channels": 2, "out_channels": 2, "kernel_size": 3}, ["bias"]),
+    (nnx.Conv2d, {"in_channels": 2, "out_channels": 2, "kernel_size": 3}, ["bias"]),
+    (nnx.LayerNorm, {"num_features": 3}, ["affine"]),
+    (nnx.BatchNorm1d, {"num_features": 3}, ["affine"]),
+    (nnx.MultiHeadAttention, {"embed_dim": 4, "num_heads": 2}, ["bias", "causal"]),
+    (nnx.TransformerBlock, {"embed_dim": 4, "num_heads": 2}, ["causal"]),
+    (nnx.LSTMCell, {"input_size": 3, "hidden_size": 2}, ["bias"]),
+    (nnx.GRUCell, {"input_size": 3, "hidden_size": 2}, ["bias"]),
+    (nnx.LSTM, {"input_size": 3, "hidden_size": 2}, ["batch_first", "bidirectional", "bias", "return_sequences"]),
+    (nnx.GRU, {"input_size": 3, "hidden_size": 2}, ["batch_first", "bidirectional", "bias", "return_sequences"]),
+]
+_SWITCHES = [(i, name) for i, (_, _, names) in enumerate(BOOL_PARAMETERS) for name in names]
+
+
+@ARGS
+@given(case=st.sampled_from(_SWITCHES),
+       value=st.one_of(st.sampled_from(["False", "True", "", "0", None, 0, 1, 1.0, np.int64(0), [], np.array([True])]),
+                       st.booleans(), st.sampled_from([np.True_, np.False_, np.array(False)])))
+def test_any_switch_is_a_bool_or_refused_with_its_name(case: tuple[int, str], value: Any) -> None:
+    make, kwargs, _ = BOOL_PARAMETERS[case[0]]
+    boolean = isinstance(value, (bool, np.bool_)) or (isinstance(value, np.ndarray) and value.shape == ()
+                                                      and value.dtype == bool)
+    try:
+        layer = make(**kwargs, **{case[1]: value})
+    except nnx.errors.ArgumentError as exc:
+        assert not boolean and case[1] in str(exc)
+        return
+    assert boolean
+    plain = make(**kwargs, **{case[1]: bool(value)})
+    assert json.dumps(layer.config()) == json.dumps(plain.config())
+
+
+@ARGS
+@given(kind=st.sampled_from(["lstm", "gru", "self", "cross", "block"]), batch=st.integers(0, 2),
+       seq_q=st.integers(0, 3), seq_k=st.integers(0, 3))
+def test_any_sequence_length_gives_a_result_of_the_right_shape_or_a_shape_error(kind: str, batch: int, seq_q: int,
+                                                                               seq_k: int) -> None:
+    x = np.random.default_rng(seq_q).normal(size=(batch, seq_q, 4)).astype(np.float32)
+    kv = np.random.default_rng(seq_k).normal(size=(batch, seq_k, 4)).astype(np.float32)
+    layer = {"lstm": lambda: nnx.LSTM(4, 3, seed=0), "gru": lambda: nnx.GRU(4, 3, bidirectional=True, seed=0),
+             "self": lambda: nnx.MultiHeadAttention(4, 2, seed=0), "cross": lambda: nnx.MultiHeadAttention(4, 2, seed=0),
+             "block": lambda: nnx.TransformerBlock(4, 2, seed=0)}[kind]()
+    width = {"lstm": 3, "gru": 6}.get(kind, 4)
+    try:
+        y = layer.forward(x, kv, kv) if kind == "cross" else layer.forward(x)
+    except nnx.errors.ShapeError:
+        assert kind in ("lstm", "gru") and seq_q == 0
+        return
+    assert tuple(y.shape) == (batch, seq_q, width) and np.all(np.isfinite(y))
+    grads = layer.backward(np.ones(y.shape, np.float32))
+    shapes = [tuple(g.shape) for g in grads] if isinstance(grads, tuple) else [tuple(grads.shape)]
+    assert shapes[0] == x.shape and all(np.all(np.isfinite(p.grad)) for p in layer.parameters())
+
+
+@ARGS
+@given(shape=hnp.array_shapes(min_dims=0, max_dims=3, min_side=0, max_side=4), param=st.sampled_from([(3,), (2, 3)]))
+def test_a_gradient_is_added_only_in_its_parameters_shape(shape: tuple[int, ...], param: tuple[int, ...]) -> None:
+    p = nnx.Parameter(nnx.to_device(np.zeros(param, np.float32)), "p")
+    try:
+        p.accumulate(nnx.to_device(np.ones(shape, np.float32)))
+    except nnx.errors.ShapeError:
+        assert shape != param and p.grad is None
+        return
+    assert shape == param
+
+
+_NESTINGS = st.recursive(st.just("layer"), lambda inner: st.one_of(
+    st.lists(inner, min_size=1, max_size=2).map(tuple), st.lists(inner, min_size=1, max_size=2),
+    st.dictionaries(st.sampled_from("ab"), inner, min_size=1, max_size=2)), max_leaves=4)
+
+
+def _build(spec: Any) -> Any:
+    if spec == "layer":
+        return nnx.ReLU()
+    if isinstance(spec, dict):
+        return {k: _build(v) for k, v in spec.items()}
+    return type(spec)(_build(v) for v in spec)
+
+
+@ARGS
+@given(spec=_NESTINGS, sequential=st.booleans())
+def test_a_layer_at_any_depth_of_a_plain_container_is_refused(spec: Any, sequential: bool) -> None:
+    value = _build(spec)
+    owner = nnx.Sequential(nnx.ReLU()) if sequential else nnx.Mean(1)
+
+    class Sub(type(owner)):  # type: ignore[misc]
+        pass
+
+    holder = Sub(nnx.ReLU()) if sequential else Sub(1)
+    if spec == "layer" and not sequential:
+        holder.extra = value  # a layer itself: a child the tree walk finds
+        assert any(m is value for _, m in holder.named_modules())
+        return
+    with pytest.raises(nnx.errors.LayerTreeError, match="extra"):  # (a Sequential walks only its chain)
+        holder.extra = value
+    assert "extra" not in vars(holder)
+
+
+@ARGS
+@given(sizes=st.lists(st.integers(1, 6), min_size=2, max_size=5), val=st.sampled_from([0.2, 0.5, 0.6, 0.8]))
+def test_a_stratified_split_keeps_every_class_in_training(sizes: list[int], val: float) -> None:
+    """Any class sizes: the held-out part has exactly its size, and every class keeps a training sample
+    (a class of one sample with a note) whenever the sizes allow it."""
+    y = np.repeat(np.arange(len(sizes)), sizes)
+    n, count = len(y), int(round(val * len(y)))
+    assume(0 < count < n)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        (_, yt), (_, yv) = nnx.datasets.train_val_split(np.zeros((n, 1)), y, val=val, seed=0, stratify=True)
+    assert len(yv) == count and len(yt) == n - count
+    if count <= n - len(sizes):
+        assert set(yt.tolist()) == set(range(len(sizes)))
+    kept_alone = any(size == 1 and c in yt for c, size in enumerate(sizes))
+    assert any("single sample" in str(w.message) for w in caught) == kept_alone
+
+
+@ARGS
+@given(n=st.integers(0, 5), classes=st.one_of(st.none(), st.integers(1, 4)))
+def test_one_hot_of_any_number_of_labels(n: int, classes: Any) -> None:
+    labels = np.arange(n, dtype=np.int64) % (classes or 3)
+    try:
+        out = nnx.datasets.one_hot(labels, classes)
+    except nnx.errors.ShapeError:
+        assert n == 0 and classes is None
+        return
+    assert out.shape == (n, classes or (int(labels.max()) + 1)) and np.array_equal(out.argmax(axis=1), labels)

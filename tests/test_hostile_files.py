@@ -310,3 +310,27 @@ def test_a_trace_declaring_huge_sizes_allocates_nothing_of_them(
     finally:
         tracemalloc.stop()
     assert peak < 2**20
+
+
+def test_each_hostile_checkpoint_lock_gets_its_error_and_changes_nothing(tmp_path: Path) -> None:
+    from hostile_files import OUTSIDE, build_locks
+
+    for name, error, phrase in build_locks(tmp_path):
+        with pytest.raises(nnx.errors.NnxError) as info:
+            with nnx.checkpoint.claim_directory(tmp_path / name):
+                pass
+        assert type(info.value).__name__ == error and phrase in str(info.value), (name, str(info.value))
+        assert (tmp_path / OUTSIDE).read_text() == "precious\n"
+    assert nnx.checkpoint._HELD == {}  # a refused claim leaves no directory held
+
+
+def test_a_weights_file_keeps_a_tensor_named_like_run_state(tmp_path: Path) -> None:
+    holder = nnx.LayerDict({"state/a": nnx.Linear(2, 2, seed=0)})
+    state = dict(holder.state_dict(), **{"state/0": np.arange(3.0)})
+    loaded = nnx.load_state_dict(nnx.save(state, tmp_path / "w.nnx"))
+    assert sorted(loaded) == sorted(state)
+    assert all(np.array_equal(loaded[n], nnx.to_host(state[n])) for n in state)
+    model = nnx.Sequential(nnx.LayerDict({"state/a": nnx.Linear(2, 2, seed=1)}))
+    model.layers[0].items["state/a"].weight.data[...] = 7.0
+    again = nnx.load(nnx.save(model, tmp_path / "m.nnx"))
+    assert float(nnx.to_host(again.layers[0].items["state/a"].weight.data).min()) == 7.0

@@ -10,6 +10,7 @@ moves, and a computation that meets arrays of two backends raises
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 import platform
 from contextvars import ContextVar
@@ -22,7 +23,7 @@ from array_api_compat import array_namespace
 from array_api_compat import device as _device
 
 from nnx.backend.registry import BACKENDS, Backend
-from nnx.errors import BackendMismatchError, BackendUnavailableError, DTypeError, UnknownBackendError
+from nnx.errors import BackendMismatchError, BackendUnavailableError, DTypeError, NonFiniteError, UnknownBackendError
 
 __all__ = [
     "BACKENDS",
@@ -39,6 +40,8 @@ __all__ = [
     "fast_path_enabled",
     "get",
     "lookup",
+    "low_dtype",
+    "overflow_expected",
     "matmul_precision",
     "names",
     "namespace",
@@ -55,6 +58,7 @@ ENV_VAR = "NNX_BACKEND"
 DEFAULT = "numpy"
 HOST = "numpy"  # the backend of host data: what to_host returns, where lists and NumPy arrays belong
 FLOAT_DTYPES = ("float32", "float64")
+LOW_DTYPES = ("float16", "bfloat16")  # compute dtypes of a mixed-precision policy (nnx.precision)
 
 _selected: ContextVar[str | None] = ContextVar("nnx_backend", default=None)
 _process_choice: list[str | None] = [None]  # the last plain nnx.use(name), seen by every thread
@@ -210,6 +214,11 @@ def check_backend(x: Any, expected: str, where: str) -> None:
         )
 
 
+def _is_bfloat16(dtype: Any) -> bool:
+    """bfloat16 of any library (NumPy knows none of its own, so it is told by name)."""
+    return (dtype if isinstance(dtype, str) else str(dtype)).rsplit(".", 1)[-1] == "bfloat16"
+
+
 def _host_dtype(dtype: Any) -> np.dtype:
     if isinstance(dtype, np.dtype):
         return dtype
@@ -272,14 +281,56 @@ def to_device(x: Any, name: str | None = None, dtype: Any = None) -> Any:
     """
     record = get(name or current())
     host = to_host(x)
+    if dtype is not None and _is_bfloat16(dtype):  # through float32: the host has no bfloat16
+        moved = record.from_host(np.asarray(host.astype(np.float32, copy=False), order="C"))
+        return record.namespace().astype(moved, low_dtype(record.name, "bfloat16"))
     if dtype is not None:
         host = host.astype(_host_dtype(dtype), copy=False)
     return record.from_host(np.asarray(host, order="C"))  # not ascontiguousarray: it makes a 0-d array 1-d
 
 
+def overflow_expected() -> Any:
+    """A block in which NumPy does not warn of overflow and invalid values: float16 overflows under
+    loss scaling are expected (the scaler skips the step), so the warnings would only be noise."""
+    return np.errstate(over="ignore", invalid="ignore")
+
+
+def low_dtype(name: str, dtype: str) -> Any:
+    """The dtype object of the 16-bit float ``dtype`` (``"float16"``, ``"bfloat16"``) on backend ``name``;
+    :class:`~nnx.errors.DTypeError` naming what the backend has when it has no such dtype."""
+    record = get(name)
+    if dtype not in record.low_dtypes:
+        has = ", ".join(("float32", "float64", *record.low_dtypes))
+        note = f" ({record.low_dtype_note})" if record.low_dtype_note else ""
+        raise DTypeError(f"backend {name!r} cannot compute in {dtype}: it has {has}{note}; choose one of "
+                         f"{', '.join(record.low_dtypes) or 'float32 (no mixed precision)'} or another backend")
+    return getattr(record.namespace(), dtype)
+
+
+def check_representable(values: Any, dtype: Any, what: str) -> None:
+    """Refuse finite ``values`` (any backend) that ``dtype`` cannot hold: they would become ±inf there.
+    Free when ``dtype`` is at least as wide as the values' own (nothing to look at).
+
+    Raises
+    ------
+    NonFiniteError
+        Naming ``what``, the largest such value and the dtype's largest finite value.
+    """
+    own, target = _host_dtype(values.dtype), _host_dtype(dtype)
+    if own.kind != "f" or target.kind != "f" or target.itemsize >= own.itemsize or not math.prod(values.shape):
+        return
+    xp = namespace_of(values)
+    limit = float(np.finfo(target).max)
+    big = float(xp.max(xp.where(xp.isfinite(values), xp.abs(values), 0.0)))
+    if big > limit:
+        raise NonFiniteError(f"{what} hold finite values up to {big:.3g}, beyond {target.name}'s largest "
+                             f"({limit:.3g}): in {target.name} they would be infinite; rescale them or use "
+                             f"float64")
+
+
 def dtype_name_of(dtype: Any) -> str:
     """A dtype of any backend as a plain name such as ``"float32"``."""
-    return _host_dtype(dtype).name
+    return "bfloat16" if _is_bfloat16(dtype) else _host_dtype(dtype).name
 
 
 def dtype_name(x: Any) -> str:

@@ -55,6 +55,8 @@ class Backend:
     called with the ``World`` when a run starts on this backend, to give each
     process the device of its local rank. ``device_name`` names the device the
     backend computes on (default: the host's processor), for records such as parity traces.
+    ``low_dtypes`` names the 16-bit float dtypes a mixed-precision policy may compute in there
+    (:mod:`nnx.precision`); ``low_dtype_note`` says why any other is missing.
     """
 
     name: str
@@ -75,6 +77,8 @@ class Backend:
     communicator: str = field(default="nnx.distributed.world:MpiDevice")
     bind_device: str | None = field(default=None)
     device_name: Callable[[], str] | None = field(default=None)
+    low_dtypes: tuple[str, ...] = field(default=())
+    low_dtype_note: str = field(default="")
 
 
 def load(path: str) -> Any:
@@ -230,6 +234,10 @@ def _torch_from_host(a: np.ndarray) -> Any:
 
 
 def _torch_to_host(x: Any) -> np.ndarray:
+    import torch
+
+    if x.dtype == torch.bfloat16:  # NumPy has no bfloat16; float32 holds each value exactly
+        x = x.float()
     return x.detach().cpu().numpy().copy()
 
 
@@ -258,6 +266,9 @@ BACKENDS: dict[str, Backend] = {
             host_buffer=True,
             op_overrides="nnx.backend.numpy_ops:override",
             op_overrides_default=True,
+            low_dtypes=("float16",),
+            low_dtype_note="NumPy has no bfloat16 of its own, and array-api-compat's NumPy namespace cannot use "
+                           "ml_dtypes' (isdtype refuses it and matmul returns float32); train bfloat16 on torch",
         ),
         Backend(
             name="array_api_strict",
@@ -269,6 +280,7 @@ BACKENDS: dict[str, Backend] = {
             to_host=_strict_to_host,
             owns=_strict_owns,
             install_hint=_STRICT_HINT,
+            low_dtype_note="array_api_strict has only float32 and float64",
         ),
         Backend(
             name="cupy",
@@ -286,6 +298,8 @@ BACKENDS: dict[str, Backend] = {
             communicator="nnx.distributed.nccl:NcclDevice",
             bind_device="nnx.distributed.nccl:select_gpu",
             device_name=_cupy_device_name,
+            low_dtypes=("float16",),
+            low_dtype_note="CuPy has no bfloat16 dtype",
         ),
         Backend(
             name="torch",
@@ -299,6 +313,7 @@ BACKENDS: dict[str, Backend] = {
             tested_when_unavailable=False,
             install_hint=_TORCH_HINT,
             matmul_precision=_torch_matmul_precision,
+            low_dtypes=("float16", "bfloat16"),
         ),
     )
 }

@@ -13,6 +13,7 @@ from nnx import io as _io
 from nnx import random as _random
 from nnx.errors import DistributedError
 from nnx.layers import Layer
+from nnx.train import batches
 
 
 def model_digest(model: Layer) -> bytes:
@@ -38,10 +39,11 @@ def run_digest(run: Any) -> bytes:
                        "layer_rngs": state.model.random_states(), "epoch": state.epoch, "step": state.step,
                        "history": state.history.to_dict() if state.epoch else None}, sort_keys=True, default=str)
     h = hashlib.sha256(text.encode("utf-8"))
-    for values in (*run.data, *(run.validation or ())):
-        host = _backend.to_host(values)
-        h.update(repr((host.shape, str(host.dtype))).encode("utf-8"))
-        h.update(np.ascontiguousarray(host).tobytes())
+    for part in (*run.data, *(run.validation or ())):
+        for name, values in batches.arrays(part):  # named inputs: each array
+            host = _backend.to_host(values)
+            h.update(repr((name, host.shape, str(host.dtype))).encode("utf-8"))
+            h.update(np.ascontiguousarray(host).tobytes())
     return h.digest()
 
 

@@ -3,8 +3,9 @@
 The public names are the ``__all__`` lists of the modules below, each in the file that defines them.
 """
 
-from nnx.layers import (activations, attention, base, checks, collections, container, conv, dropout, embedding,
-                        linear, norm, pooling, preprocess, recurrent, recurrent_cells, shape, transformer)
+from nnx.layers import (activations, attention, base, cache, checks, collections, container, conv, decoder, dropout,
+                        embedding, linear, norm, pooling, preprocess, recurrent, recurrent_cells, seq2seq, shape,
+                        transformer)
 from nnx.layers.activations import *  # noqa: F403
 from nnx.layers.base import *  # noqa: F403
 from nnx.layers.checks import *  # noqa: F403
@@ -22,7 +23,11 @@ from nnx.layers.recurrent import *  # noqa: F403
 from nnx.layers.recurrent_cells import *  # noqa: F403
 from nnx.layers.attention import *  # noqa: F403
 from nnx.layers.transformer import *  # noqa: F403
+from nnx.layers.decoder import *  # noqa: F403
+from nnx.layers.seq2seq import *  # noqa: F403
+from nnx.layers.cache import *  # noqa: F403
 
 __all__ = [name for module in (activations, base, checks, collections, container, conv, dropout, embedding, linear,
-                               norm, pooling, preprocess, shape, recurrent, recurrent_cells, attention, transformer)
+                               norm, pooling, preprocess, shape, recurrent, recurrent_cells, attention, transformer, decoder,
+                               seq2seq, cache)
            for name in module.__all__]

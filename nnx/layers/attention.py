@@ -17,19 +17,20 @@ from nnx import ops
 from nnx import random as _random
 from nnx.errors import DTypeError, NonFiniteError, ShapeError
 from nnx.layers.base import Parameter, ParamLayer, count
-from nnx.layers.checks import check_arguments, check_float, check_same_dtype
+from nnx.arguments import number
+from nnx.layers.checks import Where, check_arguments, check_float, check_same_dtype, check_switches
 from nnx.layers.registry import register_layer
 
 
-def _blocked(q: Any, k: Any, xp: Any, causal: bool, key_padding_mask: Any, attn_mask: Any) -> Any:
+def _blocked(q: Any, k: Any, xp: Any, causal: bool, key_padding_mask: Any, attn_mask: Any, offset: int = 0) -> Any:
     """The boolean array (broadcastable to the scores) of query-key pairs no weight may fall on,
     or ``None`` if every pair is allowed. Validates the masks first."""
     where = "scaled_dot_product_attention"
     sq, sk = q.shape[-2], k.shape[-2]
     device = _backend.device_of(q)
     blocked = None
-    if causal:  # query i sees keys 0..i (aligned at the first position, as PyTorch's is_causal)
-        blocked = xp.arange(sk, device=device)[None, :] > xp.arange(sq, device=device)[:, None]
+    if causal and sk - 1 > offset:  # query i sees keys 0..i + offset (0: aligned at the first, as PyTorch's is_causal)
+        blocked = xp.arange(sk, device=device)[None, :] > xp.arange(offset, sq + offset, device=device)[:, None]
     if key_padding_mask is not None:
         _backend.check_backend(key_padding_mask, _backend.backend_of(q), f"{where} key_padding_mask")
         if key_padding_mask.dtype != xp.bool:
@@ -70,6 +71,7 @@ def scaled_dot_product_attention(
     attn_mask: Any = None,
     dropout_mask: Any = None,
     scale: float | None = None,
+    causal_offset: int = 0,
 ) -> tuple[Any, tuple[Any, ...]]:
     """``softmax(q @ k^T * scale + attn_mask) @ v`` and what its backward needs.
 
@@ -87,6 +89,9 @@ def scaled_dot_product_attention(
         Multiplies the attention weights (an inverted-dropout mask, already scaled).
     scale : float, optional
         Default ``1 / sqrt(d)``.
+    causal_offset : int
+        With ``causal``, query ``i`` attends to keys ``0..i + causal_offset`` (the position of the
+        first query when earlier keys come from a :class:`~nnx.KVCache`).
 
     Returns
     -------
@@ -95,7 +100,8 @@ def scaled_dot_product_attention(
         For :func:`scaled_dot_product_attention_backward`.
 
     The softmax subtracts each row's maximum; a row whose keys are all blocked
-    gets zero weights (its output and its gradients are zero, never NaN).
+    gets zero weights (its output and its gradients are zero, never NaN), and
+    so does every row when there are no keys (``seq_k = 0``).
     """
     where = "scaled_dot_product_attention"
     xp = check_float(q, f"{where} (q)")
@@ -108,12 +114,15 @@ def scaled_dot_product_attention(
                          f"v (..., seq_k, d_v) with the same leading axes, got {tuple(q.shape)}, "
                          f"{tuple(k.shape)} and {tuple(v.shape)}")
     scale = 1.0 / math.sqrt(q.shape[-1]) if scale is None else float(scale)
-    blocked = _blocked(q, k, xp, causal, key_padding_mask, attn_mask)
+    (causal,) = check_switches(where, causal=causal)
+    blocked = _blocked(q, k, xp, causal, key_padding_mask, attn_mask, causal_offset)
     s = q @ xp.matrix_transpose(k)
     s *= scale
     if attn_mask is not None:
         s = s + attn_mask
-    if blocked is None:
+    if s.shape[-1] == 0:  # no keys: every row is fully blocked, so it gets zero (here: no) weights
+        p = s
+    elif blocked is None:
         p = ops.softmax(s, -1)
     else:
         s = xp.where(blocked, xp.finfo(s.dtype).min, s)  # finite, so a fully blocked row stays finite
@@ -151,6 +160,10 @@ class MultiHeadAttention(ParamLayer):
     ``(batch, num_heads, seq_q, seq_k)``) apply to one call; ``causal=True``
     applies to every call. ``dropout`` drops attention weights in training,
     with masks from the host generator ``rng`` (made from ``seed``).
+    ``cache`` (a :class:`~nnx.KVCache`) makes a forward incremental: self-attention
+    attends from the new positions to every position the cache holds (causally
+    from their place), cross-attention projects an unchanged key/value pair once;
+    such a forward keeps nothing for a backward.
 
     Parameters follow PyTorch's ``nn.MultiheadAttention`` layout: ``in_proj_weight``
     ``(3 * embed_dim, embed_dim)`` (or ``q_proj_weight``, ``k_proj_weight``,
@@ -159,6 +172,8 @@ class MultiHeadAttention(ParamLayer):
     ``backward`` returns the input's gradient for self-attention and
     ``(d_query, d_key, d_value)`` otherwise.
     """
+
+    takes_cache = True
 
     def __init__(
         self,
@@ -175,15 +190,18 @@ class MultiHeadAttention(ParamLayer):
         backend: str | None = None,
     ) -> None:
         super().__init__()
-        kdim, vdim = kdim or embed_dim, vdim or embed_dim
-        check_arguments("MultiHeadAttention", dtype, embed_dim=embed_dim, num_heads=num_heads, kdim=kdim, vdim=vdim)
+        kdim, vdim = (embed_dim if d is None else d for d in (kdim, vdim))
+        embed_dim, num_heads, kdim, vdim = check_arguments(
+            "MultiHeadAttention", dtype, embed_dim=embed_dim, num_heads=num_heads, kdim=kdim, vdim=vdim)
+        bias, causal = check_switches("MultiHeadAttention", bias=bias, causal=causal)
         if embed_dim % num_heads:
             raise ValueError(f"MultiHeadAttention embed_dim ({embed_dim}) must be divisible by num_heads "
                              f"({num_heads})")
-        if not 0.0 <= float(dropout) < 1.0:
+        dropout = number(dropout, "dropout", "MultiHeadAttention", 0.0)
+        if not dropout < 1.0:
             raise ValueError(f"MultiHeadAttention dropout must be in [0, 1), got {dropout}")
         self.embed_dim, self.num_heads, self.kdim, self.vdim = embed_dim, num_heads, kdim, vdim
-        self.dropout, self.causal, self.dtype = float(dropout), bool(causal), dtype
+        self.dropout, self.causal, self.dtype = dropout, causal, dtype
         self.head_dim = embed_dim // num_heads
         self.rng = _random.make_rng(seed)
         name, e = backend or _backend.current(), embed_dim
@@ -220,12 +238,12 @@ class MultiHeadAttention(ParamLayer):
         return xp.permute_dims(xp.reshape(x, (batch, seq, self.num_heads, self.head_dim)), (0, 2, 1, 3))
 
     def _check(self, x: Any, width: int, what: str) -> None:
-        self._check_input(x, f"{self!r} ({what})")
+        self._check_input(x, Where(self, f" ({what})"))
         if x.ndim != 3 or x.shape[-1] != width:
             raise ShapeError(f"{self!r} expected {what} of shape (batch, seq, {width}), got {tuple(x.shape)}")
 
     def forward(self, query: Any, key: Any = None, value: Any = None, *,
-                key_padding_mask: Any = None, attn_mask: Any = None) -> Any:
+                key_padding_mask: Any = None, attn_mask: Any = None, cache: Any = None) -> Any:
         self_attention = key is None and value is None
         if self_attention and not self.packed:
             raise ShapeError(f"{self!r} has kdim/vdim other than embed_dim: pass key and value")
@@ -234,6 +252,9 @@ class MultiHeadAttention(ParamLayer):
         self._check(query, self.embed_dim, "query")
         xp = _backend.namespace_of(query)
         b, sq, e = query.shape
+        if cache is not None:
+            cache.check(query, self)
+        offset, held = 0, None
         if self_attention:
             x = xp.reshape(query, (b * sq, e))
             w = xp.matrix_transpose(self.in_proj_weight.data)
@@ -241,7 +262,10 @@ class MultiHeadAttention(ParamLayer):
             if self.in_proj_bias is not None:
                 qkv += self.in_proj_bias.data
             qkv = xp.permute_dims(xp.reshape(qkv, (b, sq, 3, self.num_heads, self.head_dim)), (2, 0, 3, 1, 4))
-            q, k, v, sk, inputs = qkv[0, ...], qkv[1, ...], qkv[2, ...], sq, (x,)
+            q, k, v, inputs = qkv[0, ...], qkv[1, ...], qkv[2, ...], (x,)
+            if cache is not None:  # attend over the keys and values of every position so far
+                k, v, offset = cache.append(self, k, v)
+            sk = k.shape[2]
         else:
             self._check(key, self.kdim, "key")
             self._check(value, self.vdim, "value")
@@ -252,19 +276,29 @@ class MultiHeadAttention(ParamLayer):
                                  f"value {tuple(value.shape)}")
             inputs = (xp.reshape(query, (b * sq, e)), xp.reshape(key, (b * sk, self.kdim)),
                       xp.reshape(value, (b * sk, self.vdim)))
-            q, k, v = (self._heads(self._project(x, xp, i, width), xp, b, s)
-                       for i, (x, width, s) in enumerate(zip(inputs, (e, self.kdim, self.vdim), (sq, sk, sk))))
+            q = self._heads(self._project(inputs[0], xp, 0, e), xp, b, sq)
+            held = None if cache is None else cache.memory(self, key, value)
+            if held is None:
+                held = tuple(self._heads(self._project(inputs[i], xp, i, width), xp, b, sk)
+                             for i, width in ((1, self.kdim), (2, self.vdim)))
+                if cache is not None:
+                    cache.keep_memory(self, key, value, held)
+            k, v = held
         drop = None
         if self.training and self.dropout > 0.0:
             keep = _random.bernoulli(self.rng, (b, self.num_heads, sq, sk), 1.0 - self.dropout)
-            drop = _backend.to_device(keep * (1.0 / (1.0 - self.dropout)), _backend.backend_of(query), self.dtype)
+            drop = _backend.to_device(keep * (1.0 / (1.0 - self.dropout)), _backend.backend_of(query),
+                                      _backend.dtype_name(query))  # the compute dtype (mixed precision)
         o, attention = scaled_dot_product_attention(q, k, v, causal=self.causal, key_padding_mask=key_padding_mask,
-                                                    attn_mask=attn_mask, dropout_mask=drop)
+                                                    attn_mask=attn_mask, dropout_mask=drop, causal_offset=offset)
         o = xp.reshape(xp.permute_dims(o, (0, 2, 1, 3)), (b * sq, e))
         y = o @ xp.matrix_transpose(self.out_proj_weight.data)
         if self.out_proj_bias is not None:
             y += self.out_proj_bias.data
-        self.save_for_backward(inputs, attention, o, (b, sq, sk))
+        if cache is None:
+            self.save_for_backward(inputs, attention, o, (b, sq, sk))
+        else:  # the earlier positions' keys are in the cache, not differentiable from here: no backward
+            self.drop_saved()
         return xp.reshape(y, (b, sq, e))
 
     def backward(self, grad: Any, *, input_grad: bool = True) -> Any:

@@ -52,7 +52,12 @@ class Parameter:
         self.name = name
 
     def accumulate(self, grad: Any) -> None:
-        """Add ``grad`` into this parameter's gradient."""
+        """Add ``grad`` into this parameter's gradient; it must have the parameter's shape (a gradient
+        still holding the batch axis, or broadcast against it, would reach the optimizer wrong)."""
+        if tuple(getattr(grad, "shape", ())) != tuple(self.data.shape):
+            raise ShapeError(f"{self!r}: a gradient of shape {tuple(getattr(grad, 'shape', ()))} cannot be added "
+                             f"into a parameter of shape {tuple(self.data.shape)}; the layer's backward must "
+                             f"reduce it to the parameter's shape (sum over the batch axis, as xp.sum(g, axis=0))")
         if self.grad is None:
             self.grad = grad
         else:
@@ -162,17 +167,18 @@ def _records_output(forward: Callable[..., Any]) -> Callable[..., Any]:
 
 def _checks_gradient(backward: Callable[..., Any]) -> Callable[..., Any]:
     """``backward`` behind the incoming gradient's check, callable as ``backward(grad, *, input_grad=True)``
-    whether or not it takes ``input_grad`` itself (decided here, once per class)."""
+    whether or not it takes ``input_grad`` itself (decided here, once per class); other keyword
+    arguments (the gradients of a recurrent layer's final states) pass through."""
     takes_input_grad = "input_grad" in inspect.signature(backward).parameters
 
     @functools.wraps(backward)
-    def wrapper(self: "Layer", grad: Any, *, input_grad: bool = True) -> Any:
+    def wrapper(self: "Layer", grad: Any, *, input_grad: bool = True, **more: Any) -> Any:
         spec = self._grad_spec
         if spec is not None and not (type(grad) is spec[0] and grad.dtype == spec[1] and grad.shape == spec[2]):
             self._gradient_mismatch(grad)
         if takes_input_grad:
-            return backward(self, grad, input_grad=input_grad)
-        dx = backward(self, grad)
+            return backward(self, grad, input_grad=input_grad, **more)
+        dx = backward(self, grad, **more)
         return dx if input_grad else None
 
     wrapper._nnx_contract = True  # type: ignore[attr-defined]
@@ -194,6 +200,8 @@ class Layer(SavesForBackward):
 
     #: whether this class says which children it has (overrides ``named_children``); set per class
     _names_own_children: ClassVar[bool] = False
+    _child_lists: ClassVar[tuple[str, ...]] = ()  # attributes a container's own named_children walks
+    _inherits_children: ClassVar[bool] = False  # a subclass of such a container: other attributes are unseen
 
     #: the constructor arguments that define the architecture, each kept in the attribute of the
     #: same name: :meth:`config` and ``repr`` read them (seeds, initialisers and backends never)
@@ -205,7 +213,10 @@ class Layer(SavesForBackward):
             fn = cls.__dict__.get(name)
             if fn is not None and not getattr(fn, "_nnx_contract", False):
                 setattr(cls, name, wrap(fn))
-        cls._names_own_children = cls.named_children is not Layer.named_children
+        # Only a class that writes named_children itself is trusted with plain containers of layers; its
+        # subclasses are checked again, except in the attributes it names as its children's lists.
+        cls._names_own_children = "named_children" in cls.__dict__
+        cls._inherits_children = not cls._names_own_children and cls.named_children is not Layer.named_children
 
     def __init__(self) -> None:
         self.training = True
@@ -257,8 +268,14 @@ class Layer(SavesForBackward):
             self.__dict__["_saved"] = kept or None
 
     def __setattr__(self, name: str, value: Any) -> None:
-        if isinstance(value, (list, tuple, dict)) and not self._names_own_children:
+        if isinstance(value, (list, tuple, dict)) and not self._names_own_children and name not in self._child_lists:
             _refuse_plain_layers(self, name, value)
+        elif self._inherits_children and isinstance(value, Layer) and name not in self._child_lists:
+            raise LayerTreeError(
+                f"{type(self).__name__}.{name} is a layer, but {type(self).__name__} names its children with the "
+                f"named_children it inherits, which walks only {', '.join(self._child_lists) or 'its own list'}; "
+                f"its weights would be neither trained nor saved. Put it among those children, or write "
+                f"{type(self).__name__}.named_children to name it too")
         elif isinstance(value, Parameter):
             old = self.__dict__.get(name)
             if isinstance(old, Parameter) and old is not value:  # tying: head.weight = emb.weight
@@ -534,9 +551,10 @@ class Layer(SavesForBackward):
         for _, layer in self.named_modules():
             layer._saved = None
 
-    def to(self, backend: str | None = None, *, dtype: str | None = None) -> "Layer":
+    def to(self, backend: str | None = None, *, dtype: Any = None) -> "Layer":
         """Move every parameter and buffer onto ``backend`` and/or cast them to float ``dtype``
-        (``"float32"`` or ``"float64"``): an explicit copy; returns self.
+        (``"float32"`` or ``"float64"``, or a dtype object or class meaning one): an explicit copy;
+        returns self.
 
         Casting changes the floating-point parameters and buffers (integer buffers keep their
         dtype) and the ``dtype`` the layers were built with, so a saved model rebuilds in the new
@@ -548,8 +566,10 @@ class Layer(SavesForBackward):
                              "model.to(dtype='float64')")
         if backend is not None:
             _backend.get(backend)
-        if dtype is not None and dtype not in _backend.FLOAT_DTYPES:
-            raise DTypeError(f"to() casts to a float dtype, one of {_backend.FLOAT_DTYPES}; got {dtype!r}")
+        if dtype is not None:  # a dtype object of any backend or a class means its name: configs hold names
+            if _backend.dtype_label(dtype) not in _backend.FLOAT_DTYPES:
+                raise DTypeError(f"to() casts to a float dtype, one of {_backend.FLOAT_DTYPES}; got {dtype!r}")
+            dtype = _backend.dtype_label(dtype)
         for _, layer in self.named_modules():
             layer._to(backend, dtype)
         return self
@@ -784,15 +804,20 @@ def takes_any_input(self: Layer, batch: int, rng: Any, fits: Callable[[tuple[int
     return None
 
 
-def _refuse_plain_layers(owner: Layer, name: str, value: Any) -> None:
-    """Raise if the list, tuple or dict ``value`` holds a layer: the tree walk would not find it."""
+def _refuse_plain_layers(owner: Layer, name: str, value: Any, path: str = "") -> None:
+    """Raise if the list, tuple or dict ``value`` holds a layer, at any depth (a list of lists of
+    layers too): the tree walk would not find it."""
     for key, item in value.items() if isinstance(value, dict) else enumerate(value):
-        if isinstance(item, Layer):
+        here = f"{path or name}[{key!r}]"
+        if isinstance(item, (list, tuple, dict)):
+            _refuse_plain_layers(owner, name, item, here)
+        elif isinstance(item, Layer):
             holder, kind = ("LayerDict", "dict") if isinstance(value, dict) else ("LayerList", type(value).__name__)
+            fix = f"nnx.{holder}({name})" if not path else f"nnx.LayerList of nnx.{holder}s, one for each inner {kind}"
             raise LayerTreeError(
-                f"{type(owner).__name__}.{name} is a plain {kind} holding a layer ({name}[{key!r}] is "
-                f"{type(item).__name__}); the layer tree does not look inside it, so its weights would be "
-                f"neither trained nor saved. Assign nnx.{holder}(...) instead: self.{name} = nnx.{holder}({name})")
+                f"{type(owner).__name__}.{name} is a plain {kind if not path else 'container'} holding a layer "
+                f"({here} is {type(item).__name__}); the layer tree does not look inside it, so its weights "
+                f"would be neither trained nor saved. Assign nnx.{holder}(...) instead: self.{name} = {fix}")
 
 
 def quote_names(names: Any) -> str:

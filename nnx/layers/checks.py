@@ -6,7 +6,7 @@ from typing import Any
 
 from nnx import backend as _backend
 from nnx import ops
-from nnx.arguments import integer
+from nnx.arguments import boolean, integer
 from nnx.errors import ArgumentError, DTypeError, NonFiniteError
 
 def check_arguments(owner: str, dtype: Any = None, **counts: Any) -> tuple[int, ...]:
@@ -20,6 +20,12 @@ def check_arguments(owner: str, dtype: Any = None, **counts: Any) -> tuple[int, 
         raise ArgumentError(f"{owner} dtype must be the name 'float32' or 'float64', got {shown}; "
                             f"pass dtype={fix!r}")
     return sizes
+
+
+def check_switches(owner: str, **switches: Any) -> tuple[bool, ...]:
+    """Constructor checks: each of ``switches`` True or False (a string such as ``'False'`` is refused,
+    not taken as truthy); returns them as plain bools, in order."""
+    return tuple(boolean(value, name, owner) for name, value in switches.items())
 
 
 class Where:

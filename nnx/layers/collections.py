@@ -24,6 +24,7 @@ class _Holder(Layer):
     """What LayerList and LayerDict share: they hold layers and compute nothing themselves."""
 
     config_size = holds_no_arrays
+    _child_lists = ("items",)
 
     def example_input(self, batch: int, rng: Any, fits: Any) -> Any:
         raise StateError(f"{type(self).__name__} takes no input of its own; the layer that holds it "
@@ -84,6 +85,9 @@ class LayerDict(_Holder):
         if not isinstance(key, str) or not key or "." in key:
             raise TypeError(f"LayerDict keys must be non-empty strings without '.', got {key!r}")
         self.items[key] = _checked(layer, f"LayerDict item {key!r}")
+
+    def __delitem__(self, key: str) -> None:
+        del self.items[key]
 
     def named_children(self) -> Iterator[tuple[str, Layer]]:
         yield from self.items.items()

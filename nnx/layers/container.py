@@ -13,13 +13,22 @@ from typing import Any, Callable, Iterator, Mapping
 
 from nnx.errors import ShapeError
 from nnx.layers.base import Layer, holds_no_arrays
+from nnx.layers.cache import check_positionwise
 from nnx.layers.checks import check_finite, check_float
 from nnx.layers.registry import register_layer
 
 
 @register_layer
 class Sequential(Layer):
-    """A chain of layers: ``forward`` runs them in order, ``backward`` in reverse."""
+    """A chain of layers: ``forward`` runs them in order, ``backward`` in reverse.
+
+    ``forward(x, cache=...)`` decodes incrementally (see :class:`~nnx.KVCache`): the cache goes to
+    every layer that takes one; every other layer must work position by position.
+    """
+
+    takes_cache = True
+
+    _child_lists = ("layers",)
 
     def __init__(self, *layers: Layer) -> None:
         super().__init__()
@@ -28,12 +37,20 @@ class Sequential(Layer):
                 raise TypeError(f"Sequential item {i} must be an nnx layer, got {type(layer).__name__}")
         self.layers: list[Layer] = list(layers)
 
-    def forward(self, x: Any) -> Any:
+    def forward(self, x: Any, *, cache: Any = None) -> Any:
         if self.layers and not getattr(self.layers[0], "takes_indices", False):
             xp = check_float(x, "Sequential (its input)")
             check_finite(x, xp, "Sequential (its input)")
+        if cache is None:
+            for layer in self.layers:
+                x = layer.forward(x)
+            return x
         for layer in self.layers:
-            x = layer.forward(x)
+            if getattr(layer, "takes_cache", False):
+                x = layer.forward(x, cache=cache)
+            else:
+                check_positionwise(layer, "Sequential (cache)")
+                x = layer.forward(x)
         return x
 
     def backward(self, grad: Any, *, input_grad: bool = True) -> Any:

@@ -25,7 +25,7 @@ from nnx import random as _random
 from nnx.arguments import integers
 from nnx.errors import ArgumentError, ShapeError
 from nnx.layers.base import Parameter, ParamLayer, count, ints_product
-from nnx.layers.checks import check_arguments
+from nnx.layers.checks import check_arguments, check_switches
 from nnx.layers.registry import register_layer
 from nnx.layers.windows import Pads, Runs, Slices, Window
 
@@ -80,6 +80,7 @@ class _Conv(ParamLayer):
         owner, n = type(self).__name__, self.spatial
         in_channels, out_channels, groups = check_arguments(
             owner, dtype, in_channels=in_channels, out_channels=out_channels, groups=groups)
+        (bias,) = check_switches(owner, bias=bias)
         if in_channels % groups or out_channels % groups:
             raise ValueError(f"{owner} groups={groups} must divide in_channels={in_channels} "
                              f"and out_channels={out_channels}")

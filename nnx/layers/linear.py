@@ -9,7 +9,7 @@ from nnx import init as _init
 from nnx import random as _random
 from nnx.errors import ShapeError
 from nnx.layers.base import Parameter, ParamLayer, count, shared
-from nnx.layers.checks import check_arguments
+from nnx.layers.checks import check_arguments, check_switches
 from nnx.layers.registry import register_layer
 
 
@@ -55,6 +55,7 @@ class Linear(ParamLayer):
         super().__init__()
         in_features, out_features = check_arguments("Linear", dtype, in_features=in_features,
                                                     out_features=out_features)
+        (bias,) = check_switches("Linear", bias=bias)
         if bias_value is not None and not bias:
             raise ValueError("Linear got bias_value but bias=False")
         self.in_features, self.out_features, self.dtype = in_features, out_features, dtype

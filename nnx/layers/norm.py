@@ -9,7 +9,8 @@ from nnx import backend as _backend
 from nnx import random as _random
 from nnx.errors import ShapeError
 from nnx.layers.base import Layer, Parameter, count, takes_any_input
-from nnx.layers.checks import check_arguments, check_float, check_same_dtype
+from nnx.arguments import number
+from nnx.layers.checks import Where, check_arguments, check_float, check_same_dtype, check_switches
 from nnx.layers.registry import register_layer
 
 
@@ -37,9 +38,9 @@ class _Norm(Layer):
         super().__init__()
         owner = type(self).__name__
         (num_features,) = check_arguments(owner, dtype, num_features=num_features)
-        if not eps > 0:
-            raise ValueError(f"{owner} eps must be > 0, got {eps}")
-        self.num_features, self.eps, self.affine, self.dtype = num_features, float(eps), bool(affine), dtype
+        (affine,) = check_switches(owner, affine=affine)
+        eps = number(eps, "eps", owner, above=0.0)
+        self.num_features, self.eps, self.affine, self.dtype = num_features, eps, affine, dtype
         self._backend_name = backend or _backend.current()
         self.weight: Parameter | None = None
         self.bias: Parameter | None = None
@@ -52,13 +53,12 @@ class _Norm(Layer):
 
     def _check_input(self, x: Any) -> Any:
         """Check backend, dtype and shape of an input."""
-        where = repr(self)
-        xp = self._check_array(x, where)
+        xp = self._check_array(x, Where(self))  # named only in a message: a repr costs more than the check
         if x.ndim < 1 or x.shape[-1] != self.num_features:
             raise ShapeError(self._shape_message(x))
         return xp
 
-    def _check_array(self, x: Any, where: str) -> Any:
+    def _check_array(self, x: Any, where: Any) -> Any:
         """Check that ``x`` is a float array of this layer's backend and dtype."""
         arrays = [p.data for _, p in self._own_parameters()] + [getattr(self, n) for n in self.buffer_names]
         backend = _backend.backend_of(arrays[0]) if arrays else self._backend_name

@@ -156,7 +156,12 @@ def _fitted_moments(layer: Layer, values: Any, size: int, what: str,
                     per_column: bool = True) -> tuple[Any, Any]:
     """Per-column float64 mean and standard deviation (1 for a constant column) of the training
     ``what`` ``values`` ``(samples, size)``, on the backend of ``layer.mean``, checked for shape and finiteness;
-    with ``per_column=False`` one mean and standard deviation over all columns, repeated for each."""
+    with ``per_column=False`` one mean and standard deviation over all columns, repeated for each.
+
+    Computed on the values divided by a power of two near each column's largest magnitude (exact, so
+    ordinary data gives the same bits as without it), so values near the float64 limit give finite
+    statistics (squares of 1e300 would overflow); the data are then checked to be representable, and the
+    standard deviation nonzero, in ``layer.dtype``, the dtype that holds them."""
     name = _backend.backend_of(layer.mean)
     data = _backend.to_device(_backend.to_host(values), name, "float64")
     if data.ndim != 2 or data.shape[1] != size or data.shape[0] < 1:
@@ -167,8 +172,19 @@ def _fitted_moments(layer: Layer, values: Any, size: int, what: str,
         raise NonFiniteError(f"{layer!r}.fit: the training {what} hold NaN or infinite values")
     axis = 0 if per_column else None
     ones = xp.ones((size,), dtype=data.dtype, device=_backend.device_of(data))
-    std = xp.std(data, axis=axis) * ones
-    return xp.mean(data, axis=axis) * ones, xp.where(std > 0, std, ones)
+    peak = xp.max(xp.abs(data), axis=axis) * ones
+    peak = 2.0 ** xp.floor(xp.log2(xp.where(peak > 0, peak, ones)))  # a power of two: dividing by it is exact
+    scaled = data / peak if per_column else data / peak[0]
+    mean = xp.mean(scaled, axis=axis) * peak
+    std = xp.std(scaled, axis=axis) * peak
+    std = xp.where(std > 0, std, ones)
+    _backend.check_representable(data, layer.dtype, f"{layer!r}.fit: the training {what}")
+    tiny = xp.finfo(getattr(xp, layer.dtype)).smallest_normal
+    if not bool(xp.all(std >= tiny)):
+        raise NonFiniteError(f"{layer!r}.fit: the training {what} vary by as little as "
+                             f"{float(xp.min(std)):.3g}, a standard deviation {layer.dtype} rounds to 0 (its "
+                             f"smallest normal number is {tiny:.3g}); rescale them or use float64")
+    return mean, std
 
 
 @register_layer

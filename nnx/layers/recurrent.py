@@ -13,7 +13,9 @@ shape ``(num_layers * directions, batch, hidden_size)``, zeros when not given. I
 :class:`~nnx.Sequential`, which passes only ``x``, give them for a block with
 ``with lstm.given(lengths=lengths): model.forward(x)``.
 After a forward the final states are the attributes ``h_n`` (and ``c_n``), shaped as
-``h0``; after a backward the initial states' gradients are ``h0_grad`` (and ``c0_grad``).
+``h0``; ``backward(grad, h_n_grad=..., c_n_grad=...)`` takes their gradients beside the output's
+(an encoder whose final state starts a decoder); after a backward the initial states' gradients are
+``h0_grad`` (and ``c0_grad``).
 Weights are named and laid out as PyTorch's (``weight_ih_l0``, ``bias_hh_l1_reverse``...),
 so they copy across to ``torch.nn.LSTM``/``GRU`` and back.
 """

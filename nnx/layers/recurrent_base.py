@@ -9,9 +9,9 @@ from typing import Any, Callable, Iterator, Mapping
 
 from nnx import backend as _backend
 from nnx import random as _random
-from nnx.errors import DTypeError, ShapeError
+from nnx.errors import ArgumentError, DTypeError, ShapeError
 from nnx.layers.base import ParamLayer, count
-from nnx.layers.checks import check_arguments
+from nnx.layers.checks import check_arguments, check_same_dtype, check_switches
 from nnx.layers.recurrent_cells import add_gate_parameters, gate_parameters_size
 
 
@@ -28,11 +28,10 @@ class Recurrent(ParamLayer):
                  seed: Any = None, dtype: str = "float32", backend: str | None = None) -> None:
         super().__init__()
         name = type(self).__name__
-        check_arguments(name, dtype, input_size=input_size, hidden_size=hidden_size, num_layers=num_layers)
-        for flag, value in (("batch_first", batch_first), ("bidirectional", bidirectional), ("bias", bias),
-                            ("return_sequences", return_sequences)):
-            if not isinstance(value, bool):
-                raise ValueError(f"{name} {flag} must be True or False, got {value!r}")
+        input_size, hidden_size, num_layers = check_arguments(name, dtype, input_size=input_size,
+                                                              hidden_size=hidden_size, num_layers=num_layers)
+        batch_first, bidirectional, bias, return_sequences = check_switches(
+            name, batch_first=batch_first, bidirectional=bidirectional, bias=bias, return_sequences=return_sequences)
         self.input_size, self.hidden_size, self.num_layers = input_size, hidden_size, num_layers
         self.batch_first, self.bidirectional, self.bias = batch_first, bidirectional, bias
         self.return_sequences, self.dtype = return_sequences, dtype
@@ -110,6 +109,9 @@ class Recurrent(ParamLayer):
             raise ShapeError(f"{self!r} expected input of shape {order}{self.input_size}), got {tuple(x.shape)}")
         seq = xp.permute_dims(x, (1, 0, 2)) if self.batch_first else x
         steps, batch = seq.shape[0], seq.shape[1]
+        if steps == 0:  # no step, so no output and no last state to return
+            raise ShapeError(f"{self!r} got sequences of length 0 (input {tuple(x.shape)}); it needs at least "
+                             f"one time step: drop empty sequences, or pad them and pass their lengths")
         given = {k: (self._given.get(k) if v is None else v) for k, v in initial.items()}
         mask = self._mask(self._given.get("lengths") if lengths is None else lengths, steps, batch, x)
         states = [self._initial(given[f"{s}0"], f"{s}0", x, batch) for s in self._states]
@@ -137,7 +139,11 @@ class Recurrent(ParamLayer):
             return xp.concat([f[0] for f in finals[-self.directions:]], axis=1)
         return xp.permute_dims(inp, (1, 0, 2)) if self.batch_first else inp
 
-    def backward(self, grad: Any, *, input_grad: bool = True) -> Any:
+    def backward(self, grad: Any, *, input_grad: bool = True, h_n_grad: Any = None, c_n_grad: Any = None) -> Any:
+        """The input's gradient for ``grad`` of the output and, optionally, the gradients of the final
+        states ``h_n_grad`` (and ``c_n_grad`` for the LSTM), shaped as ``h_n``: what a decoder that starts
+        from this layer's final state sends back."""
+        finals = self._final_grads(grad, {"h": h_n_grad, "c": c_n_grad})
         saved, mask, steps, batch = self.saved_tensors()
         xp, size = _backend.namespace_of(grad), self.hidden_size
         zeros = xp.zeros((batch, size), dtype=grad.dtype, device=_backend.device_of(grad))
@@ -153,14 +159,15 @@ class Recurrent(ParamLayer):
             dx = None
             for d in range(self.directions):
                 w_ih, w_hh, b_ih, b_hh = self._weights(layer, d)
-                carry = [zeros] * len(self._states)
+                at = layer * self.directions + d
+                carry = [zeros if f is None else f[at, ...] for f in finals]
                 if g is None:  # the top layer's final hidden state was the output
-                    carry[0] = grad[:, d * size:(d + 1) * size]
+                    carry[0] = carry[0] + grad[:, d * size:(d + 1) * size]
                 dys = None if g is None else g[:, :, d * size:(d + 1) * size]
                 das, dghs, carry = self._direction_backward(dys, tuple(carry), mask, runs[d], w_hh.data, d == 1)
                 starts[layer * self.directions + d] = carry
-                da = xp.reshape(xp.stack(das), (steps * batch, -1))
-                dgh = da if dghs is das else xp.reshape(xp.stack(dghs), (steps * batch, -1))
+                da = xp.reshape(xp.stack(das), (steps * batch, das[0].shape[-1]))  # not -1: batch may be 0
+                dgh = da if dghs is das else xp.reshape(xp.stack(dghs), (steps * batch, dghs[0].shape[-1]))
                 h_prev = xp.reshape(xp.stack([r[0] for r in runs[d]]), (steps * batch, size))
                 w_ih.accumulate(da.T @ flat)
                 w_hh.accumulate(dgh.T @ h_prev)
@@ -177,6 +184,22 @@ class Recurrent(ParamLayer):
         if not input_grad:
             return None
         return xp.permute_dims(g, (1, 0, 2)) if self.batch_first else g
+
+    def _final_grads(self, grad: Any, given: dict[str, Any]) -> list[Any]:
+        """The final states' gradients in ``self._states`` order (``None`` where not given), checked."""
+        if given["c"] is not None and "c" not in self._states:
+            raise ArgumentError(f"{self!r}.backward takes h_n_grad only (a GRU has no cell state)")
+        finals = [given[s] for s in self._states]
+        for s, f in zip(self._states, finals):
+            if f is None:
+                continue
+            _backend.check_backend(f, _backend.backend_of(grad), f"{self!r}.backward ({s}_n_grad)")
+            check_same_dtype(f, grad.dtype, f"{self!r}.backward ({s}_n_grad)")
+            if self.h_n is None or tuple(f.shape) != tuple(self.h_n.shape):
+                shape = None if self.h_n is None else tuple(self.h_n.shape)
+                raise ShapeError(f"{self!r}.backward expected {s}_n_grad of the final state's shape {shape} "
+                                 f"(num_layers * directions, batch, hidden_size), got {tuple(f.shape)}")
+        return finals
 
     @staticmethod
     def _order(steps: int, reverse: bool) -> range:

@@ -21,9 +21,9 @@ from nnx import backend as _backend
 from nnx import init as _init
 from nnx import ops
 from nnx import random as _random
-from nnx.errors import ShapeError, StateError
+from nnx.errors import ArgumentError, ShapeError, StateError
 from nnx.layers.base import Parameter, ParamLayer, count
-from nnx.layers.checks import check_arguments
+from nnx.layers.checks import check_arguments, check_switches
 from nnx.layers.registry import register_layer
 
 
@@ -112,8 +112,10 @@ class _Cell(ParamLayer):
     def __init__(self, input_size: int, hidden_size: int, bias: bool = True, *, seed: Any = None,
                  dtype: str = "float32", backend: str | None = None) -> None:
         super().__init__()
-        check_arguments(type(self).__name__, dtype, input_size=input_size, hidden_size=hidden_size)
-        self.input_size, self.hidden_size, self.bias, self.dtype = input_size, hidden_size, bool(bias), dtype
+        input_size, hidden_size = check_arguments(type(self).__name__, dtype, input_size=input_size,
+                                                  hidden_size=hidden_size)
+        (bias,) = check_switches(type(self).__name__, bias=bias)
+        self.input_size, self.hidden_size, self.bias, self.dtype = input_size, hidden_size, bias, dtype
         add_gate_parameters(self, self._gates, input_size, hidden_size, self.bias, _random.make_rng(seed), "",
                             dtype, backend or _backend.current())
 
@@ -193,6 +195,11 @@ class LSTMCell(_Cell):
 
     def forward(self, x: Any, state: tuple[Any, Any] | None = None) -> tuple[Any, Any]:
         gx = self._gx(x)
+        if not (state is None or (isinstance(state, (tuple, list)) and len(state) == 2)):
+            shown = f"a {type(state).__name__} of {len(state)}" if isinstance(state, (tuple, list)) else (
+                f"a {type(state).__name__}")
+            raise ShapeError(f"{self!r} expected state as the pair (h, c), each (batch, {self.hidden_size}), or "
+                             f"None for zeros; got {shown}")
         h, c = (None, None) if state is None else state
         h, c = self._state(x, h, "h"), self._state(x, c, "c")
         if self.bias:
@@ -203,7 +210,7 @@ class LSTMCell(_Cell):
 
     def backward(self, grad: Any, *, input_grad: bool = True) -> Any:
         if not (isinstance(grad, tuple) and len(grad) == 2):
-            raise TypeError(f"{self!r}.backward expects the pair (dh, dc) of the new state's gradients, "
+            raise ArgumentError(f"{self!r}.backward expects the pair (dh, dc) of the new state's gradients, "
                             f"got {type(grad).__name__}")
         x, h, saved = self._pop()
         dh, dc = grad

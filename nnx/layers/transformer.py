@@ -12,7 +12,8 @@ from nnx.errors import ShapeError
 from nnx.layers.activations import GELU
 from nnx.layers.attention import MultiHeadAttention
 from nnx.layers.base import Layer, Parameter, ParamLayer, count, holds_no_arrays, takes_any_input
-from nnx.layers.checks import check_arguments, check_float
+from nnx.arguments import integer
+from nnx.layers.checks import check_arguments, check_float, check_switches
 from nnx.layers.dropout import Dropout
 from nnx.layers.linear import Linear
 from nnx.layers.norm import LayerNorm
@@ -45,7 +46,10 @@ class TransformerBlock(Layer):
     ``Normal(0, 0.02)``, and the two projections back into the residual stream (``attn``'s
     output and ``fc2``) ``Normal(0, 0.02 / sqrt(2 * num_blocks))``, for a stack of
     ``num_blocks`` blocks; biases start at 0. ``init="default"`` keeps each layer's own.
+    ``cache`` (a :class:`~nnx.KVCache`) passes on to ``attn`` for incremental decoding.
     """
+
+    takes_cache = True
 
     _children = ("norm1", "attn", "drop1", "norm2", "fc1", "act", "fc2", "drop2")
 
@@ -68,15 +72,16 @@ class TransformerBlock(Layer):
         backend: str | None = None,
     ) -> None:
         super().__init__()
-        hidden_dim = hidden_dim or 4 * embed_dim
-        check_arguments("TransformerBlock", dtype, embed_dim=embed_dim, num_heads=num_heads, hidden_dim=hidden_dim)
+        hidden_dim = 4 * integer(embed_dim, "embed_dim", "TransformerBlock") if hidden_dim is None else hidden_dim
+        embed_dim, num_heads, hidden_dim = check_arguments(
+            "TransformerBlock", dtype, embed_dim=embed_dim, num_heads=num_heads, hidden_dim=hidden_dim)
+        (causal,) = check_switches("TransformerBlock", causal=causal)
         self.embed_dim, self.num_heads, self.hidden_dim = embed_dim, num_heads, hidden_dim
-        if not isinstance(bias, bool):
-            raise ValueError(f"TransformerBlock bias must be True or False, got {bias!r}")
+        (bias,) = check_switches("TransformerBlock", bias=bias)
         if init not in BLOCK_INITS:
             raise ValueError(f"TransformerBlock init must be one of {BLOCK_INITS}, got {init!r}")
         (num_blocks,) = check_arguments("TransformerBlock", dtype, num_blocks=num_blocks)
-        self.dropout, self.causal, self.eps, self.dtype = float(dropout), bool(causal), float(eps), dtype
+        self.dropout, self.causal, self.eps, self.dtype = float(dropout), causal, float(eps), dtype
         self.bias = bias
         rng = _random.make_rng(seed)
         seeds = [int(s) for s in rng.integers(0, 2**31, 5)]
@@ -96,10 +101,11 @@ class TransformerBlock(Layer):
                 p.data = _backend.to_device(_random.normal(rng, p.shape, 0.0, std), backend or _backend.current(),
                                             dtype)
 
-    def forward(self, x: Any, *, key_padding_mask: Any = None, attn_mask: Any = None) -> Any:
+    def forward(self, x: Any, *, key_padding_mask: Any = None, attn_mask: Any = None, cache: Any = None) -> Any:
         check_float(x, self)
         _check_sequence(x, self.embed_dim, self)
-        a = self.attn.forward(self.norm1.forward(x), key_padding_mask=key_padding_mask, attn_mask=attn_mask)
+        a = self.attn.forward(self.norm1.forward(x), key_padding_mask=key_padding_mask, attn_mask=attn_mask,
+                              cache=cache)
         x = x + self.drop1.forward(a)
         m = self.fc2.forward(self.act.forward(self.fc1.forward(self.norm2.forward(x))))
         return x + self.drop2.forward(m)
@@ -137,7 +143,7 @@ class PositionalEmbedding(ParamLayer):
     """Adds a learned vector per position: ``x + weight[:seq]`` for ``x`` of shape
     ``(batch, seq, embed_dim)`` with ``seq <= max_len`` (place it after an
     :class:`~nnx.Embedding`). The table starts as draws from ``init`` (default ``Normal(0, 0.02)``)
-    with ``seed``."""
+    with ``seed``. With ``cache`` (a :class:`~nnx.KVCache`) positions continue from those it holds."""
 
     arguments = ("max_len", "embed_dim", "dtype")
 
@@ -150,14 +156,20 @@ class PositionalEmbedding(ParamLayer):
         table = _init.draw(init or _init.Normal(0.0, 0.02), shape, _random.make_rng(seed), shape)
         self.weight = Parameter(_backend.to_device(table, backend or _backend.current(), dtype), "weight")
 
-    def forward(self, x: Any) -> Any:
+    takes_cache = True
+
+    def forward(self, x: Any, *, cache: Any = None) -> Any:
         self._check_input(x, self)
         _check_sequence(x, self.embed_dim, self)
-        if x.shape[1] > self.max_len:
-            raise ShapeError(f"{self!r} holds {self.max_len} positions but got a sequence of {x.shape[1]}; "
-                             f"build it with a larger max_len")
-        self.save_for_backward(x.shape[1])
-        return x + self.weight.data[:x.shape[1], :]
+        start = 0 if cache is None else cache.positions(self, x)
+        if start + x.shape[1] > self.max_len:
+            raise ShapeError(f"{self!r} holds {self.max_len} positions but got a sequence of {x.shape[1]}"
+                             f"{f' after {start} cached ones' if start else ''}; build it with a larger max_len")
+        if start:  # backward's table gradient assumes positions from 0: none after a later cached forward
+            self.drop_saved()
+        else:
+            self.save_for_backward(x.shape[1])
+        return x + self.weight.data[start:start + x.shape[1], :]
 
     def backward(self, grad: Any, *, input_grad: bool = True) -> Any:
         (seq,) = self.saved_tensors()
@@ -197,10 +209,12 @@ def sinusoidal_positions(length: int, dim: int, *, dtype: str = "float32", backe
 @register_layer
 class SinusoidalPositions(Layer):
     """Adds the fixed sine/cosine position table (:func:`sinusoidal_positions`) to
-    ``(batch, seq, embed_dim)`` inputs; it has no parameters and takes any length."""
+    ``(batch, seq, embed_dim)`` inputs; it has no parameters and takes any length. With ``cache``
+    (a :class:`~nnx.KVCache`) positions continue from those it holds."""
 
     config_size = holds_no_arrays
     example_input = takes_any_input
+    takes_cache = True
 
     arguments = ("embed_dim",)
 
@@ -209,11 +223,13 @@ class SinusoidalPositions(Layer):
         check_arguments("SinusoidalPositions", embed_dim=embed_dim)
         self.embed_dim = embed_dim
 
-    def forward(self, x: Any) -> Any:
+    def forward(self, x: Any, *, cache: Any = None) -> Any:
         xp = check_float(x, self)
         _check_sequence(x, self.embed_dim, self)
+        start = 0 if cache is None else cache.positions(self, x)
         self.save_for_backward(None)
-        return x + _sinusoids(xp, x.shape[1], self.embed_dim, x.dtype, _backend.device_of(x))
+        table = _sinusoids(xp, start + x.shape[1], self.embed_dim, x.dtype, _backend.device_of(x))
+        return x + table[start:, :]
 
     def backward(self, grad: Any) -> Any:
         self.saved_tensors()

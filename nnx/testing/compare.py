@@ -16,6 +16,7 @@ scale of its computation, not against itself. Integer and boolean arrays must be
 from __future__ import annotations
 
 import math
+import sys
 
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -23,6 +24,7 @@ from typing import Any
 import numpy as np
 
 from nnx import backend as _backend
+from nnx.arguments import number
 from nnx.errors import ParityError
 
 RTOL: dict[str, float] = {"float64": 1e-12, "float32": 1e-5, "float16": 1e-2}
@@ -84,6 +86,12 @@ class Comparison:
 def default_rtol(dtype: Any) -> float:
     """The default relative tolerance for a dtype (0 for exact dtypes)."""
     return RTOL.get(np.dtype(dtype).name, 0.0)
+
+
+def per_step(value: Any, name: str, owner: str, steps: int) -> float:
+    """A tolerance per step (``value``, as the caller passed it) checked to stay a finite float when
+    multiplied by ``steps``, the most a tensor's step number can be: a finite number >= 0."""
+    return number(value, name, owner, 0.0, sys.float_info.max / max(steps, 1))
 
 
 def magnitude(x: np.ndarray) -> float:

@@ -1,5 +1,5 @@
 """The models ``nnx parity`` checks by name: the tutorials' networks, an MLP, a classifier, a CNN,
-an RNN and a tiny GPT.
+an RNN, a tiny GPT, a character GPT and an encoder-decoder transformer.
 
 Each example is built on the host (numpy) from fixed seeds, in the dtype asked
 for, with its own data, loss and optimizer; :func:`nnx.testing.check_parity`
@@ -190,6 +190,56 @@ def _tiny_gpt(dtype: str) -> ParityCase:
                       model, MSE(), x, y, _sgd(0.5))
 
 
+def _zen() -> str:
+    """The Zen of Python as the standard library's ``this`` module holds it (read, not imported: importing
+    prints it), a text every Python installation has."""
+    import codecs
+    import importlib.util
+
+    origin = importlib.util.find_spec("this").origin
+    with open(origin, encoding="utf-8") as f:
+        source = f.read()
+    return codecs.decode(source.split('"""')[1], "rot13")
+
+
+def _char_gpt(dtype: str) -> ParityCase:
+    from nnx.layers import Embedding, PositionalEmbedding, TransformerBlock
+
+    f = {"dtype": dtype, "backend": "numpy"}
+    text, seq = _zen(), 6
+    chars = sorted(set(text))
+    ids = [chars.index(c) for c in text]
+    model = Sequential(
+        Embedding(len(chars), 8, seed=21, **f), PositionalEmbedding(seq, 8, seed=22, **f),
+        TransformerBlock(8, 2, hidden_dim=16, causal=True, seed=23, **f),
+        LayerNorm(8, **f), Linear(8, len(chars), seed=25, **f),
+    )
+    windows = [ids[s:s + seq + 1] for s in range(0, 16 * 13, 13)]
+    x = _backend.to_device(_random.asarray([w[:-1] for w in windows]), "numpy", dtype="int64")
+    y = _data(_random.asarray([[[float(t == c) for c in range(len(chars))] for t in w[1:]] for w in windows]), dtype)
+    return ParityCase("char_gpt", "character GPT on the Zen of Python (examples/char_gpt.py's layers, smaller: "
+                      "embedding, learned positions, a causal transformer block, layer norm, head), MSE to one-hot "
+                      "next characters, SGD lr 0.5", model, MSE(), x, y, _sgd(0.5))
+
+
+def _seq2seq(dtype: str) -> ParityCase:
+    from nnx.layers import TransformerSeq2Seq
+
+    rng = _random.make_rng(26)
+    length, vocab = 4, 11
+    model = TransformerSeq2Seq(10, vocab + 1, length, length, embed_dim=8, num_heads=2, hidden_dim=16,
+                               num_layers=1, seed=27, dtype=dtype, backend="numpy")
+    source = rng.integers(0, 10, (16, length))
+    target = source[:, ::-1]
+    packed = [list(s) + [vocab] + list(t[:-1]) for s, t in zip(source, target)]  # source, START, shifted target
+    x = _backend.to_device(_random.asarray(packed), "numpy", dtype="int64")
+    y = _data(_random.asarray([[[float(t == c) for c in range(vocab + 1)] for t in row] for row in target]), dtype)
+    return ParityCase("seq2seq", "encoder-decoder transformer reversing digits (examples/seq2seq_reverse.py's "
+                      "TransformerSeq2Seq, one block each: an encoder block, a decoder block with cross-attention), "
+                      "source and decoder input packed in one array, MSE to one-hot targets, SGD lr 0.5",
+                      model, MSE(), x, y, _sgd(0.5))
+
+
 EXAMPLES: dict[str, Callable[[str], ParityCase]] = {
     "seed000": _seed000,
     "seed001": _seed001,
@@ -199,6 +249,8 @@ EXAMPLES: dict[str, Callable[[str], ParityCase]] = {
     "cnn": _cnn,
     "rnn": _rnn,
     "tiny_gpt": _tiny_gpt,
+    "char_gpt": _char_gpt,
+    "seq2seq": _seq2seq,
 }
 
 

@@ -22,7 +22,7 @@ from nnx.errors import ParityError
 from nnx.layers import Layer, Parameter
 from nnx.losses import Loss
 from nnx.optim import SGD, Optimizer
-from nnx.testing.compare import Comparison, compare, default_rtol, magnitude
+from nnx.testing.compare import Comparison, compare, default_rtol, magnitude, per_step
 
 OptimizerFactory = Callable[[list[Parameter]], Optimizer]
 
@@ -169,7 +169,10 @@ def _trace(model: Layer, loss: Loss, make_optimizer: OptimizerFactory, x: Any, y
         if method == "forward":
             record((step, "forward", path, labels[path], "output"), result, arg)
             return
-        if result is not None:  # integer inputs (an Embedding's indices) have no gradient
+        if isinstance(result, tuple):  # one per input (cross-attention: query, key, value; a decoder: x, memory)
+            for i, part in enumerate(result):
+                record((step, "backward", path, labels[path], f"input_grad.{i}"), part, arg)
+        elif result is not None:  # integer inputs (an Embedding's indices) have no gradient
             record((step, "backward", path, labels[path], "input_grad"), result, arg)
         for pname, p in layer.named_parameters():
             if "." not in pname:  # the layer's own parameters; those inside it were recorded already
@@ -253,6 +256,8 @@ def check_parity(
         raise ValueError(f"parity needs two or more backends, got {names}")
     if steps < 1:
         raise ValueError(f"parity needs steps >= 1, got {steps}")
+    rtol = None if rtol is None else per_step(rtol, "rtol", "check_parity", steps)
+    atol = None if atol is None else per_step(atol, "atol", "check_parity", steps)
     for name in names:
         _backend.get(name)  # unknown or unavailable backends fail here, with the reason
     make_optimizer = optimizer or (lambda params: SGD(params, lr=0.1))

@@ -62,7 +62,7 @@ from nnx.errors import (
 from nnx.layers import Layer
 from nnx.losses import Loss
 from nnx.optim import SGD, Optimizer
-from nnx.testing.compare import compare, default_rtol
+from nnx.testing.compare import compare, default_rtol, per_step
 from nnx.testing.parity import Key, OptimizerFactory, ParityReport, TensorCheck, clone_to, collect, judge
 
 TRACE_VERSION = 1
@@ -525,12 +525,15 @@ def _initial_checks(report: TraceReport, trace: Trace, model: Layer, labels: dic
             report.first_failure = check
 
 
-def _tolerance(trace: Trace, rtol: float | None,
-               tolerances: Mapping[str, float] | None) -> Callable[[Key, Any], tuple[float, float | None]]:
-    patterns = list((tolerances or {}).items())
-    for pattern, value in patterns:
-        if not (isinstance(value, (int, float)) and math.isfinite(value) and value >= 0):
-            raise ValueError(f"the tolerance of {pattern!r} must be a finite number >= 0, got {value!r}")
+def tolerance_rule(trace: Trace, rtol: float | None,
+                   tolerances: Mapping[str, float] | None) -> Callable[[Key, Any], tuple[float, float | None]]:
+    """The (rtol, atol) of each recorded tensor of ``trace`` (see the module docstring). ``rtol`` and each
+    value of ``tolerances`` are checked here, as the caller passed them: a finite number >= 0 that stays
+    finite times the trace's steps (:class:`~nnx.errors.ArgumentError` otherwise)."""
+    patterns = [(pattern, per_step(value, f"tolerance of {pattern!r}", "check_trace", trace.steps))
+                for pattern, value in (tolerances or {}).items()]
+    if rtol is not None:
+        rtol = per_step(rtol, "rtol", "check_trace", trace.steps)
     tf32 = trace.metadata.get("matmul_precision") == "tf32"
 
     def tolerance(key: Key, expected: Any) -> tuple[float, float | None]:
@@ -585,6 +588,7 @@ def check_trace(
     """
     if not isinstance(trace, Trace):
         trace = load_trace(trace)
+    tolerance = tolerance_rule(trace, rtol, tolerances)
     names = list(backends) if backends else [(model.backend if model is not None else None) or _backend.current()]
     if model is None:
         model = trace.build_model("numpy")
@@ -599,7 +603,6 @@ def check_trace(
     start.set_random_states(trace.random_states)
     run_loss = loss if loss is not None else trace.build_loss()
     make_optimizer = optimizer or trace.build_optimizer()
-    tolerance = _tolerance(trace, rtol, tolerances)
     saved = {n: _backend.set_matmul_precision("highest", n) for n in names}
     runs: dict[str, tuple[list[tuple[Key, Any, float]], str | None]] = {}
     try:

@@ -40,6 +40,8 @@ from nnx.errors import ConfigError, DTypeError, NnxError, NonFiniteError, ShapeE
 from nnx.layers import ClassLabels, Layer, Sigmoid, Softmax, set_finite_checks
 from nnx.losses import Loss
 from nnx.optim import Optimizer
+from nnx.precision import Precision, policy
+from nnx.train import batches
 from nnx.train.callbacks import Callback
 from nnx.train.metrics import Metric, resolve_metrics
 from nnx.train.options import FitOptions
@@ -59,8 +61,17 @@ def _model_placement(model: Layer) -> tuple[str, str]:
     return _backend.backend_of(params[0].data), _backend.dtype_name(params[0].data)
 
 
-def _to_model(values: Any, name: str, dtype: str) -> Any:
-    """Move inputs or targets onto the model's backend once; floats take the model's dtype."""
+def _inputs_to_model(x: Any, name: str, dtype: str) -> Any:
+    """Move inputs (one array, or named inputs: their ``"x"`` as one array, the others keeping boolean masks
+    boolean) onto the model's backend once."""
+    if not batches.is_named(x):
+        return _to_model(x, name, dtype)
+    return {k: _to_model(v, name, dtype, keep_bool=k != "x") for k, v in x.items()}
+
+
+def _to_model(values: Any, name: str, dtype: str, keep_bool: bool = False) -> Any:
+    """Move inputs or targets onto the model's backend once; floats take the model's dtype (and bools,
+    unless ``keep_bool``)."""
     try:
         on = _backend.backend_of(values)
     except NnxError:
@@ -68,9 +79,13 @@ def _to_model(values: Any, name: str, dtype: str) -> Any:
     if on == name:
         xp = _backend.namespace_of(values)
         if xp.isdtype(values.dtype, "real floating") and _backend.dtype_name(values) != dtype:
+            _backend.check_representable(values, dtype, "the data")
             return xp.astype(values, getattr(xp, dtype))
         return values
     host = _backend.to_host(values)
+    _backend.check_representable(host, dtype, "the data")
+    if keep_bool and host.dtype.kind == "b":
+        return _backend.to_device(host, name)
     if host.dtype.kind == "f" or host.dtype.kind == "b":
         return _backend.to_device(host, name, dtype=dtype)
     if host.dtype.kind in "iu":
@@ -87,7 +102,7 @@ def _check_data(model: Layer, loss: Loss, x: Any, y: Any, what: str) -> None:
     through the loss itself on all labels (against one prediction row, in
     evaluation mode so no statistic or random stream moves).
     """
-    for values, part in ((x, "inputs"), (y, "targets")):
+    for part, values in (*batches.arrays(x), ("targets", y)):
         xp = _backend.namespace_of(values)
         if xp.isdtype(values.dtype, "real floating") and not ops.all_finite(values):
             bad = int(xp.sum(xp.astype(~xp.isfinite(values), xp.int64)))
@@ -98,7 +113,7 @@ def _check_data(model: Layer, loss: Loss, x: Any, y: Any, what: str) -> None:
     if not labels and not xp.isdtype(y.dtype, "real floating"):
         return
     with model.inference():
-        row = model.forward(x[:1, ...])
+        row = batches.forward(model, batches.cut(x, 0, 1))
     if labels and row.ndim == 2:  # class labels: their range
         shape = (int(y.shape[0]), int(row.shape[1]))
     elif not labels and tuple(row.shape[1:]) == tuple(y.shape[1:]):  # float targets: the loss's own range
@@ -146,11 +161,12 @@ def run_settings(optimizer: Optimizer, seed: Any, batch_size: int, shuffle: bool
 def _pair(data: Any, what: str) -> tuple[Any, Any]:
     if not (isinstance(data, (tuple, list)) and len(data) == 2):
         raise TypeError(f"{what} must be a pair (inputs, targets), got {type(data).__name__}")
-    x, y = (v if hasattr(v, "shape") else _backend.to_host(v) for v in data)  # nested lists, as predict takes
-    if x.ndim == 0 or y.ndim == 0:
+    x, y = (v if hasattr(v, "shape") or batches.is_named(v) else _backend.to_host(v) for v in data)  # nested lists
+    x = batches.check_named(x, what)
+    if (not batches.is_named(x) and x.ndim == 0) or y.ndim == 0:
         raise ShapeError(f"{what}: inputs and targets need one row per sample, got shapes {tuple(x.shape)} "
                          f"and {tuple(y.shape)}")
-    nx, ny = int(x.shape[0]), int(y.shape[0])
+    nx, ny = batches.rows(x), int(y.shape[0])
     if nx != ny:
         raise ShapeError(f"{what}: {nx} inputs but {ny} targets; both need one row per sample")
     if nx == 0:
@@ -163,14 +179,18 @@ def _split(x: Any, y: Any, fraction: Any, seed: Any) -> tuple[tuple[Any, Any], t
     (0 unless an int), stratified for integer class labels."""
     if isinstance(fraction, bool) or not isinstance(fraction, (int, float)) or not 0.0 < fraction < 1.0:
         raise ConfigError(f"fit validation_split must be a fraction in (0, 1), got {fraction!r}")
-    hx, hy = _backend.to_host(x), _backend.to_host(y)
-    n = int(hx.shape[0])
+    hx, hy = batches.each(x, _backend.to_host), _backend.to_host(y)
+    n = batches.rows(hx)
     if n < 2 or not 0 < round(fraction * n) < n:
         raise ConfigError(f"fit validation_split={fraction!r} of {n} samples leaves no sample in one of the two "
                           f"parts; use more data or another fraction")
     seed = seed if isinstance(seed, int) and not isinstance(seed, bool) else 0
     stratify = hy.ndim == 1 and hy.dtype.kind in "iu"
-    return train_val_split(hx, hy, val=float(fraction), seed=seed, stratify=stratify)
+    if not batches.is_named(hx):
+        return train_val_split(hx, hy, val=float(fraction), seed=seed, stratify=stratify)
+    (train, ty), (held, vy) = train_val_split(_backend.to_host(list(range(n))), hy, val=float(fraction), seed=seed,
+                                              stratify=stratify)
+    return (batches.each(hx, lambda v: v[train]), ty), (batches.each(hx, lambda v: v[held]), vy)
 
 
 def _check_batch_size(batch_size: int | None, n: int) -> int:
@@ -192,7 +212,7 @@ def _first_bad_forward(model: Layer, x: Any) -> str:
             found.append(f"layer {path} ({layer!r})" if path else repr(layer))
 
     with model.observe(check):
-        model.forward(x)
+        batches.forward(model, x)
     model.drop_saved()
     return found[0] if found else "the loss (every layer's output was finite)"
 
@@ -246,8 +266,14 @@ def fit(
     allow_changes: bool = False,
     run_config: Any = None,
     world: World | None = None,
+    precision: Precision | str | None = None,
 ) -> History:
     """Train ``model`` for ``epochs`` epochs on ``data = (inputs, targets)``; return the :class:`History`.
+
+    ``inputs`` is one array or named inputs, a dict of arrays with one row per sample such as
+    ``{"x": ids, "lengths": lengths}``: each batch takes the same rows of every array and the model
+    runs ``model.forward(batch["x"], **the_others)`` (:mod:`nnx.train.batches`; boolean masks stay
+    boolean). The same holds for ``validation``, ``validation_split``, :func:`evaluate` and :func:`predict`.
 
     ``inputs`` and ``targets`` may be NumPy arrays, lists or arrays of any
     backend; they move to the model's backend once (float data in the model's
@@ -302,11 +328,16 @@ def fit(
     is this process alone. ``world=nnx.distributed.init()`` trains
     data-parallel over the processes of an ``mpiexec`` job, ``batch_size``
     being each process's share of a step (see :mod:`nnx.distributed`).
+
+    ``precision``: ``"float16"`` or ``"bfloat16"`` (or an :class:`nnx.Precision`) trains in
+    that dtype with float32 master weights and, for float16, dynamic loss scaling
+    (:mod:`nnx.precision`); validation scores the float32 model. The checkpoint keeps the
+    loss scale, and a run resumed with another precision is refused.
     """
     options = FitOptions(epochs=epochs, batch_size=batch_size, shuffle=shuffle, validation=validation,
                          validation_split=validation_split, callbacks=callbacks, seed=seed, progress=progress, metrics=metrics,
                          check_finite=check_finite, state=state, stream=stream, checkpoint=checkpoint,
-                         resume=resume, allow_changes=allow_changes, run_config=run_config)
+                         resume=resume, allow_changes=allow_changes, run_config=run_config, precision=precision)
     world = LocalWorld() if world is None else world
     try:
         with contextlib.ExitStack() as held:
@@ -353,13 +384,16 @@ def prepare(model: Layer, loss: Loss, optimizer: Optimizer, data: tuple[Any, Any
         seed = options.seed if state is None else state.seed
         (x, y), validation = _split(x, y, options.validation_split, seed)
     _check_optimizer(model, optimizer)
+    mixed = policy(options.precision)
+    if mixed is not None:
+        mixed.check(model)
     name, dtype = _model_placement(model)
-    n = int(x.shape[0])
+    n = batches.rows(x)
     batch_size = _check_batch_size(options.batch_size, n)
-    x, y = _to_model(x, name, dtype), _to_model(y, name, dtype)
+    x, y = _inputs_to_model(x, name, dtype), _to_model(y, name, dtype)
     if validation is not None:
         vx, vy = _pair(validation, "validation")
-        validation = (_to_model(vx, name, dtype), _to_model(vy, name, dtype))
+        validation = (_inputs_to_model(vx, name, dtype), _to_model(vy, name, dtype))
     metric_fns = resolve_metrics(options.metrics, y)
     if state is None:
         state = TrainState(model, optimizer, options.seed, callbacks=list(options.callbacks or ()))
@@ -367,11 +401,14 @@ def prepare(model: Layer, loss: Loss, optimizer: Optimizer, data: tuple[Any, Any
         raise ValueError("pass seed and callbacks either to fit or to the TrainState, not both")
     elif state.model is not model or state.optimizer is not optimizer:
         raise ValueError("the TrainState belongs to another model or optimizer")
+    state.precision = mixed
     save_to = None if options.checkpoint is None else _checkpoint.checkpoint_path(options.checkpoint)
     state.settings = {**run_settings(optimizer, state.seed, batch_size, options.shuffle, options.run_config),
                       **(extra_settings or {})}
     if options.validation_split is not None:
         state.settings["validation_split"] = float(options.validation_split)
+    if mixed is not None:
+        state.settings["precision"] = mixed.dtype
     if options.resume:
         if save_to is None:
             raise ValueError("resume=True needs checkpoint=DIR, the directory to resume from")
@@ -392,8 +429,10 @@ class _StepCount:
     transfer to save: its numbers are read one by one, every step.
     """
 
-    def __init__(self, model: Layer, metric_fns: dict[str, Metric], check_finite: bool, need_host: bool) -> None:
+    def __init__(self, model: Layer, metric_fns: dict[str, Metric], check_finite: bool, need_host: bool,
+                 check_gradients: bool = True) -> None:
         self.model, self.metric_fns, self.check_finite, self.need_host = model, metric_fns, check_finite, need_host
+        self.check_gradients = check_gradients  # False under loss scaling: its overflows are skipped steps
         self.params = model.parameters()
         self.host_memory = all(_backend.get(_backend.backend_of(p.data)).host_memory for p in self.params)
         self.keys = ["loss", *metric_fns]
@@ -409,13 +448,13 @@ class _StepCount:
 
     def __call__(self, x: Any, y: Any, value: Any, output: Any) -> None:
         xp = _backend.namespace_of(value)
-        count = int(x.shape[0])
+        count = batches.rows(x)
         self.step += 1
         self.seen += count
         parts = [value * count]
         for fn in self.metric_fns.values():
             parts.append(fn(output, y))
-        if self.check_finite:
+        if self.check_finite and self.check_gradients:
             # one number screens every gradient: a NaN or an infinity makes the sum of squares
             # non-finite (a finite overflow only costs the closer look below, which then finds
             # nothing). A dot product reads the gradient once, at about twice the speed of a sum.
@@ -441,7 +480,7 @@ class _StepCount:
             if not math.isfinite(got[0]):
                 _raise_non_finite(f"the loss is {got[0] / count}; the first non-finite value, in forward "
                                   f"order, comes from", self.epoch, self.step, _first_bad_forward(self.model, x))
-            if not math.isfinite(got[-1]):
+            if self.check_gradients and not math.isfinite(got[-1]):
                 bad = _first_bad_gradient(self.model)
                 if bad is not None:
                     _raise_non_finite("the loss is finite but a gradient is not; the first non-finite "
@@ -476,13 +515,15 @@ def _run(model: Layer, loss: Loss, optimizer: Optimizer, run: Prepared, options:
     """The epochs of :func:`fit`, on data already on the device; each step is this rank's share
     (``world.share``) of the batch of a single process, checkpoints go to ``run.save_to``."""
     (x, y), state, batch_size, epochs = run.data, run.state, run.batch_size, options.epochs
-    xp = _backend.namespace_of(x)
-    n = int(x.shape[0])
-    name = _backend.backend_of(x)
+    xp = _backend.namespace_of(y)
+    n = int(y.shape[0])
+    name = _backend.backend_of(y)
     step_size = batch_size * world.size
     steps_per_epoch = math.ceil(n / step_size)
     show_steps = bar.wants_step_numbers
-    count = _StepCount(model, run.metric_fns, options.check_finite, options.check_finite or show_steps)
+    mixed = state.precision
+    count = _StepCount(model, run.metric_fns, options.check_finite, options.check_finite or show_steps,
+                       check_gradients=mixed is None or mixed.scaler is None)
     weight = 1.0
 
     def before_update(xb: Any, yb: Any, value: Any, output: Any) -> None:
@@ -506,15 +547,18 @@ def _run(model: Layer, loss: Loss, optimizer: Optimizer, run: Prepared, options:
             a, z, weight = world.share(b * step_size, min((b + 1) * step_size, n))
             if z > a:
                 if order is None:
-                    xb, yb = x[a:z, ...], y[a:z, ...]
+                    xb, yb = batches.cut(x, a, z), y[a:z, ...]
                 else:
                     rows = order[a:z]
-                    xb, yb = xp.take(x, rows, axis=0), xp.take(y, rows, axis=0)
-                train_step(model, loss, optimizer, xb, yb, before_update=before_update)
+                    xb, yb = batches.take(x, rows), xp.take(y, rows, axis=0)
+                train_step(model, loss, optimizer, xb, yb, before_update=before_update, precision=mixed)
             else:  # no sample of the tail for this rank: it still takes part in the sum, with zeros
                 optimizer.zero_grad()
                 world.sum_gradients(weight)
-                optimizer.step()
+                if mixed is None:
+                    optimizer.step()
+                else:
+                    mixed.step(optimizer)
             state.step += 1
             if show_steps:
                 bar.step(count.logs)
@@ -547,10 +591,11 @@ def _evaluate_shared(world: World, model: Layer, loss: Loss, data: tuple[Any, An
                      metric_fns: dict[str, Metric]) -> dict[str, float]:
     """:func:`evaluate` on data already on the device, the samples split over the ranks and the sums added up."""
     x, y = data
-    n = int(x.shape[0])
+    n = int(y.shape[0])
     a, z, _ = world.share(0, n)
     keys = ["loss", *metric_fns]
-    local = _sums(model, loss, x[a:z, ...], y[a:z, ...], batch_size, metric_fns) if z > a else [0.0] * len(keys)
+    local = (_sums(model, loss, batches.cut(x, a, z), y[a:z, ...], batch_size, metric_fns) if z > a
+             else [0.0] * len(keys))
     sums = world.sum_host(local, "the sum of the validation metrics")
     return {k: float(sums[i]) / n for i, k in enumerate(keys)}
 
@@ -569,9 +614,9 @@ def evaluate(
     """
     x, y = _pair(data, "data")
     name, dtype = _model_placement(model)
-    n = int(x.shape[0])
+    n = int(y.shape[0])
     batch_size = _check_batch_size(batch_size, n)
-    x, y = _to_model(x, name, dtype), _to_model(y, name, dtype)
+    x, y = _inputs_to_model(x, name, dtype), _to_model(y, name, dtype)
     metric_fns = resolve_metrics(metrics, y)
     keys = (["loss"] if loss is not None else []) + list(metric_fns)
     if not keys:
@@ -581,19 +626,19 @@ def evaluate(
 
 def _sums(model: Layer, loss: Loss | None, x: Any, y: Any, batch_size: int, metric_fns: dict[str, Metric]) -> list[float]:
     """The loss (times the samples) and metric sums over the samples ``x`` (on the device), in evaluation mode."""
-    xp = _backend.namespace_of(x)
-    n = int(x.shape[0])
+    xp = _backend.namespace_of(y)
+    n = int(y.shape[0])
     with model.inference():  # evaluation mode, nothing kept for a backward
         sums: Any = None
         for start in range(0, n, batch_size):
             stop = min(start + batch_size, n)
-            xb, yb = (x, y) if stop - start == n else (x[start:stop, ...], y[start:stop, ...])
-            output = model.forward(xb)
+            xb, yb = (x, y) if stop - start == n else (batches.cut(x, start, stop), y[start:stop, ...])
+            output = batches.forward(model, xb)
             parts = []
             if loss is not None:
                 value = loss.forward(output, yb)
                 loss.drop_saved()
-                parts.append(value * int(xb.shape[0]))
+                parts.append(value * (stop - start))
             parts.extend(fn(output, yb) for fn in metric_fns.values())
             numbers = xp.stack([xp.astype(v, output.dtype) for v in parts])
             sums = numbers if sums is None else sums + numbers
@@ -608,15 +653,16 @@ def predict(model: Layer, x: Any, batch_size: int | None = 1024) -> Any:
     (:meth:`Layer.inference`).
     """
     name, dtype = _model_placement(model)
-    x = _to_model(x, name, dtype)
-    n = int(x.shape[0])
+    x = _inputs_to_model(batches.check_named(x, "predict"), name, dtype)
+    n = batches.rows(x)
     batch_size = _check_batch_size(batch_size, n)
-    xp = _backend.namespace_of(x)
     with model.inference():
         if n <= batch_size:  # one batch (or no samples: the model's empty output)
-            outputs = [model.forward(x)]
+            outputs = [batches.forward(model, x)]
         else:
-            outputs = [model.forward(x[s:min(s + batch_size, n), ...]) for s in range(0, n, batch_size)]
+            outputs = [batches.forward(model, batches.cut(x, s, min(s + batch_size, n)))
+                       for s in range(0, n, batch_size)]
+    xp = _backend.namespace_of(outputs[0])
     return outputs[0] if len(outputs) == 1 else xp.concat(outputs, axis=0)
 
 

@@ -31,6 +31,7 @@ class FitOptions:
     resume: bool = False
     allow_changes: bool = False
     run_config: Any = None
+    precision: Any = None
 
 
 # steps of a run on a table when no number of epochs is given: noisy regression targets overfit sooner

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from typing import Any
 
 import numpy as np
@@ -19,7 +20,9 @@ def train_val_split(
     a count. With ``stratify=True`` every class keeps its share in both parts
     (``y`` must be class indices): each class holds out the whole part of its
     share, and the classes with the largest remainders one more, so the parts
-    have exactly the asked sizes.
+    have exactly the asked sizes; no class gives its last sample to the held-out
+    part while the sizes allow it (a class of one sample stays in training,
+    with a warning: the held-out scores say nothing about it).
     """
     x, y = np.asarray(x), np.asarray(y)
     n = int(x.shape[0])
@@ -39,9 +42,12 @@ def train_val_split(
         labels = y if y.ndim == 1 else y.argmax(axis=1)
         classes = np.unique(labels)
         sizes = np.array([np.count_nonzero(labels == c) for c in classes])
-        quotas = count * sizes / n  # each class's share of the held-out count; whole parts first,
-        takes = np.floor(quotas).astype(np.int64)  # then one more for the largest remainders
-        takes[np.argsort(-(quotas - takes), kind="stable")[: count - int(takes.sum())]] += 1
+        takes = _stratified_takes(count, sizes)
+        alone = [c for c, k, s in zip(classes.tolist(), takes.tolist(), sizes.tolist()) if k == 0 and s == 1]
+        if alone:
+            warnings.warn(f"train_val_split: {len(alone)} class(es) have a single sample ({alone[:10]!r}); it is "
+                          f"kept for training and none is held out, so the held-out scores say nothing about them",
+                          stacklevel=2)
         val_parts, train_parts = [], []
         for c, k in zip(classes, takes):
             members = np.flatnonzero(labels == c)
@@ -51,6 +57,21 @@ def train_val_split(
         val_idx = np.concatenate(val_parts)[_random.permutation(rng, sum(p.size for p in val_parts))]
         train_idx = np.concatenate(train_parts)[_random.permutation(rng, sum(p.size for p in train_parts))]
     return (x[train_idx], y[train_idx]), (x[val_idx], y[val_idx])
+
+
+def _stratified_takes(count: int, sizes: np.ndarray) -> np.ndarray:
+    """How many samples of each class (of ``sizes``) to hold out, ``count`` in all: each class's share,
+    whole parts first, then one more for the largest remainders, never a class's last sample (a class
+    held out whole is never trained on) unless ``count`` leaves no other way."""
+    quotas = count * sizes / sizes.sum()
+    takes = np.floor(quotas).astype(np.int64)
+    room = sizes - 1 if count <= int((sizes - 1).sum()) else sizes
+    order = np.argsort(-(quotas - takes), kind="stable")
+    while takes.sum() < count:
+        for i in order:
+            if takes.sum() < count and takes[i] < room[i]:
+                takes[i] += 1
+    return takes
 
 
 __all__ = ["train_val_split"]

@@ -6,7 +6,7 @@ from typing import Any, Mapping, Sequence
 
 from nnx import checkpoint as _checkpoint
 from nnx import random as _random
-from nnx.errors import StateError
+from nnx.errors import ConfigError, StateError
 from nnx.layers import Layer
 from nnx.optim import Optimizer
 
@@ -79,6 +79,7 @@ class TrainState:
         self.seed = seed
         self.rng = _random.make_rng(seed)
         self.settings: dict[str, Any] | None = None
+        self.precision: Any = None  # the run's nnx.Precision, whose loss scale a checkpoint keeps
         self.history = history or History()
         self.callbacks = list(callbacks)
         self.epoch = 0
@@ -91,7 +92,8 @@ class TrainState:
         return _checkpoint.run_state(
             self.model, self.optimizer, rng=self.rng, epoch=self.epoch, step=self.step,
             history=self.history.to_dict(),
-            extra={"callbacks": [cb.state_dict() for cb in self.callbacks], "settings": self.settings},
+            extra={"callbacks": [cb.state_dict() for cb in self.callbacks], "settings": self.settings,
+                   **({} if self.precision is None else {"precision": self.precision.state_dict()})},
         )
 
     def load_state_dict(self, d: Mapping[str, Any]) -> None:
@@ -102,6 +104,12 @@ class TrainState:
                 f"the saved run had {len(saved)} callbacks, this one has {len(self.callbacks)}; "
                 f"pass the same callbacks to resume"
             )
+        extra = d.get("extra") or {}
+        if self.precision is not None or extra.get("precision") is not None:
+            if self.precision is None:
+                raise ConfigError(f"the saved run trained in {extra['precision'].get('dtype')}, this one in float32; "
+                                  f"resume with the saved run's precision")
+            self.precision.load_state_dict(extra.get("precision") or {})
         optimizer = d.get("optimizer")
         if optimizer is not None:
             if optimizer["type"] != type(self.optimizer).__name__:
