@@ -1,7 +1,7 @@
 """nnx: small neural networks written once against the Python array API.
 
 The same layers, losses, optimizers and backprop run on NumPy (CPU), CuPy
-(CUDA GPU) and array-api-strict (conformance checks). See README.md and
+(CUDA GPU) and array-api-strict (conformance checks). See README.md, docs/ and
 ARCHITECTURE.md.
 
 The top level holds one name for each thing people use every day; the

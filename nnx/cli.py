@@ -190,7 +190,7 @@ def _train_in(args: argparse.Namespace, held: contextlib.ExitStack) -> int:
     _train_outputs(args)
     if args.plot and importlib.util.find_spec("matplotlib") is None:
         print("nnx: error: --plot needs matplotlib: pip install matplotlib "
-              "(or the extra: pip install 'nnx-array[plot]')", file=sys.stderr)
+              "(or the extra: pip install '.[plot]' in nnx's clone)", file=sys.stderr)
         return 1
     try:
         name = args.backend or backend.current()
@@ -872,7 +872,7 @@ def build_parser() -> argparse.ArgumentParser:
     p_train.add_argument("--distributed", action="store_true",
                          help="data-parallel over the processes of an MPI job: mpiexec -n N nnx train ... "
                               "--distributed (--batch-size is then each process's share of a step; "
-                              "needs pip install 'nnx-array[distributed]')")
+                              "needs pip install '.[distributed]' in nnx's clone)")
     p_train.add_argument("--task", choices=("classification", "regression"), default="classification",
                          help="classification (default): the label column holds classes; regression: it holds a "
                               "number to predict (MSE on the standardised target; the model answers in the "

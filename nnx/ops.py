@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import inspect
 import math
+import os
 from typing import Any, Callable, TypeVar
 
 from nnx import backend as _backend
@@ -491,9 +492,23 @@ def rmsprop_update(
     return p, v, b
 
 
+# NNX_HOST_ALLOCATOR=system leaves the allocator of the process as it is
+ALLOCATOR_VAR = "NNX_HOST_ALLOCATOR"
+
+
+def tune_host_allocator(backend: str) -> bool:
+    """Run backend ``backend``'s ``host_allocator`` (if it names one and ``$NNX_HOST_ALLOCATOR`` is not
+    ``system``); whether the allocator's settings changed."""
+    record = _backend.lookup(backend)
+    if record.host_allocator is None or os.environ.get(ALLOCATOR_VAR, "").strip().lower() == "system":
+        return False
+    return bool(load(record.host_allocator)())
+
+
 for _record in list(_backend.BACKENDS.values()):
     if _record.op_overrides_default:
         enable(_record.name)
+        tune_host_allocator(_record.name)
 
 
 __all__ = [
@@ -526,4 +541,5 @@ __all__ = [
     "softmax_backward",
     "tanh",
     "tanh_backward",
+    "tune_host_allocator",
 ]

@@ -13,6 +13,7 @@ import math
 from typing import Any
 
 from nnx.arguments import integer
+from nnx.errors import ConfigError
 
 
 class Schedule:
@@ -106,13 +107,14 @@ class CosineWithWarmup(Schedule):
         warmup_steps = integer(warmup_steps, "warmup_steps", "CosineWithWarmup", minimum=0)
         total_steps = integer(total_steps, "total_steps", "CosineWithWarmup", minimum=1)
         if warmup_steps >= total_steps:
-            raise ValueError(
-                f"CosineWithWarmup needs ints 0 <= warmup_steps < total_steps, got {warmup_steps!r}, {total_steps!r}"
+            raise ConfigError(
+                f"CosineWithWarmup needs 0 <= warmup_steps < total_steps, got warmup_steps={warmup_steps!r} and "
+                f"total_steps={total_steps!r}; make total_steps the whole run's steps, warm-up included"
             )
         lowest = min(float(g["lr"]) for i, g in enumerate(optimizer.param_groups) if group in (None, i))
         if not 0.0 <= float(min_lr) <= lowest:
-            raise ValueError(f"CosineWithWarmup min_lr must be in [0, the lowest learning rate of its groups "
-                             f"{lowest}], got {min_lr}")
+            raise ConfigError(f"CosineWithWarmup min_lr must be in [0, the lowest learning rate of its groups "
+                              f"{lowest}], got {min_lr}; pass a min_lr no larger than that")
         self.warmup_steps, self.total_steps, self.min_lr = warmup_steps, total_steps, float(min_lr)
         super().__init__(optimizer, group)
 

@@ -37,7 +37,7 @@ def _mpiexec() -> str | None:
 
 
 MPIEXEC = _mpiexec()
-_MISSING = ("mpi4py is not installed (pip install 'nnx-array[distributed]')"
+_MISSING = ("mpi4py is not installed (pip install '.[distributed]' in nnx's clone)"
             if importlib.util.find_spec("mpi4py") is None else
             "no mpiexec next to this Python or on PATH (pip install mpich)" if MPIEXEC is None else None)
 needs_mpi = pytest.mark.skipif(_MISSING is not None, reason=_MISSING or "")

@@ -272,6 +272,11 @@ _NUMPY_VARIANTS: dict[str, list[Callable[[], tuple[Any, ...]]]] = {
                    lambda: (np.array([[1.0, np.nan]]),),
                    lambda: (_values(50, special=False), _values(51, special=False)),
                    lambda: (_values(52, special=False), _values(53))],
+    "sigmoid": [CASES["sigmoid"], lambda: (_values(65, _BIG),)],
+    "softmax": [CASES["softmax"], lambda: (_values(62, _BIG, special=False), 0),
+                lambda: (np.where(np.tri(8, dtype=bool), _values(63, (8, 8), special=False), -np.inf), -1)],
+    "softmax_backward": [CASES["softmax_backward"],
+                         lambda: (np.full((3, 4, 8), 1 / 8), _values(64, (3, 4, 8), special=False), 1)],
     "gelu": [CASES["gelu"], lambda: (_values(47, _BIG),)],
     "gelu_backward": [CASES["gelu_backward"], lambda: (_values(48, _BIG), _values(49, _BIG))],
     # small arrays take the generic op; from _SELECT_MIN elements on, the bitwise selection

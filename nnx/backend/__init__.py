@@ -23,7 +23,14 @@ from array_api_compat import array_namespace
 from array_api_compat import device as _device
 
 from nnx.backend.registry import BACKENDS, Backend
-from nnx.errors import BackendMismatchError, BackendUnavailableError, DTypeError, NonFiniteError, UnknownBackendError
+from nnx.errors import (
+    BackendMismatchError,
+    BackendUnavailableError,
+    ConfigError,
+    DTypeError,
+    NonFiniteError,
+    UnknownBackendError,
+)
 
 __all__ = [
     "BACKENDS",
@@ -410,7 +417,7 @@ MATMUL_PRECISIONS = ("highest", "tf32")
 
 def _check_precision(precision: str) -> None:
     if precision not in MATMUL_PRECISIONS:
-        raise ValueError(f"matmul precision must be one of {MATMUL_PRECISIONS}, got {precision!r}")
+        raise ConfigError(f"matmul precision must be one of {MATMUL_PRECISIONS}, got {precision!r}")
 
 
 def matmul_precision(name: str | None = None) -> str:
@@ -444,15 +451,15 @@ def set_matmul_precision(precision: str, name: str | None = None) -> str:
     ``nnx.backend.set_matmul_precision("tf32", "cupy")`` turns TF32 on for CuPy;
     ``"highest"`` turns it off (``nnx parity`` always runs with ``"highest"``).
     Asking a backend without reduced-precision matmuls for ``"tf32"`` raises
-    ``ValueError``: nnx never pretends to honour a setting.
+    :class:`~nnx.errors.ConfigError`: nnx never pretends to honour a setting.
     """
     _check_precision(precision)
     record = get(name or current())
     if record.matmul_precision is None:
         if precision != "highest":
-            raise ValueError(
-                f"backend {record.name!r} has no reduced-precision matmul; it always computes "
-                f"float32 in full precision (use 'highest')"
+            raise ConfigError(
+                f"backend {record.name!r} has no reduced-precision matmul, so {precision!r} cannot be honoured; it "
+                f"always computes float32 in full precision (use 'highest')"
             )
         return "highest"
     return record.matmul_precision(precision)

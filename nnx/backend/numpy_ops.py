@@ -19,6 +19,9 @@ the work is done:
 * GELU's forward and backward compute their intermediate arrays in four
   scratch buffers and the array they return: the same operations in the same
   order, without a fresh array per operation (``benchmarks/ops_bench.py``).
+* ``sigmoid`` (an LSTM's or GRU's gates every step) computes in its one output array;
+  ``softmax`` exponentiates in place and its backward keeps the product
+  ``grad * y`` in a scratch buffer: one output-sized array each instead of two.
 * ``shifted_matmul`` (a stride-1 convolution as one matrix product per kernel
   offset) multiplies into the output and one scratch buffer with ``out=``, a
   few samples at a time, so each offset's product is added to the running sum
@@ -28,11 +31,19 @@ the work is done:
   than the test itself on small arrays (a batch of one).
 
 Arrays of other dtypes or of mixed dtypes take the generic op.
+
+Beside the ops, :func:`keep_freed_memory` (the numpy record's ``host_allocator``)
+tells glibc's allocator to serve large arrays from its heap and keep what a
+step frees for the next step: by default every array above 128 KiB (glibc adapts
+this up to 32 MiB) is a fresh mapping, whose pages the kernel maps and zeroes
+again on every step.
 """
 
 from __future__ import annotations
 
+import ctypes
 import math
+import os
 import threading
 from typing import Any
 
@@ -137,6 +148,36 @@ def gelu_backward(x: Any, grad: Any) -> Any:
     return w
 
 
+@override(ops.sigmoid)
+def sigmoid(x: Any) -> Any:
+    if not _fast(x):
+        return ops.sigmoid.generic(x)
+    e = np.maximum(x, -ops.sigmoid_cut(x))
+    e *= -1
+    np.exp(e, out=e)
+    e += 1
+    return np.divide(1, e, out=e)
+
+
+@override(ops.softmax)
+def softmax(x: Any, axis: int) -> Any:
+    if not _fast(x):
+        return ops.softmax.generic(x, axis)
+    e = np.subtract(x, np.max(x, axis=axis, keepdims=True))
+    np.exp(e, out=e)
+    e /= np.sum(e, axis=axis, keepdims=True)
+    return e
+
+
+@override(ops.softmax_backward)
+def softmax_backward(y: Any, grad: Any, axis: int) -> Any:
+    if not _fast(y, grad):
+        return ops.softmax_backward.generic(y, grad, axis)
+    g = np.subtract(grad, np.sum(np.multiply(grad, y, out=_scratch(y)), axis=axis, keepdims=True))
+    g *= y
+    return g
+
+
 @override(ops.relu_backward)
 def relu_backward(y: Any, grad: Any) -> Any:
     if not (_fast(y, grad) and y.size >= _SELECT_MIN):
@@ -238,3 +279,30 @@ def shifted_matmul(w: Any, x: Any, offsets: tuple[int, ...], n: int) -> Any:
             np.matmul(w[k], rows[..., offsets[k]:offsets[k] + n], out=product)
             part += product
     return y
+
+
+# glibc's mallopt parameters (malloc.h) and the largest mapping threshold it accepts on 64-bit
+_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3
+_MMAP_THRESHOLD = 32 * 2**20
+# freed memory at the top of the heap up to this size stays with the process for the next step
+_TRIM_THRESHOLD = 512 * 2**20
+
+
+def keep_freed_memory() -> bool:
+    """Let glibc's ``malloc`` reuse large freed arrays instead of mapping fresh pages each time.
+
+    Arrays up to 32 MiB come from the heap (not a mapping of their own) and up to 512 MiB of
+    freed memory stays with the process, so a training step's temporaries reuse the pages of the
+    step before: no page faults and no zeroing by the kernel. The peak memory is the same (the
+    same arrays are alive at once); memory freed for good is returned once it exceeds 512 MiB.
+    Returns whether the settings took (``False`` on a C library other than glibc).
+    ``NNX_HOST_ALLOCATOR=system`` keeps nnx from calling it.
+    """
+    try:
+        if not os.confstr("CS_GNU_LIBC_VERSION"):
+            return False
+        mallopt = ctypes.CDLL(None).mallopt
+    except (AttributeError, OSError, ValueError):  # not glibc, or no confstr name for it here
+        return False
+    mallopt.argtypes, mallopt.restype = (ctypes.c_int, ctypes.c_int), ctypes.c_int
+    return bool(mallopt(_M_MMAP_THRESHOLD, _MMAP_THRESHOLD)) and bool(mallopt(_M_TRIM_THRESHOLD, _TRIM_THRESHOLD))

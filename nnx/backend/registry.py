@@ -57,6 +57,10 @@ class Backend:
     backend computes on (default: the host's processor), for records such as parity traces.
     ``low_dtypes`` names the 16-bit float dtypes a mixed-precision policy may compute in there
     (:mod:`nnx.precision`); ``low_dtype_note`` says why any other is missing.
+    ``host_allocator`` names a function that tunes the process's memory allocator for the
+    backend's large, short-lived temporaries; it runs once, when ``op_overrides_default``
+    installs the overrides, unless the environment variable ``NNX_HOST_ALLOCATOR`` is ``system``
+    (the allocator's own settings then stay untouched).
     """
 
     name: str
@@ -79,6 +83,7 @@ class Backend:
     device_name: Callable[[], str] | None = field(default=None)
     low_dtypes: tuple[str, ...] = field(default=())
     low_dtype_note: str = field(default="")
+    host_allocator: str | None = field(default=None)
 
 
 def load(path: str) -> Any:
@@ -140,7 +145,8 @@ def _strict_owns(x: Any) -> bool:
 
 # cupy ---------------------------------------------------------------------------
 
-_CUPY_HINT = "install the extra for your CUDA: pip install 'nnx-array[cuda12]' or 'nnx-array[cuda13]'"
+_CUPY_HINT = ("install the extra for your CUDA from a clone of nnx's repository: pip install '.[cuda12]' "
+              "or '.[cuda13]' (or pip install cupy-cuda12x)")
 
 
 def _cupy_probe() -> str | None:
@@ -269,6 +275,7 @@ BACKENDS: dict[str, Backend] = {
             low_dtypes=("float16",),
             low_dtype_note="NumPy has no bfloat16 of its own, and array-api-compat's NumPy namespace cannot use "
                            "ml_dtypes' (isdtype refuses it and matmul returns float32); train bfloat16 on torch",
+            host_allocator="nnx.backend.numpy_ops:keep_freed_memory",
         ),
         Backend(
             name="array_api_strict",

@@ -124,6 +124,9 @@ def scaled_dot_product_attention(
         p = s
     elif blocked is None:
         p = ops.softmax(s, -1)
+    elif key_padding_mask is None and attn_mask is None:
+        # causal alone: query i sees key 0, so no row is fully blocked and -inf gives blocked pairs exactly 0
+        p = ops.softmax(xp.where(blocked, -math.inf, s), -1)
     else:
         s = xp.where(blocked, xp.finfo(s.dtype).min, s)  # finite, so a fully blocked row stays finite
         e = xp.exp(s - xp.max(s, axis=-1, keepdims=True))

@@ -1,6 +1,6 @@
 """The base class of every layer: the layer tree and the forward/backward contract.
 
-Writing a layer (see README, "Writing your own layer"):
+Writing a layer (see docs/layers.md, "Writing your own layer"):
 
 * ``forward(x)`` computes the output and keeps what backward needs with
   ``self.save_for_backward(...)``;
