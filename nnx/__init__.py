@@ -18,7 +18,7 @@ from __future__ import annotations
 from importlib.metadata import PackageNotFoundError, version as _version
 
 from nnx import backend, errors, init, layers, losses, ops, optim, random, schedules
-from nnx import checkpoint, datasets, io, metrics, preprocessing, testing, train
+from nnx import checkpoint, datasets, interop, io, metrics, preprocessing, testing, train
 from nnx import distributed, precision
 from nnx.backend import available, current, to_device, to_host, use
 from nnx.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
@@ -27,7 +27,7 @@ from nnx.export import export_onnx
 from nnx.layers import *  # noqa: F403 (the public layers are nnx.layers.__all__)
 from nnx.generation import generate
 from nnx.losses import MSE, BinaryCrossEntropyWithLogits, SoftmaxCrossEntropy, SumSquaredError
-from nnx.optim import SGD, Adam, AdamW, RMSProp, clip_grad_norm
+from nnx.optim import SGD, Adam, AdamW, Lion, RMSProp, clip_grad_norm
 from nnx.plot import plot_history
 from nnx.precision import Precision
 from nnx.scaler import LossScaler
@@ -71,6 +71,7 @@ __all__ = [
     "SumSquaredError",
     "Adam",
     "AdamW",
+    "Lion",
     "RMSProp",
     "SGD",
     "clip_grad_norm",
@@ -105,6 +106,7 @@ __all__ = [
     "datasets",
     "errors",
     "init",
+    "interop",
     "io",
     "metrics",
     "precision",

@@ -106,6 +106,7 @@ class _Cell(ParamLayer):
     each backward pops the newest, so a loop of forwards is followed by backwards in reverse order."""
 
     _gates = 0
+    _keeps_steps = True
 
     arguments = ("input_size", "hidden_size", "bias", "dtype")
 
