@@ -72,11 +72,7 @@ class Runner:
             layer = torch.nn.TransformerEncoderLayer(
                 s["embed"], s["heads"], dim_feedforward=s["hidden"], dropout=0.0, batch_first=True, norm_first=True,
                 activation=torch.nn.GELU(approximate="tanh"))
-            state = {n.replace("attn.", "self_attn.").replace("out_proj_", "out_proj.")
-                     .replace("fc1", "linear1").replace("fc2", "linear2"): torch.as_tensor(nnx.to_host(a))
-                     for n, a in block.state_dict().items()}
-            for name in ("linear1.weight", "linear2.weight"):  # nnx's Linear weight is (in, out)
-                state[name] = state[name].T.contiguous()
+            state = {n: torch.as_tensor(a) for n, a in nnx.interop.torch_state_dict(block).items()}
             layer.load_state_dict(state)
             mask = torch.nn.Transformer.generate_square_subsequent_mask(s["seq"]) if causal else None
             xt, gt = torch.tensor(x, requires_grad=True), torch.as_tensor(g)

@@ -140,7 +140,7 @@ class Net:
     @staticmethod
     def host_weights(model) -> tuple[list[np.ndarray], list[np.ndarray] | None]:
         lins = [m for m in model if isinstance(m, nnx.Linear)]
-        ws = [nnx.to_host(m.weight.data) for m in lins]
+        ws = [nnx.to_host(m.weight.data).T for m in lins]  # the hand-written MLP's (in, out)
         bs = [nnx.to_host(m.bias.data) for m in lins] if lins[0].bias is not None else None
         return ws, bs
 

@@ -73,8 +73,7 @@ def torch_model(name: str, device: str) -> Any:
     theirs = [m for m in model if isinstance(m, (nn.Conv2d, nn.Linear))]
     with torch.no_grad():
         for a, b in zip(ours, theirs):
-            w = nnx.to_host(a.weight.data)
-            b.weight.copy_(torch.as_tensor(w.T if isinstance(b, nn.Linear) else w))
+            b.weight.copy_(torch.as_tensor(nnx.to_host(a.weight.data)))  # one layout: PyTorch's
             b.bias.copy_(torch.as_tensor(nnx.to_host(a.bias.data)))
     return model.to(device)
 
@@ -150,8 +149,7 @@ class Runner:
         out = []
         for m in self.model:
             if hasattr(m, "weight"):
-                w = m.weight.detach().cpu().numpy()
-                out += [w.T if w.ndim == 2 else w, m.bias.detach().cpu().numpy()]
+                out += [m.weight.detach().cpu().numpy(), m.bias.detach().cpu().numpy()]
         return out
 
 

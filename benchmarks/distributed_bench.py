@@ -96,7 +96,7 @@ def _mpiexec() -> str:
     beside = Path(sys.executable).parent / "mpiexec"
     found = str(beside) if beside.is_file() else shutil.which("mpiexec")
     if found is None:
-        raise SystemExit("no mpiexec: pip install 'nnx-array[distributed]'")
+        raise SystemExit("no mpiexec: pip install '.[distributed]' in nnx's clone")
     return found
 
 

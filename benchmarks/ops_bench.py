@@ -80,24 +80,24 @@ def _layer_case(name: str, shape: str, make: Callable[[], nnx.Layer], x: np.ndar
 def linear_cases(batch: int, n_in: int, n_out: int, bias: bool, params_only: bool) -> list[Case]:
     x, g = _arr((batch, n_in), 1), _arr((batch, n_out), 2)
     make = lambda: nnx.Linear(n_in, n_out, bias=bias, seed=0)  # noqa: E731
-    W = nnx.to_host(make().weight.data)
+    W = nnx.to_host(make().weight.data)  # (out, in)
     b = np.zeros(n_out, F32)
     z, gW, gb, dx = np.empty((batch, n_out), F32), np.empty_like(W), np.empty_like(b), np.empty_like(x)
 
     def hand_fwd() -> None:
-        np.matmul(x, W, out=z)
+        np.matmul(x, W.T, out=z)
         if bias:
             np.add(z, b, out=z)
 
     def hand_bwd() -> None:
         if batch == 1:  # the outer product: several times faster than matmul's one-term path
-            np.multiply(x.T, g, out=gW)
+            np.multiply(g.T, x, out=gW)
         else:
-            np.matmul(x.T, g, out=gW)
+            np.matmul(g.T, x, out=gW)
         if bias:
             np.sum(g, axis=0, out=gb)
         if not params_only:
-            np.matmul(g, W.T, out=dx)
+            np.matmul(g, W, out=dx)
 
     return _layer_case(f"Linear {n_in}->{n_out}", f"batch {batch}", make, x, g, hand_fwd, hand_bwd, params_only)
 

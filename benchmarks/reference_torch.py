@@ -10,7 +10,7 @@ def available() -> str | None:
     try:
         import torch  # noqa: F401
     except ImportError as exc:
-        return f"torch is not installed ({exc}); pip install 'nnx-array[bench]'"
+        return f"torch is not installed ({exc}); pip install '.[bench]' in nnx's clone"
     return None
 
 

@@ -30,11 +30,11 @@ def main() -> None:
     sgd = nnx.SGD(neuron.parameters(), lr=1.0)
 
     print("Random starting synaptic weights:")
-    print(_common.show(neuron[0].weight.data))
+    print(_common.show(neuron[0].weight.data.T))  # the tutorial's 3x1 column
     for _ in range(ITERATIONS):
         nnx.train_step(neuron, loss, sgd, x, y)
     print("New synaptic weights after training:")
-    print(_common.show(neuron[0].weight.data))
+    print(_common.show(neuron[0].weight.data.T))  # the tutorial's 3x1 column
     print("Considering new situation [1, 0, 0] -> ?:")
     print(_common.show(neuron.forward(nnx.to_device([[1, 0, 0]], backend, dtype="float64"))[0, ...]))
 

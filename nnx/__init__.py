@@ -1,7 +1,7 @@
 """nnx: small neural networks written once against the Python array API.
 
 The same layers, losses, optimizers and backprop run on NumPy (CPU), CuPy
-(CUDA GPU) and array-api-strict (conformance checks). See README.md and
+(CUDA GPU) and array-api-strict (conformance checks). See README.md, docs/ and
 ARCHITECTURE.md.
 
 The top level holds one name for each thing people use every day; the
@@ -18,15 +18,16 @@ from __future__ import annotations
 from importlib.metadata import PackageNotFoundError, version as _version
 
 from nnx import backend, errors, init, layers, losses, ops, optim, random, schedules
-from nnx import checkpoint, datasets, io, metrics, preprocessing, testing, train
+from nnx import checkpoint, datasets, interop, io, metrics, preprocessing, testing, train
 from nnx import distributed, precision
 from nnx.backend import available, current, to_device, to_host, use
 from nnx.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from nnx.io import load, load_state_dict, register_layer, save
+from nnx.export import export_onnx
 from nnx.layers import *  # noqa: F403 (the public layers are nnx.layers.__all__)
 from nnx.generation import generate
 from nnx.losses import MSE, BinaryCrossEntropyWithLogits, SoftmaxCrossEntropy, SumSquaredError
-from nnx.optim import SGD, Adam, AdamW, RMSProp, clip_grad_norm
+from nnx.optim import SGD, Adam, AdamW, Lion, RMSProp, clip_grad_norm
 from nnx.plot import plot_history
 from nnx.precision import Precision
 from nnx.scaler import LossScaler
@@ -70,6 +71,7 @@ __all__ = [
     "SumSquaredError",
     "Adam",
     "AdamW",
+    "Lion",
     "RMSProp",
     "SGD",
     "clip_grad_norm",
@@ -92,6 +94,7 @@ __all__ = [
     "Precision",
     # files
     "Checkpoint",
+    "export_onnx",
     "load",
     "load_checkpoint",
     "load_state_dict",
@@ -103,6 +106,7 @@ __all__ = [
     "datasets",
     "errors",
     "init",
+    "interop",
     "io",
     "metrics",
     "precision",

@@ -372,7 +372,7 @@ def _typed_state(value: Any, what: str, path: Path) -> dict[str, Any] | None:
 
 def load_checkpoint(path: str | os.PathLike[str]) -> Checkpoint:
     """Read and validate the checkpoint at ``path`` (a file from :func:`save_checkpoint`)."""
-    file = _io.read_tensors(path)
+    file = _io.read_model_file(path)
     path = file.path
     if file.description.get("kind") != "checkpoint":
         raise ModelFileError(path, "is a model file, not a checkpoint; load it with nnx.load")
@@ -387,11 +387,27 @@ def load_checkpoint(path: str | os.PathLike[str]) -> Checkpoint:
         if not _io.is_count(state[key]):
             raise CorruptModelFileError(path, f"the training state's {key} is {state[key]!r}, not a count")
     layer_rngs = state.get("layer_rngs") if isinstance(state.get("layer_rngs"), dict) else {}
+    optimizer = _typed_state(state.get("optimizer"), "optimizer", path)
+    if file.transposed and optimizer is not None:
+        optimizer = {**optimizer, "state": _transposed_slots(optimizer["state"], file)}
     state = {**state,
-             "optimizer": _typed_state(state.get("optimizer"), "optimizer", path),
+             "optimizer": optimizer,
              "schedule": _typed_state(state.get("schedule"), "learning-rate schedule", path),
              "layer_rngs": {("" if k == "model" else k): v for k, v in layer_rngs.items()}}
     return Checkpoint(file=file, state=state)
+
+
+def _transposed_slots(saved: Any, file: _io.ModelFile) -> Any:
+    """A version-1 optimizer state with the slots of the Linear weights turned to (out, in), as the
+    weights themselves are (the optimizer is taken to hold the model's parameters in their order)."""
+    if not (isinstance(saved, dict) and isinstance(saved.get("state"), dict)):
+        return saved
+    names = [n for n, _ in _io.build_model(file, "numpy").named_parameters()]
+    turn = {str(i) for i, n in enumerate(names) if n in file.transposed}
+    slots = {key: {k: np.ascontiguousarray(v.T) if key in turn and getattr(v, "ndim", 0) == 2 else v
+                   for k, v in value.items()} if isinstance(value, dict) else value
+             for key, value in saved["state"].items()}
+    return {**saved, "state": slots}
 
 
 # fit's training state ----------------------------------------------------------------
@@ -454,7 +470,7 @@ def restore_train_state(path: str | os.PathLike[str], state: Any, allow_changes:
                           f"(fit(..., allow_changes=True), nnx train --allow-changes)")
     ck.restore_model(state.model)
     optimizer = state.optimizer
-    chosen = {k: getattr(optimizer, k) for k in ("lr", *optimizer._hyper)}
+    chosen = optimizer.settings()
     try:
         state.load_state_dict(ck.state)
     except ModelFileError:
@@ -462,8 +478,7 @@ def restore_train_state(path: str | os.PathLike[str], state: Any, allow_changes:
     except Exception as exc:  # the state came from a file: whatever it makes the setters do
         raise ModelFileError(ck.path, f"the saved run does not fit this one: {type(exc).__name__}: {exc}") from None
     if changes:
-        for k, v in chosen.items():
-            setattr(optimizer, k, v)
+        optimizer.apply_settings(chosen)
         warnings.warn(f"resuming {ck.path} with changed settings: {'; '.join(changes)} (the optimizer uses "
                       f"this run's values; the shuffle order continues from the checkpoint)", stacklevel=3)
     return ck

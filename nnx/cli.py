@@ -1,4 +1,4 @@
-"""The ``nnx`` command: ``info``, ``train``, ``predict``, ``evaluate`` and ``parity``.
+"""The ``nnx`` command: ``info``, ``train``, ``predict``, ``evaluate``, ``parity`` and ``export``.
 
 ``nnx parity`` trains copies of a model on two or more backends and reports
 where they first part ways; exit status 0 when every model agrees on every
@@ -190,7 +190,7 @@ def _train_in(args: argparse.Namespace, held: contextlib.ExitStack) -> int:
     _train_outputs(args)
     if args.plot and importlib.util.find_spec("matplotlib") is None:
         print("nnx: error: --plot needs matplotlib: pip install matplotlib "
-              "(or the extra: pip install 'nnx-array[plot]')", file=sys.stderr)
+              "(or the extra: pip install '.[plot]' in nnx's clone)", file=sys.stderr)
         return 1
     try:
         name = args.backend or backend.current()
@@ -816,6 +816,42 @@ def _parity_against(args: argparse.Namespace) -> int:
     return _parity_end(args, ok, names, results)
 
 
+def _add_export(sub: Any) -> None:
+    """``nnx export MODEL OUT``: the model's evaluation-mode forward as an ONNX file (:func:`nnx.export_onnx`)."""
+    p = sub.add_parser(
+        "export", help="write a saved model as an ONNX file, to serve it with onnxruntime",
+        description="Write MODEL (an nnx model file) as an ONNX file: its parameters as initializers, its "
+                    "evaluation-mode forward traced once, the batch axis dynamic. Needs the ONNX extra: "
+                    "pip install 'nnx-array[onnx]' (ndonnx, onnx, onnxruntime). The graph's input is named "
+                    "'input', its output 'output'; a model ending in class labels has a second output 'label'.",
+        epilog="exit codes: 0 written; 1 the model cannot be exported (the message names the layer and why) or "
+               "the extra is missing; 2 bad arguments (OUT is MODEL, a directory or in a missing folder)")
+    p.add_argument("model_file", metavar="MODEL", help="a model saved by nnx.save or nnx train --save")
+    p.add_argument("out", metavar="OUT", help="the ONNX file to write (replaced atomically if it exists)")
+    p.add_argument("--input-shape", metavar="SIZES",
+                   help="the input's sizes, comma-separated, N for a dynamic axis, e.g. N,1,28,28 or N,20 "
+                        "(default: what the first layer fixes, with a dynamic batch: N,784 for a Linear(784, ...); "
+                        "convolutions and sequence models need it)")
+    p.add_argument("--dtype", choices=backend.FLOAT_DTYPES, default=None,
+                   help="the graph's float dtype (default: the model's)")
+
+    def run(args: argparse.Namespace) -> int:
+        _writable_target("OUT", args.out, [args.model_file])
+        shape = None
+        if args.input_shape is not None:
+            try:
+                shape = tuple(None if d.strip() in ("N", "n", "?") else int(d) for d in args.input_shape.split(","))
+            except ValueError:
+                raise _UsageError(f"--input-shape {args.input_shape!r}: give sizes and N separated by commas, "
+                                  f"e.g. N,1,28,28") from None
+        model = nnx.load(args.model_file, backend="numpy").eval()
+        path = nnx.export_onnx(model, args.out, shape, args.dtype, inputs=[args.model_file])
+        print(f"wrote {path} ({path.stat().st_size:,} bytes)")
+        return 0
+
+    p.set_defaults(func=run)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="nnx", description="nnx: neural networks on the array API")
     parser.add_argument("--version", action="version", version=f"nnx {nnx.__version__}")
@@ -872,7 +908,7 @@ def build_parser() -> argparse.ArgumentParser:
     p_train.add_argument("--distributed", action="store_true",
                          help="data-parallel over the processes of an MPI job: mpiexec -n N nnx train ... "
                               "--distributed (--batch-size is then each process's share of a step; "
-                              "needs pip install 'nnx-array[distributed]')")
+                              "needs pip install '.[distributed]' in nnx's clone)")
     p_train.add_argument("--task", choices=("classification", "regression"), default="classification",
                          help="classification (default): the label column holds classes; regression: it holds a "
                               "number to predict (MSE on the standardised target; the model answers in the "
@@ -880,6 +916,7 @@ def build_parser() -> argparse.ArgumentParser:
     p_train.set_defaults(func=_train)
     _add_table_commands(sub)
     _add_parity(sub)
+    _add_export(sub)
     return parser
 
 

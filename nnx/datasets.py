@@ -25,7 +25,8 @@ from typing import Any, Iterator
 import numpy as np
 
 from nnx.arguments import integer
-from nnx.errors import DataFormatError, ShapeError, TargetError
+from nnx.errors import ConfigError, DataFormatError, ShapeError, TargetError
+from nnx.paths import atomic_write
 from nnx.preprocessing import encode_labels
 from nnx.train.split import train_val_split
 
@@ -86,7 +87,8 @@ def load(name: str, scale: bool = True) -> Dataset:
     """A bundled data set by name: ``"digits"`` or ``"mnist_5k"`` (alias ``"mnist"``)."""
     key = ALIASES.get(name, name)
     if key not in BUNDLED:
-        raise ValueError(f"no bundled data set {name!r}; bundled are: {', '.join(BUNDLED)}")
+        raise ConfigError(f"no bundled data set {name!r}; bundled are: {', '.join(BUNDLED)} "
+                          f"(for a file of your own: load_csv, load_mnist_idx)")
     filename, shape, max_value, _ = BUNDLED[key]
     x, y = (a.copy() for a in _bundled_table(filename))
     if x.shape[1] != shape[0] * shape[1]:
@@ -110,6 +112,49 @@ def _finish(x: np.ndarray, y: np.ndarray, name: str, shape: tuple[int, int], max
         x = (x.astype(np.float64) / max_value).astype(np.float32)
     classes = int(y.max()) + 1 if y.size else 0
     return Dataset(x, y, name, shape, max_value, classes, source)
+
+
+# bundled tables, written out as CSV -----------------------------------------------------
+
+TABLES = {
+    "iris": "150 iris flowers: four measurements in cm and the species (Fisher, 1936; the scikit-learn copy)",
+    "diabetes": "442 diabetes patients: ten baseline values and the disease progression a year later "
+                "(Efron et al., 2004; the scikit-learn copy)",
+}
+_IRIS_COLUMNS = ["sepal_length", "sepal_width", "petal_length", "petal_width", "species"]
+_DIABETES_COLUMNS = ["age", "sex", "bmi", "bp", "s1", "s2", "s3", "s4", "s5", "s6", "progression"]
+
+
+def _bundled_text(filename: str) -> str:
+    raw = resources.files("nnx").joinpath("data", filename).read_bytes()
+    return (_gunzip(raw, f"nnx/data/{filename}") if filename.endswith(".gz") else raw).decode("ascii")
+
+
+def _table_rows(name: str) -> list[list[str]]:
+    """The header and rows of a bundled table, as strings (the numbers exactly as shipped)."""
+    if name == "iris":
+        first, *lines = _bundled_text("iris.csv").split()
+        species = first.split(",")[2:]
+        rows = [line.split(",") for line in lines]
+        return [_IRIS_COLUMNS] + [row[:4] + [species[int(row[4])]] for row in rows]
+    inputs = [line.split() for line in _bundled_text("diabetes_data_raw.csv.gz").splitlines() if line.strip()]
+    target = [f"{float(v):g}" for v in _bundled_text("diabetes_target.csv.gz").split()]
+    return [_DIABETES_COLUMNS] + [row + [t] for row, t in zip(inputs, target, strict=True)]
+
+
+def write_csv(name: str, path: str | Path) -> Path:
+    """Write a bundled table as a CSV file with a header, the label or target in the last column.
+
+    ``"iris"`` (150 rows, the species as names: a classification) or
+    ``"diabetes"`` (442 rows, the progression as a number: a regression);
+    ``nnx train`` reads either file as it is. Where each table comes from is
+    in ``nnx/data/PROVENANCE.md``. Returns the path written (atomically).
+    """
+    if name not in TABLES:
+        raise ConfigError(f"no bundled table {name!r}; bundled tables are: {', '.join(TABLES)}")
+
+    text = "".join(",".join(row) + "\n" for row in _table_rows(name))
+    return atomic_write(path, [text.encode("ascii")])
 
 
 # files --------------------------------------------------------------------------------
@@ -247,7 +292,7 @@ def load_csv(
     divides the inputs (e.g. 255 for pixels); ``None`` keeps them as they are.
     """
     if target not in ("classes", "values"):
-        raise ValueError(f"load_csv: target must be 'classes' or 'values', got {target!r}")
+        raise ConfigError(f"load_csv: target must be 'classes' or 'values', got {target!r}")
     path = Path(path)
     table = _parse_csv(_read(path), str(path), label_column, header, target)
     max_value = float(scale) if scale else 1.0

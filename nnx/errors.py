@@ -113,3 +113,7 @@ class CheckpointInUseError(NnxError, RuntimeError):
 class LayerTreeError(NnxError, TypeError):
     """Layers kept where the layer tree does not look (a plain list, tuple or dict attribute),
     so their weights would be neither trained nor saved; ``nnx.LayerList`` / ``nnx.LayerDict`` hold them."""
+
+
+class ExportError(NnxError, ValueError):
+    """A model ONNX export cannot record: the message names the layer and why."""

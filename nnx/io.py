@@ -31,7 +31,7 @@ import contextlib
 import hashlib
 import os
 from pathlib import Path
-from typing import Any, Iterator, Mapping
+from typing import Any, Iterable, Iterator, Mapping
 
 import numpy as np
 
@@ -40,6 +40,7 @@ from nnx import random as _random
 from nnx.errors import (
     CorruptModelFileError,
     DTypeError,
+    FormatVersionError,
     ShapeError,
     TensorMismatchError,
     UnknownLayerError,
@@ -96,6 +97,9 @@ def model_tensors(model: Layer, path: object = "<memory>") -> tuple[dict[str, An
         "dtype": _backend.dtype_name(params[0].data) if params else None,
         "backend": model.backend,
     }
+    ties = model.tied_parameters()
+    if ties:
+        fields["ties"] = [list(pair) for pair in ties]
     return fields, tensors
 
 
@@ -132,14 +136,60 @@ def _save_weights(state: Mapping[str, Any], path: str | os.PathLike[str]) -> Pat
     return write_tensors(path, tensors, header_fields("weights"))
 
 
-def load_state_dict(path: str | os.PathLike[str]) -> dict[str, np.ndarray]:
+def read_model_file(path: str | os.PathLike[str], kinds: tuple[str, ...] = ("model", "checkpoint")) -> ModelFile:
+    """:func:`~nnx.tensorfile.read_tensors`, with a version-1 model's or checkpoint's Linear weights
+    (stored (in, out)) turned into today's (out, in); ``ModelFile.transposed`` names them."""
+    file = read_tensors(path, kinds)
+    if _legacy(file) and file.description.get("kind") != "weights":
+        return _to_current_layout(file, linear_weights(file.description.get("model")))
+    return file
+
+
+def _legacy(file: ModelFile) -> bool:
+    """Whether ``file`` stores Linear weights as (in, out): format version 1."""
+    return file.description.get("format_version") == 1
+
+
+def linear_weights(node: Any, path: str = "", depth: int = 0) -> list[str]:
+    """The state names of the Linear weights in a (validated or not) model description."""
+    node = canonical_architecture(node)
+    if not isinstance(node, dict) or depth > MAX_DEPTH:
+        return []
+    names = [f"{path}weight"] if node.get("type") == "Linear" else []
+    for pair in node.get("children", []) if isinstance(node.get("children"), list) else []:
+        if isinstance(pair, list) and len(pair) == 2 and isinstance(pair[0], str):
+            names += linear_weights(pair[1], f"{path}{pair[0]}.", depth + 1)
+    return names
+
+
+def _to_current_layout(file: ModelFile, names: Iterable[str]) -> ModelFile:
+    """``file`` with the 2-D tensors ``names`` transposed from version 1's (in, out) to (out, in)."""
+    tensors = dict(file.tensors)
+    done = {n for n in names if n in tensors and tensors[n].ndim == 2}
+    for n in done:
+        tensors[n] = np.ascontiguousarray(tensors[n].T)
+    return ModelFile(file.path, file.size, file.description, tensors, frozenset(done))
+
+
+def load_state_dict(path: str | os.PathLike[str], model: Layer | None = None) -> dict[str, np.ndarray]:
     """The tensors of an nnx file by name, as host NumPy arrays: a weights-only file
     (``nnx.save(model.state_dict(), path)``), or a model file's or checkpoint's model tensors.
 
     ``model.load_state_dict(nnx.load_state_dict(path))`` puts them into a model built in code;
-    it checks names, shapes and dtypes before it changes anything.
+    it checks names, shapes and dtypes before it changes anything. A weights-only file of
+    format version 1 (Linear weights stored as (in, out)) names no layers, so it needs the
+    ``model`` it is for: its Linear weights are then transposed into today's (out, in).
     """
-    return read_tensors(path, kinds=("model", "checkpoint", "weights")).model_tensors()
+    file = read_model_file(path, kinds=("model", "checkpoint", "weights"))
+    if _legacy(file) and file.description.get("kind") == "weights":
+        if model is None:
+            raise FormatVersionError(
+                file.path, "is a weights-only file of format version 1, which stored Linear weights as "
+                           "(in, out); pass the model it is for, nnx.load_state_dict(path, model), so its "
+                           "Linear weights can be turned into today's (out, in)")
+        file = _to_current_layout(file, [f"{p}.weight" if p else "weight" for p, layer in model.named_modules()
+                                         if type_name(type(layer)) == "Linear"])
+    return file.model_tensors()
 
 
 @contextlib.contextmanager
@@ -236,7 +286,7 @@ def fill_model(model: Layer, file: ModelFile) -> None:
     path = file.path
     stored = file.model_tensors()
     try:
-        model.load_state_dict(stored, source="the file")
+        model.load_state_dict(stored, source="the file", cast="none")
     except (ShapeError, DTypeError) as exc:
         raise TensorMismatchError(path, str(exc)) from None
     except ValueError as exc:  # values a layer refuses (Layer.check_arrays): NaN weights, a std of 0
@@ -249,8 +299,22 @@ def build_model(file: ModelFile, backend: str | None = None) -> Layer:
     _backend.get(name)
     with _backend.use(name):
         model = _Builder(file.path, file.size).build(file.description.get("model"), "model")
+    _tie(model, file)
     fill_model(model, file)
     return model
+
+
+def _tie(model: Layer, file: ModelFile) -> None:
+    """Tie the parameters the file says are one (``Layer.tied_parameters``), as the saved model had them."""
+    ties = file.description.get("ties", [])
+    if not (isinstance(ties, list) and all(isinstance(t, list) and len(t) == 2 and all(isinstance(n, str) for n in t)
+                                           for t in ties)):
+        raise CorruptModelFileError(file.path, f"the description's ties {ties!r:.200} are not [name, name] pairs")
+    for name, source in ties:
+        try:
+            model.tie(name, source)
+        except (KeyError, ValueError, TypeError) as exc:
+            raise CorruptModelFileError(file.path, f"cannot tie {name!r:.100} to {source!r:.100}: {exc}") from None
 
 
 def load(path: str | os.PathLike[str], backend: str | None = None) -> Layer:
@@ -260,7 +324,7 @@ def load(path: str | os.PathLike[str], backend: str | None = None) -> Layer:
     Raises a :class:`~nnx.errors.ModelFileError` subclass naming the file and
     the problem when the file is not a valid nnx file, or holds weights only.
     """
-    return build_model(read_tensors(path), backend)
+    return build_model(read_model_file(path), backend)
 
 
 __all__ = [
@@ -281,6 +345,7 @@ __all__ = [
     "load",
     "load_state_dict",
     "model_tensors",
+    "read_model_file",
     "read_tensors",
     "register_layer",
     "registered_layers",

@@ -447,6 +447,25 @@ def adam_update(
 
 
 @op
+def lion_update(
+    p: Any, grad: Any, exp_avg: Any, lr: float, beta1: float, beta2: float, weight_decay: float
+) -> tuple[Any, Any]:
+    """One Lion step; returns ``(p, exp_avg)``.
+
+    ``p - lr * (sign(b1 m + (1-b1) g) + weight_decay * p)``, then ``m = b2 m + (1-b2) g``.
+    """
+    xp = namespace_of(p)
+    direction = xp.sign(beta1 * exp_avg + (1.0 - beta1) * grad)
+    if weight_decay:
+        p *= 1.0 - lr * weight_decay
+    p -= lr * direction
+    m = exp_avg
+    m *= beta2
+    m += (1.0 - beta2) * grad
+    return p, m
+
+
+@op
 def rmsprop_update(
     p: Any, grad: Any, square_avg: Any, momentum_buffer: Any, lr: float, alpha: float, eps: float, momentum: float
 ) -> tuple[Any, Any, Any]:
@@ -495,8 +514,8 @@ for _record in list(_backend.BACKENDS.values()):
 __all__ = [
     "GENERIC",
     "Overrides",
-    "all_finite",
     "adam_update",
+    "all_finite",
     "backends_with_overrides",
     "disable",
     "enable",
@@ -505,12 +524,13 @@ __all__ = [
     "gelu_backward",
     "leaky_relu",
     "leaky_relu_backward",
+    "lion_update",
     "op",
     "overrides_of",
     "register_override",
-    "remove_override",
     "relu",
     "relu_backward",
+    "remove_override",
     "rmsprop_update",
     "sgd_update",
     "shifted_matmul",

@@ -1,6 +1,6 @@
 """Training plots: loss and accuracy per epoch, training and validation, as a PNG.
 
-matplotlib is an optional extra (``pip install 'nnx-array[plot]'``); it is
+matplotlib is an optional extra (``pip install '.[plot]'`` from nnx's clone); it is
 imported only when a plot is drawn, and without pyplot, so drawing never
 changes the caller's matplotlib backend or opens a window.
 """
@@ -11,7 +11,7 @@ import io
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
-from nnx.errors import NnxError
+from nnx.errors import ConfigError, NnxError
 from nnx.paths import atomic_write
 
 
@@ -35,11 +35,11 @@ def plot_history(history: Any, path: str | Path, title: str | None = None) -> Pa
     except ImportError:
         raise PlotUnavailableError(
             "plotting needs matplotlib, which is not installed; install it with "
-            "pip install 'nnx-array[plot]' (or pip install matplotlib)"
+            "pip install '.[plot]' in nnx's clone (or pip install matplotlib)"
         ) from None
     h = _history_dict(history)
     if not h.get("loss"):
-        raise ValueError("the history has no 'loss' to plot; pass what nnx.fit returned")
+        raise ConfigError("the history has no 'loss' to plot; pass what nnx.fit returned")
     panels = ["loss"] + (["accuracy"] if "accuracy" in h or "val_accuracy" in h else [])
     fig = Figure(figsize=(5.2 * len(panels), 3.8))
     axes = fig.subplots(1, len(panels), squeeze=False)

@@ -4,7 +4,7 @@ Each fits an MLP with :func:`nnx.fit` (standardised inputs first, as ``nnx
 train`` builds it) and follows scikit-learn's estimator contract, so it works
 in a ``Pipeline``, ``GridSearchCV`` and ``cross_val_score`` and passes
 scikit-learn's ``check_estimator``. Needs scikit-learn
-(``pip install 'nnx-array[sklearn]'``); ``import nnx`` alone never imports it.
+(``pip install '.[sklearn]'`` from nnx's clone); ``import nnx`` alone never imports it.
 
 Example::
 
@@ -28,7 +28,7 @@ try:
     from sklearn.utils.multiclass import check_classification_targets
     from sklearn.utils.validation import check_is_fitted, validate_data
 except ImportError as exc:  # pragma: no cover - depends on the environment
-    raise ImportError(f"nnx.sklearn needs scikit-learn >= 1.6: pip install 'nnx-array[sklearn]' ({exc})") from None
+    raise ImportError(f"nnx.sklearn needs scikit-learn >= 1.6: pip install '.[sklearn]' in nnx's clone ({exc})") from None
 
 import nnx
 from nnx import recipes

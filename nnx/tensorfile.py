@@ -27,7 +27,10 @@ from nnx.errors import (
 from nnx.paths import atomic_write
 
 FORMAT = "nnx"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+# Version 1 stored a Linear weight as (in_features, out_features); version 2 stores every weight as
+# PyTorch does, (out_features, in_features). nnx.io turns version-1 models as it reads them.
+READ_VERSIONS = (1, 2)
 SUFFIX = ".nnx"
 
 # A header longer than this is refused before it is read.
@@ -118,6 +121,8 @@ class ModelFile:
     size: int
     description: dict[str, Any]
     tensors: dict[str, np.ndarray]
+    #: the tensors stored in version 1's (in, out) layout and transposed when read (see ``READ_VERSIONS``)
+    transposed: frozenset[str] = frozenset()
 
     def model_tensors(self) -> dict[str, np.ndarray]:
         """The tensors of the model (or weights): all but a checkpoint's run state. Those are named
@@ -217,7 +222,7 @@ def _check_version(description: Any, path: Path) -> None:
     if not isinstance(description, dict) or description.get("format") != FORMAT:
         raise CorruptModelFileError(path, "the nnx description is not a JSON object with format 'nnx'")
     version = description.get("format_version")
-    if version != FORMAT_VERSION:
+    if version not in READ_VERSIONS:
         from nnx import __version__
 
         saved_by = description.get("nnx_version", "an unknown nnx")
@@ -225,7 +230,7 @@ def _check_version(description: Any, path: Path) -> None:
                 else "re-save it with a current nnx")
         raise FormatVersionError(
             path, f"format version {version!r} (written by nnx {saved_by}) cannot be read by nnx "
-                  f"{__version__}, which reads version {FORMAT_VERSION}; {hint}")
+                  f"{__version__}, which reads versions {READ_VERSIONS}; {hint}")
 
 
 def read_tensors(path: str | os.PathLike[str], kinds: tuple[str, ...] = ("model", "checkpoint")) -> ModelFile:
@@ -298,5 +303,5 @@ def read_tensors(path: str | os.PathLike[str], kinds: tuple[str, ...] = ("model"
     return ModelFile(path, size, description, tensors)
 
 
-__all__ = ["FORMAT", "FORMAT_VERSION", "MAX_DEPTH", "MAX_HEADER_BYTES", "MAX_NDIM", "ModelFile", "STATE_PREFIX",
-           "SUFFIX", "is_count", "is_run_state", "read_tensors", "write_tensors"]
+__all__ = ["FORMAT", "FORMAT_VERSION", "MAX_DEPTH", "MAX_HEADER_BYTES", "MAX_NDIM", "ModelFile", "READ_VERSIONS",
+           "STATE_PREFIX", "SUFFIX", "is_count", "is_run_state", "read_tensors", "write_tensors"]

@@ -115,7 +115,7 @@ def build(directory: Path) -> list[tuple[str, str, str]]:
     transposed = {name: np.asarray(a) for name, a in nio.read_tensors(base).tensors.items()}
     transposed["0.weight"] = transposed["0.weight"].T
     nio.write_tensors(directory / "shape-mismatch.nnx", transposed, description)
-    cases.append(("shape-mismatch.nnx", "TensorMismatchError", "shape (4, 3) in the file but the architecture needs (3, 4)"))
+    cases.append(("shape-mismatch.nnx", "TensorMismatchError", "shape (3, 4) in the file but the architecture needs (4, 3)"))
     missing = dict(transposed)
     del missing["0.bias"]
     missing["0.weight"] = missing["0.weight"].T
@@ -138,8 +138,8 @@ def build(directory: Path) -> list[tuple[str, str, str]]:
     add("overlapping-tensors.nnx", _with_header(base, lambda h: h["0.weight"].update(data_offsets=[8, 56])),
         "CorruptModelFileError", "must be contiguous and not overlap")
     # the description
-    add("format-version-2.nnx", _with_description(base, lambda d: d.update(format_version=2)),
-        "FormatVersionError", "format version 2")
+    add("format-version-3.nnx", _with_description(base, lambda d: d.update(format_version=3)),
+        "FormatVersionError", "format version 3")
     add("format-version-0.nnx", _with_description(base, lambda d: d.update(format_version=0)),
         "FormatVersionError", "re-save it")
     add("unknown-layer.nnx",
@@ -309,7 +309,7 @@ def build_traces(directory: Path) -> list[tuple[str, str, str]]:
         "CorruptModelFileError", "trace entry 0 is not")
     forged("trace-update-shape.nnxtrace",
            lambda t: setattr(t.entry(1, "update/0/weight"), "value", t.entry(1, "update/0/weight").value.T.copy()),
-           "CorruptModelFileError", "but the model's is float32[3, 4]")
+           "CorruptModelFileError", "but the model's is float32[4, 3]")
     forged("trace-batch-mismatch.nnxtrace", lambda t: setattr(t, "y", t.y[:1]),
            "CorruptModelFileError", "are not one batch of samples each")
     huge = {"dtype": "F32", "shape": [2**40, 2**40], "data_offsets": [0, 4 * 2**80]}

@@ -149,8 +149,8 @@ def test_transformer_block_is_pytorchs_pre_norm_encoder_layer() -> None:
         "attn.in_proj_weight": t["self_attn.in_proj_weight"], "attn.in_proj_bias": t["self_attn.in_proj_bias"],
         "attn.out_proj_weight": t["self_attn.out_proj.weight"], "attn.out_proj_bias": t["self_attn.out_proj.bias"],
         "norm2.weight": t["norm2.weight"], "norm2.bias": t["norm2.bias"],
-        "fc1.weight": t["linear1.weight"].T.copy(), "fc1.bias": t["linear1.bias"],  # nnx's Linear is (in, out)
-        "fc2.weight": t["linear2.weight"].T.copy(), "fc2.bias": t["linear2.bias"],
+        "fc1.weight": t["linear1.weight"], "fc1.bias": t["linear1.bias"],
+        "fc2.weight": t["linear2.weight"], "fc2.bias": t["linear2.bias"],
     })
     rng = np.random.default_rng(6)
     x, g = rng.standard_normal((2, 5, 8)), rng.standard_normal((2, 5, 8))
@@ -160,7 +160,7 @@ def test_transformer_block_is_pytorchs_pre_norm_encoder_layer() -> None:
     yt.backward(torch.tensor(g))
     np.testing.assert_allclose(block.forward(x), yt.detach().numpy(), rtol=1e-12, atol=1e-13)
     np.testing.assert_allclose(block.backward(g), xt.grad.numpy(), rtol=1e-11, atol=1e-12)
-    np.testing.assert_allclose(block.fc1.weight.grad, module.linear1.weight.grad.numpy().T, rtol=1e-11, atol=1e-12)
+    np.testing.assert_allclose(block.fc1.weight.grad, module.linear1.weight.grad.numpy(), rtol=1e-11, atol=1e-12)
     np.testing.assert_allclose(block.attn.in_proj_weight.grad, module.self_attn.in_proj_weight.grad.numpy(),
                                rtol=1e-11, atol=1e-12)
 

@@ -170,3 +170,16 @@ def test_a_stratified_split_holds_out_exactly_the_asked_count() -> None:
         assert len(yv) == count and len(yt) == 120 - count
         assert set(np.bincount(yv, minlength=10)) <= {count // 10, count // 10 + 1}
         assert sorted(np.concatenate([xt, xv]).tolist()) == list(range(120))
+
+
+def test_the_bundled_tables_are_written_as_csv_files_nnx_reads(tmp_path: Path) -> None:
+    iris = nnx.datasets.load_csv(nnx.datasets.write_csv("iris", tmp_path / "iris.csv"))
+    assert iris.x.shape == (150, 4) and iris.labels == ["setosa", "versicolor", "virginica"]
+    assert np.bincount(iris.y).tolist() == [50, 50, 50] and iris.columns[:4] == ["sepal_length", "sepal_width",
+                                                                                 "petal_length", "petal_width"]
+    assert np.allclose(iris.x[0], [5.1, 3.5, 1.4, 0.2])  # the first flower of Fisher's table
+    diabetes = nnx.datasets.load_csv(nnx.datasets.write_csv("diabetes", tmp_path / "d.csv"), target="values")
+    assert diabetes.x.shape == (442, 10) and diabetes.label_name == "progression"
+    assert diabetes.y[:3].tolist() == [151.0, 75.0, 141.0] and diabetes.x[0, 0] == 59.0
+    with pytest.raises(nnx.errors.ConfigError, match="bundled tables are: iris, diabetes"):
+        nnx.datasets.write_csv("titanic", tmp_path / "t.csv")

@@ -37,7 +37,7 @@ def _mpiexec() -> str | None:
 
 
 MPIEXEC = _mpiexec()
-_MISSING = ("mpi4py is not installed (pip install 'nnx-array[distributed]')"
+_MISSING = ("mpi4py is not installed (pip install '.[distributed]' in nnx's clone)"
             if importlib.util.find_spec("mpi4py") is None else
             "no mpiexec next to this Python or on PATH (pip install mpich)" if MPIEXEC is None else None)
 needs_mpi = pytest.mark.skipif(_MISSING is not None, reason=_MISSING or "")
@@ -118,7 +118,7 @@ def test_buckets_group_by_dtype_in_order_within_the_size_cap() -> None:
 
 def test_missing_mpi4py_is_a_distributed_error(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(sys.modules, "mpi4py", None)
-    with pytest.raises(DistributedError, match=r"pip install 'nnx-array\[distributed\]'"):
+    with pytest.raises(DistributedError, match=r"pip install '\.\[distributed\]'"):
         world.World()
     with pytest.raises(ValueError, match="timeout"):
         world.World(timeout=0)

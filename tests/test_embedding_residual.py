@@ -72,10 +72,12 @@ def test_residual_adds_the_input_or_the_shortcut(nnx_backend: str) -> None:
     x = nnx.to_device(np.random.default_rng(5).normal(size=(4, 3)), nnx_backend, dtype="float64")
     body = nnx.Linear(3, 3, seed=6, dtype="float64")
     block = nnx.Residual(body)
-    np.testing.assert_array_equal(nnx.to_host(block.forward(x)), nnx.to_host(body.forward(x)) + nnx.to_host(x))
+    with block.inference():  # forwards without backwards
+        np.testing.assert_array_equal(nnx.to_host(block.forward(x)), nnx.to_host(body.forward(x)) + nnx.to_host(x))
     proj = nnx.Residual(nnx.Linear(3, 5, seed=7, dtype="float64"), shortcut=nnx.Linear(3, 5, seed=8, dtype="float64"))
-    expected = nnx.to_host(proj.body.forward(x)) + nnx.to_host(proj.shortcut.forward(x))
-    np.testing.assert_array_equal(nnx.to_host(proj.forward(x)), expected)
+    with proj.inference():
+        expected = nnx.to_host(proj.body.forward(x)) + nnx.to_host(proj.shortcut.forward(x))
+        np.testing.assert_array_equal(nnx.to_host(proj.forward(x)), expected)
     with pytest.raises(nnx.errors.ShapeError, match=r"body's output has shape \(4, 5\) but the input has \(4, 3\)"):
         nnx.Residual(nnx.Linear(3, 5, seed=9, dtype="float64")).forward(x)
     assert [n for n, _ in proj.named_parameters()] == ["body.weight", "body.bias", "shortcut.weight", "shortcut.bias"]
@@ -129,7 +131,7 @@ def test_linear_keeps_the_leading_axes(nnx_backend: str) -> None:
     lin = nnx.Linear(4, 3, seed=0, dtype="float64")
     x = np.random.default_rng(9).normal(size=(2, 5, 4))
     y = nnx.to_host(lin.forward(nnx.to_device(x, nnx_backend, dtype="float64")))
-    expected = x.reshape(-1, 4) @ nnx.to_host(lin.weight.data) + nnx.to_host(lin.bias.data)
+    expected = x.reshape(-1, 4) @ nnx.to_host(lin.weight.data).T + nnx.to_host(lin.bias.data)
     np.testing.assert_allclose(y, expected.reshape(2, 5, 3), rtol=1e-14)
     assert lin.output_shape((2, 5, 4)) == (2, 5, 3)
 

@@ -115,14 +115,14 @@ def test_the_books_hidden_error_is_the_gradient_without_the_output_slope() -> No
         net.backward(out - nnx.to_device(t, "numpy", dtype="float64"))  # d (half SSE) / d out
         grads[rule] = [nnx.to_host(p.grad) for p in net.parameters()]
         outs[rule] = nnx.to_host(out)
-    first, second = (nnx.to_host(p.data) for p in net.parameters())
-    h = 1 / (1 + np.exp(-(x @ first)))
+    first, second = (nnx.to_host(p.data) for p in net.parameters())  # wih, who: (out, in), the book's
+    h = 1 / (1 + np.exp(-(x @ first.T)))
     o = outs["exact"]
     np.testing.assert_array_equal(outs["book"], o)
     np.testing.assert_allclose(grads["book"][1], grads["exact"][1], rtol=1e-12)  # output layer: the gradient
-    np.testing.assert_allclose(grads["exact"][0], x.T @ ((((o - t) * o * (1 - o)) @ second.T) * h * (1 - h)),
+    np.testing.assert_allclose(grads["exact"][0], ((((o - t) * o * (1 - o)) @ second) * h * (1 - h)).T @ x,
                                rtol=1e-10)
-    np.testing.assert_allclose(grads["book"][0], x.T @ (((o - t) @ second.T) * h * (1 - h)), rtol=1e-10)
+    np.testing.assert_allclose(grads["book"][0], (((o - t) @ second) * h * (1 - h)).T @ x, rtol=1e-10)
 
 
 def test_modern_recipe_runs(nnx_backend: str) -> None:

@@ -145,7 +145,7 @@ def test_allowed_changes_train_with_the_new_learning_rate(tmp_path: Path) -> Non
         nnx.fit(model, loss, opt, data, epochs=3, batch_size=8, seed=5, progress=False,
                 checkpoint=tmp_path, resume=True, allow_changes=True)
     steps = nnx.load_checkpoint(tmp_path / "checkpoint.nnx").state["optimizer"]["state"]
-    assert steps["lr"] == 0.05 and steps["steps"][0] == 15
+    assert steps["groups"][0]["lr"] == 0.05 and steps["steps"][0] == 15
     with pytest.raises(nnx.errors.ConfigError, match="run_config must be JSON data"):
         nnx.fit(model, loss, opt, data, epochs=2, progress=False, run_config={"x": object()})
 

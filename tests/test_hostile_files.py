@@ -225,10 +225,10 @@ _CHECKPOINT_CASES = {
         lambda c, t: c.__setitem__("extra", _nested(900)),
         nnx.errors.CorruptModelFileError, "nests too deeply"),
     "negative learning rate": (
-        lambda c, t: c["optimizer"]["state"].__setitem__("lr", -0.01),
+        lambda c, t: c["optimizer"]["state"]["groups"][0].__setitem__("lr", -0.01),
         nnx.errors.ModelFileError, "learning rate must be > 0"),
     "NaN beta": (
-        lambda c, t: c["optimizer"]["state"]["hyper"].__setitem__("betas", [float("nan"), 0.999]),
+        lambda c, t: c["optimizer"]["state"]["groups"][0].__setitem__("betas", [float("nan"), 0.999]),
         nnx.errors.ModelFileError, "the saved settings are invalid"),
     "step counts that are not counts": (
         lambda c, t: c["optimizer"]["state"].__setitem__("steps", [1.5] * 4),

@@ -40,8 +40,8 @@ def test_legacy_generator_reproduces_numpy_global_seed(nnx_backend: str) -> None
     rng = nnx.random.legacy(1)
     l0 = nnx.Linear(3, 4, bias=False, init=nnx.init.Uniform(-1, 1), seed=rng, dtype="float64")
     l1 = nnx.Linear(4, 1, bias=False, init=nnx.init.Uniform(-1, 1), seed=rng, dtype="float64")
-    np.testing.assert_array_equal(nnx.to_host(l0.weight.data), syn0)
-    np.testing.assert_array_equal(nnx.to_host(l1.weight.data), syn1)
+    np.testing.assert_array_equal(nnx.to_host(l0.weight.data), syn0.T)  # drawn (in, out), stored (out, in)
+    np.testing.assert_array_equal(nnx.to_host(l1.weight.data), syn1.T)
 
 
 def test_legacy_normal_matches_numpy(nnx_backend: str) -> None:
@@ -50,16 +50,16 @@ def test_legacy_normal_matches_numpy(nnx_backend: str) -> None:
     b = np.random.normal(0, 0.1, (1, 3))
     layer = nnx.Linear(2, 3, init=nnx.init.Normal(0, 0.1), bias_init=nnx.init.Normal(0, 0.1),
                        seed=nnx.random.legacy(3), dtype="float64")
-    np.testing.assert_array_equal(nnx.to_host(layer.weight.data), w)
+    np.testing.assert_array_equal(nnx.to_host(layer.weight.data), w.T)
     np.testing.assert_array_equal(nnx.to_host(layer.bias.data), b[0])
 
 
 def test_explicit_initial_values(nnx_backend: str) -> None:
-    w = [[1.0, 2.0], [3.0, 4.0], [5.0, 6.0]]
+    w = [[1.0, 2.0, 3.0], [4.0, 5.0, 6.0]]  # (out, in)
     layer = nnx.Linear(3, 2, weight=w, bias_value=[0.5, -0.5], dtype="float64")
     np.testing.assert_array_equal(nnx.to_host(layer.weight.data), np.array(w))
     np.testing.assert_array_equal(nnx.to_host(layer.bias.data), [0.5, -0.5])
-    with pytest.raises(nnx.errors.ShapeError, match=r"\(3, 2\)"):
+    with pytest.raises(nnx.errors.ShapeError, match=r"\(2, 3\)"):
         nnx.Linear(3, 2, weight=[[1.0, 2.0]])
 
 

@@ -189,10 +189,19 @@ def test_state_dict_round_trip_and_its_errors(nnx_backend: str) -> None:
         target.load_state_dict({k: v for k, v in state.items() if k != "2.bias"})
     with pytest.raises(nnx.errors.ShapeError, match="does not have: 'extra'"):
         target.load_state_dict({**state, "extra": np.zeros(1)})
-    with pytest.raises(nnx.errors.ShapeError, match=r"'0.weight' has shape \(4, 3\) in the state"):
+    with pytest.raises(nnx.errors.ShapeError, match=r"'0.weight' has shape \(3, 4\) in the state"):
         target.load_state_dict({**state, "0.weight": state["0.weight"].T})
-    with pytest.raises(nnx.errors.DTypeError, match="'0.bias' is float32 in the state"):
-        target.load_state_dict({**state, "0.bias": state["0.bias"].astype(np.float32)})
+    with pytest.raises(nnx.errors.DTypeError, match="'0.bias' is float16 in the state"):
+        target.load_state_dict({**state, "0.bias": state["0.bias"].astype(np.float16)}, cast="none")
+    narrow = _tree(nnx_backend)
+    narrow.to(dtype="float32")
+    with pytest.raises(nnx.errors.DTypeError, match="is float64 in the state.*cast='any'"):
+        narrow.load_state_dict(state)  # never truncated in silence
+    narrow.load_state_dict(state, cast="any")
+    assert nnx.backend.dtype_name(narrow.state_dict()["0.bias"]) == "float32"
+    widened = {**state, "0.bias": state["0.bias"].astype(np.float32)}
+    target.load_state_dict(widened)  # float32 into float64: every value kept
+    assert np.array_equal(nnx.to_host(target.state_dict()["0.bias"]), widened["0.bias"].astype(np.float64))
 
 
 def test_observe_sees_every_call_and_leaves_nothing_behind(nnx_backend: str) -> None:

@@ -55,6 +55,7 @@ CASES: dict[str, Callable[[], tuple[Any, ...]]] = {
                             1e-3, 0.9, 0.999, 1e-8, 3),
     "rmsprop_update": lambda: (_values(24, special=False), _values(25), _positive(26), _values(27, special=False),
                                1e-2, 0.99, 1e-8, 0.9),
+    "lion_update": lambda: (_values(28, special=False), _values(29), _values(30, special=False), 1e-3, 0.9, 0.99, 0.1),
     # a 3x3 kernel over 2 groups of 4 channels, rows 5 wide, 3 output rows (see nnx.layers.windows.Runs)
     "shifted_matmul": lambda: (_values(54, (9, 2, 3, 4), special=False), _values(55, (5, 2, 4, 27), special=False),
                                (0, 1, 2, 5, 6, 7, 10, 11, 12), 15),

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 import nnx
-from nnx.optim import SGD, Adam, AdamW, CosineWithWarmup, ExponentialLR, RMSProp, StepLR, clip_grad_norm
+from nnx.optim import SGD, Adam, AdamW, CosineWithWarmup, ExponentialLR, Lion, RMSProp, StepLR, clip_grad_norm
 
 # f(p) = 1/2 sum(A * (p - C)^2) for two parameters of different shapes; grad = A * (p - C)
 SHAPES = [(2, 3), (3,)]
@@ -100,6 +100,18 @@ def _rmsprop(lr: float, alpha: float, eps: float, mu: float = 0.0) -> object:
     return rule
 
 
+def _lion(lr: float, b1: float, b2: float, lam: float) -> object:
+    # Chen et al. (2023), Algorithm 2: c = b1 m + (1 - b1) g; theta -= lr (sign(c) + lambda theta);
+    # m = b2 m + (1 - b2) g
+    def rule(theta, g, t, s, _):
+        m = s.get("m", np.zeros_like(theta))
+        c = b1 * m + (1 - b1) * g
+        theta = theta - lr * (np.sign(c) + lam * theta)
+        s["m"] = b2 * m + (1 - b2) * g
+        return theta
+    return rule
+
+
 CASES = {
     "sgd": (lambda ps: SGD(ps, lr=0.1), _sgd(0.1)),
     "sgd_momentum": (lambda ps: SGD(ps, lr=0.05, momentum=0.9), _sgd(0.05, 0.9)),
@@ -111,6 +123,8 @@ CASES = {
     "adamw": (lambda ps: AdamW(ps, lr=0.01, weight_decay=0.5), _adamw(0.01, 0.9, 0.999, 1e-8, 0.01 * 0.5)),
     "rmsprop": (lambda ps: RMSProp(ps, lr=0.01), _rmsprop(0.01, 0.99, 1e-8)),
     "rmsprop_momentum": (lambda ps: RMSProp(ps, lr=0.01, alpha=0.9, momentum=0.8), _rmsprop(0.01, 0.9, 1e-8, 0.8)),
+    "lion": (lambda ps: Lion(ps, lr=0.003), _lion(0.003, 0.9, 0.99, 0.0)),
+    "lion_decay": (lambda ps: Lion(ps, lr=0.002, betas=(0.8, 0.95), weight_decay=0.4), _lion(0.002, 0.8, 0.95, 0.4)),
 }
 
 
@@ -382,16 +396,135 @@ def test_a_network_trains_identically_on_immutable_arrays(frozen: str) -> None:
 def test_loaded_settings_are_checked_like_constructor_arguments() -> None:
     params = _params("numpy")
     good = Adam(params, lr=0.01).state_dict()
+    (group,) = good["groups"]
     for change, message in (({"lr": -1.0}, "learning rate must be > 0"), ({"lr": float("nan")}, "learning rate"),
-                            ({"hyper": {**good["hyper"], "betas": [0.9, 1.0]}}, r"betas\[1\]"),
-                            ({"hyper": {"betas": [0.9, 0.999]}}, "hyper-parameters"),
-                            ({"steps": [-1, 0]}, "non-negative ints")):
+                            ({"betas": [0.9, 1.0]}, r"betas\[1\]"),
+                            ({"betas": None, "momentum": 0.9}, "this optimizer has"),
+                            ({"params": [1, 0]}, "parameter groups hold")):
         opt = Adam(params, lr=0.01)
         with pytest.raises(nnx.errors.StateError, match=message):
-            opt.load_state_dict({**good, **change})
+            opt.load_state_dict({**good, "groups": [{k: v for k, v in {**group, **change}.items() if v is not None}]})
         assert opt.lr == 0.01  # nothing changed
+    with pytest.raises(nnx.errors.StateError, match="non-negative ints"):
+        Adam(params, lr=0.01).load_state_dict({**good, "steps": [-1, 0]})
 
 
 def test_a_model_file_config_with_unknown_keys_is_refused_before_the_constructor_runs() -> None:
     with pytest.raises(TypeError, match=r"Linear takes no argument\(s\) \['activation'\]"):
         nnx.Linear.from_config({"in_features": 2, "out_features": 2, "activation": "exec"}, {})
+
+
+# parameter groups -----------------------------------------------------------------------
+
+
+def _groups(ps: list[nnx.Parameter]) -> AdamW:
+    return AdamW([{"params": ps[:1], "weight_decay": 0.5}, {"params": ps[1:], "lr": 0.03, "betas": (0.8, 0.99),
+                                                            "weight_decay": 0.0}], lr=0.01)
+
+
+def test_each_group_steps_as_an_optimizer_of_its_own(nnx_backend: str) -> None:
+    ps = _params(nnx_backend)
+    apart = [AdamW(ps[:1], lr=0.01, weight_decay=0.5), AdamW(ps[1:], lr=0.03, betas=(0.8, 0.99), weight_decay=0.0)]
+    together = _groups(_params(nnx_backend))
+    assert together.param_groups[1]["eps"] == 1e-8  # unset values are the defaults
+    got = _run(together, 4)
+    for _ in range(4):
+        _set_grads(ps)
+        for opt in apart:
+            opt.step()
+    for g, p in zip(got, ps):
+        np.testing.assert_array_equal(g, nnx.to_host(p.data))
+
+
+def test_add_param_group_and_its_errors() -> None:
+    ps = _params("numpy")
+    opt = SGD(ps[:1], lr=0.1)
+    opt.add_param_group({"params": ps[1:], "momentum": 0.9})
+    assert [g["momentum"] for g in opt.param_groups] == [0.0, 0.9] and opt.params == ps
+    with pytest.raises(nnx.errors.ConfigError, match="twice"):
+        opt.add_param_group({"params": ps[:1]})
+    with pytest.raises(nnx.errors.ConfigError, match=r"Parameter\(p0.*twice"):
+        SGD([ps[0], ps[1], ps[0]], lr=0.1)
+    with pytest.raises(nnx.errors.ConfigError, match=r"sets \['betas'\]"):
+        SGD([{"params": ps, "betas": (0.9, 0.9)}], lr=0.1)
+    with pytest.raises(ValueError, match="momentum must be >= 0"):
+        SGD([{"params": ps, "momentum": -1.0}], lr=0.1)
+    with pytest.raises(TypeError, match="not a mix"):
+        SGD([ps[0], {"params": ps[1:]}], lr=0.1)
+
+
+def test_a_tied_parameter_is_listed_once_and_stepped_once() -> None:
+    emb = nnx.Embedding(5, 3, seed=0, dtype="float64")
+    head = nnx.Linear(3, 5, bias=False, weight=emb.weight, dtype="float64")
+    model = nnx.Sequential(emb, head)
+    assert model.parameters() == [emb.weight]
+    with pytest.raises(nnx.errors.ConfigError, match="twice"):
+        SGD([emb.weight, head.weight], lr=0.1)
+
+
+def test_schedules_move_every_group_from_its_own_start_or_the_chosen_one() -> None:
+    opt = _groups(_params("numpy"))
+    sched = ExponentialLR(opt, gamma=0.5)
+    sched.step()
+    assert [g["lr"] for g in opt.param_groups] == [0.005, 0.015]
+    opt = _groups(_params("numpy"))
+    sched = CosineWithWarmup(opt, 0, 10, group=1)
+    sched.step()
+    assert opt.param_groups[0]["lr"] == 0.01 and opt.param_groups[1]["lr"] == sched.lr_at(1, 0.03) < 0.03
+    with pytest.raises(ValueError, match="group must be one of"):
+        StepLR(opt, 2, group=2)
+
+
+def test_groups_and_schedule_resume_bit_for_bit_from_a_checkpoint(tmp_path) -> None:
+    def setup():
+        model = nnx.Sequential(nnx.Linear(3, 4, seed=0), nnx.Tanh(), nnx.LayerNorm(4), nnx.Linear(4, 2, seed=1))
+        opt = AdamW(nnx.optim.decay_groups(model, 0.1), lr=0.01)
+        return model, opt, CosineWithWarmup(opt, 2, 8)
+
+    rng = np.random.default_rng(0)
+    batches = [(rng.normal(size=(4, 3)).astype("float32"), rng.normal(size=(4, 2)).astype("float32"))
+               for _ in range(6)]
+
+    def train(model, opt, sched, part):
+        for x, y in part:
+            nnx.train_step(model, nnx.MSE(), opt, x, y)
+            sched.step()
+
+    straight = setup()
+    train(*straight, batches)
+    first = setup()
+    train(*first, batches[:3])
+    nnx.save_checkpoint(tmp_path / "c.nnx", first[0], first[1], schedule=first[2])
+    second = setup()
+    nnx.load_checkpoint(tmp_path / "c.nnx").restore(*second)
+    assert second[1].state_dict()["groups"] == first[1].state_dict()["groups"]
+    train(*second, batches[3:])
+    for a, b in zip(straight[0].parameters(), second[0].parameters()):
+        np.testing.assert_array_equal(a.data, b.data)
+
+
+def test_fit_resumes_a_run_with_groups(tmp_path) -> None:
+    def run(epochs: int, resume: bool) -> nnx.Sequential:
+        model = nnx.Sequential(nnx.Linear(3, 4, seed=0), nnx.Tanh(), nnx.Linear(4, 2, seed=1))
+        opt = AdamW(nnx.optim.decay_groups(model, 0.1), lr=0.01)
+        rng = np.random.default_rng(0)
+        x, y = rng.normal(size=(32, 3)).astype("float32"), rng.normal(size=(32, 2)).astype("float32")
+        nnx.fit(model, nnx.MSE(), opt, (x, y), epochs=epochs, batch_size=8, seed=1, progress=False,
+                checkpoint=tmp_path / ("a" if resume else "b"), resume=resume)
+        return model
+
+    run(2, True)
+    resumed, straight = run(4, True), run(4, False)
+    for a, b in zip(straight.parameters(), resumed.parameters()):
+        np.testing.assert_array_equal(a.data, b.data)
+
+
+def test_decay_groups_split_matrices_from_biases_norms_and_embeddings() -> None:
+    emb = nnx.Embedding(7, 4, seed=0)
+    model = nnx.Sequential(emb, nnx.LayerNorm(4), nnx.Linear(4, 3, seed=1), nnx.Linear(3, 7, seed=2))
+    decay, rest = nnx.optim.decay_groups(model, 0.1)
+    assert decay == {"params": [model[2].weight, model[3].weight], "weight_decay": 0.1}
+    assert rest["weight_decay"] == 0.0
+    assert rest["params"] == [emb.weight, model[1].weight, model[1].bias, model[2].bias, model[3].bias]
+    tied = nnx.Sequential(emb, nnx.Linear(4, 7, bias=False, weight=emb.weight))
+    assert nnx.optim.decay_groups(tied, 0.1) == [{"params": [emb.weight], "weight_decay": 0.1}]

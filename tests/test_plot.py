@@ -24,7 +24,7 @@ def test_plot_history_writes_a_png(tmp_path: Path) -> None:
 
 def test_plot_history_without_matplotlib_says_how_to_install(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setitem(sys.modules, "matplotlib.figure", None)
-    with pytest.raises(nnx.errors.NnxError, match=r"pip install 'nnx-array\[plot\]'"):
+    with pytest.raises(nnx.errors.NnxError, match=r"pip install '\.\[plot\]'"):
         nnx.plot_history(HISTORY, tmp_path / "h.png")
 
 

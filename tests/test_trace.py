@@ -24,7 +24,7 @@ pytest_plugins = ["pytester"]
 TRACES = Path(__file__).resolve().parent / "data" / "traces"
 REGENERATE = "python tests/data/traces/regenerate.py"
 ROOT = Path(__file__).resolve().parents[1]
-README = ROOT / "README.md"
+PARITY_PAGE = ROOT / "docs" / "parity.md"
 # subprocesses import this checkout's nnx, whatever else is installed
 ENV = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), *filter(None, [os.environ.get("PYTHONPATH")])])}
 
@@ -275,15 +275,15 @@ def test_the_pytest_fixture_records_once_then_compares(pytester: pytest.Pytester
     result.stdout.fnmatch_lines(["*first difference on *: step 0, layer 0 Linear(3, 2), initial weight*"])
 
 
-def _readme_failure_report() -> list[str]:
-    text = README.read_text()
+def _docs_failure_report() -> list[str]:
+    text = PARITY_PAGE.read_text()
     start = text.index("```text\nnnx parity: replaying")
     return text[start:].split("```")[1].splitlines()[1:]
 
 
-def test_the_readme_failure_report_is_what_the_command_prints(tmp_path: Path) -> None:
-    """The README's sample is a real report: the trace of its python block, one element changed."""
-    sample = _readme_failure_report()
+def test_the_documented_failure_report_is_what_the_command_prints(tmp_path: Path) -> None:
+    """docs/parity.md's sample is a real report: the trace its command records, one element changed."""
+    sample = _docs_failure_report()
     record = _nnx("parity", "--record", "mlp.nnxtrace", "--model", "mlp", "--backends", "numpy", "--dtype",
                   "float32", "--steps", "3", "--batch", "8", cwd=tmp_path)
     assert record.returncode == 0, record.stderr

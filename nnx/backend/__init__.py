@@ -23,7 +23,14 @@ from array_api_compat import array_namespace
 from array_api_compat import device as _device
 
 from nnx.backend.registry import BACKENDS, Backend
-from nnx.errors import BackendMismatchError, BackendUnavailableError, DTypeError, NonFiniteError, UnknownBackendError
+from nnx.errors import (
+    BackendMismatchError,
+    BackendUnavailableError,
+    ConfigError,
+    DTypeError,
+    NonFiniteError,
+    UnknownBackendError,
+)
 
 __all__ = [
     "BACKENDS",
@@ -39,6 +46,7 @@ __all__ = [
     "fast_path",
     "fast_path_enabled",
     "get",
+    "holds_values",
     "lookup",
     "low_dtype",
     "overflow_expected",
@@ -178,6 +186,23 @@ def backend_of(x: Any) -> str:
 def backend_of_type(kind: type) -> str | None:
     """The backend whose arrays have type ``kind``, if an array of it was seen (else ``None``)."""
     return _OWNER_BY_TYPE.get(kind)
+
+
+_HOLDS_VALUES_BY_TYPE: dict[type, bool] = {}
+
+
+def holds_values(x: Any) -> bool:
+    """Whether ``x`` holds numbers the host can read (``False`` for an array of a record with
+    ``holds_values=False``, such as ndonnx's, which records a graph); checks that read values ask it."""
+    kind = type(x)
+    known = _HOLDS_VALUES_BY_TYPE.get(kind)
+    if known is None:
+        try:
+            known = BACKENDS[backend_of(x)].holds_values
+        except BackendMismatchError:
+            known = True  # host data (a number, a list): values
+        _HOLDS_VALUES_BY_TYPE[kind] = known
+    return known
 
 
 def namespace_of(x: Any) -> ModuleType:
@@ -403,6 +428,7 @@ def _forget_caches() -> None:
     _probe.cache_clear()
     _OWNER_BY_TYPE.clear()
     _NAMESPACE_BY_TYPE.clear()
+    _HOLDS_VALUES_BY_TYPE.clear()
 
 
 MATMUL_PRECISIONS = ("highest", "tf32")
@@ -410,7 +436,7 @@ MATMUL_PRECISIONS = ("highest", "tf32")
 
 def _check_precision(precision: str) -> None:
     if precision not in MATMUL_PRECISIONS:
-        raise ValueError(f"matmul precision must be one of {MATMUL_PRECISIONS}, got {precision!r}")
+        raise ConfigError(f"matmul precision must be one of {MATMUL_PRECISIONS}, got {precision!r}")
 
 
 def matmul_precision(name: str | None = None) -> str:
@@ -444,15 +470,15 @@ def set_matmul_precision(precision: str, name: str | None = None) -> str:
     ``nnx.backend.set_matmul_precision("tf32", "cupy")`` turns TF32 on for CuPy;
     ``"highest"`` turns it off (``nnx parity`` always runs with ``"highest"``).
     Asking a backend without reduced-precision matmuls for ``"tf32"`` raises
-    ``ValueError``: nnx never pretends to honour a setting.
+    :class:`~nnx.errors.ConfigError`: nnx never pretends to honour a setting.
     """
     _check_precision(precision)
     record = get(name or current())
     if record.matmul_precision is None:
         if precision != "highest":
-            raise ValueError(
-                f"backend {record.name!r} has no reduced-precision matmul; it always computes "
-                f"float32 in full precision (use 'highest')"
+            raise ConfigError(
+                f"backend {record.name!r} has no reduced-precision matmul, so {precision!r} cannot be honoured; it "
+                f"always computes float32 in full precision (use 'highest')"
             )
         return "highest"
     return record.matmul_precision(precision)

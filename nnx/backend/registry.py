@@ -10,6 +10,7 @@ array-api-compat supports means adding one :class:`Backend` record to ``BACKENDS
 from __future__ import annotations
 
 import importlib
+import sys
 from dataclasses import dataclass, field
 from types import ModuleType
 from typing import Any, Callable
@@ -84,6 +85,7 @@ class Backend:
     low_dtypes: tuple[str, ...] = field(default=())
     low_dtype_note: str = field(default="")
     host_allocator: str | None = field(default=None)
+    holds_values: bool = field(default=True)
 
 
 def load(path: str) -> Any:
@@ -145,7 +147,8 @@ def _strict_owns(x: Any) -> bool:
 
 # cupy ---------------------------------------------------------------------------
 
-_CUPY_HINT = "install the extra for your CUDA: pip install 'nnx-array[cuda12]' or 'nnx-array[cuda13]'"
+_CUPY_HINT = ("install the extra for your CUDA from a clone of nnx's repository: pip install '.[cuda12]' "
+              "or '.[cuda13]' (or pip install cupy-cuda12x)")
 
 
 def _cupy_probe() -> str | None:
@@ -254,6 +257,54 @@ def _torch_matmul_precision(precision: str | None) -> str:
     if precision is not None:
         torch.set_float32_matmul_precision("high" if precision == "tf32" else "highest")
     return before
+
+
+# ndonnx (tracing into ONNX) ------------------------------------------------------------
+
+_NDONNX_HINT = "install the ONNX extra: pip install 'nnx-array[onnx]'"
+
+
+def _ndonnx_probe() -> str | None:
+    return _import_reason("ndonnx", _NDONNX_HINT)
+
+
+def _ndonnx_namespace() -> ModuleType:
+    import ndonnx
+
+    return ndonnx
+
+
+def _ndonnx_from_host(a: np.ndarray) -> Any:
+    import ndonnx
+
+    return ndonnx.asarray(np.array(a, copy=True))
+
+
+def _ndonnx_to_host(x: Any) -> np.ndarray:
+    """The values of a constant ndonnx array; a traced one (a graph input) has none to give."""
+    return np.array(x.unwrap_numpy(), copy=True)
+
+
+def _ndonnx_owns(x: Any) -> bool:
+    ndonnx = sys.modules.get("ndonnx")  # never imported just to ask
+    return ndonnx is not None and isinstance(x, ndonnx.Array)
+
+
+#: ndonnx arrays record an ONNX graph (nnx.export_onnx traces a forward on them); not a backend to
+#: compute on, so not in BACKENDS: the exporter registers it while it traces.
+NDONNX = Backend(
+    name="ndonnx",
+    module="ndonnx",
+    description="ndonnx: arrays that record an ONNX graph (export, not computing)",
+    probe=_ndonnx_probe,
+    namespace=_ndonnx_namespace,
+    from_host=_ndonnx_from_host,
+    to_host=_ndonnx_to_host,
+    owns=_ndonnx_owns,
+    install_hint=_NDONNX_HINT,
+    tested_when_unavailable=False,
+    holds_values=False,
+)
 
 
 BACKENDS: dict[str, Backend] = {

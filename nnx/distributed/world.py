@@ -38,7 +38,7 @@ def _mpi() -> Any:
     except ImportError as exc:
         raise DistributedError(
             f"distributed training needs mpi4py and an MPI library ({exc}); install them with "
-            f"pip install 'nnx-array[distributed]' (mpi4py and the mpich wheel) and launch with "
+            f"pip install '.[distributed]' in nnx's clone (mpi4py and the mpich wheel) and launch with "
             f"mpiexec -n N python ..."
         ) from None
     return MPI

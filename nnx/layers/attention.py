@@ -20,6 +20,7 @@ from nnx.layers.base import Parameter, ParamLayer, count
 from nnx.arguments import number
 from nnx.layers.checks import Where, check_arguments, check_float, check_same_dtype, check_switches
 from nnx.layers.registry import register_layer
+from nnx.layers.sizes import product, reshape_sizes
 
 
 def _blocked(q: Any, k: Any, xp: Any, causal: bool, key_padding_mask: Any, attn_mask: Any, offset: int = 0) -> Any:
@@ -40,7 +41,7 @@ def _blocked(q: Any, k: Any, xp: Any, causal: bool, key_padding_mask: Any, attn_
             raise ShapeError(f"{where} expected key_padding_mask of shape (batch, seq_k) = {(q.shape[0], sk)} "
                              f"for queries {tuple(q.shape)} and keys {tuple(k.shape)}, got "
                              f"{tuple(key_padding_mask.shape)}")
-        pad = xp.reshape(key_padding_mask, (q.shape[0],) + (1,) * (q.ndim - 2) + (sk,))
+        pad = xp.reshape(key_padding_mask, reshape_sizes((q.shape[0],) + (1,) * (q.ndim - 2) + (sk,)))
         blocked = pad if blocked is None else (blocked | pad)
     if attn_mask is not None:
         _backend.check_backend(attn_mask, _backend.backend_of(q), f"{where} attn_mask")
@@ -53,7 +54,7 @@ def _blocked(q: Any, k: Any, xp: Any, causal: bool, key_padding_mask: Any, attn_
         if len(shape) > len(scores) or any(a not in (1, s) for a, s in zip(shape[::-1], scores[::-1])):
             raise ShapeError(f"{where} expected an attn_mask broadcastable to the scores {scores} "
                              f"((seq_q, seq_k) = {(sq, sk)}, or with leading axes), got {shape}")
-        if bool(xp.any(xp.isnan(attn_mask) | (attn_mask == math.inf))):
+        if _backend.holds_values(attn_mask) and bool(xp.any(xp.isnan(attn_mask) | (attn_mask == math.inf))):
             raise NonFiniteError(f"{where} got NaN or +inf in attn_mask; use 0 to allow a pair and "
                                  f"-inf (or a large negative number) to block it")
         ninf = attn_mask == -math.inf
@@ -238,7 +239,7 @@ class MultiHeadAttention(ParamLayer):
 
     def _heads(self, x: Any, xp: Any, batch: int, seq: int) -> Any:
         """``(batch * seq, embed)`` → ``(batch, heads, seq, head_dim)``."""
-        return xp.permute_dims(xp.reshape(x, (batch, seq, self.num_heads, self.head_dim)), (0, 2, 1, 3))
+        return xp.permute_dims(xp.reshape(x, reshape_sizes((batch, seq, self.num_heads, self.head_dim))), (0, 2, 1, 3))
 
     def _check(self, x: Any, width: int, what: str) -> None:
         self._check_input(x, Where(self, f" ({what})"))
@@ -259,12 +260,13 @@ class MultiHeadAttention(ParamLayer):
             cache.check(query, self)
         offset, held = 0, None
         if self_attention:
-            x = xp.reshape(query, (b * sq, e))
+            x = xp.reshape(query, reshape_sizes((product(b, sq), e)))
             w = xp.matrix_transpose(self.in_proj_weight.data)
             qkv = x @ w
             if self.in_proj_bias is not None:
                 qkv += self.in_proj_bias.data
-            qkv = xp.permute_dims(xp.reshape(qkv, (b, sq, 3, self.num_heads, self.head_dim)), (2, 0, 3, 1, 4))
+            heads = reshape_sizes((b, sq, 3, self.num_heads, self.head_dim))
+            qkv = xp.permute_dims(xp.reshape(qkv, heads), (2, 0, 3, 1, 4))
             q, k, v, inputs = qkv[0, ...], qkv[1, ...], qkv[2, ...], (x,)
             if cache is not None:  # attend over the keys and values of every position so far
                 k, v, offset = cache.append(self, k, v)
@@ -277,8 +279,9 @@ class MultiHeadAttention(ParamLayer):
                 raise ShapeError(f"{self!r} expected key and value of the same (batch, seq_k) and the query's "
                                  f"batch, got query {tuple(query.shape)}, key {tuple(key.shape)}, "
                                  f"value {tuple(value.shape)}")
-            inputs = (xp.reshape(query, (b * sq, e)), xp.reshape(key, (b * sk, self.kdim)),
-                      xp.reshape(value, (b * sk, self.vdim)))
+            inputs = (xp.reshape(query, reshape_sizes((product(b, sq), e))),
+                      xp.reshape(key, reshape_sizes((product(b, sk), self.kdim))),
+                      xp.reshape(value, reshape_sizes((product(b, sk), self.vdim))))
             q = self._heads(self._project(inputs[0], xp, 0, e), xp, b, sq)
             held = None if cache is None else cache.memory(self, key, value)
             if held is None:
@@ -294,7 +297,7 @@ class MultiHeadAttention(ParamLayer):
                                       _backend.dtype_name(query))  # the compute dtype (mixed precision)
         o, attention = scaled_dot_product_attention(q, k, v, causal=self.causal, key_padding_mask=key_padding_mask,
                                                     attn_mask=attn_mask, dropout_mask=drop, causal_offset=offset)
-        o = xp.reshape(xp.permute_dims(o, (0, 2, 1, 3)), (b * sq, e))
+        o = xp.reshape(xp.permute_dims(o, (0, 2, 1, 3)), reshape_sizes((product(b, sq), e)))
         y = o @ xp.matrix_transpose(self.out_proj_weight.data)
         if self.out_proj_bias is not None:
             y += self.out_proj_bias.data
@@ -302,7 +305,7 @@ class MultiHeadAttention(ParamLayer):
             self.save_for_backward(inputs, attention, o, (b, sq, sk))
         else:  # the earlier positions' keys are in the cache, not differentiable from here: no backward
             self.drop_saved()
-        return xp.reshape(y, (b, sq, e))
+        return xp.reshape(y, reshape_sizes((b, sq, e)))
 
     def backward(self, grad: Any, *, input_grad: bool = True) -> Any:
         inputs, attention, o, (b, sq, sk) = self.saved_tensors()

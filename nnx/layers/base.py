@@ -1,6 +1,6 @@
 """The base class of every layer: the layer tree and the forward/backward contract.
 
-Writing a layer (see README, "Writing your own layer"):
+Writing a layer (see docs/layers.md, "Writing your own layer"):
 
 * ``forward(x)`` computes the output and keeps what backward needs with
   ``self.save_for_backward(...)``;
@@ -83,6 +83,33 @@ class Parameter:
         return f"Parameter({self.name}, shape={self.shape}, dtype={_backend.dtype_name(self.data)})"
 
 
+def shared(param: Any, shape: tuple[int, ...], where: str, dtype: str | None = None) -> Parameter:
+    """``param`` itself, to be used in one more place (a tied weight), once its shape (and dtype) fit.
+
+    Checked here, when the tie is made, so a misfit is an error naming both shapes, never a failed
+    product at the next forward."""
+    if not isinstance(param, Parameter):
+        raise TypeError(f"{where} can share an nnx Parameter (such as embedding.weight), got {type(param).__name__}")
+    if param.shape != tuple(shape):
+        raise ShapeError(f"{where} must have shape {tuple(shape)} to be tied, got {param!r}; a Linear(in, out) "
+                         f"weight is (out, in), the shape of an Embedding(out, in) weight")
+    if dtype is not None and _backend.dtype_name(param.data) != dtype:
+        raise DTypeError(f"{where} is {dtype} but the Parameter to share is {_backend.dtype_name(param.data)}; "
+                         f"build both in one dtype")
+    return param
+
+
+_CASTS = ("exact", "any", "none")
+_FLOAT_BITS = {"float16": 16, "float32": 32, "float64": 64}
+
+
+def _castable(have: str, want: str, cast: str) -> bool:
+    """Whether ``load_state_dict``'s rule ``cast`` turns an array of dtype ``have`` into ``want``."""
+    if have not in _FLOAT_BITS or want not in _FLOAT_BITS or cast == "none":
+        return False
+    return cast == "any" or _FLOAT_BITS[have] < _FLOAT_BITS[want]
+
+
 class SavesForBackward:
     """Keeping tensors from a forward for the one backward after it (layers and losses)."""
 
@@ -107,10 +134,30 @@ class SavesForBackward:
         return saved
 
 
+class _Passes:
+    """Which outermost forward call is running: forwards nest (a model's forward calls its layers'), and
+    what a layer keeps is tagged with the pass it belongs to, so a layer used twice in one forward keeps
+    both, while a forward of a new pass over a layer still holding an earlier pass's tensors is refused."""
+
+    depth = 0
+    number = 0
+
+
 def _records_output(forward: Callable[..., Any]) -> Callable[..., Any]:
     @functools.wraps(forward)
     def wrapper(self: "Layer", *args: Any, **kwargs: Any) -> Any:
-        out = forward(self, *args, **kwargs)
+        _Passes.depth += 1
+        try:
+            out = forward(self, *args, **kwargs)
+        except BaseException:
+            if _Passes.depth == 1:  # a failed forward leaves no half-kept pass behind
+                for _, layer in self.named_modules():
+                    layer._drop_pass(_Passes.number)
+            raise
+        finally:
+            _Passes.depth -= 1
+            if _Passes.depth == 0:
+                _Passes.number += 1
         self.__dict__["_grad_spec"] = (type(out), out.dtype, out.shape) if hasattr(out, "dtype") else None
         return out
 
@@ -148,6 +195,8 @@ class Layer(SavesForBackward):
     #: attribute names of this layer's non-trainable arrays, saved with the model
     buffer_names: ClassVar[tuple[str, ...]] = ()
     _grad_spec: Any = None
+    #: True for a layer that keeps its own list of steps in ``_saved`` (the recurrent cells)
+    _keeps_steps: ClassVar[bool] = False
 
     #: whether this class says which children it has (overrides ``named_children``); set per class
     _names_own_children: ClassVar[bool] = False
@@ -172,6 +221,52 @@ class Layer(SavesForBackward):
     def __init__(self) -> None:
         self.training = True
 
+    # what forwards keep: a list of (pass number, tensors), newest last ------------------------
+
+    def save_for_backward(self, *values: Any) -> None:
+        """Keep ``values`` for the backward of this forward.
+
+        A layer used twice in one forward keeps both, and its backwards take them back newest
+        first (the order a container runs them). A training-mode forward while the layer still
+        holds what an earlier forward kept, whose backward has not come, raises
+        :class:`~nnx.errors.StateError`: its backward would otherwise get the newer input's
+        gradient in silence. In evaluation mode (``eval()``) a forward replaces what an earlier
+        one kept (its backward is the newest forward's). Inside :meth:`inference` nothing is kept.
+        """
+        if not self._keeps:
+            return
+        pending, number = self._saved, _Passes.number
+        if pending is None or not self.training and pending[-1][0] != number:
+            self.__dict__["_saved"] = [(number, values)]
+        elif pending[-1][0] == number:
+            pending.append((number, values))
+        else:
+            raise StateError(
+                f"{self!r}.forward called again before the backward of the forward before it: that backward "
+                f"would get this input's gradient. Call backward first; run forwards that need no backward "
+                f"inside model.inference() (evaluation, logging); or drop the pending forward with "
+                f"model.drop_saved()")
+
+    def saved_tensors(self) -> tuple[Any, ...]:
+        """Take back what the newest forward kept; a backward without a forward before it raises."""
+        pending = self._saved
+        if not pending:
+            raise StateError(
+                f"{self!r}.backward called without a forward before it "
+                f"(or twice after one forward); call forward first"
+            )
+        _, values = pending.pop()
+        if not pending:
+            self.__dict__["_saved"] = None
+        return values
+
+    def _drop_pass(self, number: int) -> None:
+        """Forget what the forward pass ``number`` kept (it failed; no backward will come)."""
+        pending = self._saved
+        if isinstance(pending, list) and not self._keeps_steps:
+            kept = [entry for entry in pending if entry[0] != number]
+            self.__dict__["_saved"] = kept or None
+
     def __setattr__(self, name: str, value: Any) -> None:
         if isinstance(value, (list, tuple, dict)) and not self._names_own_children and name not in self._child_lists:
             _refuse_plain_layers(self, name, value)
@@ -181,6 +276,10 @@ class Layer(SavesForBackward):
                 f"named_children it inherits, which walks only {', '.join(self._child_lists) or 'its own list'}; "
                 f"its weights would be neither trained nor saved. Put it among those children, or write "
                 f"{type(self).__name__}.named_children to name it too")
+        elif isinstance(value, Parameter):
+            old = self.__dict__.get(name)
+            if isinstance(old, Parameter) and old is not value:  # tying: head.weight = emb.weight
+                shared(value, old.shape, f"{type(self).__name__}.{name}", _backend.dtype_name(old.data))
         object.__setattr__(self, name, value)
 
     # the forward/backward contract ------------------------------------------------
@@ -263,6 +362,42 @@ class Layer(SavesForBackward):
                     seen.add(id(p))
                     yield _join(path, name), p
 
+    def tied_parameters(self) -> list[tuple[str, str]]:
+        """``(name, first name)`` for every place a parameter is reached again: a weight tied to
+        another (``Linear(E, V, weight=emb.weight)``) or the parameters of a layer used twice.
+        :meth:`named_parameters` and :meth:`state_dict` list such a parameter once, under its first
+        name; a model file records these pairs and ties them again on load."""
+        first: dict[int, str] = {}
+        ties = []
+        stack: list[tuple[str, Layer, tuple[int, ...]]] = [("", self, ())]
+        while stack:
+            path, layer, above = stack.pop()
+            if id(layer) in above:  # a layer inside itself: the walk would not end
+                continue
+            for name, p in layer._own_parameters():
+                full = _join(path, name)
+                if id(p) in first:
+                    ties.append((full, first[id(p)]))
+                else:
+                    first[id(p)] = full
+            stack.extend(reversed([(_join(path, n), c, (*above, id(layer))) for n, c in layer.named_children()]))
+        return ties
+
+    def tie(self, name: str, source: str) -> None:
+        """Make parameter ``name`` (dotted) the very parameter ``source``: one array, its gradients
+        from every use adding up. The shapes and dtypes must agree (checked now)."""
+        params = dict(self.named_parameters())
+        path, _, attr = name.rpartition(".")
+        try:
+            owner = self.get_submodule(path)
+        except KeyError:
+            owner = None
+        if owner is None or not isinstance(getattr(owner, attr, None), Parameter):
+            raise KeyError(f"{type(self).__name__} has no parameter {name!r} to tie")
+        if source not in params:
+            raise KeyError(f"{type(self).__name__} has no parameter {source!r} to tie {name!r} to")
+        setattr(owner, attr, params[source])
+
     def parameters(self) -> list[Parameter]:
         """The trainable parameters, in a fixed order."""
         return [p for _, p in self.named_parameters()]
@@ -300,14 +435,24 @@ class Layer(SavesForBackward):
             state[name] = value
         return state
 
-    def load_state_dict(self, state: Mapping[str, Any], *, source: str = "the state") -> None:
+    def load_state_dict(self, state: Mapping[str, Any], *, source: str = "the state", cast: str = "exact") -> None:
         """Copy arrays (of any backend, or NumPy) into the parameters and buffers of the same names.
 
-        Names, shapes and dtypes must match exactly (nothing is cast); each array
-        moves onto the backend its target lives on. Everything is checked before
-        anything changes. Raises :class:`~nnx.errors.ShapeError` for missing,
-        extra or misshapen tensors and :class:`~nnx.errors.DTypeError` for dtypes.
+        Names and shapes must match exactly; each array moves onto the backend its
+        target lives on and into its target's dtype by the rule ``cast``:
+
+        * ``"exact"`` (default): a float array of a narrower float dtype is widened
+          (float16 or float32 into float64, float16 into float32: every value kept);
+          a wider one (float64 into float32 or float16) is refused, never truncated;
+        * ``"any"``: any float dtype into the target's (PyTorch's rule; values are rounded);
+        * ``"none"``: dtypes must match (what a model file loads with).
+
+        Integer and bool arrays are never cast. Everything is checked before anything
+        changes. Raises :class:`~nnx.errors.ShapeError` for missing, extra or misshapen
+        tensors and :class:`~nnx.errors.DTypeError` for dtypes.
         """
+        if cast not in _CASTS:
+            raise ValueError(f"load_state_dict cast must be one of {_CASTS}, got {cast!r}")
         params = dict(self.named_parameters())
         targets = {n: ("parameter", p.data) for n, p in params.items()}
         targets.update({n: ("buffer", v) for n, v in self.named_buffers()})
@@ -322,13 +467,19 @@ class Layer(SavesForBackward):
                 raise ShapeError(f"{kind} {name!r} has shape {tuple(value.shape)} in {source} but the "
                                  f"architecture needs {tuple(current.shape)}")
             have, want = _backend.dtype_name(value), _backend.dtype_name(current)
-            if have != want:
-                raise DTypeError(f"{kind} {name!r} is {have} in {source} but the architecture makes it {want}")
+            if have != want and not _castable(have, want, cast):
+                hint = ("; pass cast='any' to round it into " + want if cast == "exact" and _castable(have, want, "any")
+                        else "")
+                raise DTypeError(f"{kind} {name!r} is {have} in {source} but the architecture makes it {want}{hint}")
+        first = dict(self.tied_parameters())  # a tied parameter's state is under its first name
         for path, layer in self.named_modules():
             own = [n for n, _ in layer._own_parameters()] + list(layer.buffer_names)
-            layer.check_arrays({n: state[_join(path, n)] for n in own}, f"{source}'s layer {path or 'model'}")
+            layer.check_arrays({n: state[first.get(_join(path, n), _join(path, n))] for n in own},
+                               f"{source}'s layer {path or 'model'}")
         for name, (kind, current) in targets.items():
-            value = _backend.to_device(state[name], _backend.backend_of(current))
+            want = _backend.dtype_name(current)
+            value = _backend.to_device(state[name], _backend.backend_of(current),
+                                       want if _backend.dtype_name(state[name]) != want else None)
             if kind == "parameter":
                 params[name].data, params[name].grad = value, None
             else:
@@ -381,17 +532,18 @@ class Layer(SavesForBackward):
     def inference(self) -> Iterator["Layer"]:
         """Inside the block every layer is in evaluation mode and its forwards keep nothing for a
         backward (no activations held: a backward there raises :class:`~nnx.errors.StateError`);
-        afterwards each layer is back in its own mode. :func:`nnx.predict` and :func:`nnx.evaluate`
+        afterwards each layer is back in its own mode, and what a training forward before the block
+        kept is there again for its backward. :func:`nnx.predict` and :func:`nnx.evaluate`
         run in it."""
         layers = [layer for _, layer in self.named_modules()]
-        modes = [layer.training for layer in layers]
+        modes = [(layer.training, layer._saved) for layer in layers]
         for layer in layers:
             layer.training, layer._keeps, layer._saved = False, False, None
         try:
             yield self
-        finally:
-            for layer, mode in zip(layers, modes):
-                layer.training = mode
+        finally:  # a training forward before the block still has its backward to come
+            for layer, (mode, pending) in zip(layers, modes):
+                layer.training, layer._saved = mode, pending
                 layer.__dict__.pop("_keeps", None)
 
     def drop_saved(self) -> None:

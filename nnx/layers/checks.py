@@ -100,8 +100,9 @@ def finite_checks_enabled() -> bool:
 
 
 def check_finite(x: Any, xp: Any, where: str, what: str = "input") -> None:
-    """Raise :class:`NonFiniteError` if ``x`` holds a NaN or an infinity (skipped when checks are off)."""
-    if _FINITE_CHECKS[0] and not ops.all_finite(x):
+    """Raise :class:`NonFiniteError` if ``x`` holds a NaN or an infinity (skipped when checks are off,
+    and on arrays without values to read: a traced ndonnx array, see ``Backend.holds_values``)."""
+    if _FINITE_CHECKS[0] and _backend.holds_values(x) and not ops.all_finite(x):
         count = int(xp.sum(xp.astype(~xp.isfinite(x), xp.int64)))
         nans = int(xp.sum(xp.astype(xp.isnan(x), xp.int64)))
         raise NonFiniteError(

@@ -12,6 +12,7 @@ from nnx.errors import DTypeError, IndexRangeError
 from nnx.layers.base import Parameter, ParamLayer, count
 from nnx.layers.checks import check_arguments
 from nnx.layers.registry import register_layer
+from nnx.layers.sizes import reshape_sizes
 
 # Rows of the one-hot matrix the weight gradient is built from, at most, per matrix product.
 _CHUNK_ELEMENTS = 2**22
@@ -67,14 +68,15 @@ class Embedding(ParamLayer):
             raise DTypeError(f"{where} expected integer indices, got dtype {_backend.dtype_name(indices)}; "
                              f"move token ids with nnx.to_device(ids, dtype='int64')")
         flat = xp.astype(xp.reshape(indices, (-1,)), xp.int64)  # uint8 ids compared with 256 must not wrap
-        if flat.shape[0] and bool(xp.any(flat < 0) | xp.any(flat >= self.num_embeddings)):
+        if (_backend.holds_values(flat) and flat.shape[0]
+                and bool(xp.any(flat < 0) | xp.any(flat >= self.num_embeddings))):
             lo, hi = int(xp.min(flat)), int(xp.max(flat))
             bad = lo if lo < 0 else hi
             raise IndexRangeError(f"{where} got index {bad} (indices range from {lo} to {hi}), but the table has "
                                   f"{self.num_embeddings} rows: valid indices are 0 to {self.num_embeddings - 1}")
         self.save_for_backward(flat)
         rows = xp.take(self.weight.data, flat, axis=0)
-        return xp.reshape(rows, (*indices.shape, self.embedding_dim))
+        return xp.reshape(rows, reshape_sizes((*indices.shape, self.embedding_dim)))
 
     def backward(self, grad: Any) -> None:
         """Adds into the table's gradient; returns ``None``: integer indices have no gradient."""

@@ -8,9 +8,10 @@ from nnx import backend as _backend
 from nnx import init as _init
 from nnx import random as _random
 from nnx.errors import ShapeError
-from nnx.layers.base import Parameter, ParamLayer, count
+from nnx.layers.base import Parameter, ParamLayer, count, shared
 from nnx.layers.checks import check_arguments, check_switches
 from nnx.layers.registry import register_layer
+from nnx.layers.sizes import reshape_sizes
 
 
 def _initial(values: Any, shape: tuple[int, ...], what: str) -> Any:
@@ -23,16 +24,19 @@ def _initial(values: Any, shape: tuple[int, ...], what: str) -> Any:
 
 @register_layer
 class Linear(ParamLayer):
-    """``y = x @ W + b`` for ``x`` of shape ``(batch, in_features)``, or ``(..., in_features)``
+    """``y = x @ W.T + b`` for ``x`` of shape ``(batch, in_features)``, or ``(..., in_features)``
     (a sequence of vectors, after an :class:`~nnx.Embedding`: every leading axis is kept).
 
-    ``W`` has shape ``(in_features, out_features)``, as in the tutorials'
-    ``np.dot(X, syn0)``; ``b`` has shape ``(out_features,)``. Initial values
-    come from ``init``/``bias_init`` drawn from ``seed`` (an int, a NumPy
-    ``Generator`` or legacy ``RandomState``; ``None`` uses nnx's default
-    generator), weight first, then bias, or are given directly with
-    ``weight=``/``bias_value=``. ``dtype`` is ``"float32"`` (default) or
-    ``"float64"``; ``backend`` defaults to the selected one.
+    ``W`` has shape ``(out_features, in_features)``, as every nnx layer and PyTorch store it;
+    ``b`` has shape ``(out_features,)``. Initial values come from ``init``/``bias_init``
+    drawn from ``seed`` (an int, a NumPy ``Generator`` or legacy ``RandomState``; ``None``
+    uses nnx's default generator), weight first, then bias. The weight is drawn as an
+    ``(in_features, out_features)`` array, the tutorials' ``np.dot(X, syn0)`` order, and
+    stored transposed, so a seed gives the tutorials' numbers. ``weight=`` gives the initial
+    values directly ``(out_features, in_features)``, or is a :class:`Parameter` of that
+    shape to share (tying a head to an embedding: ``Linear(E, V, weight=emb.weight)``);
+    ``bias_value=`` gives the bias. ``dtype`` is ``"float32"`` (default) or ``"float64"``;
+    ``backend`` defaults to the selected one.
     """
 
     def __init__(
@@ -58,9 +62,14 @@ class Linear(ParamLayer):
         self.in_features, self.out_features, self.dtype = in_features, out_features, dtype
         rng = _random.make_rng(seed)
         shape = (in_features, out_features)
-        w = _initial(weight, shape, "weight") if weight is not None else _init.draw(init, shape, rng, shape)
         name = backend or _backend.current()
-        self.weight = Parameter(_backend.to_device(w, name, dtype), "weight")
+        if isinstance(weight, Parameter):
+            where = f"Linear({in_features}, {out_features}) weight"
+            self.weight = shared(weight, (out_features, in_features), where, dtype)
+        else:
+            w = (_initial(weight, shape[::-1], "weight") if weight is not None
+                 else _init.draw(init, shape, rng, shape).T.copy())
+            self.weight = Parameter(_backend.to_device(w, name, dtype), "weight")
         self.bias: Parameter | None = None
         if bias:
             bshape = (out_features,)
@@ -81,13 +90,24 @@ class Linear(ParamLayer):
                 f"got {tuple(x.shape)}"
             )
         lead = tuple(x.shape[:-1])
+        if lead.count(None) > 1:  # sizes unknown until run time (a traced graph): no flat matrix to make
+            return self._broadcast_forward(x)
         if x.ndim > 2:  # (..., in) as one (rows, in) matrix
             x = _backend.namespace_of(x).reshape(x, (-1, self.in_features))
-        y = x @ self.weight.data
+        y = x @ self.weight.data.T
         if self.bias is not None:
             y += self.bias.data  # y is fresh: add in place, no second array
         self.save_for_backward(x, lead)
-        return y if len(lead) == 1 else _backend.namespace_of(y).reshape(y, (*lead, self.out_features))
+        return y if len(lead) == 1 else _backend.namespace_of(y).reshape(y, reshape_sizes((*lead, self.out_features)))
+
+    def _broadcast_forward(self, x: Any) -> Any:
+        """``x @ weight`` over all leading axes at once, for inputs with two or more sizes unknown (a
+        traced dynamic batch and sequence, which no reshape to a matrix can name). Only a traced graph
+        has such inputs, and it has no backward: nothing is kept."""
+        y = x @ self.weight.data
+        if self.bias is not None:
+            y += self.bias.data
+        return y
 
     def backward(self, grad: Any, *, input_grad: bool = True) -> Any:
         x, lead = self.saved_tensors()
@@ -96,12 +116,12 @@ class Linear(ParamLayer):
             grad = xp.reshape(grad, (-1, self.out_features))
         # one row: the outer product as a broadcast product, the same numbers as the matrix
         # product (one term each) but several times faster on BLAS libraries tuned for k > 1
-        self.weight.accumulate(x.T * grad if x.shape[0] == 1 else x.T @ grad)
+        self.weight.accumulate(grad.T * x if x.shape[0] == 1 else grad.T @ x)
         if self.bias is not None:
             self.bias.accumulate(xp.sum(grad, axis=0))
         if not input_grad:
             return None
-        dx = grad @ self.weight.data.T
+        dx = grad @ self.weight.data
         return dx if len(lead) == 1 else xp.reshape(dx, (*lead, self.in_features))
 
     def _reference(self) -> Parameter:

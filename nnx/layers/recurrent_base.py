@@ -13,6 +13,7 @@ from nnx.errors import ArgumentError, DTypeError, ShapeError
 from nnx.layers.base import ParamLayer, count
 from nnx.layers.checks import check_arguments, check_same_dtype, check_switches
 from nnx.layers.recurrent_cells import add_gate_parameters, gate_parameters_size
+from nnx.layers.sizes import full_like_axes, product, reshape_sizes
 
 
 class Recurrent(ParamLayer):
@@ -92,10 +93,10 @@ class Recurrent(ParamLayer):
         ones = xp.astype(valid, x.dtype)
         return valid, ones, 1 - ones
 
-    def _initial(self, given: Any, what: str, x: Any, batch: int) -> Any:
+    def _initial(self, given: Any, what: str, seq: Any, batch: int) -> Any:
         shape = (self.num_layers * self.directions, batch, self.hidden_size)
-        if given is None:
-            return _backend.namespace_of(x).zeros(shape, dtype=x.dtype, device=_backend.device_of(x))
+        if given is None:  # seq is (length, batch, features): the batch on the states' axis 1
+            return full_like_axes(seq, shape, 0.0)
         self._check_input(given, f"{self!r} ({what})")
         if tuple(given.shape) != shape:
             raise ShapeError(f"{self!r} expected {what} of shape {shape} (num_layers * directions, batch, "
@@ -114,17 +115,17 @@ class Recurrent(ParamLayer):
                              f"one time step: drop empty sequences, or pad them and pass their lengths")
         given = {k: (self._given.get(k) if v is None else v) for k, v in initial.items()}
         mask = self._mask(self._given.get("lengths") if lengths is None else lengths, steps, batch, x)
-        states = [self._initial(given[f"{s}0"], f"{s}0", x, batch) for s in self._states]
+        states = [self._initial(given[f"{s}0"], f"{s}0", seq, batch) for s in self._states]
         saved, finals, inp = [], [], seq
         for layer in range(self.num_layers):
-            flat = xp.reshape(inp, (steps * batch, inp.shape[-1]))
+            flat = xp.reshape(inp, reshape_sizes((product(steps, batch), inp.shape[-1])))
             outs, runs = [], []
             for d in range(self.directions):
                 w_ih, w_hh, b_ih, b_hh = self._weights(layer, d)
                 gx = flat @ w_ih.data.T
                 if b_ih is not None:
                     gx += self._input_bias(b_ih.data, b_hh.data)
-                gx = xp.reshape(gx, (steps, batch, gx.shape[-1]))
+                gx = xp.reshape(gx, reshape_sizes((steps, batch, gx.shape[-1])))
                 start = tuple(s[layer * self.directions + d, ...] for s in states)
                 ys, final, run = self._direction(gx, start, mask, d == 1, _rows_transposed(w_hh.data), b_hh)
                 outs.append(xp.stack(ys))

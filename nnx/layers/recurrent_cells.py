@@ -25,6 +25,7 @@ from nnx.errors import ArgumentError, ShapeError, StateError
 from nnx.layers.base import Parameter, ParamLayer, count
 from nnx.layers.checks import check_arguments, check_switches
 from nnx.layers.registry import register_layer
+from nnx.layers.sizes import full_like_axes
 
 
 def add_gate_parameters(owner: Any, gates: int, input_size: int, hidden_size: int, bias: bool, rng: Any,
@@ -105,6 +106,7 @@ class _Cell(ParamLayer):
     each backward pops the newest, so a loop of forwards is followed by backwards in reverse order."""
 
     _gates = 0
+    _keeps_steps = True
 
     arguments = ("input_size", "hidden_size", "bias", "dtype")
 
@@ -120,10 +122,9 @@ class _Cell(ParamLayer):
 
     def _state(self, x: Any, state: Any, what: str) -> Any:
         """``state`` checked against ``x``, or zeros."""
-        xp = _backend.namespace_of(x)
         shape = (x.shape[0], self.hidden_size)
         if state is None:
-            return xp.zeros(shape, dtype=x.dtype, device=_backend.device_of(x))
+            return full_like_axes(x, shape, 0.0)
         self._check_input(state, f"{self!r} ({what})")
         if tuple(state.shape) != shape:
             raise ShapeError(f"{self!r} expected {what} of shape {shape}, got {tuple(state.shape)}")

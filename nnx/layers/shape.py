@@ -10,6 +10,7 @@ from nnx.errors import ArgumentError, ShapeError
 from nnx.layers.base import Layer, holds_no_arrays, takes_any_input
 from nnx.layers.checks import check_float
 from nnx.layers.registry import register_layer
+from nnx.layers.sizes import reshape_sizes
 
 
 @register_layer
@@ -24,7 +25,7 @@ class Flatten(Layer):
         if x.ndim < 1:
             raise ShapeError(f"{self!r} expected an array with a batch axis, got shape {tuple(x.shape)}")
         self.save_for_backward(tuple(x.shape))
-        return xp.reshape(x, self.output_shape(tuple(x.shape)))
+        return xp.reshape(x, reshape_sizes(self.output_shape(tuple(x.shape))))
 
     def backward(self, grad: Any) -> Any:
         (shape,) = self.saved_tensors()
@@ -65,7 +66,7 @@ class Reshape(Layer):
         if x.ndim < 1 or per_sample != size:
             raise ShapeError(f"{self!r} expected (batch, ...) with {size} values per sample, got {tuple(x.shape)}")
         self.save_for_backward(tuple(x.shape))
-        return xp.reshape(x, (x.shape[0], *self.shape))
+        return xp.reshape(x, reshape_sizes((x.shape[0], *self.shape)))
 
     def backward(self, grad: Any) -> Any:
         (shape,) = self.saved_tensors()

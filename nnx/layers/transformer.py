@@ -25,6 +25,10 @@ def _check_sequence(x: Any, dim: int, where: Any) -> None:
         raise ShapeError(f"{where} expected input of shape (batch, seq, {dim}), got {tuple(x.shape)}")
 
 
+#: the initialisations TransformerBlock draws by name
+BLOCK_INITS = ("default", "gpt2")
+
+
 @register_layer
 class TransformerBlock(Layer):
     """A pre-LayerNorm transformer block on ``(batch, seq, embed_dim)``:
@@ -36,6 +40,12 @@ class TransformerBlock(Layer):
     to ``hidden_dim`` (default ``4 * embed_dim``) and ``fc2`` back. ``dropout``
     applies to the attention weights and to both branches. Sub-layers draw their
     weights and dropout generators from ``seed``. The GELU is nnx's tanh form.
+
+    ``bias=False`` leaves out the biases of the attention's and the MLP's products (the
+    norms keep their shift). ``init="gpt2"`` draws those products' weights as GPT-2 does:
+    ``Normal(0, 0.02)``, and the two projections back into the residual stream (``attn``'s
+    output and ``fc2``) ``Normal(0, 0.02 / sqrt(2 * num_blocks))``, for a stack of
+    ``num_blocks`` blocks; biases start at 0. ``init="default"`` keeps each layer's own.
     ``cache`` (a :class:`~nnx.KVCache`) passes on to ``attn`` for incremental decoding.
     """
 
@@ -43,7 +53,7 @@ class TransformerBlock(Layer):
 
     _children = ("norm1", "attn", "drop1", "norm2", "fc1", "act", "fc2", "drop2")
 
-    arguments = ("embed_dim", "num_heads", "hidden_dim", "dropout", "causal", "eps", "dtype")
+    arguments = ("embed_dim", "num_heads", "hidden_dim", "dropout", "causal", "eps", "bias", "dtype")
 
     def __init__(
         self,
@@ -54,6 +64,9 @@ class TransformerBlock(Layer):
         causal: bool = False,
         eps: float = 1e-5,
         *,
+        bias: bool = True,
+        init: str = "default",
+        num_blocks: int = 1,
         seed: Any = None,
         dtype: str = "float32",
         backend: str | None = None,
@@ -64,18 +77,29 @@ class TransformerBlock(Layer):
             "TransformerBlock", dtype, embed_dim=embed_dim, num_heads=num_heads, hidden_dim=hidden_dim)
         (causal,) = check_switches("TransformerBlock", causal=causal)
         self.embed_dim, self.num_heads, self.hidden_dim = embed_dim, num_heads, hidden_dim
+        (bias,) = check_switches("TransformerBlock", bias=bias)
+        if init not in BLOCK_INITS:
+            raise ValueError(f"TransformerBlock init must be one of {BLOCK_INITS}, got {init!r}")
+        (num_blocks,) = check_arguments("TransformerBlock", dtype, num_blocks=num_blocks)
         self.dropout, self.causal, self.eps, self.dtype = float(dropout), causal, float(eps), dtype
+        self.bias = bias
         rng = _random.make_rng(seed)
         seeds = [int(s) for s in rng.integers(0, 2**31, 5)]
         f = {"dtype": dtype, "backend": backend}
         self.norm1 = LayerNorm(embed_dim, eps, **f)
-        self.attn = MultiHeadAttention(embed_dim, num_heads, dropout, causal=causal, seed=seeds[0], **f)
+        self.attn = MultiHeadAttention(embed_dim, num_heads, dropout, bias, causal=causal, seed=seeds[0], **f)
         self.drop1 = Dropout(dropout, seed=seeds[1])
         self.norm2 = LayerNorm(embed_dim, eps, **f)
-        self.fc1 = Linear(embed_dim, hidden_dim, seed=seeds[2], **f)
+        self.fc1 = Linear(embed_dim, hidden_dim, bias, seed=seeds[2], **f)
         self.act = GELU()
-        self.fc2 = Linear(hidden_dim, embed_dim, seed=seeds[3], **f)
+        self.fc2 = Linear(hidden_dim, embed_dim, bias, seed=seeds[3], **f)
         self.drop2 = Dropout(dropout, seed=seeds[4])
+        if init == "gpt2":
+            residual = 0.02 / math.sqrt(2 * num_blocks)
+            for p, std in ((self.attn.in_proj_weight, 0.02), (self.attn.out_proj_weight, residual),
+                           (self.fc1.weight, 0.02), (self.fc2.weight, residual)):
+                p.data = _backend.to_device(_random.normal(rng, p.shape, 0.0, std), backend or _backend.current(),
+                                            dtype)
 
     def forward(self, x: Any, *, key_padding_mask: Any = None, attn_mask: Any = None, cache: Any = None) -> Any:
         check_float(x, self)

@@ -39,6 +39,7 @@ from typing import Any, Callable, Sequence
 from nnx import backend as _backend
 from nnx import ops
 from nnx.errors import ShapeError
+from nnx.layers.sizes import full_like_axes, reshape_sizes
 
 Pads = tuple[tuple[int, int], ...]
 
@@ -94,7 +95,7 @@ class Window:
             return x
         xp = _backend.namespace_of(x)
         shape = (*x.shape[:2], *(n + lo + hi for n, (lo, hi) in zip(x.shape[2:], self.pads)))
-        padded = xp.full(shape, value, dtype=x.dtype, device=_backend.device_of(x))
+        padded = full_like_axes(x, shape, value)
         padded[self.interior(x.shape)] = x
         return padded
 
@@ -117,9 +118,11 @@ class Window:
         return dx[self.interior(input_shape)] if shape != tuple(input_shape) else dx
 
 
-def chunks(n: int, per_sample: int) -> list[slice]:
+def chunks(n: int | None, per_sample: int) -> list[slice]:
     """Slices of a batch of ``n`` whose windows, ``per_sample`` values each, hold at most
-    :data:`WINDOW_ELEMENTS` values."""
+    :data:`WINDOW_ELEMENTS` values; a batch of unknown size (``None``: a traced graph's) is one chunk."""
+    if n is None:
+        return [slice(None)]
     step = max(1, WINDOW_ELEMENTS // max(per_sample, 1))
     return [slice(start, min(start + step, n)) for start in range(0, max(n, 1), step)]  # 0 rows: one empty chunk
 
@@ -153,7 +156,7 @@ def _runs(x: Any, offsets: Sequence[int], n: int) -> Callable[[slice], Any]:
 
     def gather(chunk: slice) -> Any:
         cols = xp.stack([x[chunk, :, :, o:o + n] for o in offsets], axis=3)
-        return xp.reshape(cols, (cols.shape[0], x.shape[1], x.shape[2] * len(offsets), n))
+        return xp.reshape(cols, reshape_sizes((cols.shape[0], x.shape[1], x.shape[2] * len(offsets), n)))
 
     return gather
 
@@ -201,7 +204,7 @@ class Slices:
 
         def gather(chunk: slice) -> Any:
             cols = self.window.gather(padded[chunk, ...], self.out)
-            return xp.reshape(cols, (cols.shape[0], groups, rows, self.positions))
+            return xp.reshape(cols, reshape_sizes((cols.shape[0], groups, rows, self.positions)))
 
         return gather
 
@@ -211,7 +214,7 @@ class Slices:
         n, c = padded.shape[:2]
         w = xp.reshape(weight, (groups, weight.shape[0] // groups, -1))
         y = _gathered_products(w, self._gather(padded, groups), n, c * self.window.size * self.positions)
-        return xp.reshape(y, (n, weight.shape[0], *self.out))
+        return xp.reshape(y, reshape_sizes((n, weight.shape[0], *self.out)))
 
     def backward(self, grad: Any, padded: Any, weight: Any, groups: int, input_shape: Sequence[int] | None
                  ) -> tuple[Any, Any]:
@@ -267,8 +270,7 @@ class Runs:
                           *(slice(lo, lo + n) for n, (lo, _) in zip(spatial[1:], window.pads[1:])))
 
     def pad(self, x: Any) -> Any:
-        xp = _backend.namespace_of(x)
-        padded = xp.zeros((*x.shape[:2], *self.shape), dtype=x.dtype, device=_backend.device_of(x))
+        padded = full_like_axes(x, (*x.shape[:2], *self.shape), 0.0)
         padded[self.interior] = x
         return padded
 
@@ -276,9 +278,10 @@ class Runs:
         """The convolution ``(batch, out_channels, *out)`` of ``padded`` with ``weight`` (no bias)."""
         xp = _backend.namespace_of(padded)
         n, c = padded.shape[:2]
-        flat = xp.reshape(padded, (n, groups, c // groups, math.prod(padded.shape[2:])))  # no -1: a 0-row batch
+        # n, not -1, wherever it is known: a 0-row batch
+        flat = xp.reshape(padded, reshape_sizes((n, groups, c // groups, math.prod(padded.shape[2:]))))
         y = correlate(_grouped(weight, groups), flat, self.offsets, self.positions)
-        return xp.reshape(y, (n, weight.shape[0], *self.grid))[self.crop]
+        return xp.reshape(y, reshape_sizes((n, weight.shape[0], *self.grid)))[self.crop]
 
     def backward(self, grad: Any, padded: Any, weight: Any, groups: int, input_shape: Sequence[int] | None
                  ) -> tuple[Any, Any]:

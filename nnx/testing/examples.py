@@ -262,6 +262,18 @@ def example(name: str, dtype: str = "float64") -> ParityCase:
     return EXAMPLES[name](dtype)
 
 
+def held_out_like(x: Any, batch: int, rng: Any) -> Any:
+    """New inputs like an example's ``x``: ``batch`` rows of its trailing shape and dtype, standard normal
+    floats or integers in ``x``'s range at each position (token ids; a packed input's parts keep their own
+    vocabularies), drawn from ``rng`` (another seed: held-out data)."""
+    host = _backend.to_host(x)
+    shape = (batch, *host.shape[1:])
+    if host.dtype.kind == "f":
+        return _backend.to_device(_random.normal(rng, shape, 0.0, 1.0), "numpy", host.dtype.name)
+    ids = rng.integers(host.min(axis=0), host.max(axis=0) + 1, shape)
+    return _backend.to_device(ids, "numpy", host.dtype.name)
+
+
 def _inputs(model: Layer, batch: int, rng: Any, dtype: str) -> Any:
     """Seeded inputs ``model`` accepts: the example input its first layer that states one draws
     (:meth:`~nnx.Layer.example_input`), floats in ``dtype``, indices as int64."""
@@ -295,4 +307,4 @@ def case_for_model(model: Layer, name: str, *, batch: int = 16, seed: int = 0, l
     return ParityCase(name, f"{name} with random data, MSE, SGD lr {lr}", model, MSE(), x, y, _sgd(lr))
 
 
-__all__ = ["EXAMPLES", "ParityCase", "case_for_model", "example"]
+__all__ = ["EXAMPLES", "ParityCase", "case_for_model", "example", "held_out_like"]

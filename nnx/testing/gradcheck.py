@@ -134,13 +134,16 @@ def gradcheck(
 
     try:
         out = forward()
+        module.drop_saved()
         xp = _backend.namespace_of(out)
         r = _backend.to_device(_random.normal(_random.make_rng(seed), tuple(out.shape), 0.0, 1.0),
                                _backend.backend_of(out))
         r = xp.astype(r, out.dtype)
 
         def g() -> float:
-            return float(xp.sum(forward() * r))
+            value = float(xp.sum(forward() * r))
+            module.drop_saved()
+            return value
 
         module.zero_grad()
         forward()

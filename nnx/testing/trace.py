@@ -249,11 +249,16 @@ def _versions(name: str) -> dict[str, str]:
 
 
 def _describe_optimizer(make_optimizer: OptimizerFactory, model: Layer) -> dict[str, Any]:
-    state = make_optimizer(clone_to(model, "numpy").parameters()).state_dict()
+    optimizer = make_optimizer(clone_to(model, "numpy").parameters())
+    state = optimizer.state_dict()
     if state["state"] or any(state["steps"]):
         raise ConfigError("record_trace: the optimizer must start fresh (no steps taken, no state); "
                           "pass a function that builds one from a parameter list")
-    return {"type": state["type"], "lr": state["lr"], "hyper": state["hyper"]}
+    if len(optimizer.param_groups) != 1:
+        raise ConfigError("record_trace records an optimizer of one parameter group; a trace rebuilds it "
+                          "from the model's parameter list")
+    hyper = optimizer.settings()
+    return {"type": state["type"], "lr": hyper.pop("lr"), "hyper": hyper}
 
 
 def record_trace(

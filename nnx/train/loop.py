@@ -146,8 +146,7 @@ def run_settings(optimizer: Optimizer, seed: Any, batch_size: int, shuffle: bool
     seed = int(seed) if isinstance(seed, int) and not isinstance(seed, bool) else None
     settings = {
         "optimizer": type(optimizer).__name__,
-        "lr": optimizer.lr,
-        **{k: getattr(optimizer, k) for k in optimizer._hyper},
+        **optimizer.settings(),
         "seed": seed,
         "batch_size": batch_size,
         "shuffle": bool(shuffle),
