@@ -101,10 +101,10 @@ class Linear(ParamLayer):
         return y if len(lead) == 1 else _backend.namespace_of(y).reshape(y, reshape_sizes((*lead, self.out_features)))
 
     def _broadcast_forward(self, x: Any) -> Any:
-        """``x @ weight`` over all leading axes at once, for inputs with two or more sizes unknown (a
+        """``x @ weight.T`` over all leading axes at once, for inputs with two or more sizes unknown (a
         traced dynamic batch and sequence, which no reshape to a matrix can name). Only a traced graph
         has such inputs, and it has no backward: nothing is kept."""
-        y = x @ self.weight.data
+        y = x @ self.weight.data.T
         if self.bias is not None:
             y += self.bias.data
         return y
