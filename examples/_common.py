@@ -7,17 +7,27 @@ import argparse
 import nnx
 
 
-def parse_backend(description: str) -> str:
-    """Parse ``--backend`` (default: ``$NNX_BACKEND`` or numpy), select it and return its name."""
-    parser = argparse.ArgumentParser(description=description)
-    parser.add_argument("--backend", default=None, help="numpy, array_api_strict or cupy")
-    args = parser.parse_args()
+def parser(description: str) -> argparse.ArgumentParser:
+    """A command line with ``--backend`` (default: ``$NNX_BACKEND`` or numpy); add an example's own flags."""
+    p = argparse.ArgumentParser(description=description)
+    p.add_argument("--backend", default=None, help="numpy, array_api_strict or cupy")
+    return p
+
+
+def parse(p: argparse.ArgumentParser) -> argparse.Namespace:
+    """Parse the command line and select its backend (a backend that cannot run is a usage error)."""
+    args = p.parse_args()
     try:
-        name = args.backend or nnx.current()
-        nnx.use(name)
+        args.backend = args.backend or nnx.current()
+        nnx.use(args.backend)
     except nnx.errors.NnxError as exc:
-        parser.error(str(exc))
-    return name
+        p.error(str(exc))
+    return args
+
+
+def parse_backend(description: str) -> str:
+    """Parse ``--backend`` alone, select it and return its name."""
+    return parse(parser(description)).backend
 
 
 def show(x: object) -> str:

@@ -21,12 +21,12 @@ at a context of 256.
 
 from __future__ import annotations
 
-import argparse
 import inspect
 import time
 
 import numpy as np
 
+import _common
 import nnx
 
 MODULES = ("textwrap", "string", "heapq", "bisect", "fnmatch", "shlex", "difflib", "glob", "dataclasses")
@@ -109,16 +109,11 @@ def timed_generate(model: nnx.Layer, prompt: np.ndarray, new: int, cache: bool, 
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--backend", default=None, help="numpy, array_api_strict or cupy")
+    parser = _common.parser(__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=800)
     parser.add_argument("--context", type=int, default=128)
     parser.add_argument("--seed", type=int, default=0)
-    args = parser.parse_args()
-    try:
-        nnx.use(args.backend or nnx.current())
-    except nnx.errors.NnxError as exc:
-        parser.error(str(exc))
+    args = _common.parse(parser)
     started = time.perf_counter()
     model, train_loss, held_loss = train(args.steps, args.context, args.seed, log_every=max(1, args.steps // 10))
     print(f"char_gpt: {model.num_parameters():,} parameters, {args.steps} steps in "

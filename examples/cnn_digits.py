@@ -13,9 +13,9 @@ and their mean.
 
 from __future__ import annotations
 
-import argparse
 import time
 
+import _common
 import nnx
 from nnx import datasets
 
@@ -49,16 +49,11 @@ def run(seed: int, epochs: int, dtype: str, batch_size: int = 32, lr: float = 3e
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--backend", default=None, help="numpy, array_api_strict or cupy")
+    parser = _common.parser(__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--epochs", type=int, default=30)
     parser.add_argument("--dtype", choices=("float32", "float64"), default="float32")
-    args = parser.parse_args()
-    try:
-        nnx.use(args.backend or nnx.current())
-    except nnx.errors.NnxError as exc:
-        parser.error(str(exc))
+    args = _common.parse(parser)
     print(f"cnn_digits: {model_for(0, args.dtype).num_parameters():,} parameters, {args.epochs} epochs, "
           f"backend {nnx.current()} ({args.dtype})")
     accuracies = []

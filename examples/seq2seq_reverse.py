@@ -18,11 +18,11 @@ of wall clock) on a shared 2-core VM under heavy load with ``OMP_NUM_THREADS=1 O
 
 from __future__ import annotations
 
-import argparse
 import time
 
 import numpy as np
 
+import _common
 import nnx
 
 LENGTH, PAD, START = 8, 10, 11
@@ -92,16 +92,11 @@ def exact_match(model: nnx.TransformerSeq2Seq, seed: int, n: int = 1000) -> floa
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--backend", default=None, help="numpy, array_api_strict or cupy")
+    parser = _common.parser(__doc__.splitlines()[0])
     parser.add_argument("--epochs", type=int, default=4)
     parser.add_argument("--train", type=int, default=16000)
     parser.add_argument("--seed", type=int, default=0)
-    args = parser.parse_args()
-    try:
-        nnx.use(args.backend or nnx.current())
-    except nnx.errors.NnxError as exc:
-        parser.error(str(exc))
+    args = _common.parse(parser)
     started = time.perf_counter()
     model, _ = train(args.epochs, args.train, args.seed)
     seconds = time.perf_counter() - started

@@ -21,12 +21,12 @@ threads than free cores, a loaded machine runs it several times slower).
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import time
 
 import numpy as np
 
+import _common
 import nnx
 
 SEP = 10
@@ -116,18 +116,13 @@ def exact_match(model: nnx.Layer, length: int, seed: int, n: int = 1000) -> floa
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--backend", default=None, help="numpy, array_api_strict or cupy")
+    parser = _common.parser(__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=400)
     parser.add_argument("--length", type=int, default=6)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--precision", choices=("float32", "float16", "bfloat16"), default="float32",
                         help="compute dtype (float32 master weights; float16 with loss scaling)")
-    args = parser.parse_args()
-    try:
-        nnx.use(args.backend or nnx.current())
-    except nnx.errors.NnxError as exc:
-        parser.error(str(exc))
+    args = _common.parse(parser)
     started = time.perf_counter()
     model, losses = train(args.steps, args.length, args.seed, log_every=max(1, args.steps // 10),
                           precision=args.precision)

@@ -202,6 +202,9 @@ class Layer(SavesForBackward):
     _names_own_children: ClassVar[bool] = False
     _child_lists: ClassVar[tuple[str, ...]] = ()  # attributes a container's own named_children walks
     _inherits_children: ClassVar[bool] = False  # a subclass of such a container: other attributes are unseen
+    #: sub-layers the constructor builds itself (a block's fixed parts); a model file's children replace
+    #: them after the constructor has run (:meth:`from_config`)
+    _children: ClassVar[tuple[str, ...]] = ()
 
     #: the constructor arguments that define the architecture, each kept in the attribute of the
     #: same name: :meth:`config` and ``repr`` read them (seeds, initialisers and backends never)
@@ -655,16 +658,29 @@ class Layer(SavesForBackward):
         """Build a layer from :meth:`config` and its children (rebuilt first), as a model file does.
 
         By default children are passed as keyword arguments named as their
-        attributes; a container with another wiring (``Sequential``) overrides this.
+        attributes, or, for a class that names the children its constructor builds
+        (``_children``), put in their place afterwards; a container with another wiring
+        (``Sequential``) overrides this.
         A key the constructor does not take is a ``TypeError`` naming it, before
         the constructor runs.
         """
+        if cls._children:
+            return cls(**config)._take_children(children)
         params = inspect.signature(cls).parameters
         if not any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
             unknown = sorted((set(config) | set(children)) - set(params))
             if unknown:
                 raise TypeError(f"{cls.__name__} takes no argument(s) {unknown}; it takes {sorted(params)}")
         return cls(**config, **children)
+
+    def _take_children(self, children: Mapping[str, "Layer"]) -> "Layer":
+        """Put a model file's ``children`` in place of those the constructor built (:attr:`_children`)."""
+        if set(children) != set(self._children):
+            raise TypeError(f"{type(self).__name__} needs the children {list(self._children)}, got "
+                            f"{sorted(children)}")
+        for name in self._children:
+            setattr(self, name, children[name])
+        return self
 
     @classmethod
     def config_size(cls, config: Mapping[str, Any]) -> int:

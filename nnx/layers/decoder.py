@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Callable, Mapping
+from typing import Any, Callable
 
 from nnx import random as _random
 from nnx.errors import ShapeError
@@ -81,16 +81,6 @@ class TransformerDecoderBlock(Layer):
         dq, dk, dv = self.cross_attn.backward(self.drop2.backward(grad))
         grad = grad + self.norm2.backward(dq)
         return grad + self.norm1.backward(self.self_attn.backward(self.drop1.backward(grad))), dk + dv
-
-    @classmethod
-    def from_config(cls, config: Mapping[str, Any], children: Mapping[str, Layer]) -> "TransformerDecoderBlock":
-        if set(children) != set(cls._children):
-            raise TypeError(f"TransformerDecoderBlock needs the children {list(cls._children)}, got "
-                            f"{sorted(children)}")
-        block = cls(**config)
-        for name in cls._children:
-            setattr(block, name, children[name])
-        return block
 
     config_size = holds_no_arrays  # its arrays are its children's
 

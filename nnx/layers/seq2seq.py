@@ -120,11 +120,7 @@ class TransformerSeq2Seq(Layer):
 
     @classmethod
     def from_config(cls, config: Mapping[str, Any], children: Mapping[str, Layer]) -> "TransformerSeq2Seq":
-        if set(children) != set(cls._children):
-            raise TypeError(f"TransformerSeq2Seq needs the children {list(cls._children)}, got {sorted(children)}")
-        model = cls(**{**config, "num_layers": 1})  # the blocks come from the file
-        for name in cls._children:
-            setattr(model, name, children[name])
+        model = cls(**{**config, "num_layers": 1})._take_children(children)  # the blocks come from the file
         model.num_layers = int(config["num_layers"])
         return model
 

@@ -115,15 +115,6 @@ class TransformerBlock(Layer):
         grad = grad + self.norm2.backward(g)
         return grad + self.norm1.backward(self.attn.backward(self.drop1.backward(grad)))
 
-    @classmethod
-    def from_config(cls, config: Mapping[str, Any], children: Mapping[str, Layer]) -> "TransformerBlock":
-        if set(children) != set(cls._children):
-            raise TypeError(f"TransformerBlock needs the children {list(cls._children)}, got {sorted(children)}")
-        block = cls(**config)
-        for name in cls._children:
-            setattr(block, name, children[name])
-        return block
-
     config_size = holds_no_arrays  # its arrays are its children's
 
     def example_input(self, batch: int, rng: Any, fits: Callable[[tuple[int, ...]], bool]) -> Any:

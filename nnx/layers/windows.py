@@ -93,7 +93,6 @@ class Window:
         """``x`` with ``value`` around its spatial axes (``x`` itself when there is no padding)."""
         if not any(lo or hi for lo, hi in self.pads):
             return x
-        xp = _backend.namespace_of(x)
         shape = (*x.shape[:2], *(n + lo + hi for n, (lo, hi) in zip(x.shape[2:], self.pads)))
         padded = full_like_axes(x, shape, value)
         padded[self.interior(x.shape)] = x
