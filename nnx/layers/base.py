@@ -209,6 +209,9 @@ class Layer(SavesForBackward):
     #: the constructor arguments that define the architecture, each kept in the attribute of the
     #: same name: :meth:`config` and ``repr`` read them (seeds, initialisers and backends never)
     arguments: ClassVar[tuple[str, ...]] = ()
+    #: arguments that switch on the parameter of the same name (``bias``): the attribute holds the
+    #: :class:`Parameter` or ``None``, and the argument is whether it is there
+    optional_parameters: ClassVar[tuple[str, ...]] = ()
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -634,7 +637,12 @@ class Layer(SavesForBackward):
     def config(self) -> dict[str, Any]:
         """The constructor arguments that define the architecture (JSON), children excluded: by
         default each name of :attr:`arguments` with its attribute's value (tuples as lists)."""
-        return {name: _plain(getattr(self, name)) for name in self.arguments}
+        return {name: _plain(self._argument(name)) for name in self.arguments}
+
+    def _argument(self, name: str) -> Any:
+        """The value of argument ``name`` (of :attr:`arguments`), read from its attribute."""
+        value = getattr(self, name)
+        return value is not None if name in self.optional_parameters else value
 
     def describe(self, type_name: Callable[[type], str] | None = None) -> dict[str, Any]:
         """The architecture as JSON: ``{"type", "config", "children": [[name, description], ...]}``
@@ -748,7 +756,7 @@ class Layer(SavesForBackward):
         params = inspect.signature(type(self)).parameters
         shown = []
         for key, value in self.config().items():
-            value = getattr(self, key) if key in self.arguments else value
+            value = self._argument(key) if key in self.arguments else value
             p = params.get(key)
             if p is None or p.default is p.empty:
                 required = p is not None and p.kind is p.POSITIONAL_OR_KEYWORD

@@ -39,6 +39,9 @@ class Linear(ParamLayer):
     ``backend`` defaults to the selected one.
     """
 
+    arguments = ("in_features", "out_features", "bias", "dtype")
+    optional_parameters = ("bias",)
+
     def __init__(
         self,
         in_features: int,
@@ -136,16 +139,8 @@ class Linear(ParamLayer):
                              f"(..., {self.in_features}), got {tuple(input_shape)}")
         return (*input_shape[:-1], self.out_features)
 
-    def config(self) -> dict[str, Any]:
-        """The constructor arguments that describe this layer's architecture."""
-        return {
-            "in_features": self.in_features,
-            "out_features": self.out_features,
-            "bias": self.bias is not None,
-            "dtype": self.dtype,
-        }
-
     def __repr__(self) -> str:
+        """``Linear(in, out)`` without the dtype the derived form adds: summaries and reports name it so."""
         extra = "" if self.bias is not None else ", bias=False"
         return f"Linear({self.in_features}, {self.out_features}{extra})"
 
