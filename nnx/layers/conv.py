@@ -27,7 +27,7 @@ from nnx.errors import ArgumentError, ShapeError
 from nnx.layers.base import Parameter, ParamLayer, count, ints_product
 from nnx.layers.checks import check_arguments, check_switches
 from nnx.layers.registry import register_layer
-from nnx.layers.windows import Pads, Runs, Slices, Window
+from nnx.layers.windows import Pads, Runs, Slices, Window, Windowed
 
 
 def _pads(padding: Any, kernel: tuple[int, ...], stride: tuple[int, ...], dilation: tuple[int, ...],
@@ -54,10 +54,13 @@ def _pads(padding: Any, kernel: tuple[int, ...], stride: tuple[int, ...], dilati
     return tuple((p, p) for p in pads)
 
 
-class _Conv(ParamLayer):
+class _Conv(Windowed, ParamLayer):
     """What Conv1d and Conv2d share; ``spatial`` is the number of spatial axes."""
 
     spatial = 0
+    arguments = ("in_channels", "out_channels", "kernel_size", "stride", "padding", "dilation", "groups", "bias",
+                 "dtype")
+    optional_parameters = ("bias",)
 
     def __init__(
         self,
@@ -143,18 +146,15 @@ class _Conv(ParamLayer):
             raise ShapeError(f"{self!r} expected input of shape {self._layout()}, got {tuple(input_shape)}")
         return (input_shape[0], self.out_channels, *self.window.output(input_shape[2:], repr(self)))
 
-    def config(self) -> dict[str, Any]:
-        w = self.window
-        return {"in_channels": self.in_channels, "out_channels": self.out_channels,
-                "kernel_size": list(w.kernel), "stride": list(w.stride), "padding": self.padding,
-                "dilation": list(w.dilation), "groups": self.groups, "bias": self.bias is not None,
-                "dtype": self.dtype}
+    @property
+    def dilation(self) -> tuple[int, ...]:
+        return self.window.dilation
 
     def __repr__(self) -> str:
-        w = self.window
-        parts = [str(self.in_channels), str(self.out_channels), f"kernel_size={tuple(w.kernel)}"]
-        for name, value, default in (("stride", tuple(w.stride), (1,) * self.spatial),
-                                     ("dilation", tuple(w.dilation), (1,) * self.spatial)):
+        """The kernel by name, the other sizes only where they differ from one (or zero) on every axis."""
+        parts = [str(self.in_channels), str(self.out_channels), f"kernel_size={tuple(self.kernel_size)}"]
+        for name, value, default in (("stride", tuple(self.stride), (1,) * self.spatial),
+                                     ("dilation", tuple(self.dilation), (1,) * self.spatial)):
             if value != default:
                 parts.append(f"{name}={value}")
         if self.padding not in ([0] * self.spatial, "valid"):

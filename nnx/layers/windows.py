@@ -186,6 +186,20 @@ def correlate_weight_grad(grad: Any, x: Any, offsets: Sequence[int], n: int) -> 
     return xp.reshape(dw, (g, grad.shape[2], c, len(offsets)))
 
 
+class Windowed:
+    """A layer with a ``window``: its ``kernel_size`` and ``stride`` arguments read from it (tuples)."""
+
+    window: Window
+
+    @property
+    def kernel_size(self) -> tuple[int, ...]:
+        return self.window.kernel
+
+    @property
+    def stride(self) -> tuple[int, ...]:
+        return self.window.stride
+
+
 class Slices:
     """Columns from strided slices (any stride): one column per output position."""
 
