@@ -11,14 +11,15 @@ from nnx.errors import ShapeError
 from nnx.layers.base import Layer, holds_no_arrays, takes_any_input
 from nnx.layers.checks import check_float
 from nnx.layers.registry import register_layer
-from nnx.layers.windows import Window
+from nnx.layers.windows import Window, Windowed
 
 
-class _Pool2d(Layer):
+class _Pool2d(Windowed, Layer):
     """What the window pools share: kernel, stride (default: the kernel) and padding, checks."""
 
     config_size = holds_no_arrays
     example_input = takes_any_input
+    arguments = ("kernel_size", "stride", "padding")
 
     def __init__(self, kernel_size: Any, stride: Any = None, padding: Any = 0) -> None:
         super().__init__()
@@ -44,15 +45,16 @@ class _Pool2d(Layer):
                              f"got {tuple(input_shape)}")
         return (*input_shape[:2], *self.window.output(input_shape[2:], repr(self)))
 
-    def config(self) -> dict[str, Any]:
-        w = self.window
-        return {"kernel_size": list(w.kernel), "stride": list(w.stride), "padding": [p for p, _ in w.pads]}
+    @property
+    def padding(self) -> tuple[int, ...]:
+        return tuple(low for low, _ in self.window.pads)
 
     def __repr__(self) -> str:
-        w = self.window
-        extra = "" if w.stride == w.kernel else f", stride={w.stride}"
-        extra += "" if not any(p for p, _ in w.pads) else f", padding={tuple(p for p, _ in w.pads)}"
-        return f"{type(self).__name__}({w.kernel}{extra})"
+        """Stride and padding shown only where they differ from the kernel and zero (the derived form
+        would show both always: the stride's default is the kernel)."""
+        extra = "" if self.stride == self.kernel_size else f", stride={self.stride}"
+        extra += f", padding={self.padding}" if any(self.padding) else ""
+        return f"{type(self).__name__}({self.kernel_size}{extra})"
 
 
 @register_layer
