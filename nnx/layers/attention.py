@@ -179,6 +179,8 @@ class MultiHeadAttention(ParamLayer):
 
     takes_cache = True
 
+    arguments = ("embed_dim", "num_heads", "dropout", "bias", "kdim", "vdim", "causal", "dtype")
+
     def __init__(
         self,
         embed_dim: int,
@@ -205,7 +207,7 @@ class MultiHeadAttention(ParamLayer):
         if not dropout < 1.0:
             raise ValueError(f"MultiHeadAttention dropout must be in [0, 1), got {dropout}")
         self.embed_dim, self.num_heads, self.kdim, self.vdim = embed_dim, num_heads, kdim, vdim
-        self.dropout, self.causal, self.dtype = dropout, causal, dtype
+        self.dropout, self.bias, self.causal, self.dtype = dropout, bias, causal, dtype
         self.head_dim = embed_dim // num_heads
         self.rng = _random.make_rng(seed)
         name, e = backend or _backend.current(), embed_dim
@@ -340,11 +342,6 @@ class MultiHeadAttention(ParamLayer):
 
     def _reference(self) -> Parameter:
         return self.out_proj_weight
-
-    def config(self) -> dict[str, Any]:
-        return {"embed_dim": self.embed_dim, "num_heads": self.num_heads, "dropout": self.dropout,
-                "bias": self.in_proj_bias is not None, "kdim": self.kdim, "vdim": self.vdim,
-                "causal": self.causal, "dtype": self.dtype}
 
     @classmethod
     def config_size(cls, config: Mapping[str, Any]) -> int:
