@@ -822,7 +822,7 @@ def _add_export(sub: Any) -> None:
         "export", help="write a saved model as an ONNX file, to serve it with onnxruntime",
         description="Write MODEL (an nnx model file) as an ONNX file: its parameters as initializers, its "
                     "evaluation-mode forward traced once, the batch axis dynamic. Needs the ONNX extra: "
-                    "pip install 'nnx-array[onnx]' (ndonnx, onnx, onnxruntime). The graph's input is named "
+                    "pip install '.[onnx]' (ndonnx, onnx, onnxruntime). The graph's input is named "
                     "'input', its output 'output'; a model ending in class labels has a second output 'label'.",
         epilog="exit codes: 0 written; 1 the model cannot be exported (the message names the layer and why) or "
                "the extra is missing; 2 bad arguments (OUT is MODEL, a directory or in a missing folder)")

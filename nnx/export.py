@@ -11,7 +11,8 @@ inputs, index ranges) are skipped while tracing through the backend record's
 and dtypes run as always.
 
 The only module besides :mod:`nnx.backend.registry` that imports ndonnx (and
-onnx); both come with the optional extra ``pip install 'nnx-array[onnx]'``.
+onnx); both come with the optional extra, from a clone of the repository:
+``pip install '.[onnx]'``.
 """
 
 from __future__ import annotations

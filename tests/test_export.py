@@ -15,7 +15,7 @@ from nnx.errors import DTypeError, ExportError, OutputPathError, ShapeError, Sta
 from nnx.testing import assert_close
 from nnx.testing.examples import EXAMPLES, example, held_out_like
 
-_EXTRA = "the ONNX extra is not installed: pip install 'nnx-array[onnx]'"
+_EXTRA = "the ONNX extra is not installed: pip install '.[onnx]'"
 pytest.importorskip("ndonnx", reason=_EXTRA)
 onnx = pytest.importorskip("onnx", reason=_EXTRA)
 ort = pytest.importorskip("onnxruntime", reason=_EXTRA)

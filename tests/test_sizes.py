@@ -26,7 +26,7 @@ def test_one_unknown_size():
 
 
 def test_zeros_sized_from_the_input_on_a_traced_array():
-    ndonnx = pytest.importorskip("ndonnx", reason="the ONNX extra is not installed: pip install 'nnx-array[onnx]'")
+    ndonnx = pytest.importorskip("ndonnx", reason="the ONNX extra is not installed: pip install '.[onnx]'")
     x = ndonnx.argument(shape=(None, 3, 5), dtype=ndonnx.float32)
     zeros = full_like_axes(x, (None, 3, 7), 0.0)  # the batch from x, the rest known
     assert tuple(zeros.shape) == (None, 3, 7)

@@ -261,7 +261,7 @@ def _torch_matmul_precision(precision: str | None) -> str:
 
 # ndonnx (tracing into ONNX) ------------------------------------------------------------
 
-_NDONNX_HINT = "install the ONNX extra: pip install 'nnx-array[onnx]'"
+_NDONNX_HINT = "install the ONNX extra: pip install '.[onnx]'"
 
 
 def _ndonnx_probe() -> str | None:
