@@ -28,7 +28,7 @@ from nnx.arguments import integer
 from nnx.errors import ConfigError, DataFormatError, ShapeError, TargetError
 from nnx.paths import atomic_write
 from nnx.preprocessing import encode_labels
-from nnx.train.split import train_val_split
+from nnx.split import train_val_split
 
 
 @dataclass

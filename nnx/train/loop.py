@@ -35,7 +35,7 @@ from nnx import checkpoint as _checkpoint
 from nnx import ops
 from nnx import random as _random
 from nnx.arguments import integer
-from nnx.train.split import train_val_split
+from nnx.split import train_val_split
 from nnx.errors import ConfigError, DTypeError, NnxError, NonFiniteError, ShapeError, TargetError
 from nnx.layers import ClassLabels, Layer, Sigmoid, Softmax, set_finite_checks
 from nnx.losses import Loss
@@ -284,7 +284,7 @@ def fit(
 
     ``validation_split``: a fraction in (0, 1) of ``data`` to hold out and score
     after every epoch instead of ``validation`` (Keras's habit). The held-out
-    samples are drawn by :func:`nnx.train.split.train_val_split` from ``seed`` (0
+    samples are drawn by :func:`nnx.split.train_val_split` from ``seed`` (0
     when ``seed`` is not an int), so every run with that seed holds out the
     same ones; integer class labels are stratified (each class keeps its share
     in both parts). A resumed run must keep the fraction, even with
