@@ -148,11 +148,21 @@ class Optimizer:
 
     # settings, saving and restoring ----------------------------------------------------
 
+    def _indexed_groups(self) -> list[tuple[list[int], dict[str, Any]]]:
+        """Each group as the indices of its parameters in ``self.params`` and its hyper-parameters
+        as JSON data (tuples as lists)."""
+        out, first = [], 0
+        for g in self.param_groups:
+            n = len(g["params"])
+            out.append((list(range(first, first + n)),
+                        {k: list(v) if isinstance(v, tuple) else v for k, v in g.items() if k != "params"}))
+            first += n
+        return out
+
     def settings(self) -> dict[str, Any]:
         """The hyper-parameters as JSON data: ``{"lr": ..., ...}`` for one group, else
         ``{"groups": [{...}, ...]}`` (what a resumed run compares)."""
-        groups = [{k: list(v) if isinstance(v, tuple) else v for k, v in g.items() if k != "params"}
-                  for g in self.param_groups]
+        groups = [hyper for _, hyper in self._indexed_groups()]
         return groups[0] if len(groups) == 1 else {"groups": groups}
 
     def apply_settings(self, settings: Mapping[str, Any]) -> None:
@@ -173,15 +183,9 @@ class Optimizer:
     def state_dict(self) -> dict[str, Any]:
         """The groups (their parameters by index and their hyper-parameters), step counts (JSON-able)
         and the per-parameter state as host NumPy arrays under ``state[str(index)][slot]``."""
-        groups, i = [], 0
-        for g in self.param_groups:
-            n = len(g["params"])
-            groups.append({"params": list(range(i, i + n)),
-                           **{k: list(v) if isinstance(v, tuple) else v for k, v in g.items() if k != "params"}})
-            i += n
         return {
             "type": type(self).__name__,
-            "groups": groups,
+            "groups": [{"params": indices, **hyper} for indices, hyper in self._indexed_groups()],
             "steps": list(self.steps),
             "state": {str(i): {k: _backend.to_host(v) for k, v in s.items()} for i, s in enumerate(self.state) if s},
         }
@@ -198,11 +202,7 @@ class Optimizer:
                              f"this optimizer has {len(self.params)}")
         saved = d["groups"] if "groups" in d else [{"params": list(range(len(self.params))), "lr": d["lr"],
                                                     **d["hyper"]}]
-        layout = [[i for i, _ in enumerate(g["params"])] for g in self.param_groups]
-        first = 0
-        for k, g in enumerate(layout):
-            layout[k] = [first + i for i in g]
-            first += len(g)
+        layout = [indices for indices, _ in self._indexed_groups()]
         if [g.get("params") for g in saved] != layout:
             raise StateError(f"{name}.load_state_dict: the state's parameter groups hold parameters "
                              f"{[g.get('params') for g in saved]}, this optimizer's {layout}")
