@@ -337,15 +337,22 @@ class Layer(SavesForBackward):
 
     def named_modules(self, prefix: str = "") -> Iterator[tuple[str, "Layer"]]:
         """This layer and every layer inside it, each once, as ``(dotted path, layer)``; the root is ``""``."""
+        return self._walk(prefix, every_path=False)
+
+    def _walk(self, prefix: str, every_path: bool) -> Iterator[tuple[str, "Layer"]]:
+        """``(dotted path, layer)`` depth first from this layer: each layer once or, with
+        ``every_path``, once per path that reaches it (a layer used twice; a layer inside itself is
+        not followed into)."""
         seen: set[int] = set()
-        stack = [(prefix, self)]
+        stack: list[tuple[str, Layer, tuple[int, ...]]] = [(prefix, self, ())]
         while stack:
-            path, layer = stack.pop()
-            if id(layer) in seen:
+            path, layer, above = stack.pop()
+            if id(layer) in (above if every_path else seen):
                 continue
             seen.add(id(layer))
             yield path, layer
-            stack.extend(reversed([(_join(path, n), c) for n, c in layer.named_children()]))
+            inside = (*above, id(layer)) if every_path else ()
+            stack.extend(reversed([(_join(path, n), c, inside) for n, c in layer.named_children()]))
 
     def get_submodule(self, path: str) -> "Layer":
         """The layer at dotted ``path`` (``""`` is this one); ``KeyError`` when there is none."""
@@ -375,18 +382,13 @@ class Layer(SavesForBackward):
         name; a model file records these pairs and ties them again on load."""
         first: dict[int, str] = {}
         ties = []
-        stack: list[tuple[str, Layer, tuple[int, ...]]] = [("", self, ())]
-        while stack:
-            path, layer, above = stack.pop()
-            if id(layer) in above:  # a layer inside itself: the walk would not end
-                continue
+        for path, layer in self._walk("", every_path=True):
             for name, p in layer._own_parameters():
                 full = _join(path, name)
                 if id(p) in first:
                     ties.append((full, first[id(p)]))
                 else:
                     first[id(p)] = full
-            stack.extend(reversed([(_join(path, n), c, (*above, id(layer))) for n, c in layer.named_children()]))
         return ties
 
     def tie(self, name: str, source: str) -> None:
