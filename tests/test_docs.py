@@ -15,7 +15,9 @@ The conventions (also on the page docs/about-docs.md):
   CuPy and a CUDA GPU: it runs where CuPy can, and is skipped elsewhere with
   the reason. ``# slow: why`` marks a block that trains for long: it runs when
   the environment variable ``NNX_DOCS_SLOW=1`` is set, and is skipped with
-  the reason otherwise.
+  the reason otherwise. ``# needs: module ...`` marks a block that needs an
+  optional extra: it runs where those modules import, and is skipped naming
+  the missing ones elsewhere.
 - A ``text`` block right after a code block (blank lines between at most)
   is what that block prints. A line ``...`` stands for any lines. Numbers
   agree within 1% relative or one unit of the last digit shown, whichever
@@ -27,6 +29,7 @@ The conventions (also on the page docs/about-docs.md):
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import io
 import math
 import os
@@ -60,10 +63,10 @@ class Block:
 
     @property
     def marks(self) -> dict[str, str]:
-        """The block's leading comment marks: ``continues``, ``gpu``, ``slow``."""
+        """The block's leading comment marks: ``continues``, ``gpu``, ``slow``, ``needs``."""
         found = {}
         for text in self.code.splitlines():
-            m = re.match(r"#\s*(continues|gpu|slow)\b:?\s*(.*)$", text.strip())
+            m = re.match(r"#\s*(continues|gpu|slow|needs)\b:?\s*(.*)$", text.strip())
             if not m:
                 break
             found[m.group(1)] = m.group(2)
@@ -162,6 +165,9 @@ def _skip_reason(block: Block) -> str | None:
     marks = block.marks
     if "gpu" in marks and nnx.available().get("cupy") is not None:
         return f"{block.name} needs a CUDA GPU ({marks['gpu'] or 'cupy'}): {nnx.available()['cupy']}"
+    missing = [name for name in marks.get("needs", "").split() if importlib.util.find_spec(name) is None]
+    if missing:
+        return f"{block.name} needs {', '.join(missing)}, which is not installed (an optional extra)"
     if "slow" in marks and not SLOW:
         return f"{block.name} is slow ({marks['slow']}); NNX_DOCS_SLOW=1 runs it"
     if block.lang == "bash" and not commands(block):
