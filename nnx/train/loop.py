@@ -186,8 +186,7 @@ def _split(x: Any, y: Any, fraction: Any, seed: Any) -> tuple[tuple[Any, Any], t
                           f"parts; use more data or another fraction")
     seed = seed if isinstance(seed, int) and not isinstance(seed, bool) else 0
     stratify = hy.ndim == 1 and hy.dtype.kind in "iu"
-    if not batches.is_named(hx):
-        return train_val_split(hx, hy, val=float(fraction), seed=seed, stratify=stratify)
+    # the split of the sample indices, then every input array taken by them (one array or named inputs)
     (train, ty), (held, vy) = train_val_split(_backend.to_host(list(range(n))), hy, val=float(fraction), seed=seed,
                                               stratify=stratify)
     return (batches.each(hx, lambda v: v[train]), ty), (batches.each(hx, lambda v: v[held]), vy)
