@@ -191,7 +191,7 @@ def test_a_0_length_sequence_into_a_recurrent_layer_is_a_shape_error(make: Any) 
 
 
 def test_attention_over_0_positions_gives_empty_results_and_to_0_keys_zero_weights() -> None:
-    import torch
+    torch = pytest.importorskip("torch")
 
     mha = nnx.MultiHeadAttention(4, 2, seed=0, dtype="float64")
     y = mha.forward(np.zeros((2, 0, 4)))
